@@ -1,0 +1,5 @@
+import sys
+
+from solverbench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,78 @@
+"""The Backbone contract: a velocity network with the conventions of BA_SOLVER.md.
+
+``forward(x, t, y=None) -> v`` with ``x_t = (1 - t) x0 + t eps`` (t = 1 noise, t = 0 data)
+and ``v = dx/dt = eps - x0``.  ``t`` arrives as a tensor of shape ``(batch,)``.
+A backbone declares
+
+- ``sample_shape``: the shape of one sample, e.g. ``(64,)`` or ``(4, 32, 32)``;
+- ``num_classes``: the number of class labels, or ``None`` for an unconditional model;
+- ``null_label``: the label meaning "no label" (used for classifier-free guidance), or
+  ``None`` when the model has none;
+
+and may offer ``sample_data(n, generator, labels=None) -> (x0, y)`` (draws from its data
+distribution) and ``identity() -> dict`` (what distinguishes it, for cache keys).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from solverbench.registry import BACKBONES
+
+REQUIRED_ATTRIBUTES = ("sample_shape", "num_classes", "null_label")
+
+
+class Backbone(nn.Module):
+    """Base class for built-in backbones (any object meeting the contract works too)."""
+
+    sample_shape: tuple[int, ...]
+    num_classes: Optional[int] = None
+    null_label: Optional[int] = None
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def identity(self) -> dict[str, Any]:
+        """What makes this backbone itself: used in cache keys of references and SideNets."""
+        return {"class": type(self).__qualname__}
+
+    @property
+    def has_data(self) -> bool:
+        return type(self).sample_data is not Backbone.sample_data
+
+    def sample_data(self, n: int, generator: torch.Generator, labels: Optional[torch.Tensor] = None):
+        raise NotImplementedError(f"{type(self).__name__} cannot draw data samples")
+
+
+def resolve_backbone(backbone: Any, **params: Any) -> Any:
+    """A registered name (built with ``params``) or an object meeting the contract."""
+    if isinstance(backbone, str):
+        backbone = BACKBONES.get(backbone)(**params)
+    elif params:
+        raise TypeError("backbone parameters can only be given with a registered backbone name")
+    check_backbone(backbone)
+    return backbone
+
+
+def check_backbone(backbone: Any) -> None:
+    missing = [a for a in REQUIRED_ATTRIBUTES if not hasattr(backbone, a)]
+    if missing or not callable(backbone):
+        what = f"lacks the attributes {', '.join(missing)}" if missing else "is not callable"
+        raise TypeError(
+            f"{type(backbone).__name__} is not a backbone: it {what}. A backbone is callable as "
+            f"forward(x, t, y=None) -> velocity and declares {', '.join(REQUIRED_ATTRIBUTES)}"
+        )
+
+
+def backbone_identity(backbone: Any) -> dict[str, Any]:
+    if hasattr(backbone, "identity"):
+        return dict(backbone.identity())
+    return {"class": f"{type(backbone).__module__}.{type(backbone).__qualname__}"}
+
+
+def has_data(backbone: Any) -> bool:
+    if isinstance(backbone, Backbone):
+        return backbone.has_data
+    return callable(getattr(backbone, "sample_data", None))

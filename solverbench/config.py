@@ -1,0 +1,287 @@
+"""Grid files: parse, validate before any work, and expand into cells.
+
+A grid names backbones, solvers (list-valued solver parameters expand to their product),
+NFE budgets, schedules, guidance, seeds, sample counts and metrics.  Every mistake is
+reported with the key it sits under, the bad value and what is allowed.
+"""
+from __future__ import annotations
+
+import inspect
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import yaml
+
+from solverbench.backbone import resolve_backbone
+from solverbench.registry import BACKBONES, METRICS, SOLVERS, UnknownNameError, load_plugin_file
+from solverbench.solver import Solver
+from solverbench.timegrid import GRIDS, make_time_grid
+
+TOP_LEVEL_KEYS = {
+    "name": "the grid's name (default: the file name)",
+    "description": "free text",
+    "backbones": "list of backbone names or {name, params}",
+    "solvers": "list of solver names or {name, params, nfe}",
+    "nfe": "list of NFE budgets",
+    "schedule": "a schedule name, {name, ...params}, or a list of them",
+    "guidance": "{scale: number or list, interval: [t_lo, t_hi] or list of them}",
+    "seeds": "list of integer seeds",
+    "num_samples": "samples per cell",
+    "batch_size": "samples per batch",
+    "device": "cpu, cuda, cuda:N",
+    "dtype": "float32 or float64",
+    "metrics": "list of metric names",
+    "reference": "{rtol, atol}: tolerances of the reference solve",
+    "plugins": "list of Python files (relative to the grid file) that register solvers/backbones/metrics",
+    "save_samples": "how many samples per cell to keep for the report's sample grids",
+    "sidenet": "SideNet training settings for ba* solvers",
+}
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class GridError(ValueError):
+    """A grid file that cannot run; the message names the key, the value and what is allowed."""
+
+
+def _fail(key: str, value: Any, allowed: str) -> None:
+    raise GridError(f"grid key {key!r}: bad value {value!r}; {allowed}")
+
+
+@dataclass(frozen=True)
+class SolverSpec:
+    name: str
+    params: dict[str, Any]
+    nfe: Optional[tuple[int, ...]]  # overrides the grid's NFE list
+
+
+@dataclass
+class Grid:
+    name: str
+    path: Optional[Path]
+    backbones: list[tuple[str, dict[str, Any]]]
+    solvers: list[SolverSpec]
+    nfe: tuple[int, ...]
+    schedules: list[Any]
+    cfg_scales: tuple[float, ...]
+    cfg_intervals: tuple[tuple[float, float], ...]
+    seeds: tuple[int, ...]
+    num_samples: int
+    batch_size: int
+    device: str
+    dtype: str
+    metrics: tuple[str, ...]
+    reference: dict[str, float]
+    save_samples: int
+    sidenet: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (backbone, solver, NFE, schedule, guidance, seed) combination of a grid."""
+
+    backbone: str
+    backbone_params: dict
+    solver: str
+    solver_params: dict
+    nfe: Optional[int]
+    schedule: Any
+    cfg_scale: float
+    cfg_interval: tuple[float, float]
+    seed: int
+
+    def key(self, grid: Grid) -> dict[str, Any]:
+        """Everything that defines this cell's numbers (not batch size or device)."""
+        return {
+            "backbone": self.backbone, "backbone_params": self.backbone_params,
+            "solver": self.solver, "solver_params": self.solver_params, "nfe": self.nfe,
+            "schedule": self.schedule, "cfg_scale": self.cfg_scale, "cfg_interval": list(self.cfg_interval),
+            "seed": self.seed, "num_samples": grid.num_samples, "dtype": grid.dtype,
+            "metrics": sorted(grid.metrics), "reference": grid.reference, "sidenet": grid.sidenet,
+        }
+
+
+def load_grid(path: str | Path) -> Grid:
+    path = Path(path)
+    if not path.is_file():
+        raise GridError(f"grid file {str(path)!r} does not exist")
+    with open(path) as f:
+        try:
+            raw = yaml.safe_load(f)
+        except yaml.YAMLError as err:
+            raise GridError(f"grid file {str(path)!r} is not valid YAML: {err}") from None
+    return parse_grid(raw, path=path)
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _positive_ints(key: str, value: Any) -> tuple[int, ...]:
+    values = _as_list(value)
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+        _fail(key, value, "allowed: a positive integer or a non-empty list of them")
+    return tuple(values)
+
+
+def _named(key: str, entry: Any) -> tuple[str, dict]:
+    if isinstance(entry, str):
+        return entry, {}
+    if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+        return entry["name"], entry
+    _fail(key, entry, "allowed: a name or a mapping with a 'name' key")
+
+
+def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
+    if not isinstance(raw, dict):
+        raise GridError(f"a grid must be a mapping of keys ({', '.join(TOP_LEVEL_KEYS)}), got {type(raw).__name__}")
+    for key in raw:
+        if key not in TOP_LEVEL_KEYS:
+            _fail(key, raw[key], "unknown key; allowed keys: " + ", ".join(TOP_LEVEL_KEYS))
+
+    base = path.parent if path is not None else Path.cwd()
+    for i, plugin in enumerate(_as_list(raw.get("plugins", []))):
+        plugin_path = Path(plugin) if Path(plugin).is_absolute() else base / plugin
+        if not plugin_path.is_file():
+            _fail(f"plugins[{i}]", plugin, f"no such file ({plugin_path})")
+        load_plugin_file(plugin_path)
+
+    for key in ("backbones", "solvers"):
+        if not raw.get(key):
+            _fail(key, raw.get(key), "required: a non-empty list")
+
+    backbones = []
+    for i, entry in enumerate(_as_list(raw["backbones"])):
+        name, spec = _named(f"backbones[{i}]", entry)
+        extra = set(spec) - {"name", "params"}
+        if extra:
+            _fail(f"backbones[{i}]", entry, "allowed keys: name, params")
+        params = spec.get("params") or {}
+        if name not in BACKBONES:
+            _fail(f"backbones[{i}].name", name, "known backbones: " + ", ".join(BACKBONES.names()))
+        try:
+            resolve_backbone(name, **params)
+        except (TypeError, ValueError) as err:
+            _fail(f"backbones[{i}].params", params, f"{name} refuses them: {err}")
+        backbones.append((name, params))
+
+    nfe = _positive_ints("nfe", raw["nfe"]) if "nfe" in raw else ()
+    solvers = []
+    for i, entry in enumerate(_as_list(raw["solvers"])):
+        name, spec = _named(f"solvers[{i}]", entry)
+        extra = set(spec) - {"name", "params", "nfe"}
+        if extra:
+            _fail(f"solvers[{i}]", entry, "allowed keys: name, params, nfe")
+        if name not in SOLVERS:
+            _fail(f"solvers[{i}].name", name, "known solvers: " + ", ".join(SOLVERS.names()))
+        own_nfe = _positive_ints(f"solvers[{i}].nfe", spec["nfe"]) if "nfe" in spec else None
+        params = spec.get("params") or {}
+        if not isinstance(params, dict):
+            _fail(f"solvers[{i}].params", params, "allowed: a mapping of parameter names to values or lists")
+        keys = list(params)
+        for combo in itertools.product(*(_as_list(params[k]) for k in keys)):
+            solver_params = dict(zip(keys, combo))
+            solver = _build_solver(f"solvers[{i}].params", name, solver_params)
+            if not solver.adaptive and not (own_nfe or nfe):
+                _fail("nfe", raw.get("nfe"), f"required for solver {name!r}: a list of NFE budgets")
+            solvers.append(SolverSpec(name, solver_params, own_nfe))
+
+    schedules = _as_list(raw.get("schedule", "uniform"))
+    for i, schedule in enumerate(schedules):
+        try:
+            make_time_grid(schedule, 2)
+        except (TypeError, ValueError) as err:
+            _fail(f"schedule[{i}]", schedule, f"known schedules: {', '.join(sorted(GRIDS))} ({err})")
+
+    guidance = raw.get("guidance", {}) or {}
+    if not isinstance(guidance, dict) or set(guidance) - {"scale", "interval"}:
+        _fail("guidance", guidance, "allowed: a mapping with keys scale and interval")
+    scales = _as_list(guidance.get("scale", 1.0))
+    for s in scales:
+        if not isinstance(s, (int, float)) or isinstance(s, bool) or s < 0:
+            _fail("guidance.scale", s, "allowed: non-negative numbers")
+    intervals_raw = guidance.get("interval", [0.0, 1.0])
+    intervals_list = intervals_raw if intervals_raw and isinstance(intervals_raw[0], (list, tuple)) else [intervals_raw]
+    intervals = []
+    for iv in intervals_list:
+        if not (isinstance(iv, (list, tuple)) and len(iv) == 2 and all(isinstance(v, (int, float)) for v in iv)
+                and 0 <= iv[0] < iv[1] <= 1):
+            _fail("guidance.interval", iv, "allowed: [t_lo, t_hi] with 0 <= t_lo < t_hi <= 1, or a list of such pairs")
+        intervals.append((float(iv[0]), float(iv[1])))
+    if any(s != 1.0 for s in scales):
+        for name, params in backbones:
+            if getattr(resolve_backbone(name, **params), "null_label", None) is None:
+                _fail("guidance.scale", scales, f"backbone {name!r} has no null label, so only scale 1 is allowed")
+
+    seeds = _as_list(raw.get("seeds", [0]))
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        _fail("seeds", raw.get("seeds"), "allowed: a list of non-negative integers")
+    num_samples = _positive_ints("num_samples", raw.get("num_samples", 256))
+    batch_size = _positive_ints("batch_size", raw.get("batch_size", num_samples[0]))
+    if len(num_samples) > 1 or len(batch_size) > 1:
+        _fail("num_samples", raw.get("num_samples"), "allowed: a single positive integer")
+
+    device = str(raw.get("device", "cpu"))
+    try:
+        torch.device(device)
+    except RuntimeError:
+        _fail("device", device, "allowed: cpu, cuda, cuda:N, mps")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        _fail("device", device, "CUDA is not available on this machine; allowed: cpu")
+    dtype = raw.get("dtype", "float32")
+    if dtype not in DTYPES:
+        _fail("dtype", dtype, "allowed: " + ", ".join(DTYPES))
+
+    metrics = tuple(_as_list(raw.get("metrics", ["trajectory_error"])))
+    for i, m in enumerate(metrics):
+        if m not in METRICS:
+            _fail(f"metrics[{i}]", m, "known metrics: " + ", ".join(METRICS.names()))
+
+    reference = {"rtol": 1e-9, "atol": 1e-9, **(raw.get("reference") or {})}
+    if set(reference) - {"rtol", "atol"} or not all(isinstance(v, (int, float)) and v > 0 for v in reference.values()):
+        _fail("reference", raw.get("reference"), "allowed: {rtol: positive number, atol: positive number}")
+    save_samples = raw.get("save_samples", 64)
+    if not isinstance(save_samples, int) or save_samples < 0:
+        _fail("save_samples", save_samples, "allowed: a non-negative integer")
+    sidenet = raw.get("sidenet") or {}
+    if not isinstance(sidenet, dict):
+        _fail("sidenet", sidenet, "allowed: a mapping of SideNet training settings")
+
+    name = raw.get("name") or (path.stem if path is not None else "grid")
+    if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+        _fail("name", name, "allowed: letters, digits, '-' and '_'")
+    return Grid(
+        name=name, path=path, backbones=backbones, solvers=solvers, nfe=nfe, schedules=schedules,
+        cfg_scales=tuple(float(s) for s in scales), cfg_intervals=tuple(intervals), seeds=tuple(seeds),
+        num_samples=num_samples[0], batch_size=batch_size[0], device=device, dtype=dtype, metrics=metrics,
+        reference={k: float(v) for k, v in reference.items()}, save_samples=save_samples, sidenet=sidenet, raw=raw,
+    )
+
+
+def _build_solver(key: str, name: str, params: dict) -> Solver:
+    cls = SOLVERS.get(name)
+    try:
+        return cls(**params)
+    except TypeError as err:
+        allowed = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
+        _fail(key, params, f"{name} accepts the parameters: {', '.join(allowed) or 'none'} ({err})")
+    except ValueError as err:
+        _fail(key, params, f"{name} refuses them: {err}")
+
+
+def expand_cells(grid: Grid) -> list[Cell]:
+    """Every cell of the grid, in a stable order (adaptive solvers get one cell, NFE None)."""
+    cells = []
+    for backbone, backbone_params in grid.backbones:
+        for spec in grid.solvers:
+            solver = SOLVERS.get(spec.name)(**spec.params)
+            budgets = (None,) if solver.adaptive else (spec.nfe or grid.nfe)
+            for nfe, schedule, scale, interval, seed in itertools.product(
+                budgets, grid.schedules, grid.cfg_scales, grid.cfg_intervals, grid.seeds
+            ):
+                cells.append(Cell(backbone, backbone_params, spec.name, spec.params, nfe, schedule,
+                                  scale, interval, seed))
+    return cells

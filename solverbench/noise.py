@@ -1,0 +1,40 @@
+"""Per-sample randomness from (seed, sample index), as EDM's generate.py draws it.
+
+A sample's noise and label depend only on its seed and index, never on the batch it is
+drawn in or on how a sweep is split.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+_NOISE, _LABEL, _DATA = 0, 1, 2
+
+
+def sample_generator(seed: int, index: int, stream: int = _NOISE) -> torch.Generator:
+    state = np.random.SeedSequence([int(seed), int(index), stream]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+def noise_for(seed: int, indices: Sequence[int], shape: Sequence[int], dtype=torch.float32) -> torch.Tensor:
+    """Standard normal noise, one independent stream per sample index (drawn in float64)."""
+    return torch.stack(
+        [torch.randn(tuple(shape), generator=sample_generator(seed, i), dtype=torch.float64) for i in indices]
+    ).to(dtype)
+
+
+def labels_for(seed: int, indices: Sequence[int], num_classes: Optional[int]) -> Optional[torch.Tensor]:
+    """Uniform class labels, one per sample index; ``None`` for unconditional backbones."""
+    if num_classes is None:
+        return None
+    return torch.tensor(
+        [int(torch.randint(num_classes, (1,), generator=sample_generator(seed, i, _LABEL))) for i in indices],
+        dtype=torch.long,
+    )
+
+
+def data_generator(seed: int) -> torch.Generator:
+    """The generator for fresh data samples that distribution metrics compare against."""
+    return sample_generator(seed, 0, _DATA)

@@ -1,0 +1,71 @@
+"""Reference endpoints: the adaptive float64 solve from the same noise, labels and guidance.
+
+Cached on disk, keyed by everything that defines them (backbone identity, seed, sample
+count, sample dtype, guidance, tolerances), so every solver of a sweep, and every later
+sweep, reuses one solve.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from solverbench.backbone import backbone_identity
+from solverbench.field import VelocityField
+from solverbench.hashing import spec_hash
+from solverbench.noise import labels_for, noise_for
+from solverbench.solver import get_solver
+
+
+def reference_key(backbone: Any, seed: int, num_samples: int, dtype: str, cfg_scale: float,
+                  cfg_interval: tuple[float, float], rtol: float, atol: float) -> dict[str, Any]:
+    return {
+        "backbone": backbone_identity(backbone), "seed": int(seed), "num_samples": int(num_samples),
+        "dtype": dtype, "cfg_scale": float(cfg_scale), "cfg_interval": [float(v) for v in cfg_interval],
+        "rtol": float(rtol), "atol": float(atol), "method": "dopri5",
+    }
+
+
+def float64_backbone(backbone: Any) -> Any:
+    """The backbone with float64 weights (a copy) where it has floating-point parameters."""
+    if isinstance(backbone, torch.nn.Module) and any(p.is_floating_point() for p in backbone.parameters()):
+        return copy.deepcopy(backbone).double()
+    return backbone
+
+
+def solve_reference(backbone: Any, noise: torch.Tensor, labels: Optional[torch.Tensor], cfg_scale: float,
+                    cfg_interval: tuple[float, float], rtol: float, atol: float, batch_size: int) -> torch.Tensor:
+    solver = get_solver("reference", rtol=rtol, atol=atol)
+    backbone64 = float64_backbone(backbone)
+    grid = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    out = []
+    for start in range(0, len(noise), batch_size):
+        sl = slice(start, start + batch_size)
+        field = VelocityField(backbone64, None if labels is None else labels[sl], cfg_scale, cfg_interval)
+        out.append(solver.solve(field, noise[sl].double(), grid))
+    return torch.cat(out)
+
+
+def reference_endpoints(backbone: Any, *, seed: int, num_samples: int, dtype: torch.dtype, cfg_scale: float,
+                        cfg_interval: tuple[float, float], rtol: float = 1e-9, atol: float = 1e-9,
+                        batch_size: int = 1024, device: str = "cpu", cache_dir: Optional[Path] = None) -> torch.Tensor:
+    """Float64 endpoints of the reference solve for samples ``0 .. num_samples - 1`` of ``seed``."""
+    dtype_name = str(dtype).removeprefix("torch.")
+    key = reference_key(backbone, seed, num_samples, dtype_name, cfg_scale, cfg_interval, rtol, atol)
+    path = Path(cache_dir) / f"{spec_hash(key)}.pt" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        stored = torch.load(path, weights_only=True)
+        return stored["endpoints"].to(device)
+    indices = range(num_samples)
+    noise = noise_for(seed, indices, backbone.sample_shape, dtype).to(device)
+    labels = labels_for(seed, indices, backbone.num_classes)
+    labels = None if labels is None else labels.to(device)
+    endpoints = solve_reference(backbone, noise, labels, cfg_scale, cfg_interval, rtol, atol, batch_size)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save({"endpoints": endpoints.cpu(), "key": str(key)}, tmp)
+        tmp.replace(path)
+    return endpoints

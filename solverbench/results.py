@@ -1,0 +1,55 @@
+"""The results store: one parquet table per grid, one row per cell, written atomically.
+
+Each finished cell rewrites the table through a temporary file and an atomic rename, so
+a run killed at any moment leaves a readable file holding every cell finished before.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+TABLE = "results.parquet"
+
+
+class ResultsTable:
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self.path = self.directory / TABLE
+        self.frame = pd.read_parquet(self.path) if self.path.is_file() else pd.DataFrame()
+
+    def done(self) -> set[str]:
+        """Cells finished (ok, or failed with a recorded reason); cells that raised are retried."""
+        if "cell_id" not in self.frame:
+            return set()
+        return set(self.frame.loc[self.frame["status"] != "error", "cell_id"])
+
+    def put(self, row: dict[str, Any]) -> None:
+        """Add a row, replacing an earlier row of the same cell, and persist."""
+        frame = self.frame
+        if "cell_id" in frame:
+            frame = frame[frame["cell_id"] != row["cell_id"]]
+        new = pd.DataFrame([row])
+        self.frame = new if frame.empty else pd.concat([frame, new], ignore_index=True)
+        self._write()
+
+    def _write(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{TABLE}.{os.getpid()}.tmp")
+        self.frame.to_parquet(tmp, index=False)
+        os.replace(tmp, self.path)
+
+
+def read_results(results_dir: str | Path, grids: Iterable[str] | None = None) -> pd.DataFrame:
+    """Every results table under ``results_dir`` (or the named grids), concatenated."""
+    results_dir = Path(results_dir)
+    names = list(grids) if grids else sorted(p.parent.name for p in results_dir.glob(f"*/{TABLE}"))
+    frames = []
+    for name in names:
+        path = results_dir / name / TABLE
+        if not path.is_file():
+            raise FileNotFoundError(f"no results for grid {name!r}: {path} does not exist")
+        frames.append(pd.read_parquet(path))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

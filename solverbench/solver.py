@@ -1,0 +1,84 @@
+"""The Solver contract: (velocity field, noise, time grid) -> samples.
+
+A solver says how many intervals it uses for an NFE budget (``intervals_for``) and how
+many NFE it spends on a grid of N intervals (``nfe_for``); the harness checks the NFE
+it measured against that.  ``order`` is the theoretical global order (local truncation
+error O(H^(order+1))), or ``None`` where no order is claimed.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+
+from solverbench.field import VelocityField
+from solverbench.registry import SOLVERS
+
+
+class Solver:
+    """Base class of every solver. Subclasses implement ``solve``."""
+
+    registered_name: str = "?"
+    order: Optional[int] = None
+    nfe_per_interval: int = 1
+    adaptive: bool = False  # adaptive solvers choose their own steps; NFE is only measured
+    uses_sidenet: bool = False
+    analysis_only: bool = False  # an analysis tool (e.g. an oracle), never ranked as a sampler
+
+    def intervals_for(self, nfe: int) -> int:
+        """Number of grid intervals this solver uses for a budget of ``nfe`` evaluations."""
+        nfe = int(nfe)
+        if nfe < 1:
+            raise ValueError(f"{self.registered_name}: an NFE budget must be at least 1, got {nfe}")
+        return -(-nfe // self.nfe_per_interval)
+
+    def nfe_for(self, n_intervals: int) -> int:
+        """Evaluations spent on a grid of ``n_intervals`` intervals."""
+        return self.nfe_per_interval * int(n_intervals)
+
+    def prepare(self, backbone: Any, *, cache_dir: Optional[str] = None, **context: Any) -> None:
+        """One-off preparation for a backbone (e.g. training a SideNet); no-op by default."""
+
+    def solve(self, field: VelocityField, x: torch.Tensor, grid: torch.Tensor, *, nfe: Optional[int] = None) -> torch.Tensor:
+        """Integrate ``dx/dt = field(x, t)`` along ``grid`` (from ``grid[0]`` to ``grid[-1]``).
+
+        ``nfe`` is the budget the grid was built for (``None`` for an explicit grid);
+        solvers that split a budget unevenly across intervals use it.
+        """
+        raise NotImplementedError
+
+    def params(self) -> dict[str, Any]:
+        """The parameters that distinguish this instance (logged with every result)."""
+        return {}
+
+    def label(self) -> str:
+        """A short display name: the registered name plus its distinguishing parameters."""
+        p = self.params()
+        return self.registered_name + (
+            "(" + ", ".join(f"{k}={v}" for k, v in p.items()) + ")" if p else ""
+        )
+
+    @property
+    def sidenet_calls(self) -> int:
+        """SideNet evaluations so far (per sample); not NFE, but counted and reported."""
+        return 0
+
+    def row_fields(self) -> dict[str, Any]:
+        """Extra columns for every result row of this solver (e.g. SideNet size)."""
+        return {}
+
+    def __repr__(self) -> str:
+        return self.label()
+
+
+def get_solver(name: str | Solver, **params: Any) -> Solver:
+    """A solver instance from its registered name and parameters."""
+    if isinstance(name, Solver):
+        if params:
+            raise TypeError("parameters can only be given with a solver name, not an instance")
+        return name
+    cls = SOLVERS.get(name)
+    try:
+        return cls(**params)
+    except TypeError as err:
+        raise TypeError(f"solver {name!r}: {err}") from None
