@@ -14,6 +14,7 @@ distribution) and ``identity() -> dict`` (what distinguishes it, for cache keys)
 """
 from __future__ import annotations
 
+import copy
 from typing import Any, Optional
 
 import torch
@@ -76,3 +77,12 @@ def has_data(backbone: Any) -> bool:
     if isinstance(backbone, Backbone):
         return backbone.has_data
     return callable(getattr(backbone, "sample_data", None))
+
+
+def backbone_in_dtype(backbone: Any, dtype: torch.dtype) -> Any:
+    """The backbone with weights in ``dtype`` (a copy) where it has floating-point parameters."""
+    if isinstance(backbone, nn.Module):
+        params = [p for p in backbone.parameters() if p.is_floating_point()]
+        if params and any(p.dtype != dtype for p in params):
+            return copy.deepcopy(backbone).to(dtype)
+    return backbone

@@ -42,6 +42,10 @@ class VelocityField:
         self.cfg_interval = (t_lo, t_hi)
         self.nfe = 0
 
+    def with_backbone(self, backbone: Any) -> "VelocityField":
+        """The same labels and guidance on another backbone (e.g. a float64 copy); fresh counter."""
+        return VelocityField(backbone, self.labels, self.cfg_scale, self.cfg_interval)
+
     def guided_at(self, t: float) -> bool:
         t_lo, t_hi = self.cfg_interval
         return self.cfg_scale != 1.0 and t_lo < float(t) <= t_hi

@@ -6,13 +6,12 @@ sweep, reuses one solve.
 """
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
-from solverbench.backbone import backbone_identity
+from solverbench.backbone import backbone_identity, backbone_in_dtype
 from solverbench.field import VelocityField
 from solverbench.hashing import spec_hash
 from solverbench.noise import labels_for, noise_for
@@ -28,17 +27,10 @@ def reference_key(backbone: Any, seed: int, num_samples: int, dtype: str, cfg_sc
     }
 
 
-def float64_backbone(backbone: Any) -> Any:
-    """The backbone with float64 weights (a copy) where it has floating-point parameters."""
-    if isinstance(backbone, torch.nn.Module) and any(p.is_floating_point() for p in backbone.parameters()):
-        return copy.deepcopy(backbone).double()
-    return backbone
-
-
 def solve_reference(backbone: Any, noise: torch.Tensor, labels: Optional[torch.Tensor], cfg_scale: float,
                     cfg_interval: tuple[float, float], rtol: float, atol: float, batch_size: int) -> torch.Tensor:
     solver = get_solver("reference", rtol=rtol, atol=atol)
-    backbone64 = float64_backbone(backbone)
+    backbone64 = backbone_in_dtype(backbone, torch.float64)  # once, not per batch
     grid = torch.tensor([1.0, 0.0], dtype=torch.float64)
     out = []
     for start in range(0, len(noise), batch_size):

@@ -11,6 +11,7 @@ import torch
 from torchdiffeq import odeint
 
 from solverbench import register_solver
+from solverbench.backbone import backbone_in_dtype
 from solverbench.field import VelocityField
 from solverbench.solver import Solver
 
@@ -30,14 +31,18 @@ class Reference(Solver):
         return {"rtol": self.rtol, "atol": self.atol}
 
     def solve(self, field: VelocityField, x: torch.Tensor, grid: torch.Tensor, *, nfe: Optional[int] = None) -> torch.Tensor:
-        times = grid.to(device=x.device, dtype=self.dtype)
-        x_start = x.to(self.dtype)
-        trajectory = odeint(
-            lambda t, y: field(y, t), x_start, times, rtol=self.rtol, atol=self.atol, method=self.method
-        )
-        return trajectory[-1].to(x.dtype)
+        return self.trajectory(field, x, grid[[0, -1]])[-1].to(x.dtype)
 
     def trajectory(self, field: VelocityField, x: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
-        """States at every time in ``times`` (decreasing), shape ``(len(times), *x.shape)``."""
+        """States at every time in ``times`` (decreasing), shape ``(len(times), *x.shape)``.
+
+        The backbone runs in the solve's dtype (a float64 copy of a float32 network); its
+        evaluations are added to ``field``'s NFE count.
+        """
+        solve_field = field.with_backbone(backbone_in_dtype(field.backbone, self.dtype))
         times = times.to(device=x.device, dtype=self.dtype)
-        return odeint(lambda t, y: field(y, t), x.to(self.dtype), times, rtol=self.rtol, atol=self.atol, method=self.method)
+        try:
+            return odeint(lambda t, y: solve_field(y, t), x.to(self.dtype), times,
+                          rtol=self.rtol, atol=self.atol, method=self.method)
+        finally:
+            field.nfe += solve_field.nfe
