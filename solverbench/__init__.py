@@ -3,10 +3,12 @@ from solverbench.backbone import Backbone, resolve_backbone
 from solverbench.field import VelocityField
 from solverbench.registry import (
     BACKBONES,
+    FEATURE_EXTRACTORS,
     METRICS,
     SOLVERS,
     load_plugin_file,
     register_backbone,
+    register_feature_extractor,
     register_metric,
     register_solver,
 )
@@ -19,5 +21,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Backbone", "VelocityField", "Solver", "SampleResult", "sample", "get_solver",
     "resolve_backbone", "make_time_grid", "register_solver", "register_backbone",
-    "register_metric", "load_plugin_file", "SOLVERS", "BACKBONES", "METRICS",
+    "register_metric", "register_feature_extractor", "load_plugin_file", "FEATURE_EXTRACTORS", "SOLVERS", "BACKBONES", "METRICS",
 ]

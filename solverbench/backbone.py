@@ -11,6 +11,10 @@ A backbone declares
 
 and may offer ``sample_data(n, generator, labels=None) -> (x0, y)`` (draws from its data
 distribution) and ``identity() -> dict`` (what distinguishes it, for cache keys).
+
+Image backbones also offer ``to_images(samples) -> uint8 tensor (N, 3 or 1, H, W)``
+(decoding latents where needed) and name the ``default_feature_extractor`` (a name in the
+feature-extractor registry) that image metrics use unless a grid says otherwise.
 """
 from __future__ import annotations
 

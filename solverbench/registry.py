@@ -76,10 +76,12 @@ def _qualname(obj: Any) -> str:
 SOLVERS = Registry("solver")
 BACKBONES = Registry("backbone")
 METRICS = Registry("metric")
+FEATURE_EXTRACTORS = Registry("feature extractor")
 
 register_solver = SOLVERS.register
 register_backbone = BACKBONES.register
 register_metric = METRICS.register
+register_feature_extractor = FEATURE_EXTRACTORS.register
 
 _builtins_loaded = False
 
