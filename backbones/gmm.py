@@ -92,16 +92,23 @@ class GaussianMixture(Backbone):
         return torch.where(in_class, -torch.log(counts.double()), torch.tensor(-math.inf, dtype=torch.float64))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        mu, s2 = self.means.to(x), self.stds.to(x) ** 2  # (K, D), (K,)
-        t = t.to(x).reshape(-1, 1)  # (B, 1)
+        """The exact velocity, computed in float64 whatever the input dtype.
+
+        With ``c_k = (t - a s_k^2) / var_k`` the sum is ``(sum_k w_k c_k) x - sum_k w_k (a c_k + 1) mu_k``,
+        and ``|x - a mu_k|^2`` is expanded, so no (batch, K, D) tensor is formed.
+        """
+        x64 = x.double()
+        mu, s2 = self.means.to(x64.device), self.stds.to(x64.device) ** 2  # (K, D), (K,)
+        t = t.to(x64).reshape(-1, 1)  # (B, 1)
         a = 1 - t
         var = a**2 * s2 + t**2  # (B, K)
-        diff = x[:, None, :] - a[:, :, None] * mu  # (B, K, D)
+        sq = (x64**2).sum(1, keepdim=True) - 2 * a * (x64 @ mu.T) + a**2 * (mu**2).sum(1)  # |x - a mu_k|^2
         d = x.shape[-1]
-        log_w = -0.5 * (diff**2).sum(-1) / var - 0.5 * d * torch.log(var) + self._class_mask(y, len(x)).to(x)
+        log_w = -0.5 * sq / var - 0.5 * d * torch.log(var) + self._class_mask(y, len(x)).to(x64.device)
         w = torch.softmax(log_w, dim=1)  # (B, K)
-        per_component = ((t - a * s2) / var)[:, :, None] * diff - mu  # E[eps - x0 | x_t, k]
-        return torch.einsum("bk,bkd->bd", w, per_component)
+        c = (t - a * s2) / var  # (B, K)
+        v = (w * c).sum(1, keepdim=True) * x64 - (w * (a * c + 1)) @ mu
+        return v.to(x.dtype)
 
     def sample_data(self, n: int, generator: torch.Generator, labels: Optional[torch.Tensor] = None):
         """``n`` draws ``(x0, y)``; labels uniform over classes unless given."""

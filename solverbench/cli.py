@@ -73,6 +73,103 @@ def _report(parser: argparse.ArgumentParser):
     return run
 
 
+@command("train-backbone")
+def _train_backbone(parser: argparse.ArgumentParser):
+    parser.description = (
+        "Train a backbone that supports it (its registered class has a TrainingConfig dataclass and a "
+        "train(config, out, progress) classmethod) and write its checkpoint. The options after the name "
+        "are the fields of its TrainingConfig: `train-backbone NAME --help` lists them."
+    )
+    parser.add_argument("backbone", help="a registered backbone name, e.g. digits or toy2d")
+    parser.add_argument("options", nargs=argparse.REMAINDER, help="the backbone's training options")
+
+    def run(args: argparse.Namespace) -> int:
+        import dataclasses
+        import time
+        import typing
+        from pathlib import Path
+
+        from solverbench.hashing import spec_hash
+        from solverbench.registry import BACKBONES
+
+        cls = BACKBONES.get(args.backbone)
+        config_cls = getattr(cls, "TrainingConfig", None)
+        if not (dataclasses.is_dataclass(config_cls) and callable(getattr(cls, "train", None))):
+            print(f"solverbench train-backbone: error: backbone {args.backbone!r} cannot be trained by solverbench "
+                  "(its class has no TrainingConfig dataclass and train classmethod)", file=sys.stderr)
+            return 2
+        options = argparse.ArgumentParser(prog=f"solverbench train-backbone {args.backbone}",
+                                          description=(cls.__doc__ or "").strip().splitlines()[0])
+        types = typing.get_type_hints(config_cls)
+        fields = dataclasses.fields(config_cls)
+        for f in fields:
+            options.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=types[f.name], default=f.default,
+                                 choices=f.metadata.get("choices"), help=f"{f.metadata.get('help', '')} (default: {f.default})")
+        options.add_argument("--out", help="checkpoint file to write (default: RESULTS/.cache/backbones/"
+                                           "NAME-<hash of the training options>.pt, reused if it exists)")
+        options.add_argument("--results", default="results", help="results directory (default: results)")
+        options.add_argument("--force", action="store_true", help="train even if the cached checkpoint exists")
+        options.add_argument("--no-progress", action="store_true", help="no progress bar")
+        opts = options.parse_args(args.options)
+        config = config_cls(**{f.name: getattr(opts, f.name) for f in fields})
+        cache_name = f"{args.backbone}-{spec_hash(dataclasses.asdict(config))}.pt"
+        out = Path(opts.out) if opts.out else Path(opts.results) / ".cache" / "backbones" / cache_name
+        if out.exists() and not (opts.out or opts.force):
+            print(f"{out} exists (trained with these options); --force trains again")
+        else:
+            start = time.perf_counter()
+            out = cls.train(config, out, progress=not opts.no_progress)
+            print(f"wrote {out} in {time.perf_counter() - start:.0f} s")
+        print(f"use it with: backbones: [{{name: {args.backbone}, params: {{checkpoint: {out}}}}}]")
+        return 0
+
+    return run
+
+
+
+@command("train-sidenet")
+def _train_sidenet(parser: argparse.ArgumentParser):
+    parser.description = (
+        "Train the BA-solver's SideNet for a registered backbone (plugins included) and write its checkpoint. "
+        "The options after the name are the SideNet settings (the keys of a grid's sidenet: mapping): "
+        "`train-sidenet NAME --help` lists them."
+    )
+    parser.add_argument("backbone", help="a registered backbone name, e.g. gmm")
+    parser.add_argument("options", nargs=argparse.REMAINDER, help="backbone parameters and SideNet settings")
+
+    def run(args: argparse.Namespace) -> int:
+        import yaml
+
+        from solverbench.backbone import resolve_backbone
+        from solverbench.registry import SOLVERS, load_plugin_file
+
+        trainer = SOLVERS.get("ba")  # the BA-solver owns its training; found through the registry
+        options = argparse.ArgumentParser(prog=f"solverbench train-sidenet {args.backbone}")
+        options.add_argument("--backbone-params", default="{}", help="the backbone's parameters, a YAML mapping, "
+                                                                     "e.g. '{preset: gmm64}'")
+        options.add_argument("--plugins", nargs="*", default=[], help="plugin files to load first")
+        options.add_argument("--out", help="checkpoint file to write (default: the runner's cache entry under "
+                                           "RESULTS/.cache/sidenet/, which grids with these sidenet: settings reuse)")
+        options.add_argument("--results", default="results", help="results directory (default: results)")
+        options.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
+        options.add_argument("--no-progress", action="store_true", help="no progress bar")
+        trainer.add_training_options(options)
+        opts = options.parse_args(args.options)
+        for path in opts.plugins:
+            load_plugin_file(path)
+        params = yaml.safe_load(opts.backbone_params) or {}
+        if not isinstance(params, dict):
+            print(f"solverbench train-sidenet: error: --backbone-params must be a mapping, got {params!r}",
+                  file=sys.stderr)
+            return 2
+        backbone = resolve_backbone(args.backbone, **params)
+        print(trainer.train_to_file(backbone, trainer.settings_from_options(opts), opts.out,
+                                    cache_dir=f"{opts.results}/.cache", device=opts.device,
+                                    progress=not opts.no_progress))
+        return 0
+
+    return run
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="solverbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -34,11 +34,15 @@ TOP_LEVEL_KEYS = {
     "device": "cpu, cuda, cuda:N",
     "dtype": "float32 or float64",
     "metrics": "list of metric names",
+    "metric_options": "mapping of options the grid's metrics read (image metrics: feature_extractor, backend, ...)",
     "reference": "{rtol, atol}: tolerances of the reference solve",
     "plugins": "list of Python files (relative to the grid file) that register solvers/backbones/metrics",
     "save_samples": "how many samples per cell to keep for the report's sample grids",
     "sidenet": "SideNet training settings for ba* solvers",
+    "kind": "sweep (the default: sample at NFE budgets) or lte (the local-truncation-error study)",
+    "lte": "settings of a grid of kind lte: {step_sizes, start_times} (see solverbench/lte/settings.py)",
 }
+KINDS = ("sweep", "lte")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -77,6 +81,9 @@ class Grid:
     save_samples: int
     sidenet: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    metric_options: dict[str, Any] = field(default_factory=dict)
+    kind: str = "sweep"
+    lte: Optional[Any] = None  # LTESettings of a grid of kind lte
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,8 @@ class Cell:
             "schedule": self.schedule, "cfg_scale": self.cfg_scale, "cfg_interval": list(self.cfg_interval),
             "seed": self.seed, "num_samples": grid.num_samples, "dtype": grid.dtype,
             "metrics": sorted(grid.metrics), "reference": grid.reference, "sidenet": grid.sidenet,
+            # only when set, so that the ids of cells without options stay as they were
+            **({"metric_options": grid.metric_options} if grid.metric_options else {}),
         }
 
 
@@ -142,6 +151,7 @@ def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
         if key not in TOP_LEVEL_KEYS:
             _fail(key, raw[key], "unknown key; allowed keys: " + ", ".join(TOP_LEVEL_KEYS))
 
+    kind, lte = _kind(raw)
     base = path.parent if path is not None else Path.cwd()
     for i, plugin in enumerate(_as_list(raw.get("plugins", []))):
         plugin_path = Path(plugin) if Path(plugin).is_absolute() else base / plugin
@@ -185,7 +195,7 @@ def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
         for combo in itertools.product(*(_as_list(params[k]) for k in keys)):
             solver_params = dict(zip(keys, combo))
             solver = _build_solver(f"solvers[{i}].params", name, solver_params)
-            if not solver.adaptive and not (own_nfe or nfe):
+            if kind == "sweep" and not solver.adaptive and not (own_nfe or nfe):
                 _fail("nfe", raw.get("nfe"), f"required for solver {name!r}: a list of NFE budgets")
             solvers.append(SolverSpec(name, solver_params, own_nfe))
 
@@ -239,6 +249,7 @@ def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
     for i, m in enumerate(metrics):
         if m not in METRICS:
             _fail(f"metrics[{i}]", m, "known metrics: " + ", ".join(METRICS.names()))
+    metric_options = _metric_options(raw.get("metric_options"), metrics)
 
     reference = {"rtol": 1e-9, "atol": 1e-9, **(raw.get("reference") or {})}
     if set(reference) - {"rtol", "atol"} or not all(isinstance(v, (int, float)) and v > 0 for v in reference.values()):
@@ -258,7 +269,44 @@ def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
         cfg_scales=tuple(float(s) for s in scales), cfg_intervals=tuple(intervals), seeds=tuple(seeds),
         num_samples=num_samples[0], batch_size=batch_size[0], device=device, dtype=dtype, metrics=metrics,
         reference={k: float(v) for k, v in reference.items()}, save_samples=save_samples, sidenet=sidenet, raw=raw,
+        kind=kind, lte=lte, metric_options=metric_options,
     )
+
+
+def _metric_options(options: Any, metrics: tuple[str, ...]) -> dict[str, Any]:
+    """Options for the grid's metrics: each key read by one of them (a metric lists what it reads in
+    ``fn.options`` and may check values with ``fn.check_options(options)``, raising ValueError)."""
+    options = {} if options is None else options
+    if not isinstance(options, dict):
+        _fail("metric_options", options, "allowed: a mapping of option names to values")
+    readers = [METRICS.get(m) for m in metrics]
+    accepted = {key for fn in readers for key in getattr(fn, "options", {})}
+    for key, value in options.items():
+        if key not in accepted:
+            _fail(f"metric_options.{key}", value, "options read by the grid's metrics: "
+                  + (", ".join(sorted(accepted)) or "none"))
+    for fn in readers:
+        check = getattr(fn, "check_options", None)
+        if check is not None:
+            try:
+                check(options)
+            except ValueError as err:
+                _fail("metric_options", options, str(err))
+    return dict(options)
+
+
+def _kind(raw: dict) -> tuple[str, Any]:
+    """The grid's kind and, for kind lte, its validated study settings."""
+    kind = raw.get("kind", "sweep")
+    if kind not in KINDS:
+        _fail("kind", kind, "allowed: " + ", ".join(KINDS))
+    if kind == "lte":
+        from solverbench.lte.settings import parse_lte_settings  # imports this module: import it late
+
+        return kind, parse_lte_settings(raw)
+    if "lte" in raw:
+        _fail("lte", raw["lte"], "only a grid of kind lte takes lte settings")
+    return kind, None
 
 
 def _build_solver(key: str, name: str, params: dict) -> Solver:

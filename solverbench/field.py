@@ -55,14 +55,18 @@ class VelocityField:
         v_c, v_u = self.raw(x, t)
         return self.guide(v_c, v_u, t)
 
-    def raw(self, x: torch.Tensor, t: float | torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def raw(self, x: torch.Tensor, t: float | torch.Tensor, *, both: bool = False
+            ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Conditional and unconditional velocities ``(v_c, v_u)``: one NFE.
 
-        ``v_u`` is ``None`` where guidance is off at ``t``.
+        ``v_u`` is ``None`` where guidance is off at ``t``.  ``both=True`` evaluates the
+        unconditional half wherever the field guides at all (``cfg_scale != 1``), even at a
+        ``t`` outside the guidance interval: for solvers that guide predicted velocities at
+        other times than the one evaluated (the BA-solver's node times).  Still one NFE.
         """
         self.nfe += 1
         t = float(t)
-        if not self.guided_at(t):
+        if not (self.guided_at(t) or (both and self.cfg_scale != 1.0)):
             return self._backbone(x, t, self.labels), None
         null = torch.full_like(self.labels, self.backbone.null_label)
         v = self._backbone(torch.cat([x, x]), t, torch.cat([self.labels, null]))

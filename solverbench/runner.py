@@ -160,7 +160,8 @@ class Runner:
 
         ctx = MetricContext(samples=samples, labels=None if labels is None else labels.to(samples.device),
                             backbone=backbone, cfg_scale=cell.cfg_scale, cfg_interval=cell.cfg_interval,
-                            seed=cell.seed, reference_fn=lambda: self.reference(cell), data_fn=data)
+                            seed=cell.seed, reference_fn=lambda: self.reference(cell), data_fn=data,
+                            extras={"cache_dir": self.cache_dir, "metric_options": self.grid.metric_options})
         values: dict[str, Any] = {}
         skipped = {}
         for name in self.grid.metrics:
@@ -183,4 +184,8 @@ class Runner:
 
 def run_grid(grid: Grid, results_dir: str | Path = "results", *, force: bool = False,
              progress: bool = True) -> ResultsTable:
+    if grid.kind == "lte":
+        from solverbench.lte.study import run_lte_study  # the study imports this module: import it late
+
+        return run_lte_study(grid, results_dir, force=force, progress=progress)
     return Runner(grid, results_dir, force=force, progress=progress).run()

@@ -4,15 +4,23 @@ A solver says how many intervals it uses for an NFE budget (``intervals_for``) a
 many NFE it spends on a grid of N intervals (``nfe_for``); the harness checks the NFE
 it measured against that.  ``order`` is the theoretical global order (local truncation
 error O(H^(order+1))), or ``None`` where no order is claimed.
+
+For the local-truncation-error study a solver takes one step from exact states
+(``local_step``); ``history_length`` says how many states that step uses (1 for one-step
+methods, k for a k-step multistep method, which then implements ``local_step`` itself).
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 
 from solverbench.field import VelocityField
 from solverbench.registry import SOLVERS
+
+
+class NoExactHistoryStep(NotImplementedError):
+    """A multistep solver that does not implement ``local_step``: it cannot step from exact history."""
 
 
 class Solver:
@@ -24,6 +32,7 @@ class Solver:
     adaptive: bool = False  # adaptive solvers choose their own steps; NFE is only measured
     uses_sidenet: bool = False
     analysis_only: bool = False  # an analysis tool (e.g. an oracle), never ranked as a sampler
+    history_length: int = 1  # states one step uses: 1 for one-step methods, k for a k-step multistep method
 
     def intervals_for(self, nfe: int) -> int:
         """Number of grid intervals this solver uses for a budget of ``nfe`` evaluations."""
@@ -46,6 +55,28 @@ class Solver:
         solvers that split a budget unevenly across intervals use it.
         """
         raise NotImplementedError
+
+    def local_step(self, field: VelocityField, history_times: Sequence[float],
+                   history_states: Sequence[torch.Tensor], t_next: float) -> torch.Tensor:
+        """One step to ``t_next`` from exact states, as a run holding this history would take it.
+
+        ``history_times`` are the ``history_length`` times the step uses, decreasing (the
+        oldest first, the step's start ``t`` last); ``history_states`` are the exact states
+        there; ``t_next < t``.  Velocities are evaluated through ``field`` (at the history
+        states too: a multistep solver re-evaluates what a run would have cached).  The
+        default, for one-step methods, is one ``solve`` over the grid ``[t, t_next]``;
+        a multistep solver (``history_length > 1``) must override it.
+        """
+        if self.history_length != 1:
+            raise NoExactHistoryStep(
+                f"no exact-history step: {self.label()} uses {self.history_length} past states "
+                "but does not implement Solver.local_step(field, history_times, history_states, t_next)"
+            )
+        if len(history_times) != 1 or len(history_states) != 1:
+            raise ValueError(f"{self.label()} is a one-step method: give one history time and state, "
+                             f"got {len(history_times)} and {len(history_states)}")
+        grid = torch.tensor([float(history_times[-1]), float(t_next)], dtype=torch.float64)
+        return self.solve(field, history_states[-1], grid)
 
     def params(self) -> dict[str, Any]:
         """The parameters that distinguish this instance (logged with every result)."""

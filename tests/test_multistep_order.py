@@ -41,13 +41,7 @@ class MixtureFlow(torch.nn.Module):
         return (x - (weights * x0_k).sum(1)) / t[:, 0]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread, so that OpenMP does not oversubscribe a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -44,13 +44,7 @@ class SwirlBackbone(torch.nn.Module):
         return torch.tanh(x @ self.W.to(x.dtype)) * (1 + t) + torch.sin(2 * t) * x - 0.5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread, so that OpenMP does not oversubscribe a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def diffusers_sample(scheduler, backbone, noise, n_steps, float64):

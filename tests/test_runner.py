@@ -148,7 +148,7 @@ def test_raising_cell_is_recorded_reported_and_retried(tmp_path, capsys):
     ({"schedule": "cosine"}, "schedule[0]", "known schedules"),
     ({"guidance": {"scale": 2.0, "interval": [0.9, 0.1]}}, "guidance.interval", "t_lo < t_hi"),
     ({"dtype": "float16"}, "dtype", "float32, float64"),
-    ({"metrics": ["fid"]}, "metrics[0]", "known metrics:"),
+    ({"metrics": ["fdi"]}, "metrics[0]", "known metrics:"),
     ({"device": "cuda"}, "device", "not available"),
     ({"sedes": [1]}, "sedes", "allowed keys"),
     ({"plugins": ["missing.py"]}, "plugins[0]", "no such file"),

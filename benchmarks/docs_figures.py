@@ -1,0 +1,50 @@
+"""Regenerate the README's figures: docs/convergence.png and docs/lte_order.png.
+
+    python benchmarks/docs_figures.py [--results results] [--reports reports]
+
+Runs configs/quick.yaml and configs/lte.yaml (cells already in the results are reused,
+as with ``solverbench run``), renders the report of those two grids, and copies its
+trajectory-error convergence plot and its LTE order curves into docs/.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from solverbench.config import load_grid
+from solverbench.report import write_report
+from solverbench.runner import run_grid
+
+ROOT = Path(__file__).resolve().parent.parent
+FIGURES = {  # docs/ name -> (grid file, the report's figure, relative to its grid folder)
+    "convergence.png": ("configs/quick.yaml", "convergence_trajectory_error.png"),
+    "lte_order.png": ("configs/lte.yaml", "lte_order.png"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", default=str(ROOT / "results"), help="results directory (default: results/)")
+    parser.add_argument("--reports", default=str(ROOT / "reports"), help="report directory (default: reports/)")
+    args = parser.parse_args(argv)
+    grids = {}
+    for grid_file, _ in FIGURES.values():
+        grid = load_grid(ROOT / grid_file)
+        run_grid(grid, args.results)
+        grids[grid_file] = grid.name
+    write_report(args.results, args.reports, grids=list(grids.values()))
+    for name, (grid_file, figure) in FIGURES.items():
+        source = Path(args.reports) / grids[grid_file] / figure
+        if not source.is_file():
+            print(f"docs_figures: {source} was not rendered (does {grid_file} hold more than one setting?)",
+                  file=sys.stderr)
+            return 1
+        shutil.copyfile(source, ROOT / "docs" / name)
+        print(f"docs/{name} <- {source}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

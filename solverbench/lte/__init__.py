@@ -1,0 +1,1 @@
+"""The local-truncation-error study, a grid of ``kind: lte`` (see ``settings`` and ``study``)."""

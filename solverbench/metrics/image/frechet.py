@@ -1,0 +1,34 @@
+"""Frechet distance (FID's formula) between sample features and reference statistics.
+
+``d^2 = |mu_1 - mu_2|^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2))`` (Heusel et al. 2017), computed
+by torch-fidelity (eigenvalues of ``S_1 S_2``) or by clean-fid (``scipy.linalg.sqrtm``); the
+two agree to rounding on the same features.
+"""
+from __future__ import annotations
+
+import torch
+
+BACKENDS = ("torch-fidelity", "clean-fid")
+
+
+def frechet_statistics(features: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Mean and covariance of ``features`` (N, D) as torch-fidelity computes them for FID."""
+    from torch_fidelity.metric_fid import fid_features_to_statistics
+
+    stats = fid_features_to_statistics(features.cpu())
+    return {k: torch.from_numpy(v) for k, v in stats.items()}
+
+
+def frechet_distance(features: torch.Tensor, reference: dict[str, torch.Tensor], backend: str) -> float:
+    """Frechet distance between the Gaussian fits of ``features`` and of the reference statistics."""
+    mine = {k: v.numpy() for k, v in frechet_statistics(features).items()}
+    theirs = {k: v.numpy() for k, v in reference.items()}
+    if backend == "torch-fidelity":
+        from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
+
+        return fid_statistics_to_metric(mine, theirs, verbose=False)[KEY_METRIC_FID]
+    if backend == "clean-fid":
+        from cleanfid.fid import frechet_distance as clean_fid_frechet_distance
+
+        return float(clean_fid_frechet_distance(mine["mu"], mine["sigma"], theirs["mu"], theirs["sigma"]))
+    raise ValueError(f"unknown Frechet-distance backend {backend!r}; known: {', '.join(BACKENDS)}")

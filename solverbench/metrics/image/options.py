@@ -1,0 +1,55 @@
+"""The grid's ``metric_options`` that image metrics read, parsed and checked before any work."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from solverbench.metrics.image.frechet import BACKENDS
+from solverbench.registry import FEATURE_EXTRACTORS
+
+OPTIONS = {
+    "feature_extractor": "registered feature extractor for the image metrics (default: the backbone's "
+                         "default_feature_extractor)",
+    "feature_extractor_weights_path": "weights file of extractors that take one (inception-file)",
+    "backend": "whose Frechet-distance math gives fid and sfid: torch-fidelity (default) or clean-fid",
+    "reference_samples": "data samples behind the reference statistics (default 10000)",
+    "feature_batch_size": "images per feature-extractor batch (default 250; does not change results)",
+    "kid_subsets": "KID: number of random subsets (default 100)",
+    "kid_subset_size": "KID: subset size (default min(1000, samples, reference samples))",
+}
+
+
+@dataclass(frozen=True)
+class ImageMetricOptions:
+    feature_extractor: Optional[str] = None
+    feature_extractor_weights_path: Optional[str] = None
+    backend: str = "torch-fidelity"
+    reference_samples: int = 10000
+    feature_batch_size: int = 250
+    kid_subsets: int = 100
+    kid_subset_size: Optional[int] = None
+
+
+def _positive_int(key: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"metric option {key}: bad value {value!r}; allowed: a positive integer")
+    return value
+
+
+def parse_image_options(options: dict[str, Any]) -> ImageMetricOptions:
+    """The image-metric keys of ``options`` (others belong to other metrics), checked."""
+    mine = {k: v for k, v in options.items() if k in OPTIONS}
+    extractor = mine.get("feature_extractor")
+    if extractor is not None and extractor not in FEATURE_EXTRACTORS:
+        raise ValueError(f"metric option feature_extractor: unknown {extractor!r}; known feature extractors: "
+                         + ", ".join(FEATURE_EXTRACTORS.names()))
+    weights = mine.get("feature_extractor_weights_path")
+    if weights is not None and not (isinstance(weights, str) and Path(weights).expanduser().is_file()):
+        raise ValueError(f"metric option feature_extractor_weights_path: {weights!r} is not an existing file")
+    if mine.get("backend", "torch-fidelity") not in BACKENDS:
+        raise ValueError(f"metric option backend: bad value {mine['backend']!r}; allowed: {', '.join(BACKENDS)}")
+    for key in ("reference_samples", "feature_batch_size", "kid_subsets", "kid_subset_size"):
+        if mine.get(key) is not None:
+            _positive_int(key, mine[key])
+    return ImageMetricOptions(**mine)

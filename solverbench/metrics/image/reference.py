@@ -1,0 +1,61 @@
+"""Reference features and FID statistics of a backbone's data, cached on disk and reused.
+
+The reference set is ``backbone.sample_data(n, generator seeded with REFERENCE_SEED)``,
+turned into images by ``backbone.to_images``.  Its features (every feature the extractor
+gives) and the Frechet statistics (mean, covariance) of the features FID and sFID use are
+stored under ``<cache dir>/image_reference/`` keyed by the data's identity (the backbone's
+``identity()``), the extractor (name and a digest of its weights) and ``n``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from solverbench.backbone import backbone_identity
+from solverbench.hashing import canonical_json, spec_hash
+from solverbench.metrics.image.extractors import extract_features
+from solverbench.metrics.image.frechet import frechet_statistics
+
+REFERENCE_SEED = 0
+CACHE_SUBDIR = "image_reference"
+
+
+@dataclass
+class ReferenceSet:
+    features: dict[str, torch.Tensor]
+    statistics: dict[str, dict[str, torch.Tensor]]  # feature name -> {"mu", "sigma"}
+    path: Path
+
+
+def image_batches(backbone: Any, x: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    """``backbone.to_images`` of ``x`` in batches (decoding latents where the backbone needs to)."""
+    for chunk in x.split(batch_size):
+        yield backbone.to_images(chunk)
+
+
+def reference_key(backbone: Any, extractor: str, weights_digest: str, n: int) -> dict[str, Any]:
+    return {"data": backbone_identity(backbone), "extractor": extractor, "extractor_weights": weights_digest,
+            "reference_samples": n, "seed": REFERENCE_SEED}
+
+
+def reference_set(backbone: Any, *, extractor_name: str, extractor: Any, weights_digest: str, n: int,
+                  frechet_layers: tuple[str, ...], batch_size: int, device: str, cache_dir: Path) -> ReferenceSet:
+    """The cached reference of ``backbone``'s data for ``extractor``, computed on the first call only."""
+    key = reference_key(backbone, extractor_name, weights_digest, n)
+    path = Path(cache_dir) / CACHE_SUBDIR / f"{spec_hash(key)}.pt"
+    if path.is_file():
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+        if stored["key"] == canonical_json(key) and set(frechet_layers) <= set(stored["statistics"]):
+            return ReferenceSet(stored["features"], stored["statistics"], path)
+    x0, _ = backbone.sample_data(n, torch.Generator().manual_seed(REFERENCE_SEED))
+    features = extract_features(extractor, image_batches(backbone, x0, batch_size), device)
+    statistics = {layer: frechet_statistics(features[layer]) for layer in frechet_layers}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.partial")
+    torch.save({"key": canonical_json(key), "features": features, "statistics": statistics}, partial)
+    os.replace(partial, path)
+    return ReferenceSet(features, statistics, path)

@@ -1,0 +1,10 @@
+"""``solverbench report``: the paper's tables and figures, rendered from results/ without rerunning.
+
+For every grid and setting (backbone, time grid, guidance) of the results store:
+Table 1 layout (Markdown, LaTeX booktabs, CSV), Table 3 ablations, convergence plots,
+global-error order curves, sample grids; for LTE grids, the order curves and fitted
+slopes; and ``index.md`` / ``index.html`` showing all of them.
+"""
+from solverbench.report.write import NoResultsError, write_report
+
+__all__ = ["write_report", "NoResultsError"]

@@ -1,0 +1,1 @@
+"""The report's figures (PNG, matplotlib's Agg backend)."""

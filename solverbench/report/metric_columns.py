@@ -1,0 +1,60 @@
+"""Which result columns are metrics, what they are called, their units, and which way is better."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pandas as pd
+
+from solverbench.registry import METRICS
+
+
+@dataclass(frozen=True)
+class MetricColumn:
+    name: str  # the results column
+    label: str  # what a reader calls it
+    unit: str
+    lower_is_better: Optional[bool]  # None: unknown, so never ranked
+
+    @property
+    def arrow(self) -> str:
+        return {True: " ↓", False: " ↑", None: ""}[self.lower_is_better]
+
+    @property
+    def axis_label(self) -> str:
+        return f"{self.label} ({self.unit})"
+
+    def best(self, values: pd.Series) -> Optional[float]:
+        """The best of ``values`` (NaN ignored), or None when unranked or empty."""
+        values = values.dropna()
+        if self.lower_is_better is None or values.empty:
+            return None
+        return float(values.min() if self.lower_is_better else values.max())
+
+
+KNOWN = (
+    MetricColumn("trajectory_error", "trajectory error", "RMS to reference endpoint, data units", True),
+    MetricColumn("trajectory_error_max", "max trajectory error", "worst sample's RMS, data units", True),
+    MetricColumn("sliced_wasserstein", "sliced Wasserstein-2", "to data samples, data units", True),
+    MetricColumn("energy_distance", "energy distance", "to data samples, data units", True),
+    MetricColumn("log_likelihood", "data log-likelihood", "mean log p(x | y), nats", False),
+    MetricColumn("fid", "FID", "Inception features, unitless", True),
+)
+KNOWN_BY_NAME = {m.name: m for m in KNOWN}
+
+
+def metric_columns(frame: pd.DataFrame) -> list[MetricColumn]:
+    """The metric columns of ``frame`` that hold a value, known ones first.
+
+    A column is a metric if it is one of ``KNOWN`` or its name starts with a registered
+    metric's name; a metric not in ``KNOWN`` has no known direction and is never ranked.
+    """
+    def filled(name: str) -> bool:
+        return name in frame and frame[name].notna().any()
+
+    known = [m for m in KNOWN if filled(m.name)]
+    registered = METRICS.names()
+    other = [MetricColumn(c, c.replace("_", " "), "as the metric reports it", None) for c in frame.columns
+             if c not in KNOWN_BY_NAME and filled(c) and any(c.startswith(r) for r in registered)
+             and pd.api.types.is_numeric_dtype(frame[c])]
+    return known + other

@@ -1,0 +1,81 @@
+"""Split results into report settings: one per grid, backbone, schedule and guidance.
+
+Every table and figure of the report shows one setting, so numbers from different
+backbones, schedules or guidance scales never share a ranking.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+GUIDANCE_KEYS = ("cfg_scale", "cfg_lo", "cfg_hi")
+SWEEP_KEYS = ("grid", "backbone", "backbone_params", "schedule") + GUIDANCE_KEYS
+LTE_KEYS = ("grid", "backbone", "backbone_params") + GUIDANCE_KEYS
+
+
+@dataclass
+class Setting:
+    grid: str
+    kind: str  # "sweep" or "lte"
+    title: str
+    directory: Path  # relative to the report's folder
+    rows: pd.DataFrame
+
+
+def is_lte(frame: pd.DataFrame) -> pd.Series:
+    return frame["kind"].eq("lte") if "kind" in frame else pd.Series(False, index=frame.index)
+
+
+def params_text(params_json: str) -> str:
+    """``{"order": 2}`` -> ``order=2``."""
+    params = json.loads(params_json) if params_json else {}
+    return ", ".join(f"{k}={v}" for k, v in params.items())
+
+
+def schedule_text(schedule_json: str) -> str:
+    spec = json.loads(schedule_json)
+    if isinstance(spec, str):
+        return spec
+    spec = dict(spec)
+    name = spec.pop("name")
+    return f"{name}({params_text(json.dumps(spec))})" if spec else name
+
+
+def guidance_text(scale: float, lo: float, hi: float) -> str:
+    if scale == 1.0:
+        return "no guidance"
+    return f"CFG {scale:g} on t in ({lo:g}, {hi:g}]"
+
+
+def _title(values: dict) -> str:
+    params = params_text(values["backbone_params"])
+    parts = [f"{values['backbone']}({params})" if params else values["backbone"]]
+    if "schedule" in values:
+        parts.append(f"{schedule_text(values['schedule'])} time grid")
+    parts.append(guidance_text(values["cfg_scale"], values["cfg_lo"], values["cfg_hi"]))
+    return f"{values['grid']}: " + ", ".join(parts)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.=-]+", "-", text).strip("-")[:60]
+
+
+def split_settings(frame: pd.DataFrame) -> list[Setting]:
+    """The settings of every grid in ``frame``, in grid order (a grid's LTE rows apart from its sweep rows)."""
+    settings = []
+    kinds = is_lte(frame).map({True: "lte", False: "sweep"})
+    for (grid, kind), grid_rows in frame.groupby(["grid", kinds], sort=True):
+        keys = list(LTE_KEYS if kind == "lte" else SWEEP_KEYS)
+        mixed = kinds[frame["grid"] == grid].nunique() > 1
+        groups = list(grid_rows.groupby(keys, sort=True, dropna=False))
+        for i, (key, rows) in enumerate(groups):
+            values = dict(zip(keys, key))
+            title = _title(values)
+            sub = "" if len(groups) == 1 else f"{i + 1:02d}-" + _slug(title.split(": ", 1)[1])
+            directory = Path(grid) / (kind if mixed else "") / sub
+            settings.append(Setting(grid, kind, title, directory, rows.reset_index(drop=True)))
+    return settings

@@ -1,0 +1,75 @@
+"""The report of one sweep setting: Table 1, ablations, convergence and global-order plots, samples."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from solverbench.report.figures.convergence import plot_convergence
+from solverbench.report.figures.order_curves import plot_order_curves
+from solverbench.report.figures.samples import plot_samples
+from solverbench.report.figures.style import SolverStyles
+from solverbench.report.items import Section, figure_item, write_table
+from solverbench.report.metric_columns import metric_columns
+from solverbench.report.order_fit import global_error_curves
+from solverbench.report.settings import Setting
+from solverbench.report.tables.ablation import ablation_tables
+from solverbench.report.tables.slopes import slope_table
+from solverbench.report.tables.table1 import table1
+
+GLOBAL_X = "NFE (network evaluations per sample)"
+GLOBAL_Y = "trajectory error (RMS to reference endpoint, data units)"
+
+
+def sweep_section(setting: Setting, out_dir: Path, results_dir: Path, styles: SolverStyles) -> Section:
+    rows, where, section = setting.rows, setting.directory, Section(setting.title)
+    metrics = metric_columns(rows[rows["status"] == "ok"])
+    ranked, analysis = table1(rows, metrics, setting.title)
+    if ranked is not None:
+        section.items.append(write_table(ranked, out_dir, where / "table1",
+                                         "Table 1 layout: every metric by NFE budget (blocks) and solver; "
+                                         "bold marks the best in each block."))
+    if analysis is not None:
+        section.items.append(write_table(analysis, out_dir, where / "table1_analysis_only",
+                                         "Analysis-only solvers (oracles) by NFE, kept apart and never ranked."))
+    primary = next((m for m in metrics if m.lower_is_better is not None), None)
+    for family, table in (ablation_tables(rows, primary, setting.title).items() if primary else ()):
+        section.items.append(write_table(table, out_dir, where / f"ablation_{family}",
+                                         f"Table 3 layout: the {family} variants' {primary.label} (the first ranked "
+                                         "metric) by NFE; bold marks the best at each NFE."))
+    for metric in metrics:
+        figure = plot_convergence(rows, metric, setting.title, out_dir / where / f"convergence_{metric.name}.png",
+                                  styles)
+        section.items.append(figure_item(
+            figure, out_dir, f"Convergence: {metric.label} against NFE, one line per solver; grey lines are "
+            "high-NFE and adaptive runs for reference.",
+            f"No convergence plot of {metric.label}: no finished run with an NFE budget has it."))
+    section.items += _global_order(setting, out_dir, styles)
+    section.items.append(_samples(setting, out_dir, results_dir))
+    return section
+
+
+def _global_order(setting: Setting, out_dir: Path, styles: SolverStyles) -> list[Item]:
+    rows = setting.rows
+    if "trajectory_error" not in rows or not rows["trajectory_error"].notna().any():
+        return []
+    curves = [c for c in global_error_curves(rows) if len(c.x) >= 2 or c.problem]
+    if not curves:
+        return []
+    figure = plot_order_curves(curves, out_dir / setting.directory / "global_order.png",
+                               title=f"Global error order: trajectory error vs NFE (log-log)\n{setting.title}",
+                               x_label=GLOBAL_X, y_label=GLOBAL_Y, styles=styles)
+    table = slope_table(curves, f"Global-error slopes (error ~ NFE^slope; theory: -order). {setting.title}.", "NFE")
+    return [figure_item(figure, out_dir, "Global-error order curves: trajectory error against NFE on log-log axes, "
+                        "fitted slope beside the theoretical -order in the legend.",
+                        "No global-error order figure: no solver finished two NFE budgets."),
+            write_table(table, out_dir, setting.directory / "global_order_slopes",
+                        "Fitted global-error slopes against theory (-order), with the points each fit used.")]
+
+
+def _samples(setting: Setting, out_dir: Path, results_dir: Path) -> Item:
+    samples_dir = results_dir / setting.grid / "samples"
+    figure = plot_samples(setting.rows, samples_dir, setting.title, out_dir / setting.directory / "samples.png")
+    return figure_item(figure, out_dir, "Samples: the same saved noise through every solver (rows) and NFE (columns).",
+                       f"No sample figure: the run saved no samples under {samples_dir}, or they are neither "
+                       "images (C, H, W) nor 2-D points.")
+
+

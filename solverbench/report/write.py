@@ -1,0 +1,40 @@
+"""``solverbench report``: every table and figure from the results store, and an index of them."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Optional
+
+from solverbench.report.figures.style import SolverStyles
+from solverbench.report.index import write_index
+from solverbench.report.lte_section import lte_section
+from solverbench.report.settings import split_settings
+from solverbench.report.sweep_section import sweep_section
+from solverbench.results import read_results
+
+
+class NoResultsError(FileNotFoundError):
+    """The results directory holds nothing to report."""
+
+
+def write_report(results_dir: str | Path = "results", out_dir: str | Path = "reports",
+                 grids: Optional[Iterable[str]] = None) -> Path:
+    """Render every grid's results (or the named grids') into ``out_dir``; returns ``out_dir/index.md``."""
+    results_dir, out_dir = Path(results_dir), Path(out_dir)
+    if not results_dir.is_dir():
+        raise NoResultsError(f"results directory {results_dir}/ does not exist: run a grid first, e.g. "
+                             "`python -m solverbench run configs/quick.yaml` (or point --results at one)")
+    frame = read_results(results_dir, grids)
+    if frame.empty:
+        raise NoResultsError(f"no results under {results_dir}/ (no <grid>/results.parquet there): run a grid "
+                             "first, e.g. `python -m solverbench run configs/quick.yaml`")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    styles = SolverStyles(frame["solver_label"])
+    sections = []
+    for setting in split_settings(frame):
+        if setting.kind == "lte":
+            sections.append(lte_section(setting, out_dir, styles))
+        else:
+            sections.append(sweep_section(setting, out_dir, results_dir, styles))
+    header = (f"Rendered from {results_dir.resolve()} ({len(frame)} rows from the grids "
+              f"{', '.join(sorted(frame['grid'].unique()))}); nothing was rerun.")
+    return write_index(out_dir, sections, header)
