@@ -37,8 +37,15 @@ KNOWN = (
     MetricColumn("trajectory_error_max", "max trajectory error", "worst sample's RMS, data units", True),
     MetricColumn("sliced_wasserstein", "sliced Wasserstein-2", "to data samples, data units", True),
     MetricColumn("energy_distance", "energy distance", "to data samples, data units", True),
-    MetricColumn("log_likelihood", "data log-likelihood", "mean log p(x | y), nats", False),
-    MetricColumn("fid", "FID", "Inception features, unitless", True),
+    # Not ranked: samples that collapse onto the modes score *higher* than exact ones, so
+    # the value to read is its distance from the reference (adaptive) row's.
+    MetricColumn("log_likelihood", "data log-likelihood", "mean log p(x | y), nats", None),
+    MetricColumn("fid", "FID", "feature-space Frechet distance, unitless", True),
+    MetricColumn("sfid", "sFID", "spatial-feature Frechet distance, unitless", True),
+    MetricColumn("kid", "KID", "kernel inception distance, unitless", True),
+    MetricColumn("precision", "precision", "fraction of samples on the data manifold (k=3)", False),
+    MetricColumn("recall", "recall", "fraction of data covered by samples (k=3)", False),
+    MetricColumn("inception_score", "Inception Score", "unitless", False),
 )
 KNOWN_BY_NAME = {m.name: m for m in KNOWN}
 
