@@ -1,2 +1,2 @@
 """Built-in backbones; importing this package registers them all."""
-from backbones import gmm  # noqa: F401
+from backbones import digits, gmm, sit, toy2d  # noqa: F401

@@ -77,8 +77,8 @@ def _report(parser: argparse.ArgumentParser):
 def _train_backbone(parser: argparse.ArgumentParser):
     parser.description = (
         "Train a backbone that supports it (its registered class has a TrainingConfig dataclass and a "
-        "train(config, out, progress) classmethod) and write its checkpoint. The options after the name "
-        "are the fields of its TrainingConfig: `train-backbone NAME --help` lists them."
+        "train_backbone(config, out, progress) classmethod) and write its checkpoint. The options after "
+        "the name are the fields of its TrainingConfig: `train-backbone NAME --help` lists them."
     )
     parser.add_argument("backbone", help="a registered backbone name, e.g. digits or toy2d")
     parser.add_argument("options", nargs=argparse.REMAINDER, help="the backbone's training options")
@@ -94,17 +94,18 @@ def _train_backbone(parser: argparse.ArgumentParser):
 
         cls = BACKBONES.get(args.backbone)
         config_cls = getattr(cls, "TrainingConfig", None)
-        if not (dataclasses.is_dataclass(config_cls) and callable(getattr(cls, "train", None))):
+        if not (dataclasses.is_dataclass(config_cls) and callable(getattr(cls, "train_backbone", None))):
             print(f"solverbench train-backbone: error: backbone {args.backbone!r} cannot be trained by solverbench "
-                  "(its class has no TrainingConfig dataclass and train classmethod)", file=sys.stderr)
+                  "(its class has no TrainingConfig dataclass and train_backbone classmethod)", file=sys.stderr)
             return 2
-        options = argparse.ArgumentParser(prog=f"solverbench train-backbone {args.backbone}",
+        options = argparse.ArgumentParser(prog=f"solverbench train-backbone {args.backbone}", allow_abbrev=False,
                                           description=(cls.__doc__ or "").strip().splitlines()[0])
         types = typing.get_type_hints(config_cls)
         fields = dataclasses.fields(config_cls)
         for f in fields:
             options.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=types[f.name], default=f.default,
-                                 choices=f.metadata.get("choices"), help=f"{f.metadata.get('help', '')} (default: {f.default})")
+                                 choices=f.metadata.get("choices"),
+                                 help=f"{f.metadata.get('help', '')} (default: {f.default})")
         options.add_argument("--out", help="checkpoint file to write (default: RESULTS/.cache/backbones/"
                                            "NAME-<hash of the training options>.pt, reused if it exists)")
         options.add_argument("--results", default="results", help="results directory (default: results)")
@@ -118,7 +119,7 @@ def _train_backbone(parser: argparse.ArgumentParser):
             print(f"{out} exists (trained with these options); --force trains again")
         else:
             start = time.perf_counter()
-            out = cls.train(config, out, progress=not opts.no_progress)
+            out = cls.train_backbone(config, out, progress=not opts.no_progress)
             print(f"wrote {out} in {time.perf_counter() - start:.0f} s")
         print(f"use it with: backbones: [{{name: {args.backbone}, params: {{checkpoint: {out}}}}}]")
         return 0
@@ -144,7 +145,7 @@ def _train_sidenet(parser: argparse.ArgumentParser):
         from solverbench.registry import SOLVERS, load_plugin_file
 
         trainer = SOLVERS.get("ba")  # the BA-solver owns its training; found through the registry
-        options = argparse.ArgumentParser(prog=f"solverbench train-sidenet {args.backbone}")
+        options = argparse.ArgumentParser(prog=f"solverbench train-sidenet {args.backbone}", allow_abbrev=False)
         options.add_argument("--backbone-params", default="{}", help="the backbone's parameters, a YAML mapping, "
                                                                      "e.g. '{preset: gmm64}'")
         options.add_argument("--plugins", nargs="*", default=[], help="plugin files to load first")
@@ -162,10 +163,14 @@ def _train_sidenet(parser: argparse.ArgumentParser):
             print(f"solverbench train-sidenet: error: --backbone-params must be a mapping, got {params!r}",
                   file=sys.stderr)
             return 2
-        backbone = resolve_backbone(args.backbone, **params)
-        print(trainer.train_to_file(backbone, trainer.settings_from_options(opts), opts.out,
-                                    cache_dir=f"{opts.results}/.cache", device=opts.device,
-                                    progress=not opts.no_progress))
+        try:
+            backbone = resolve_backbone(args.backbone, **params)
+            print(trainer.train_to_file(backbone, trainer.settings_from_options(opts), opts.out,
+                                        cache_dir=f"{opts.results}/.cache", device=opts.device,
+                                        progress=not opts.no_progress))
+        except (TypeError, ValueError) as err:  # bad backbone parameters or SideNet settings
+            print(f"solverbench train-sidenet: error: {err}", file=sys.stderr)
+            return 2
         return 0
 
     return run

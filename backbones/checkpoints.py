@@ -1,0 +1,121 @@
+"""Checkpoint files of the trained backbones: read safely, fit to a model strictly, hash.
+
+Files are read with ``torch.load(..., weights_only=True)`` (tensors and plain containers
+only).  A state dict may sit at the top level or under ``"ema"`` / ``"model"`` (the layouts
+of DiT/SiT/REPA training scripts; ``"ema"`` is preferred when both are present, since those
+are the weights their authors sample with), and its keys may carry the ``"module."`` prefix
+that ``DistributedDataParallel`` adds.  Fitting is strict: a missing, unexpected or
+wrongly-shaped key is an error that names the file and the first offending keys.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional
+
+import torch
+from torch import nn
+
+STATE_DICT_KEYS = ("ema", "model")  # where training scripts put the weights, in order of preference
+DDP_PREFIX = "module."
+SHOWN_KEYS = 5  # how many offending keys an error message lists
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is missing, unreadable, or does not fit the model it is loaded into.
+
+    A ValueError: the file is a bad parameter value, so a grid naming it fails validation."""
+
+
+def read_checkpoint(path: str | Path) -> Any:
+    """The object stored in ``path``, loaded on the CPU with ``weights_only=True``.
+
+    ``argparse.Namespace`` is allowed besides tensors: REPA's training script stores its
+    command-line arguments under ``"args"`` as one.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file {str(path)!r} does not exist")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling errors come in many types; all mean the same to a user
+        raise CheckpointError(f"checkpoint file {str(path)!r} cannot be read with weights_only=True: {err}") from err
+
+
+def extract_state_dict(stored: Any, path: str | Path, key: Optional[str] = None) -> dict[str, torch.Tensor]:
+    """The state dict inside a loaded checkpoint, with any ``"module."`` prefix removed.
+
+    ``key`` names the entry to use (``"ema"``, ``"model"``, ...); ``None`` takes the first of
+    ``"ema"``, ``"model"`` that is present, or the whole object when it is a plain state dict.
+    """
+    if not isinstance(stored, Mapping):
+        raise CheckpointError(f"checkpoint file {str(path)!r} holds a {type(stored).__name__}, not a state dict")
+    if key is not None:
+        if key not in stored:
+            raise CheckpointError(f"checkpoint file {str(path)!r} has no entry {key!r}; "
+                                  f"its top-level keys: {_first(stored)}")
+        state = stored[key]
+    else:
+        state = next((stored[k] for k in STATE_DICT_KEYS if isinstance(stored.get(k), Mapping)), stored)
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"checkpoint file {str(path)!r} holds no state dict of tensors "
+                              f"(top-level keys: {_first(stored)}); give the entry to use explicitly")
+    return {k.removeprefix(DDP_PREFIX): v for k, v in state.items()}
+
+
+def fit_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], path: str | Path,
+                   ignore_prefixes: Iterable[str] = (), hint: str = "") -> None:
+    """Load ``state`` into ``model``; every mismatch is an error naming the file and the keys.
+
+    Keys starting with one of ``ignore_prefixes`` are dropped from ``state`` first (e.g. the
+    REPA projector heads, which sampling never uses).
+    """
+    ignore = tuple(ignore_prefixes)
+    state = {k: v for k, v in state.items() if not (ignore and k.startswith(ignore))}
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    misshapen = [f"{k} (file {tuple(state[k].shape)}, model {tuple(expected[k].shape)})"
+                 for k in expected if k in state and state[k].shape != expected[k].shape]
+    problems = [f"{what}: {_first(keys)}" for what, keys in
+                (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", misshapen)) if keys]
+    if problems:
+        raise CheckpointError(f"checkpoint file {str(path)!r} does not fit {type(model).__name__}: "
+                              + "; ".join(problems) + (f". {hint}" if hint else ""))
+    model.load_state_dict(state, strict=True)
+
+
+def save_checkpoint(path: str | Path, state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> Path:
+    """Write ``{"state_dict", "config"}`` atomically (a half-written file never takes the name)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"state_dict": {k: v.detach().cpu().contiguous() for k, v in state_dict.items()},
+                "config": dict(config)}, tmp)
+    tmp.replace(path)
+    return path
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (cached per path, size and modification time)."""
+    stat = os.stat(path)
+    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _first(keys: Iterable[Any]) -> str:
+    keys = list(keys)
+    shown = ", ".join(str(k) for k in keys[:SHOWN_KEYS])
+    return shown + (f" (and {len(keys) - SHOWN_KEYS} more)" if len(keys) > SHOWN_KEYS else "")

@@ -1,0 +1,169 @@
+"""The sit backbone: a tiny random SiT, its conventions, checkpoint layouts, and SD-VAE decoding."""
+import argparse
+import runpy
+from pathlib import Path
+
+import pytest
+import torch
+
+import solverbench as sb
+from backbones.checkpoints import CheckpointError
+from backbones.sit.backbone import SiTBackbone
+from backbones.sit.vae import LATENT_SCALE
+
+TINY = dict(size="tiny", resolution=32)  # latents (4, 4, 4): 4 tokens of patch 2
+
+
+def tiny(**kwargs) -> SiTBackbone:
+    return SiTBackbone(**TINY, **kwargs)
+
+
+def inputs(batch=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 4, 4, 4, generator=g), torch.rand(batch, generator=g), torch.tensor([0, 7, 999])[:batch]
+
+
+@pytest.fixture(scope="module")
+def random_sit():
+    return tiny(random_weights=True, seed=1)
+
+
+def test_tiny_forward_shapes(random_sit):
+    assert random_sit.sample_shape == (4, 4, 4)
+    assert (random_sit.num_classes, random_sit.null_label) == (1000, 1000)
+    x, t, y = inputs()
+    v = random_sit(x, t, y)
+    assert v.shape == x.shape and torch.isfinite(v).all()
+    assert SiTBackbone(size="tiny", resolution=64, random_weights=True).sample_shape == (4, 8, 8)
+
+
+def test_repa_convention_is_the_project_convention(random_sit):
+    """REPA trains on x_t = (1 - t) x0 + t eps with target eps - x0: v(x, t) = net(x, t, y)."""
+    x, t, y = inputs()
+    torch.testing.assert_close(random_sit(x, t, y), random_sit.net(x, t, y))
+    assert random_sit.net.out_channels == 4
+
+
+def test_sit_convention_flips_time_and_sign():
+    """SiT runs s = 1 - t from noise to data with target x0 - eps, and has a learned-variance head."""
+    b = tiny(random_weights=True, seed=1, convention="sit")
+    assert b.net.out_channels == 8
+    x, t, y = inputs()
+    torch.testing.assert_close(b(x, t, y), -b.net(x, 1 - t, y)[:, :4])
+
+
+def test_time_and_label_change_the_velocity(random_sit):
+    x, t, y = inputs()
+    v = random_sit(x, t, y)
+    assert not torch.allclose(v, random_sit(x, 1 - t, y))
+    assert not torch.allclose(v, random_sit(x, t, torch.tensor([1, 2, 3])))
+
+
+def test_no_label_is_the_null_label(random_sit):
+    x, t, _ = inputs()
+    torch.testing.assert_close(random_sit(x, t, None), random_sit(x, t, torch.full((3,), 1000)))
+    with pytest.raises(ValueError, match=r"\[0, 1000\]"):
+        random_sit(x, t, torch.tensor([0, 1, 1001]))
+
+
+def test_samples_through_the_harness_with_guidance(random_sit):
+    noise, _, labels = inputs()
+    result = sb.sample(random_sit, "heun", noise, labels, nfe=4, cfg_scale=1.5)
+    assert result.samples.shape == noise.shape and result.nfe == 4
+
+
+def test_weights_are_required():
+    with pytest.raises(ValueError, match="checkpoint=PATH"):
+        tiny()
+    with pytest.raises(ValueError, match="unknown SiT size"):
+        SiTBackbone(size="XXL", random_weights=True)
+
+
+def _layouts(state):
+    ddp = {f"module.{k}": v for k, v in state.items()}
+    projector = {"projectors.0.0.weight": torch.zeros(8, 64), "projectors.0.0.bias": torch.zeros(8)}
+    return {
+        "plain": state,
+        "model": {"model": state, "args": argparse.Namespace(model="SiT-XL/2"), "steps": 10},
+        "ema": {"ema": state, "opt": {}, "args": argparse.Namespace(model="SiT-XL/2")},
+        "module-prefix": {"model": ddp},
+        "repa-projectors": {"ema": {**state, **projector}},
+    }
+
+
+@pytest.mark.parametrize("layout", ["plain", "model", "ema", "module-prefix", "repa-projectors"])
+def test_checkpoint_layouts_load(tmp_path, random_sit, layout):
+    path = tmp_path / "sit.pt"
+    torch.save(_layouts(random_sit.net.state_dict())[layout], path)
+    loaded = tiny(checkpoint=path)
+    x, t, y = inputs()
+    torch.testing.assert_close(loaded(x, t, y), random_sit(x, t, y))
+    assert loaded.identity()["checkpoint_sha256"] != tiny(random_weights=True).identity().get("checkpoint_sha256")
+
+
+def test_ema_is_preferred_and_weights_key_chooses(tmp_path, random_sit):
+    other = tiny(random_weights=True, seed=2)
+    path = tmp_path / "sit.pt"
+    torch.save({"model": other.net.state_dict(), "ema": random_sit.net.state_dict()}, path)
+    x, t, y = inputs()
+    torch.testing.assert_close(tiny(checkpoint=path)(x, t, y), random_sit(x, t, y))
+    torch.testing.assert_close(tiny(checkpoint=path, weights_key="model")(x, t, y), other(x, t, y))
+
+
+def test_mismatched_checkpoint_names_the_file_and_keys(tmp_path, random_sit):
+    state = dict(random_sit.net.state_dict())
+    path = tmp_path / "wrong-size.pt"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError) as err:  # 64 px: 16 tokens, not 4
+        SiTBackbone(size="tiny", resolution=64, checkpoint=path)
+    assert str(path) in str(err.value) and "pos_embed (file (1, 4, 64), model (1, 16, 64))" in str(err.value)
+    with pytest.raises(CheckpointError, match=r"final_layer\.linear\.weight.*learn_sigma"):
+        tiny(checkpoint=path, convention="sit")  # 8 output channels expected
+    del state["blocks.1.mlp.fc2.weight"]
+    state["extra.weight"] = torch.zeros(1)
+    torch.save(state, path)
+    missing_and_unexpected = r"missing keys: blocks\.1\.mlp\.fc2\.weight; unexpected keys: extra\.weight"
+    with pytest.raises(CheckpointError, match=missing_and_unexpected):
+        tiny(checkpoint=path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        tiny(checkpoint=tmp_path / "nowhere.pt")
+
+
+@pytest.fixture(scope="module")
+def tiny_vae_folder(tmp_path_factory):
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8, 8, 8),
+                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                        layers_per_block=1, norm_num_groups=4, sample_size=32)
+    folder = tmp_path_factory.mktemp("tiny-vae")
+    vae.save_pretrained(folder)
+    return folder, vae.eval()
+
+
+def test_to_images_decodes_with_the_local_vae(tiny_vae_folder):
+    folder, vae = tiny_vae_folder
+    b = tiny(random_weights=True, vae=folder)
+    latents, _, _ = inputs(2)
+    images = b.to_images(latents)
+    assert images.dtype == torch.uint8 and images.shape == (2, 3, 32, 32)
+    with torch.no_grad():
+        expected = torch.clamp(127.5 * vae.decode(latents / LATENT_SCALE).sample + 128, 0, 255).to(torch.uint8)
+    assert (images.int() - expected.int()).abs().max() <= 1
+
+
+def test_to_images_needs_a_vae_folder(tmp_path):
+    latents, _, _ = inputs(1)
+    with pytest.raises(ValueError, match="vae=FOLDER"):
+        tiny(random_weights=True).to_images(latents)
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        tiny(random_weights=True, vae=tmp_path).to_images(latents)
+
+
+def test_throughput_benchmark_runs_on_cpu(capsys):
+    main = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "sit_throughput.py"))["main"]
+    assert main(["--size", "tiny", "--resolution", "32", "--batch-size", "2", "--nfe", "2",
+                 "--solvers", "euler", "heun", "flow-dpm", "reference", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "left out: reference" in out and "heun" in out and "ms/NFE" in out
