@@ -1,0 +1,16 @@
+"""The BA-solver (Bi-Anchor Interpolation Solver, arXiv 2601.21542), as BA_SOLVER.md states it.
+
+- ``quadrature``: the rules as data (Gauss-Lobatto, Simpson, the two-interior-node rule,
+  Gauss-Legendre);
+- ``sidenet``: the SideNet models (MLP for vector samples, convolutional for images);
+- ``config``: the SideNet settings (architecture and training knobs);
+- ``chains``, ``training``: chain training beside the frozen backbone;
+- ``checkpoint``, ``cache``: checkpoints, and the cache keyed by backbone + settings;
+- ``node_velocities``, ``schemes``: the bi- and single-anchor samplers;
+- ``samplers``: the registered solvers ``ba``, ``ba-single`` and ``ba-oracle``;
+- ``training_cli``: what ``python -m solverbench train-sidenet`` asks of ``ba``;
+- ``checkpoints/gmm64.pt``: a SideNet for the ``gmm64`` preset (configs/ba_gmm.yaml's
+  settings; ``python -m solverbench train-sidenet gmm --backbone-params '{preset: gmm64}'
+  --out solvers/ba/checkpoints/gmm64.pt`` reproduces it).
+"""
+from solvers.ba import samplers  # noqa: F401  (registers the solvers)

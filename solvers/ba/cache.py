@@ -1,0 +1,42 @@
+"""Train a SideNet once per (backbone identity, SideNet settings) and reuse it from disk.
+
+The file is ``<cache_dir>/sidenet/<hash>.pt`` with the hash of the backbone's identity and
+every SideNet setting (architecture, training knobs, seed), so a sweep with many ``ba*``
+solver variants trains once, and a later sweep, or a changed knob, does the right thing.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from solverbench.backbone import backbone_identity
+from solverbench.hashing import spec_hash
+from solvers.ba.checkpoint import FORMAT, LoadedSideNet, load_checkpoint, save_checkpoint
+from solvers.ba.config import SideNetConfig
+from solvers.ba.training import train_sidenet
+
+
+def cache_path(cache_dir: str | Path, backbone: Any, config: SideNetConfig) -> Path:
+    key = {"format": FORMAT, "backbone": backbone_identity(backbone), "sidenet": config.as_dict()}
+    return Path(cache_dir) / "sidenet" / f"{spec_hash(key)}.pt"
+
+
+def train_checkpoint(backbone: Any, config: SideNetConfig, path: str | Path, *, device: str = "cpu",
+                     progress: bool = True) -> LoadedSideNet:
+    """Train and write a checkpoint at ``path``; returns it as loaded (EMA weights)."""
+    raw, ema, stats = train_sidenet(backbone, config, device=device, progress=progress)
+    save_checkpoint(path, raw=raw, ema=ema, config=config, stats=stats.as_dict(), backbone=backbone)
+    return load_checkpoint(path, backbone, device=device)
+
+
+def cached_sidenet(backbone: Any, config: SideNetConfig, cache_dir: Optional[str | Path], *, device: str = "cpu",
+                   progress: bool = True) -> LoadedSideNet:
+    """The cached SideNet for ``(backbone, config)``, trained and stored first if there is none;
+    without a ``cache_dir`` it is trained and kept in memory only."""
+    if cache_dir is None:
+        raw, ema, stats = train_sidenet(backbone, config, device=device, progress=progress)
+        return LoadedSideNet(ema, config, stats.as_dict(), backbone_identity(backbone), path=None)
+    path = cache_path(cache_dir, backbone, config)
+    if path.is_file():
+        return load_checkpoint(path, backbone, device=device)
+    return train_checkpoint(backbone, config, path, device=device, progress=progress)

@@ -1,0 +1,100 @@
+"""The pieces of a training chain (BA_SOLVER.md, "Training the SideNet"): where a chain
+starts, the signed step it takes, and the SideNet's no-grad simulation of that step."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+
+from solverbench.backbone import has_data
+from solvers.ba.config import SideNetConfig
+from solvers.ba.quadrature import QuadratureRule
+from solvers.ba.sidenet import SideNet
+
+
+def backbone_velocity(backbone: Any, x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
+    """The frozen backbone's ``v(x, t, y)``, per-sample ``t``; never a gradient."""
+    with torch.no_grad():
+        return backbone(x, t, y)
+
+
+def signed_steps(t: torch.Tensor, rate: float, generator: torch.Generator) -> torch.Tensor:
+    """Signed steps ``h``: toward data (``h > 0``) or noise with probability 1/2 each, sizes from
+    an exponential law of rate ``lambda`` truncated at the distance to the end of [0, 1]
+    (``t`` toward data, ``1 - t`` toward noise), drawn by inverting its CDF."""
+    toward_data = torch.rand(t.shape, generator=generator, dtype=torch.float64) < 0.5
+    room = torch.where(toward_data, t.double().cpu(), 1.0 - t.double().cpu())
+    u = torch.rand(t.shape, generator=generator, dtype=torch.float64)
+    size = -torch.log1p(-u * -torch.expm1(-rate * room)) / rate  # in [0, room]
+    size = torch.minimum(size, room)  # guard the last ulp
+    return torch.where(toward_data, size, -size).to(t)
+
+
+def simulate_step(sidenet: SideNet, x: torch.Tensor, v: torch.Tensor, t: torch.Tensor, h: torch.Tensor,
+                  y: Optional[torch.Tensor], rule: QuadratureRule) -> torch.Tensor:
+    """``x' = x - h sum_i w_i (v + S(x, v, t, c_i h, y))`` (no grad): the chain's next state."""
+    with torch.no_grad():
+        k = len(rule.nodes)
+        reps = (k,) + (1,) * (x.dim() - 1)
+        c = torch.tensor(rule.nodes, dtype=h.dtype, device=h.device).repeat_interleave(len(x))
+        v_hat = sidenet.velocity(x.repeat(reps), v.repeat(reps), t.repeat(k), c * h.repeat(k),
+                                 None if y is None else y.repeat(k))
+        drift = rule.combine(list(v_hat.split(len(x))))
+        return x - h.reshape(-1, *(1,) * (x.dim() - 1)) * drift
+
+
+def drop_labels(y: Optional[torch.Tensor], null_label: Optional[int], p: float,
+                generator: torch.Generator) -> Optional[torch.Tensor]:
+    """Each label replaced by the null label with probability ``p`` (one SideNet for both CFG branches)."""
+    if y is None or null_label is None or p == 0:
+        return y
+    drop = torch.rand(y.shape, generator=generator) < p
+    return torch.where(drop.to(y.device), torch.full_like(y, null_label), y)
+
+
+def data_start(backbone: Any, n: int, generator: torch.Generator, device: str):
+    """``x = (1 - t) x0 + t eps`` with data ``(x0, y)`` from the backbone, ``t ~ U(0, 1)``."""
+    x0, y = backbone.sample_data(n, generator)
+    x0 = x0.to(device, torch.float32)
+    t = torch.rand(n, generator=generator).to(device)
+    eps = torch.randn(x0.shape, generator=generator).to(device)
+    tb = t.reshape(-1, *(1,) * (x0.dim() - 1))
+    return (1 - tb) * x0 + tb * eps, t, None if y is None else y.to(device)
+
+
+def noise_start(backbone: Any, n: int, generator: torch.Generator, device: str, steps: int):
+    """Data-free start: noise at t = 1 carried to ``t ~ U(0, 1)`` by ``steps`` Heun steps of the
+    frozen backbone (per-sample step ``(1 - t) / steps``), labels uniform over the classes."""
+    x = torch.randn(n, *backbone.sample_shape, generator=generator).to(device)
+    t_end = torch.rand(n, generator=generator).to(device)
+    y = None
+    if backbone.num_classes:
+        y = torch.randint(backbone.num_classes, (n,), generator=generator).to(device)
+    dt = ((1 - t_end) / steps).reshape(-1, *(1,) * (x.dim() - 1))
+    t = torch.ones(n, device=device)
+    for _ in range(steps):
+        v = backbone_velocity(backbone, x, t, y)
+        x_euler = x - dt * v
+        t_next = t - dt.flatten()
+        x = x - dt * 0.5 * (v + backbone_velocity(backbone, x_euler, t_next, y))
+        t = t_next
+    return x, t_end, y
+
+
+def resolve_data_mode(backbone: Any, mode: str) -> str:
+    """``auto``: ``data`` where the backbone can draw data, else ``noise``."""
+    if mode == "auto":
+        return "data" if has_data(backbone) else "noise"
+    if mode == "data" and not has_data(backbone):
+        raise ValueError(f"SideNet setting data='data', but {type(backbone).__name__} cannot draw data samples; "
+                         "use data='noise' (chains from noise) or 'auto'")
+    return mode
+
+
+def chain_start(backbone: Any, config: SideNetConfig, n: int, generator: torch.Generator, device: str):
+    """Where ``n`` chains start: ``(x, t, y)``, labels dropped to the null label at rate ``label_dropout``."""
+    if resolve_data_mode(backbone, config.data) == "data":
+        x, t, y = data_start(backbone, n, generator, device)
+    else:
+        x, t, y = noise_start(backbone, n, generator, device, config.noise_steps)
+    return x, t, drop_labels(y, backbone.null_label, config.label_dropout, generator)

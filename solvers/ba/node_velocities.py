@@ -1,0 +1,92 @@
+"""Where the BA schemes get their velocities at the quadrature nodes.
+
+Each source answers one question: given an anchor ``(x, t)`` with its raw backbone
+velocities ``anchor = (v_c, v_u)`` (``v_u`` None without guidance), what is the guided
+velocity at time ``t - h`` along the trajectory through ``(x, t)``, for each offset ``h``?
+
+- ``SideNetVelocities``: ``v + S_phi(x, v, t, h, y)`` on the conditional and unconditional
+  velocities (doubled batch, null label for the second half), guidance applied at each
+  node's own time ``t - h``.  One batched SideNet call per question.
+- ``AnchorVelocities``: the SideNet switched off, ``v_hat = v`` (guided at the node time).
+- ``OracleVelocities``: exact velocities on the reference trajectory through ``(x, t)``
+  (a tight float64 solve of the guided ODE), for the scheme's error floor.
+
+None of them spends NFE: the anchors are the schemes' only backbone calls.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+
+from solverbench.backbone import backbone_in_dtype
+from solverbench.field import VelocityField
+from solverbench.solver import get_solver
+from solvers.ba.sidenet import SideNet
+
+Anchor = tuple[torch.Tensor, Optional[torch.Tensor]]
+
+
+class NodeVelocities:
+    calls = 0  # questions answered with a network call or a solve (per sample), not NFE
+
+    def __call__(self, field: VelocityField, x: torch.Tensor, anchor: Anchor, t: float,
+                 offsets: Sequence[float]) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+
+class AnchorVelocities(NodeVelocities):
+    """The SideNet switched off: every node keeps the anchor's velocity."""
+
+    def __call__(self, field, x, anchor, t, offsets):
+        v_c, v_u = anchor
+        return [field.guide(v_c, v_u, t - h) for h in offsets]
+
+
+class SideNetVelocities(NodeVelocities):
+    def __init__(self, sidenet: SideNet):
+        self.sidenet = sidenet
+        self.calls = 0
+
+    def __call__(self, field, x, anchor, t, offsets):
+        if not offsets:
+            return []
+        self.calls += 1
+        v_c, v_u = anchor
+        labels = field.labels
+        if v_u is None:
+            return self.sidenet.velocities_at(x, v_c, t, offsets, labels)
+        null = torch.full_like(labels, field.backbone.null_label)
+        paired = self.sidenet.velocities_at(torch.cat([x, x]), torch.cat([v_c, v_u]), t, offsets,
+                                            torch.cat([labels, null]))
+        return [field.guide(*v_hat.chunk(2), t - h) for h, v_hat in zip(offsets, paired)]
+
+
+class OracleVelocities(NodeVelocities):
+    """Exact guided velocities at ``t - h`` on the trajectory through ``(x, t)`` (float64 solve)."""
+
+    def __init__(self, rtol: float, atol: float, method: str = "dopri5"):
+        self.reference = get_solver("reference", rtol=rtol, atol=atol, method=method)
+        self.calls = 0
+        self._exact: Optional[tuple[VelocityField, VelocityField]] = None
+
+    def exact_field(self, field: VelocityField) -> VelocityField:
+        """``field``'s guidance on a float64 backbone, with its own counter (no NFE charged)."""
+        if self._exact is None or self._exact[0] is not field:
+            self._exact = (field, field.with_backbone(backbone_in_dtype(field.backbone, torch.float64)))
+        return self._exact[1]
+
+    def __call__(self, field, x, anchor, t, offsets):
+        if not offsets:
+            return []
+        if not (all(h > 0 for h in offsets) or all(h < 0 for h in offsets)):
+            raise ValueError(f"oracle offsets must share one sign, got {list(offsets)}")
+        self.calls += 1
+        exact = self.exact_field(field)
+        order = sorted(range(len(offsets)), key=lambda i: abs(offsets[i]))
+        times = torch.tensor([t] + [t - offsets[i] for i in order], dtype=torch.float64)
+        states = self.reference.trajectory(exact, x, times)[1:]
+        velocities: list[Optional[torch.Tensor]] = [None] * len(offsets)
+        for i, state, time in zip(order, states, times[1:]):
+            velocities[i] = exact(state, float(time)).to(x.dtype)
+        return velocities

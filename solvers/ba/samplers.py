@@ -1,0 +1,224 @@
+"""The registered BA solvers: ``ba`` (bi-anchor), ``ba-single`` (single-anchor), ``ba-oracle``.
+
+Every one spends exactly one NFE per interval.  ``ba`` and ``ba-single`` need a SideNet,
+obtained in ``prepare(backbone, ...)``: loaded from ``checkpoint=PATH`` if given, else
+trained once and cached under ``cache_dir`` keyed by the backbone's identity and the
+SideNet settings (the grid's ``sidenet:`` mapping, overridden by the solver's own params).
+A solver that was never prepared refuses to sample (training silently inside ``sample()``
+would hide minutes of work); ``sidenet: off`` needs no preparation.  ``ba-oracle`` puts
+exact velocities where the SideNet's would be: an analysis tool, never a sampler.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from solverbench import register_solver
+from solverbench.backbone import backbone_identity
+from solverbench.field import VelocityField
+from solverbench.hashing import canonical_json
+from solverbench.solver import Solver
+from solvers.ba.cache import cached_sidenet
+from solvers.ba.checkpoint import LoadedSideNet, load_checkpoint
+from solvers.ba.config import SideNetConfig
+from solvers.ba.node_velocities import AnchorVelocities, NodeVelocities, OracleVelocities, SideNetVelocities
+from solvers.ba.quadrature import BI_ANCHOR_FAMILIES, QuadratureRule, bi_anchor_rule, gauss_legendre
+from solvers.ba.schemes import bi_anchor, bi_anchor_local_step, single_anchor
+from solvers.ba.training_cli import TrainingCommand
+
+
+class SideNetNotPrepared(RuntimeError):
+    """A SideNet solver asked to sample before ``prepare`` gave it a SideNet."""
+
+
+def parse_switch(value: Any) -> bool:
+    """``sidenet: on/off`` (YAML may already have turned them into booleans)."""
+    if isinstance(value, bool):
+        return value
+    if value in ("on", "off"):
+        return value == "on"
+    raise ValueError(f"sidenet must be on or off (true/false), got {value!r}")
+
+
+def bi_anchor_params(rule: Optional[str], nodes: int, a: Optional[float]) -> tuple[QuadratureRule, dict[str, Any]]:
+    """The rule of ``rule``/``nodes``/``a`` and the params that name it (``a`` replaces ``rule``)."""
+    if a is not None and rule not in (None, "custom"):
+        raise ValueError(f"give either rule ({', '.join(BI_ANCHOR_FAMILIES)}) or a custom a, not both")
+    family = None if a is not None else (rule or "lobatto")
+    quadrature = bi_anchor_rule(family, nodes, a)
+    return quadrature, ({"a": float(a)} if a is not None else {"rule": family}) | {"nodes": nodes}
+
+
+def parameter_count(module: Any) -> Optional[int]:
+    """Trainable-parameter count of a backbone; None where it has none (e.g. an analytic one)."""
+    count = sum(p.numel() for p in module.parameters()) if isinstance(module, torch.nn.Module) else 0
+    return count or None
+
+
+class SideNetSolver(TrainingCommand, Solver):
+    """A BA scheme whose node velocities come from a SideNet (or from the anchors, sidenet off)."""
+
+    uses_sidenet = True
+
+    def __init__(self, *, sidenet: Any = True, checkpoint: Optional[str] = None, **settings: Any):
+        self.sidenet_on = parse_switch(sidenet)
+        unknown = sorted(set(settings) - set(SideNetConfig.keys()))
+        if unknown:
+            raise TypeError(f"unknown parameter(s) {', '.join(map(repr, unknown))}; SideNet settings are: "
+                            + ", ".join(SideNetConfig.keys()))
+        SideNetConfig.from_settings(settings, where=f"{self.registered_name} params")  # bad values fail here
+        if not self.sidenet_on and (checkpoint or settings):
+            raise ValueError("sidenet=off takes neither a checkpoint nor SideNet settings")
+        if checkpoint and settings:
+            raise ValueError(f"a checkpoint fixes the SideNet; drop the settings {', '.join(sorted(settings))}")
+        self.checkpoint = checkpoint
+        self.overrides = dict(settings)
+        self.loaded: Optional[LoadedSideNet] = None
+        self.backbone_parameters: Optional[int] = None
+        self.prepared_for: Optional[str] = None
+        self.velocities: Optional[NodeVelocities] = None if self.sidenet_on else AnchorVelocities()
+
+    # -- preparation --------------------------------------------------------------
+    def prepare(self, backbone: Any, *, cache_dir: Optional[str | Path] = None,
+                settings: Optional[dict[str, Any]] = None, device: str = "cpu", runner: Any = None,
+                progress: Optional[bool] = None, **context: Any) -> None:
+        """Load ``checkpoint`` or train/load the cached SideNet for ``backbone``.
+
+        A relative checkpoint path is read relative to the grid file (as plugins are) when a
+        runner prepares the solver, else relative to the working directory.
+        """
+        self.backbone_parameters = parameter_count(backbone)
+        self.prepared_for = canonical_json(backbone_identity(backbone))
+        if not self.sidenet_on:
+            return
+        if progress is None:
+            progress = getattr(runner, "progress", True)
+        if self.checkpoint:
+            self.loaded = load_checkpoint(self.checkpoint_path(runner), backbone, device=device)
+        else:
+            config = SideNetConfig.from_settings(settings or {}, self.overrides,
+                                                 where=f"{self.label()}: sidenet settings")
+            self.loaded = cached_sidenet(backbone, config, cache_dir, device=device, progress=progress)
+        self.velocities = SideNetVelocities(self.loaded.sidenet)
+
+    def checkpoint_path(self, runner: Any) -> Path:
+        path = Path(self.checkpoint)
+        grid_path = getattr(getattr(runner, "grid", None), "path", None)
+        if not path.is_absolute() and grid_path is not None:
+            path = Path(grid_path).parent / path
+        return path
+
+    def node_velocities(self, field: VelocityField) -> NodeVelocities:
+        if self.velocities is None:
+            raise SideNetNotPrepared(
+                f"{self.label()} has no SideNet: call solver.prepare(backbone, cache_dir=...) first (it trains "
+                "one, or loads it from the cache or from checkpoint=PATH), or use sidenet=off")
+        if self.prepared_for is not None and self.prepared_for != canonical_json(backbone_identity(field.backbone)):
+            raise SideNetNotPrepared(f"{self.label()} was prepared for the backbone {self.prepared_for}, "
+                                     f"not for {canonical_json(backbone_identity(field.backbone))}")
+        return self.velocities
+
+    # -- reporting ----------------------------------------------------------------
+    @property
+    def sidenet_calls(self) -> int:
+        return self.velocities.calls if self.velocities is not None else 0
+
+    def params(self) -> dict[str, Any]:
+        extra: dict[str, Any] = dict(self.overrides)
+        if not self.sidenet_on:
+            extra["sidenet"] = "off"
+        if self.checkpoint:
+            extra["checkpoint"] = str(self.checkpoint)
+        return {**self.scheme_params, **extra}
+
+    def row_fields(self) -> dict[str, Any]:
+        count = self.loaded.sidenet.parameter_count() if self.loaded is not None else 0
+        stats = self.loaded.stats if self.loaded is not None else {}
+        return {
+            "sidenet_params": count,
+            "sidenet_param_ratio": count / self.backbone_parameters if self.backbone_parameters else None,
+            "sidenet_train_seconds": stats.get("seconds"),
+            "sidenet_iterations": stats.get("iterations"),
+            "sidenet_batch_size": stats.get("batch_size"),
+            "sidenet_final_loss": stats.get("final_loss"),
+            "sidenet_checkpoint": str(self.loaded.path) if self.loaded is not None and self.loaded.path else None,
+        }
+
+
+@register_solver("ba")
+class BiAnchor(SideNetSolver):
+    """BA-solver: bi-anchor quadrature (Lobatto/Simpson) with SideNet node velocities; 1 NFE per interval."""
+
+    def __init__(self, rule: Optional[str] = None, nodes: int = 2, a: Optional[float] = None, **kwargs: Any):
+        self.rule, self.scheme_params = bi_anchor_params(rule, nodes, a)
+        super().__init__(**kwargs)
+        # SideNet off: m = 0 and m = 2 both become the Heun-like trapezoid (order 2); m = 1 weighs v1 by 5/6.
+        self.order = None if self.sidenet_on else (1 if nodes == 1 else 2)
+
+    def solve(self, field: VelocityField, x: torch.Tensor, grid: torch.Tensor, *, nfe: Optional[int] = None):
+        return bi_anchor(field, self.node_velocities(field), self.rule, x, grid)
+
+    def local_step(self, field, history_times, history_states, t_next):
+        """A mid-run interval, corrector included (a one-interval solve would only predict)."""
+        return bi_anchor_local_step(field, self.node_velocities(field), self.rule, history_states[-1],
+                                    float(history_times[-1]), float(t_next))
+
+
+@register_solver("ba-single")
+class SingleAnchor(SideNetSolver):
+    """Single-anchor BA: SideNet velocities at K Gauss-Legendre nodes from one anchor; 1 NFE per interval."""
+
+    def __init__(self, nodes: int = 3, **kwargs: Any):
+        self.rule = gauss_legendre(nodes)
+        self.scheme_params = {"nodes": nodes}
+        super().__init__(**kwargs)
+        self.order = None if self.sidenet_on else 1  # SideNet off: Euler
+
+    def solve(self, field: VelocityField, x: torch.Tensor, grid: torch.Tensor, *, nfe: Optional[int] = None):
+        return single_anchor(field, self.node_velocities(field), self.rule, x, grid)
+
+
+@register_solver("ba-oracle")
+class Oracle(Solver):
+    """Analysis only: the BA schemes with exact node velocities (the scheme's error floor)."""
+
+    analysis_only = True
+    SCHEMES = ("bi", "single")
+
+    def __init__(self, scheme: str = "bi", rule: Optional[str] = None, nodes: Optional[int] = None,
+                 a: Optional[float] = None, rtol: float = 1e-10, atol: float = 1e-10):
+        if scheme not in self.SCHEMES:
+            raise ValueError(f"scheme must be one of {', '.join(self.SCHEMES)}, got {scheme!r}")
+        self.scheme = scheme
+        if scheme == "bi":
+            self.rule, scheme_params = bi_anchor_params(rule, 2 if nodes is None else nodes, a)
+        else:
+            if rule is not None or a is not None:
+                raise ValueError("the single-anchor scheme uses Gauss-Legendre nodes: give nodes, not rule or a")
+            self.rule, scheme_params = gauss_legendre(3 if nodes is None else nodes), {"nodes": nodes or 3}
+        self.order = self.rule.degree + 1  # the quadrature's order with exact node velocities
+        self._params = {"scheme": scheme, **scheme_params}
+        self.velocities = OracleVelocities(rtol, atol)
+        self.tolerances = {"rtol": float(rtol), "atol": float(atol)}
+
+    @property
+    def sidenet_calls(self) -> int:
+        return self.velocities.calls
+
+    def params(self) -> dict[str, Any]:
+        return self._params | self.tolerances
+
+    def label(self) -> str:
+        return super().label() + " [oracle: analysis only]"
+
+    def solve(self, field: VelocityField, x: torch.Tensor, grid: torch.Tensor, *, nfe: Optional[int] = None):
+        scheme = bi_anchor if self.scheme == "bi" else single_anchor
+        return scheme(field, self.velocities, self.rule, x, grid)
+
+    def local_step(self, field, history_times, history_states, t_next):
+        if self.scheme == "single":
+            return super().local_step(field, history_times, history_states, t_next)
+        return bi_anchor_local_step(field, self.velocities, self.rule, history_states[-1],
+                                    float(history_times[-1]), float(t_next))

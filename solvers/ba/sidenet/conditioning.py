@@ -1,0 +1,81 @@
+"""Conditioning of a SideNet: ``t``, ``h`` and the label ``y`` fused into one vector.
+
+``t`` and ``h`` each get a sinusoidal embedding and an MLP; ``y`` an embedding table with one
+extra row for the null label (classifier-free guidance).  The sum modulates the feature
+maps of every block by a scale and a shift (``modulate``).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+def sinusoidal_embedding(s: torch.Tensor, dim: int, scale: float = 1000.0) -> torch.Tensor:
+    """``[cos(scale s f_k), sin(scale s f_k)]`` with ``f_k = 10000^(-k / (dim/2))``; ``s`` of shape (B,)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=s.device, dtype=torch.float32) / half)
+    args = scale * s.float()[:, None] * freqs[None, :]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+
+
+def embedding_mlp(embed_dim: int, dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(embed_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+
+class Conditioning(nn.Module):
+    """``c = MLP_t(emb(t)) + MLP_h(emb(h)) + E[y]`` (no table for an unconditional backbone)."""
+
+    def __init__(self, dim: int, embed_dim: int, num_classes: Optional[int], null_label: Optional[int]):
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.t_mlp = embedding_mlp(embed_dim, dim)
+        self.h_mlp = embedding_mlp(embed_dim, dim)
+        self.num_classes = num_classes
+        self.null_label = null_label
+        self.labels = nn.Embedding(num_classes + 1, dim) if num_classes else None  # row num_classes: null
+
+    def forward(self, t: torch.Tensor, h: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
+        c = self.t_mlp(sinusoidal_embedding(t, self.embed_dim)) + self.h_mlp(sinusoidal_embedding(h, self.embed_dim))
+        if self.labels is not None:
+            if y is None:
+                row = torch.full((len(t),), self.num_classes, dtype=torch.long, device=t.device)
+            else:
+                row = torch.where(y == self.null_label, self.num_classes, y).long()
+            c = c + self.labels(row)
+        return c
+
+
+def modulate(features: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """``features (1 + scale) + shift``, with (B, C) scale/shift broadcast over trailing axes."""
+    extra = (1,) * (features.dim() - 2)
+    return features * (1 + scale.reshape(*scale.shape, *extra)) + shift.reshape(*shift.shape, *extra)
+
+
+class Modulation(nn.Module):
+    """(B, dim) conditioning -> ``n`` pairs (scale, shift) of ``channels`` each; zero-initialised."""
+
+    def __init__(self, cond_dim: int, channels: int, n: int = 1):
+        super().__init__()
+        self.n = n
+        self.proj = nn.Linear(cond_dim, 2 * n * channels)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, c: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.proj(nn.functional.silu(c)).chunk(2 * self.n, dim=1))
+
+
+class RMSNorm(nn.Module):
+    """RMS normalisation over the channel axis (axis 1), with a learned gain."""
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.gain = nn.Parameter(torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gain = self.gain.reshape(1, -1, *(1,) * (x.dim() - 2))
+        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + self.eps) * gain

@@ -1,0 +1,114 @@
+"""Chain training of a SideNet beside a frozen backbone (BA_SOLVER.md, "Training the SideNet").
+
+One iteration: start a batch at ``(x, t)`` with ``v = backbone(x, t, y)``; K times draw a
+signed step ``h``, simulate ``x' = x - h sum_i w_i v_hat_i`` with the SideNet at the
+Gauss-Legendre nodes (no grad), take the stop-gradient target ``v' = backbone(x', t - h, y)``,
+add ``|| v + S(x, v, t, h, y) - v' ||^2`` to the loss and move on to ``(x', t - h, v')``.
+The loss is the mean of the K terms; AdamW, grad-norm clipping, EMA of the weights.
+
+Data come from ``backbone.sample_data``; a backbone without data trains data-free (chains
+start from noise carried to a random ``t`` by the backbone itself, ``chains.noise_start``).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from solvers.ba.chains import backbone_velocity, chain_start, resolve_data_mode, signed_steps, simulate_step
+from solvers.ba.config import SideNetConfig
+from solvers.ba.quadrature import gauss_legendre
+from solvers.ba.sidenet import SideNet, sidenet_for
+
+
+@dataclass
+class TrainingStats:
+    iterations: int
+    batch_size: int
+    seconds: float
+    data_mode: str
+    parameters: int
+    backbone_calls: int  # batched backbone calls (K + 1 per iteration, more in data-free mode)
+    final_loss: float  # mean loss over the last 5% of iterations
+    loss: list[float] = field(default_factory=list)  # per iteration
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class EMA:
+    """Exponential moving average of a model's weights, ``decay_k = min(decay, (1 + k) / (10 + k))``
+    so that a short run is not dominated by its initial weights."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay = decay
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        self.updates += 1
+        for ema_p, p in zip(self.model.parameters(), model.parameters()):
+            ema_p.lerp_(p, 1 - decay)
+
+
+def chain_loss(sidenet: SideNet, backbone: Any, x: torch.Tensor, t: torch.Tensor, y, config: SideNetConfig,
+               generator: torch.Generator) -> torch.Tensor:
+    """Mean over the K steps of ``|| v + S(x, v, t, h, y) - v' ||^2``."""
+    rule = gauss_legendre(config.sim_nodes)
+    v = backbone_velocity(backbone, x, t, y)
+    terms = []
+    for _ in range(config.chain_length):
+        h = signed_steps(t, config.step_rate, generator)
+        x_next = simulate_step(sidenet, x, v, t, h, y, rule)
+        t_next = t - h
+        v_next = backbone_velocity(backbone, x_next, t_next, y)  # target, reused as the next anchor
+        terms.append((sidenet.velocity(x, v, t, h, y) - v_next).pow(2).mean())
+        x, t, v = x_next, t_next, v_next
+    return torch.stack(terms).mean()
+
+
+def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", progress: bool = True
+                  ) -> tuple[SideNet, SideNet, TrainingStats]:
+    """Train a SideNet for ``backbone``; returns (raw, EMA, statistics).  Sample with the EMA."""
+    data_mode = resolve_data_mode(backbone, config.data)
+    torch.manual_seed(config.seed)  # the SideNet's initial weights
+    sidenet = sidenet_for(backbone, config.architecture).to(device).train()
+    ema = EMA(sidenet, config.ema_decay)
+    optimizer = torch.optim.AdamW(sidenet.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = None
+    if config.lr_schedule == "cosine":
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda k: 0.5 * (1 + math.cos(math.pi * k / config.iterations)))
+    generator = torch.Generator().manual_seed(config.seed)
+    losses: list[float] = []
+    start = time.perf_counter()
+    bar = tqdm(range(config.iterations), desc="SideNet", unit="it", disable=not progress, leave=False)
+    for _ in bar:
+        x, t, y = chain_start(backbone, config, config.batch_size, generator, device)
+        loss = chain_loss(sidenet, backbone, x, t, y, config, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(sidenet.parameters(), config.grad_clip)
+        optimizer.step()
+        if schedule is not None:
+            schedule.step()
+        ema.update(sidenet)
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{losses[-1]:.3e}")
+    bar.close()
+    tail = losses[-max(1, len(losses) // 20):]
+    start_calls = 0 if data_mode == "data" else 2 * config.noise_steps
+    stats = TrainingStats(
+        iterations=config.iterations, batch_size=config.batch_size, seconds=time.perf_counter() - start,
+        data_mode=data_mode, parameters=sidenet.parameter_count(),
+        backbone_calls=config.iterations * (config.chain_length + 1 + start_calls),
+        final_loss=sum(tail) / len(tail), loss=losses,
+    )
+    return sidenet.eval(), ema.model, stats

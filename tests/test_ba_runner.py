@@ -1,0 +1,56 @@
+"""BA solvers in a sweep (trained once, cached, logged) and `solverbench train-sidenet`."""
+import pytest
+import yaml
+
+from backbones.gmm import GaussianMixture
+from solverbench.cli import main
+from solverbench.config import load_grid, parse_grid
+from solverbench.runner import run_grid
+from solvers.ba.checkpoint import load_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+TINY = {"iterations": 2, "width": 16, "depth": 1, "embed_dim": 8, "batch_size": 16, "chain_length": 2}
+GRID = {
+    "name": "ba-small",
+    "backbones": [{"name": "gmm", "params": {"preset": "gmm2d"}}],
+    "solvers": [{"name": "ba", "params": {"nodes": [0, 2]}}, "ba-single", {"name": "ba", "params": {"sidenet": "off"}},
+                {"name": "ba-oracle", "params": {"rtol": 1e-6, "atol": 1e-6}}],
+    "nfe": [3],
+    "num_samples": 8,
+    "metrics": ["trajectory_error"],
+    "reference": {"rtol": 1e-6, "atol": 1e-6},
+    "sidenet": TINY,
+}
+
+
+def test_a_sweep_trains_once_and_logs_the_sidenet(tmp_path):
+    rows = run_grid(parse_grid(GRID), tmp_path, progress=False).frame.set_index("solver_label")
+    assert (rows["status"] == "ok").all() and (rows["nfe_measured"] == 3).all()
+    assert len(list((tmp_path / ".cache" / "sidenet").iterdir())) == 1  # one SideNet for three solvers
+    trained = rows.loc[["ba(rule=lobatto, nodes=0)", "ba(rule=lobatto, nodes=2)", "ba-single(nodes=3)"]]
+    assert (trained["sidenet_params"] > 0).all() and trained["sidenet_param_ratio"].isna().all()
+    assert (trained["sidenet_iterations"] == 2).all() and (trained["sidenet_batch_size"] == 16).all()
+    assert rows.loc["ba(rule=lobatto, nodes=2, sidenet=off)", "sidenet_params"] == 0
+    oracle = rows[rows.index.str.startswith("ba-oracle")]
+    assert oracle["analysis_only"].all() and not trained["analysis_only"].any()
+
+
+def test_a_grid_checkpoint_is_read_next_to_the_grid_file(tmp_path):
+    out = tmp_path / "grids" / "tiny.pt"
+    assert main(["train-sidenet", "gmm", "--backbone-params", "{preset: gmm2d}", "--out", str(out),
+                 "--no-progress", *[f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]]) == 0
+    loaded = load_checkpoint(out, GaussianMixture("gmm2d"))
+    assert loaded.stats["iterations"] == 2 and loaded.config.width == 16
+    grid_file = tmp_path / "grids" / "g.yaml"
+    grid_file.write_text(yaml.safe_dump({**GRID, "solvers": [{"name": "ba", "params": {"checkpoint": "tiny.pt"}}],
+                                         "sidenet": {}}))
+    rows = run_grid(load_grid(grid_file), tmp_path / "results", progress=False).frame
+    assert rows["status"].tolist() == ["ok"] and rows["sidenet_checkpoint"].tolist() == [str(out)]
+
+
+def test_train_sidenet_refuses_unknown_or_bad_settings(capsys):
+    with pytest.raises(SystemExit):
+        main(["train-sidenet", "gmm", "--chain", "3"])  # no abbreviations: --chain-length is meant
+    assert "unrecognized arguments: --chain" in capsys.readouterr().err
+    assert main(["train-sidenet", "gmm", "--iterations", "0"]) == 2
+    assert "'iterations' must be a positive integer" in capsys.readouterr().err

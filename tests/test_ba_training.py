@@ -1,0 +1,148 @@
+"""Chain training, checkpoints and the SideNet cache."""
+import pytest
+import torch
+
+import solverbench as sb
+from backbones.gmm import GaussianMixture
+from solverbench import Backbone
+from solvers.ba.cache import cache_path, cached_sidenet
+from solvers.ba.chains import chain_start, signed_steps
+from solvers.ba.checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
+from solvers.ba.config import SideNetConfig
+from solvers.ba.sidenet import sidenet_for
+from solvers.ba.training import chain_loss, train_sidenet
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = dict(width=32, depth=1, embed_dim=16, batch_size=64, chain_length=4, lr=1e-2, lr_schedule="constant")
+
+
+def tiny_gmm():
+    return GaussianMixture(dim=4, num_classes=2, components_per_class=2, std=0.3, mean_scale=1.5)
+
+
+class NoData(Backbone):
+    """A backbone that cannot draw data: the tiny gmm's velocity only."""
+
+    sample_shape, num_classes, null_label = (4,), 2, 2
+
+    def __init__(self):
+        super().__init__()
+        self.gmm = tiny_gmm()
+
+    def forward(self, x, t, y=None):
+        return self.gmm(x, t, y)
+
+
+def held_out_loss(sidenet, backbone, config):
+    """The chain loss on one fixed batch of chains (same seed for every SideNet compared)."""
+    generator = torch.Generator().manual_seed(1234)
+    x, t, y = chain_start(backbone, config, 512, generator, "cpu")
+    with torch.no_grad():
+        return chain_loss(sidenet, backbone, x, t, y, config, generator).item()
+
+
+@pytest.mark.parametrize("backbone, data", [(tiny_gmm(), "data"), (NoData(), "auto")], ids=["data", "data-free"])
+def test_loss_falls_within_a_few_dozen_iterations(backbone, data):
+    config = SideNetConfig(iterations=30, data=data, **TINY)
+    raw, ema, stats = train_sidenet(backbone, config, progress=False)
+    before = held_out_loss(sidenet_for(backbone, config.architecture), backbone, config)
+    after = held_out_loss(raw, backbone, config)
+    assert after < 0.75 * before, (before, after)
+    mode = "data" if data == "data" else "noise"
+    assert stats.iterations == 30 and len(stats.loss) == 30 and stats.data_mode == mode
+    assert stats.backbone_calls == 30 * (4 + 1 + (0 if mode == "data" else 2 * config.noise_steps))
+
+
+def test_steps_are_signed_and_stay_inside_zero_one():
+    generator = torch.Generator().manual_seed(0)
+    t = torch.rand(20000, generator=generator)
+    h = signed_steps(t, 50.0, generator)
+    assert ((t - h) >= 0).all() and ((t - h) <= 1).all()
+    assert 0.45 < (h > 0).float().mean() < 0.55
+    assert abs(h.abs().mean().item() - 1 / 50) < 2e-3  # mostly untruncated: mean 1 / lambda
+
+
+def test_data_mode_needs_a_backbone_with_data():
+    with pytest.raises(ValueError, match="NoData cannot draw data samples; use data='noise'"):
+        train_sidenet(NoData(), SideNetConfig(iterations=1, data="data", **TINY), progress=False)
+
+
+def trained(backbone, tmp_path, **settings):
+    config = SideNetConfig(iterations=2, **{**TINY, **settings})
+    raw, ema, stats = train_sidenet(backbone, config, progress=False)
+    path = save_checkpoint(tmp_path / "s.pt", raw=raw, ema=ema, config=config, stats=stats.as_dict(),
+                           backbone=backbone)
+    return raw, ema, config, path
+
+
+def test_checkpoint_round_trip(tmp_path):
+    backbone = GaussianMixture("gmm2d")
+    raw, ema, config, path = trained(backbone, tmp_path)
+    loaded = load_checkpoint(path, backbone)
+    assert loaded.config == config and loaded.stats["iterations"] == 2 and loaded.path == path
+    for name, value in ema.state_dict().items():
+        assert torch.equal(loaded.sidenet.state_dict()[name], value)
+    raw_again = load_checkpoint(path, backbone, weights="raw").sidenet
+    for name, value in raw.state_dict().items():
+        assert torch.equal(raw_again.state_dict()[name], value)
+    assert torch.load(path, weights_only=True)["backbone"] == backbone.identity()
+
+
+def test_checkpoint_for_another_backbone_fails_naming_file_and_difference(tmp_path):
+    *_, path = trained(GaussianMixture("gmm2d"), tmp_path)
+    other = GaussianMixture("gmm2d", seed=1)
+    with pytest.raises(CheckpointMismatchError, match=rf"{path}.*another backbone.*seed: 0 != 1"):
+        load_checkpoint(path, other)
+
+
+def test_not_a_checkpoint(tmp_path):
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "x.pt")
+    with pytest.raises(CheckpointMismatchError, match="is not a SideNet checkpoint"):
+        load_checkpoint(tmp_path / "x.pt", GaussianMixture("gmm2d"))
+
+
+def test_cache_trains_once_per_backbone_and_settings(tmp_path):
+    backbone = GaussianMixture("gmm2d")
+    config = SideNetConfig(iterations=2, **TINY)
+    first = cached_sidenet(backbone, config, tmp_path, progress=False)
+    assert first.path == cache_path(tmp_path, backbone, config) and first.path.is_file()
+    stamp = first.path.stat().st_mtime_ns
+    again = cached_sidenet(backbone, config, tmp_path, progress=False)
+    assert again.path == first.path and first.path.stat().st_mtime_ns == stamp  # loaded, not retrained
+    assert cache_path(tmp_path, backbone, SideNetConfig(iterations=3, **TINY)) != first.path
+    assert cache_path(tmp_path, GaussianMixture("gmm64"), config) != first.path
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"iterations": 0}, "'iterations' must be a positive integer"),
+    ({"data": "images"}, "'data' must be one of auto, data, noise"),
+    ({"step_rate": -1.0}, "'step_rate' must be a positive number"),
+    ({"chain": 3}, "unknown SideNet setting"),
+])
+def test_bad_settings_name_the_key(settings, message):
+    with pytest.raises(ValueError, match=message):
+        SideNetConfig.from_settings(settings)
+
+
+class TinyImageFlow(Backbone):
+    """An image-shaped backbone without data: v = x - 2 tanh(conv(x)) (2 x 6 x 6 samples, 3 classes)."""
+
+    sample_shape, num_classes, null_label = (2, 6, 6), 3, 3
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x, t, y=None):
+        return x - 2 * torch.tanh(self.conv(x)) * t.reshape(-1, 1, 1, 1)
+
+
+def test_image_backbone_trains_data_free_and_samples(tmp_path):
+    backbone = TinyImageFlow()
+    solver = sb.get_solver("ba", iterations=3, width=8, depth=2, embed_dim=8, heads=2, batch_size=4, chain_length=2)
+    solver.prepare(backbone, cache_dir=tmp_path, progress=False)
+    assert solver.loaded.sidenet.spec["kind"] == "image" and solver.loaded.stats["data_mode"] == "noise"
+    assert solver.row_fields()["sidenet_param_ratio"] == solver.loaded.sidenet.parameter_count() / 38
+    result = sb.sample(backbone, solver, torch.randn(3, 2, 6, 6), torch.tensor([0, 1, 3]), nfe=3, cfg_scale=2.0)
+    assert result.nfe == 3 and torch.isfinite(result.samples).all()
