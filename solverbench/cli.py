@@ -73,6 +73,13 @@ def _report(parser: argparse.ArgumentParser):
     return run
 
 
+def add_checkpoint_options(options: argparse.ArgumentParser, out_help: str) -> None:
+    """--out, --results and --no-progress, shared by the commands that train and write a checkpoint."""
+    options.add_argument("--out", help=out_help)
+    options.add_argument("--results", default="results", help="results directory (default: results)")
+    options.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 @command("train-backbone")
 def _train_backbone(parser: argparse.ArgumentParser):
     parser.description = (
@@ -106,11 +113,9 @@ def _train_backbone(parser: argparse.ArgumentParser):
             options.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=types[f.name], default=f.default,
                                  choices=f.metadata.get("choices"),
                                  help=f"{f.metadata.get('help', '')} (default: {f.default})")
-        options.add_argument("--out", help="checkpoint file to write (default: RESULTS/.cache/backbones/"
-                                           "NAME-<hash of the training options>.pt, reused if it exists)")
-        options.add_argument("--results", default="results", help="results directory (default: results)")
+        add_checkpoint_options(options, "checkpoint file to write (default: RESULTS/.cache/backbones/"
+                                        "NAME-<hash of the training options>.pt, reused if it exists)")
         options.add_argument("--force", action="store_true", help="train even if the cached checkpoint exists")
-        options.add_argument("--no-progress", action="store_true", help="no progress bar")
         opts = options.parse_args(args.options)
         config = config_cls(**{f.name: getattr(opts, f.name) for f in fields})
         cache_name = f"{args.backbone}-{spec_hash(dataclasses.asdict(config))}.pt"
@@ -125,7 +130,6 @@ def _train_backbone(parser: argparse.ArgumentParser):
         return 0
 
     return run
-
 
 
 @command("train-sidenet")
@@ -149,11 +153,9 @@ def _train_sidenet(parser: argparse.ArgumentParser):
         options.add_argument("--backbone-params", default="{}", help="the backbone's parameters, a YAML mapping, "
                                                                      "e.g. '{preset: gmm64}'")
         options.add_argument("--plugins", nargs="*", default=[], help="plugin files to load first")
-        options.add_argument("--out", help="checkpoint file to write (default: the runner's cache entry under "
-                                           "RESULTS/.cache/sidenet/, which grids with these sidenet: settings reuse)")
-        options.add_argument("--results", default="results", help="results directory (default: results)")
+        add_checkpoint_options(options, "checkpoint file to write (default: the runner's cache entry under "
+                                        "RESULTS/.cache/sidenet/, which grids with these sidenet: settings reuse)")
         options.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
-        options.add_argument("--no-progress", action="store_true", help="no progress bar")
         trainer.add_training_options(options)
         opts = options.parse_args(args.options)
         for path in opts.plugins:
