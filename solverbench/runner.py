@@ -135,7 +135,7 @@ class Runner:
         grid = self.grid
         noise = noise_for(cell.seed, range(grid.num_samples), backbone.sample_shape, self.dtype).to(grid.device)
         labels = None if labels is None else labels.to(grid.device)
-        out, nfe, sidenet_calls, wall = [], set(), 0, 0.0
+        out, nfe, sidenet_calls, wall, sidenet_time = [], set(), 0, 0.0, 0.0
         for start in range(0, grid.num_samples, grid.batch_size):
             sl = slice(start, start + grid.batch_size)
             result = sample(backbone, solver, noise[sl], None if labels is None else labels[sl], nfe=cell.nfe,
@@ -144,12 +144,14 @@ class Runner:
             nfe.add(result.nfe)
             sidenet_calls = max(sidenet_calls, result.sidenet_calls)
             wall += result.wall_time
+            sidenet_time += result.sidenet_time
         stats = {
             "nfe_measured": max(nfe) if len(nfe) == 1 else float("nan"),
             "nfe_measured_max": max(nfe),
             "sidenet_calls": sidenet_calls,
             "wall_time": wall,
             "wall_time_per_sample": wall / grid.num_samples,
+            "sidenet_time": sidenet_time,  # seconds of wall_time spent in the SideNet
         }
         return torch.cat(out), stats
 

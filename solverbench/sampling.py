@@ -18,7 +18,8 @@ class SampleResult:
     samples: torch.Tensor
     nfe: int  # backbone evaluations per sample, as counted by the velocity field
     sidenet_calls: int  # SideNet evaluations per sample (not NFE)
-    wall_time: float  # seconds
+    wall_time: float  # seconds, the whole solve
+    sidenet_time: float  # seconds of wall_time spent in SideNet evaluations
     time_grid: Optional[torch.Tensor]  # None for adaptive solvers
 
 
@@ -67,7 +68,7 @@ def sample(
         raise ValueError("give an NFE budget (nfe=...) or an explicit time_grid")
 
     field = VelocityField(backbone, labels, cfg_scale=cfg_scale, cfg_interval=cfg_interval)
-    sidenet_before = solver.sidenet_calls
+    sidenet_before = solver.sidenet_calls, solver.sidenet_seconds
     start = time.perf_counter()
     samples = solver.solve(field, noise, grid, nfe=nfe)
     if samples.is_cuda:
@@ -81,7 +82,8 @@ def sample(
     return SampleResult(
         samples=samples,
         nfe=field.nfe,
-        sidenet_calls=solver.sidenet_calls - sidenet_before,
+        sidenet_calls=solver.sidenet_calls - sidenet_before[0],
         wall_time=wall,
+        sidenet_time=solver.sidenet_seconds - sidenet_before[1],
         time_grid=None if solver.adaptive else grid,
     )

@@ -94,6 +94,11 @@ class Solver:
         """SideNet evaluations so far (per sample); not NFE, but counted and reported."""
         return 0
 
+    @property
+    def sidenet_seconds(self) -> float:
+        """Wall time spent in SideNet evaluations so far, apart from the backbone's."""
+        return 0.0
+
     def row_fields(self) -> dict[str, Any]:
         """Extra columns for every result row of this solver (e.g. SideNet size)."""
         return {}

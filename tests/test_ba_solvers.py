@@ -64,6 +64,9 @@ def test_nfe_is_the_number_of_intervals(gmm, checkpoint, name, params, cfg_scale
         else:  # a forward probe per interval, a backward one on all but the last (none for m = 0)
             expected_calls = nfe + (nfe - 1) * (params.get("nodes", 2) > 0)
         assert result.sidenet_calls == expected_calls
+        # SideNet time is timed apart, inside the solve's wall time; none without a SideNet
+        assert (result.sidenet_time > 0) == (expected_calls > 0)
+        assert 0 <= result.sidenet_time <= result.wall_time
 
 
 @pytest.mark.parametrize("params", [{}, {"scheme": "single", "nodes": 2}], ids=str)
@@ -72,6 +75,7 @@ def test_oracle_spends_one_nfe_per_interval_and_is_labelled_analysis(gmm, params
     assert oracle.analysis_only and "oracle" in oracle.label() and "analysis" in oracle.label()
     result = sample(gmm, oracle, torch.randn(3, 2), torch.arange(3), nfe=3, cfg_scale=2.0)
     assert result.nfe == 3
+    assert 0 < result.sidenet_time <= result.wall_time  # the exact solves, timed apart like a SideNet
 
 
 def heun_like_trapezoid(field, x, grid):

@@ -34,8 +34,9 @@ def test_one_row_per_cell_with_parameters_metrics_and_provenance(tmp_path):
     assert (rows["status"] == "ok").all()
     assert (rows["nfe_measured"] == rows["nfe"]).all()
     for column in ["backbone_params", "solver_params", "solver_label", "schedule", "cfg_scale", "seed",
-                   "wall_time", "config_hash", "versions", "git_commit", "device", "timestamp", *METRIC_COLUMNS]:
+                   "wall_time", "sidenet_calls", "sidenet_time", "config_hash", "versions", "git_commit", "device", "timestamp", *METRIC_COLUMNS]:
         assert column in rows
+    assert (rows["sidenet_calls"] == 0).all() and (rows["sidenet_time"] == 0).all()  # no SideNet here
     # the exact likelihood is only defined without guidance
     guided = rows[rows["cfg_scale"] == 2.0]
     assert guided["log_likelihood"].isna().all()

@@ -9,7 +9,7 @@ from solverbench.timegrid import make_time_grid
 def test_sample_with_registered_names():
     result = sb.sample("gmm", "euler", torch.randn(8, 64), torch.arange(8) % 10, nfe=5, cfg_scale=2.0)
     assert result.samples.shape == (8, 64)
-    assert result.nfe == 5 and result.sidenet_calls == 0 and result.wall_time > 0
+    assert result.nfe == 5 and result.sidenet_calls == 0 and result.sidenet_time == 0 and result.wall_time > 0
     assert len(result.time_grid) == 6
 
 

@@ -11,7 +11,9 @@ velocity at time ``t - h`` along the trajectory through ``(x, t)``, for each off
 - ``OracleVelocities``: exact velocities on the reference trajectory through ``(x, t)``
   (a tight float64 solve of the guided ODE), for the scheme's error floor.
 
-None of them spends NFE: the anchors are the schemes' only backbone calls.
+None of them spends NFE: the anchors are the schemes' only backbone calls.  The sources
+that do work (a network call, a solve) count their calls and time them apart from the
+backbone's evaluations.
 """
 from __future__ import annotations
 
@@ -22,21 +24,39 @@ import torch
 from solverbench.backbone import backbone_in_dtype
 from solverbench.field import VelocityField
 from solverbench.solver import get_solver
+from solverbench.stopwatch import Stopwatch
 from solvers.ba.sidenet import SideNet
 
 Anchor = tuple[torch.Tensor, Optional[torch.Tensor]]
 
 
 class NodeVelocities:
-    calls = 0  # questions answered with a network call or a solve (per sample), not NFE
+    """A source that does work per question: ``answer`` it, counted and timed."""
+
+    def __init__(self) -> None:
+        self.calls = 0  # questions answered (per sample), not NFE
+        self.stopwatch = Stopwatch()
+
+    @property
+    def seconds(self) -> float:
+        """Wall time spent answering so far."""
+        return self.stopwatch.seconds
 
     def __call__(self, field: VelocityField, x: torch.Tensor, anchor: Anchor, t: float,
                  offsets: Sequence[float]) -> list[torch.Tensor]:
+        if not offsets:
+            return []
+        self.calls += 1
+        with self.stopwatch.timing(x.device):
+            return self.answer(field, x, anchor, t, offsets)
+
+    def answer(self, field: VelocityField, x: torch.Tensor, anchor: Anchor, t: float,
+               offsets: Sequence[float]) -> list[torch.Tensor]:
         raise NotImplementedError
 
 
 class AnchorVelocities(NodeVelocities):
-    """The SideNet switched off: every node keeps the anchor's velocity."""
+    """The SideNet switched off: every node keeps the anchor's velocity (no work, no calls)."""
 
     def __call__(self, field, x, anchor, t, offsets):
         v_c, v_u = anchor
@@ -45,13 +65,10 @@ class AnchorVelocities(NodeVelocities):
 
 class SideNetVelocities(NodeVelocities):
     def __init__(self, sidenet: SideNet):
+        super().__init__()
         self.sidenet = sidenet
-        self.calls = 0
 
-    def __call__(self, field, x, anchor, t, offsets):
-        if not offsets:
-            return []
-        self.calls += 1
+    def answer(self, field, x, anchor, t, offsets):
         v_c, v_u = anchor
         labels = field.labels
         if v_u is None:
@@ -66,8 +83,8 @@ class OracleVelocities(NodeVelocities):
     """Exact guided velocities at ``t - h`` on the trajectory through ``(x, t)`` (float64 solve)."""
 
     def __init__(self, rtol: float, atol: float, method: str = "dopri5"):
+        super().__init__()
         self.reference = get_solver("reference", rtol=rtol, atol=atol, method=method)
-        self.calls = 0
         self._exact: Optional[tuple[VelocityField, VelocityField]] = None
 
     def exact_field(self, field: VelocityField) -> VelocityField:
@@ -76,12 +93,9 @@ class OracleVelocities(NodeVelocities):
             self._exact = (field, field.with_backbone(backbone_in_dtype(field.backbone, torch.float64)))
         return self._exact[1]
 
-    def __call__(self, field, x, anchor, t, offsets):
-        if not offsets:
-            return []
+    def answer(self, field, x, anchor, t, offsets):
         if not (all(h > 0 for h in offsets) or all(h < 0 for h in offsets)):
             raise ValueError(f"oracle offsets must share one sign, got {list(offsets)}")
-        self.calls += 1
         exact = self.exact_field(field)
         order = sorted(range(len(offsets)), key=lambda i: abs(offsets[i]))
         times = torch.tensor([t] + [t - offsets[i] for i in order], dtype=torch.float64)

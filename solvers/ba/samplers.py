@@ -125,6 +125,10 @@ class SideNetSolver(TrainingCommand, Solver):
     def sidenet_calls(self) -> int:
         return self.velocities.calls if self.velocities is not None else 0
 
+    @property
+    def sidenet_seconds(self) -> float:
+        return self.velocities.seconds if self.velocities is not None else 0.0
+
     def params(self) -> dict[str, Any]:
         extra: dict[str, Any] = dict(self.overrides)
         if not self.sidenet_on:
@@ -206,6 +210,10 @@ class Oracle(Solver):
     @property
     def sidenet_calls(self) -> int:
         return self.velocities.calls
+
+    @property
+    def sidenet_seconds(self) -> float:
+        return self.velocities.seconds
 
     def params(self) -> dict[str, Any]:
         return self._params | self.tolerances
