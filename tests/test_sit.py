@@ -3,6 +3,7 @@ import argparse
 import runpy
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -161,9 +162,17 @@ def test_to_images_needs_a_vae_folder(tmp_path):
         tiny(random_weights=True, vae=tmp_path).to_images(latents)
 
 
-def test_throughput_benchmark_runs_on_cpu(capsys):
+def test_throughput_benchmark_runs_on_cpu(capsys, tmp_path):
     main = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "sit_throughput.py"))["main"]
-    assert main(["--size", "tiny", "--resolution", "32", "--batch-size", "2", "--nfe", "2",
-                 "--solvers", "euler", "heun", "flow-dpm", "reference", "--device", "cpu"]) == 0
+    csv = tmp_path / "times.csv"
+    assert main(["--size", "tiny", "--resolution", "32", "--batch-size", "2", "--nfe", "2", "3", "--repeats", "1",
+                 "--solvers", "euler", "heun", "ba", "reference", "--device", "cpu", "--csv", str(csv)]) == 0
     out = capsys.readouterr().out
-    assert "left out: reference" in out and "heun" in out and "ms/NFE" in out
+    assert "left out: reference" in out and "heun" in out and "ms/NFE" in out and "SideNet" in out
+    times = pd.read_csv(csv)
+    assert list(times["nfe"]) == [2, 3] * 3  # every sampler at every budget, the adaptive one left out
+    assert (times["seconds"] > 0).all()
+    # the SideNet is timed apart, inside the solve's time; only the BA-solver has one
+    is_ba = times["solver"].str.startswith("ba(")
+    assert (times.loc[is_ba, "sidenet_seconds"] > 0).all() and (times.loc[~is_ba, "sidenet_seconds"] == 0).all()
+    assert (times["sidenet_seconds"] < times["seconds"]).all()
