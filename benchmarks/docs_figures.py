@@ -1,10 +1,11 @@
-"""Regenerate the README's figures: docs/convergence.png and docs/lte_order.png.
+"""Regenerate the README's figures: docs/convergence.png, docs/lte_order.png, docs/digits_samples.png.
 
     python benchmarks/docs_figures.py [--results results] [--reports reports]
 
-Runs configs/quick.yaml and configs/lte.yaml (cells already in the results are reused,
-as with ``solverbench run``), renders the report of those two grids, and copies its
-trajectory-error convergence plot and its LTE order curves into docs/.
+Runs configs/quick.yaml, configs/lte.yaml and configs/digits.yaml (cells already in the
+results are reused, as with ``solverbench run``; digits.yaml takes about 18 minutes from
+scratch), renders the report of those grids, and copies its trajectory-error convergence
+plot, its LTE order curves and the digits sample grid into docs/.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIGURES = {  # docs/ name -> (grid file, the report's figure, relative to its grid folder)
     "convergence.png": ("configs/quick.yaml", "convergence_trajectory_error.png"),
     "lte_order.png": ("configs/lte.yaml", "lte_order.png"),
+    "digits_samples.png": ("configs/digits.yaml", "samples.png"),
 }
 
 
