@@ -141,6 +141,19 @@ def test_solver_without_exact_history_step_is_refused_clearly(tmp_path):
     assert "carries state from one interval to the next" in by_solver.get_group("test-undeclared-multistep")["error"].iloc[0]
 
 
+def test_sidenet_solvers_are_prepared_for_the_backbone(tmp_path):
+    """A trained BA-solver steps from exact states too (its SideNet trained once, cached, logged)."""
+    tiny = {"iterations": 2, "width": 16, "depth": 1, "embed_dim": 8, "batch_size": 16, "chain_length": 2}
+    grid = parse_grid(lte_grid(["ba", "ba-single", {"name": "ba", "params": {"sidenet": "off"}}], sidenet=tiny,
+                               lte={"step_sizes": [0.1, 0.05], "start_times": [0.5]}))
+    rows = run_lte_study(grid, tmp_path, progress=False).frame
+    assert (rows["status"] == "ok").all(), rows["error"].dropna().tolist()
+    assert rows["lte"].notna().all() and len(rows) == 6
+    trained = rows[~rows["solver_params"].str.contains("off")]
+    assert (trained["sidenet_params"] > 0).all() and (trained["sidenet_iterations"] == 2).all()
+    assert len(list((tmp_path / ".cache" / "sidenet").iterdir())) == 1  # one SideNet for both solvers
+
+
 def test_rerun_skips_steps_already_done(tmp_path, capsys):
     grid = parse_grid(lte_grid(["euler"], lte={"step_sizes": [0.1, 0.05], "start_times": [0.5]}))
     first = run_grid(grid, tmp_path, progress=False).frame

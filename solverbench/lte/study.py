@@ -6,6 +6,10 @@ solver, the exact states at the k - 1 earlier times ``t + H, ..., t + (k - 1) H`
 the solver take one step to ``t - H`` (``Solver.local_step``) and measure the per-sample
 RMS distance to the reference state at ``t - H``.  One row per step in
 ``results/<grid>/results.parquet``; ``lte`` is the mean over samples.
+
+Solvers are prepared for each backbone as a sweep prepares them (a BA solver loads its
+SideNet checkpoint, or trains or reuses the cached SideNet of the grid's ``sidenet:``
+settings under ``results/.cache``), so trained samplers have their one-step orders too.
 """
 from __future__ import annotations
 
@@ -75,10 +79,12 @@ class LTEStudy:
         self.grid = grid
         self.settings = grid.lte
         self.table = ResultsTable(Path(results_dir) / grid.name)
+        self.cache_dir = Path(results_dir) / ".cache"
         self.force = force
         self.progress = progress
         self.dtype = DTYPES[grid.dtype]
         self.solvers = [(spec, get_solver(spec.name, **spec.params)) for spec in grid.solvers]
+        self._prepared: dict[str, Solver] = {}
         self._check_solvers()
 
     def _check_solvers(self) -> None:
@@ -139,6 +145,17 @@ class LTEStudy:
                                   times=times, **self.grid.reference)
         return ExactStates(traj, backbone, labels, states)
 
+    def prepared_solver(self, exact: ExactStates, spec: SolverSpec) -> Solver:
+        """The solver of ``spec``, prepared for the trajectory's backbone (once per backbone)."""
+        traj = exact.trajectory
+        key = canonical_json([spec.name, spec.params, traj.backbone, traj.backbone_params])
+        if key not in self._prepared:
+            solver = get_solver(spec.name, **spec.params)
+            solver.prepare(exact.backbone, cache_dir=self.cache_dir, settings=self.grid.sidenet,
+                           device=self.grid.device, runner=self)
+            self._prepared[key] = solver
+        return self._prepared[key]
+
     def refusal(self, exact: ExactStates, solver: Solver) -> Optional[str]:
         """Why the solver cannot step from exact history (see ``one_step``), or None; checked once."""
         if solver.label() not in exact.refusals:
@@ -154,6 +171,8 @@ class LTEStudy:
     def step_row(self, exact: ExactStates, spec: SolverSpec, solver: Solver, t: float, h: float) -> dict[str, Any]:
         row = self.row_head(exact.trajectory, spec, solver, t, h)
         try:
+            solver = self.prepared_solver(exact, spec)
+            row.update(solver.row_fields())
             refusal = self.refusal(exact, solver)
             if refusal:
                 return {**row, "status": "error", "error": refusal}
@@ -177,7 +196,7 @@ class LTEStudy:
         return spec_hash({
             "kind": "lte", "trajectory": traj.__dict__, "solver": spec.name, "solver_params": spec.params,
             "t_start": t, "H": h, "num_samples": self.grid.num_samples, "dtype": self.grid.dtype,
-            "reference": self.grid.reference,
+            "reference": self.grid.reference, **({"sidenet": self.grid.sidenet} if self.grid.sidenet else {}),
         })
 
     def row_head(self, traj: Trajectory, spec: SolverSpec, solver: Solver, t: float, h: float) -> dict[str, Any]:
