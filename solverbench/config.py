@@ -16,6 +16,7 @@ import torch
 import yaml
 
 from solverbench.backbone import resolve_backbone
+from solverbench.hashing import canonical_json
 from solverbench.registry import BACKBONES, METRICS, SOLVERS, UnknownNameError, load_plugin_file
 from solverbench.solver import Solver
 from solverbench.timegrid import GRIDS, make_time_grid
@@ -84,6 +85,15 @@ class Grid:
     metric_options: dict[str, Any] = field(default_factory=dict)
     kind: str = "sweep"
     lte: Optional[Any] = None  # LTESettings of a grid of kind lte
+    built: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # see backbone()
+
+    def backbone(self, name: str, params: dict[str, Any]) -> Any:
+        """The backbone of one ``backbones`` entry, built once: parsing builds it to check its
+        parameters, and the run uses that instance (a SiT checkpoint is read one time)."""
+        key = canonical_json([name, params])
+        if key not in self.built:
+            self.built[key] = resolve_backbone(name, **params)
+        return self.built[key]
 
 
 @dataclass(frozen=True)
@@ -163,7 +173,7 @@ def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
         if not raw.get(key):
             _fail(key, raw.get(key), "required: a non-empty list")
 
-    backbones = []
+    backbones, built = [], {}
     for i, entry in enumerate(_as_list(raw["backbones"])):
         name, spec = _named(f"backbones[{i}]", entry)
         extra = set(spec) - {"name", "params"}
@@ -173,7 +183,7 @@ def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
         if name not in BACKBONES:
             _fail(f"backbones[{i}].name", name, "known backbones: " + ", ".join(BACKBONES.names()))
         try:
-            resolve_backbone(name, **params)
+            built[canonical_json([name, params])] = resolve_backbone(name, **params)
         except (TypeError, ValueError) as err:
             _fail(f"backbones[{i}].params", params, f"{name} refuses them: {err}")
         backbones.append((name, params))
@@ -223,7 +233,7 @@ def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
         intervals.append((float(iv[0]), float(iv[1])))
     if any(s != 1.0 for s in scales):
         for name, params in backbones:
-            if getattr(resolve_backbone(name, **params), "null_label", None) is None:
+            if getattr(built[canonical_json([name, params])], "null_label", None) is None:
                 _fail("guidance.scale", scales, f"backbone {name!r} has no null label, so only scale 1 is allowed")
 
     seeds = _as_list(raw.get("seeds", [0]))
@@ -269,7 +279,7 @@ def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
         cfg_scales=tuple(float(s) for s in scales), cfg_intervals=tuple(intervals), seeds=tuple(seeds),
         num_samples=num_samples[0], batch_size=batch_size[0], device=device, dtype=dtype, metrics=metrics,
         reference={k: float(v) for k, v in reference.items()}, save_samples=save_samples, sidenet=sidenet, raw=raw,
-        kind=kind, lte=lte, metric_options=metric_options,
+        kind=kind, lte=lte, metric_options=metric_options, built=built,
     )
 
 

@@ -10,7 +10,6 @@ from typing import Any, Optional
 import torch
 from tqdm import tqdm
 
-from solverbench.backbone import resolve_backbone
 from solverbench.config import DTYPES, Cell, Grid, expand_cells
 from solverbench.hashing import canonical_json, spec_hash
 from solverbench.metrics.context import MetricContext, NotApplicable
@@ -45,7 +44,7 @@ class Runner:
     def backbone(self, cell: Cell) -> Any:
         key = canonical_json([cell.backbone, cell.backbone_params])
         if key not in self._backbones:
-            backbone = resolve_backbone(cell.backbone, **cell.backbone_params)
+            backbone = self.grid.backbone(cell.backbone, cell.backbone_params)
             if isinstance(backbone, torch.nn.Module):
                 backbone = backbone.to(self.grid.device).eval()
             self._backbones[key] = backbone

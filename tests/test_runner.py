@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import solverbench as sb
+from backbones.gmm import GaussianMixture
 from solverbench.cli import main
 from solverbench.config import GridError, expand_cells, parse_grid
 from solverbench.runner import Runner, run_grid
@@ -177,3 +178,27 @@ def test_list_valued_solver_params_expand_to_the_product():
     cells = expand_cells(grid)
     assert len(cells) == 4 * 2  # 4 parameter combinations x 2 guidance scales, adaptive: one NFE-less cell
     assert all(c.nfe is None for c in cells)
+
+
+@sb.register_backbone("test-counted-gmm")
+class CountedGaussianMixture(GaussianMixture):
+    """gmm2d that counts how often it is built."""
+
+    builds = 0
+
+    def __init__(self, **params):
+        type(self).builds += 1
+        super().__init__("gmm2d", **params)
+
+    def identity(self):
+        return {**super().identity(), "class": "test-counted-gmm"}
+
+
+def test_each_backbone_is_built_once_per_grid(tmp_path):
+    """Parsing builds a backbone to check its parameters; the run and its guidance check reuse it."""
+    CountedGaussianMixture.builds = 0
+    grid = parse_grid({**SMALL, "backbones": ["test-counted-gmm", {"name": "test-counted-gmm", "params": {"seed": 3}}],
+                       "solvers": ["euler"], "nfe": [2], "metrics": ["trajectory_error"]})
+    rows = run_grid(grid, tmp_path, progress=False).frame
+    assert (rows["status"] == "ok").all() and len(rows) == 2 * 2
+    assert CountedGaussianMixture.builds == 2

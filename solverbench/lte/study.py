@@ -24,7 +24,7 @@ from typing import Any, Optional
 import torch
 from tqdm import tqdm
 
-from solverbench.backbone import backbone_in_dtype, resolve_backbone
+from solverbench.backbone import backbone_in_dtype
 from solverbench.config import DTYPES, Grid, GridError, SolverSpec
 from solverbench.field import VelocityField
 from solverbench.hashing import canonical_json, spec_hash
@@ -128,7 +128,7 @@ class LTEStudy:
         return self.table
 
     def exact_states(self, traj: Trajectory) -> ExactStates:
-        backbone = backbone_in_dtype(resolve_backbone(traj.backbone, **traj.backbone_params), self.dtype)
+        backbone = backbone_in_dtype(self.grid.backbone(traj.backbone, traj.backbone_params), self.dtype)
         if isinstance(backbone, torch.nn.Module):
             backbone = backbone.to(self.grid.device).eval()
         n = range(self.grid.num_samples)
