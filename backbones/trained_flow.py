@@ -27,6 +27,7 @@ class TrainedFlowBackbone(Backbone):
     """A velocity network ``net(x, t, y)`` loaded from a checkpoint that ``train_backbone`` wrote."""
 
     TrainingConfig: type[FlowTrainingConfig] = FlowTrainingConfig
+    path_params = ("checkpoint",)
     label_dropout: float = 0.0  # probability of training on the null label (class-conditional flows)
 
     def __init__(self, checkpoint: str | Path):

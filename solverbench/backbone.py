@@ -12,6 +12,10 @@ A backbone declares
 and may offer ``sample_data(n, generator, labels=None) -> (x0, y)`` (draws from its data
 distribution) and ``identity() -> dict`` (what distinguishes it, for cache keys).
 
+A backbone whose parameters name files lists them in ``path_params``: in a grid file,
+a relative path there is read next to the grid file (as plugins and SideNet checkpoints
+are), not from the working directory.
+
 Image backbones also offer ``to_images(samples) -> uint8 tensor (N, 3 or 1, H, W)``
 (decoding latents where needed) and name the ``default_feature_extractor`` (a name in the
 feature-extractor registry) that image metrics use unless a grid says otherwise.
@@ -19,6 +23,7 @@ feature-extractor registry) that image metrics use unless a grid says otherwise.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -35,6 +40,7 @@ class Backbone(nn.Module):
     sample_shape: tuple[int, ...]
     num_classes: Optional[int] = None
     null_label: Optional[int] = None
+    path_params: tuple[str, ...] = ()  # parameters that name files (see the module docstring)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         raise NotImplementedError
@@ -59,6 +65,16 @@ def resolve_backbone(backbone: Any, **params: Any) -> Any:
         raise TypeError("backbone parameters can only be given with a registered backbone name")
     check_backbone(backbone)
     return backbone
+
+
+def paths_relative_to(base: Path, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` of the registered backbone ``name`` with its relative file paths put under ``base``."""
+    resolved = dict(params)
+    for key in getattr(BACKBONES.get(name), "path_params", ()):
+        value = resolved.get(key)
+        if isinstance(value, (str, Path)) and not Path(value).expanduser().is_absolute():
+            resolved[key] = str(base / value)
+    return resolved
 
 
 def check_backbone(backbone: Any) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Optional
 import torch
 import yaml
 
-from solverbench.backbone import resolve_backbone
+from solverbench.backbone import paths_relative_to, resolve_backbone
 from solverbench.hashing import canonical_json
 from solverbench.registry import BACKBONES, METRICS, SOLVERS, UnknownNameError, load_plugin_file
 from solverbench.solver import Solver
@@ -89,11 +89,17 @@ class Grid:
 
     def backbone(self, name: str, params: dict[str, Any]) -> Any:
         """The backbone of one ``backbones`` entry, built once: parsing builds it to check its
-        parameters, and the run uses that instance (a SiT checkpoint is read one time)."""
+        parameters, and the run uses that instance (a SiT checkpoint is read one time).
+        Relative file paths in ``params`` are read next to the grid file."""
         key = canonical_json([name, params])
         if key not in self.built:
-            self.built[key] = resolve_backbone(name, **params)
+            self.built[key] = build_backbone(self.path, name, params)
         return self.built[key]
+
+
+def build_backbone(grid_path: Optional[Path], name: str, params: dict[str, Any]) -> Any:
+    base = grid_path.parent if grid_path is not None else Path.cwd()
+    return resolve_backbone(name, **paths_relative_to(base, name, params))
 
 
 @dataclass(frozen=True)
@@ -183,7 +189,7 @@ def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
         if name not in BACKBONES:
             _fail(f"backbones[{i}].name", name, "known backbones: " + ", ".join(BACKBONES.names()))
         try:
-            built[canonical_json([name, params])] = resolve_backbone(name, **params)
+            built[canonical_json([name, params])] = build_backbone(path, name, params)
         except (TypeError, ValueError) as err:
             _fail(f"backbones[{i}].params", params, f"{name} refuses them: {err}")
         backbones.append((name, params))

@@ -5,7 +5,7 @@ import torch
 import solverbench as sb
 from backbones.checkpoints import CheckpointError
 from backbones.flow_training import flow_matching_loss, train_flow
-from backbones.toy2d.backbone import Toy2DFlow, Toy2DTrainingConfig
+from backbones.toy2d.backbone import WEIGHTS, Toy2DFlow, Toy2DTrainingConfig
 from backbones.toy2d.datasets import TOY_DATASETS
 from backbones.toy2d.mlp import VelocityMLP
 from solverbench.cli import main
@@ -83,3 +83,26 @@ def test_a_foreign_checkpoint_is_refused(tmp_path):
 
     with pytest.raises(ValueError, match="no Toy2DFlow training config"):
         Toy2DFlow(checkpoint=SHIPPED_FLOW)
+
+
+def test_a_grid_backbone_checkpoint_is_read_next_to_the_grid_file(tmp_path, monkeypatch):
+    """As plugins and SideNet checkpoints are; the rows keep the path as written."""
+    import shutil
+
+    import yaml
+
+    from solverbench.config import GridError, load_grid
+    from solverbench.runner import run_grid
+
+    grids = tmp_path / "grids"
+    (grids / "weights").mkdir(parents=True)
+    shutil.copyfile(WEIGHTS / "moons.pt", grids / "weights" / "moons.pt")
+    raw = {"name": "relative", "backbones": [{"name": "toy2d", "params": {"checkpoint": "weights/moons.pt"}}],
+           "solvers": ["euler"], "nfe": [2], "num_samples": 4, "metrics": []}
+    (grids / "g.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)  # weights/moons.pt does not exist from here
+    rows = run_grid(load_grid(grids / "g.yaml"), tmp_path / "results", progress=False).frame
+    assert rows["status"].tolist() == ["ok"] and "weights/moons.pt" in rows["backbone_params"].iloc[0]
+    (grids / "weights" / "moons.pt").unlink()
+    with pytest.raises(GridError, match="backbones\\[0\\].params"):
+        load_grid(grids / "g.yaml")

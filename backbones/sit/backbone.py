@@ -45,6 +45,8 @@ CONVENTIONS = {"repa": (False, 1.0, False), "sit": (True, -1.0, True)}
 class SiTBackbone(Backbone):
     """SiT-S/B/L/XL on SD-VAE latents (SiT/REPA checkpoints); 1000 classes, null label 1000."""
 
+    path_params = ("checkpoint", "vae")
+
     num_classes = NUM_CLASSES
     null_label = NUM_CLASSES
     default_feature_extractor = "inception-tf"
