@@ -1,7 +1,8 @@
 """The results store: one parquet table per grid, one row per cell, written atomically.
 
-Each finished cell rewrites the table through a temporary file and an atomic rename, so
-a run killed at any moment leaves a readable file holding every cell finished before.
+Each finished cell (or group of quick cells, ``put_many``) rewrites the table through a
+temporary file and an atomic rename, so a run killed at any moment leaves a readable file
+holding every cell put before.
 """
 from __future__ import annotations
 
@@ -28,10 +29,16 @@ class ResultsTable:
 
     def put(self, row: dict[str, Any]) -> None:
         """Add a row, replacing an earlier row of the same cell, and persist."""
+        self.put_many([row])
+
+    def put_many(self, rows: list[dict[str, Any]]) -> None:
+        """Add rows (of distinct cells), replacing earlier rows of the same cells; persist once."""
+        if not rows:
+            return
         frame = self.frame
         if "cell_id" in frame:
-            frame = frame[frame["cell_id"] != row["cell_id"]]
-        new = pd.DataFrame([row])
+            frame = frame[~frame["cell_id"].isin([row["cell_id"] for row in rows])]
+        new = pd.DataFrame(rows)
         self.frame = new if frame.empty else pd.concat([frame, new], ignore_index=True)
         self._write()
 

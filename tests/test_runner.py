@@ -202,3 +202,14 @@ def test_each_backbone_is_built_once_per_grid(tmp_path):
     rows = run_grid(grid, tmp_path, progress=False).frame
     assert (rows["status"] == "ok").all() and len(rows) == 2 * 2
     assert CountedGaussianMixture.builds == 2
+
+
+def test_results_put_many_replaces_rows_of_the_same_cells_and_persists(tmp_path):
+    from solverbench.results import ResultsTable
+
+    table = ResultsTable(tmp_path)
+    table.put({"cell_id": "a", "status": "error", "value": None})
+    table.put_many([{"cell_id": "a", "status": "ok", "value": 1.0}, {"cell_id": "b", "status": "ok", "value": 2.0}])
+    again = ResultsTable(tmp_path)
+    assert sorted(again.frame["cell_id"]) == ["a", "b"] and again.done() == {"a", "b"}
+    assert again.frame.set_index("cell_id")["value"].to_dict() == {"a": 1.0, "b": 2.0}

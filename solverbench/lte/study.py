@@ -114,14 +114,18 @@ class LTEStudy:
                        "skipping them (--force redoes them)", file=sys.stderr)
         errors: dict[str, str] = {}
         exact: dict[str, ExactStates] = {}
-        for traj, spec, solver, t, h in tqdm(todo, desc=self.grid.name, unit="step", disable=not self.progress,
-                                             file=sys.stderr):
+        pending: list[dict[str, Any]] = []  # one solver's steps on one trajectory, written together
+        bar = tqdm(todo, desc=self.grid.name, unit="step", disable=not self.progress, file=sys.stderr)
+        for i, (traj, spec, solver, t, h) in enumerate(bar):
             if traj.key() not in exact:
                 exact[traj.key()] = self.exact_states(traj)
             row = self.step_row(exact[traj.key()], spec, solver, t, h)
             if row["status"] == "error":
                 errors.setdefault(row["solver_label"], row["error"])
-            self.table.put(row)
+            pending.append(row)
+            if i + 1 == len(todo) or todo[i + 1][:2] != (traj, spec):
+                self.table.put_many(pending)
+                pending = []
         if errors:
             raise SweepFailed(f"{len(errors)} solver(s) raised errors (recorded as rows with status 'error' in "
                               f"{self.table.path}):\n" + "\n".join(f"{label}: {err}" for label, err in errors.items()))
