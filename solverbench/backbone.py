@@ -10,7 +10,9 @@ A backbone declares
   ``None`` when the model has none;
 
 and may offer ``sample_data(n, generator, labels=None) -> (x0, y)`` (draws from its data
-distribution) and ``identity() -> dict`` (what distinguishes it, for cache keys).
+distribution), ``identity() -> dict`` (what distinguishes it, for cache keys) and
+``data_identity() -> dict`` (what distinguishes its data, for caches of data statistics:
+two checkpoints of one data set share them; the default is ``identity()``).
 
 A backbone whose parameters name files lists them in ``path_params``: in a grid file,
 a relative path there is read next to the grid file (as plugins and SideNet checkpoints
@@ -91,6 +93,13 @@ def backbone_identity(backbone: Any) -> dict[str, Any]:
     if hasattr(backbone, "identity"):
         return dict(backbone.identity())
     return {"class": f"{type(backbone).__module__}.{type(backbone).__qualname__}"}
+
+
+def data_identity(backbone: Any) -> dict[str, Any]:
+    """What ``sample_data`` draws from: the backbone's ``data_identity()``, else its identity."""
+    if hasattr(backbone, "data_identity"):
+        return dict(backbone.data_identity())
+    return backbone_identity(backbone)
 
 
 def has_data(backbone: Any) -> bool:

@@ -103,4 +103,5 @@ def test_train_writes_a_loadable_checkpoint(tmp_path):
     b = DigitsFlow(checkpoint=path)
     assert b.config == config
     assert b(torch.zeros(2, 1, 8, 8), torch.rand(2), torch.tensor([3, 10])).shape == (2, 1, 8, 8)
-    assert b.identity() != DigitsFlow().identity()
+    assert b.identity() != DigitsFlow().identity()  # another model (SideNets, references are keyed by it)
+    assert b.data_identity() == DigitsFlow().data_identity()  # of the same data (image reference statistics)

@@ -63,6 +63,9 @@ class PixelImages(torch.nn.Module):
     def identity(self):
         return {"class": "test-pixel-images", "tag": self.tag}
 
+    def data_identity(self):  # the tag names the model, not the data: every tag draws the same data
+        return {"class": "test-pixel-images"}
+
     def sample_data(self, n, generator, labels=None):
         self.data_draws += 1
         coefficients = torch.rand(n, 3, generator=generator) - 0.5
@@ -119,6 +122,10 @@ def test_reference_statistics_are_cached_and_reused_not_recomputed(tmp_path):
     METRICS.get("fid")(context(samples, backbone, tmp_path, reference_samples=100))
     assert backbone.data_draws == 2
     assert len(list((tmp_path / "image_reference").glob("*.pt"))) == 2
+    # another model of the same data (another checkpoint, say) reuses the data's reference
+    other_model = PixelImages(tag="other")
+    assert METRICS.get("fid")(context(samples, other_model, tmp_path, reference_samples=200)) == first
+    assert other_model.data_draws == 0 and len(list((tmp_path / "image_reference").glob("*.pt"))) == 2
 
 
 def test_clean_fid_backend_agrees_with_torch_fidelity(tmp_path):

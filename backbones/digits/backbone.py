@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
@@ -74,6 +74,9 @@ class DigitsFlow(TrainedFlowBackbone):
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         y = labels_or_null(y, x.shape[0], self.null_label, x.device, "digits")
         return self.net(x, t.to(x), y)
+
+    def data_identity(self) -> dict[str, Any]:
+        return {"dataset": "sklearn.datasets.load_digits", "images": "[-1, 1], 1x8x8"}
 
     def sample_data(self, n: int, generator: torch.Generator, labels: Optional[torch.Tensor] = None):
         """``n`` images of the data set, uniformly or each of its given label (images on the backbone's

@@ -71,3 +71,6 @@ class Toy2DFlow(TrainedFlowBackbone):
 
     def identity(self) -> dict[str, Any]:
         return {**super().identity(), "dataset": self.dataset}
+
+    def data_identity(self) -> dict[str, Any]:
+        return {"dataset": f"toy2d/{self.dataset}"}

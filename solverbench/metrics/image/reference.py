@@ -4,7 +4,8 @@ The reference set is ``backbone.sample_data(n, generator seeded with REFERENCE_S
 turned into images by ``backbone.to_images``.  Its features (every feature the extractor
 gives) and the Frechet statistics (mean, covariance) of the features FID and sFID use are
 stored under ``<cache dir>/image_reference/`` keyed by the data's identity (the backbone's
-``identity()``), the extractor (name and a digest of its weights) and ``n``.
+``data_identity()``: every checkpoint of a data set shares it), the extractor (name and a
+digest of its weights) and ``n``.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any, Iterator
 
 import torch
 
-from solverbench.backbone import backbone_identity
+from solverbench.backbone import data_identity
 from solverbench.hashing import canonical_json, spec_hash
 from solverbench.metrics.image.extractors import extract_features
 from solverbench.metrics.image.frechet import frechet_statistics
@@ -38,7 +39,7 @@ def image_batches(backbone: Any, x: torch.Tensor, batch_size: int) -> Iterator[t
 
 
 def reference_key(backbone: Any, extractor: str, weights_digest: str, n: int) -> dict[str, Any]:
-    return {"data": backbone_identity(backbone), "extractor": extractor, "extractor_weights": weights_digest,
+    return {"data": data_identity(backbone), "extractor": extractor, "extractor_weights": weights_digest,
             "reference_samples": n, "seed": REFERENCE_SEED}
 
 
