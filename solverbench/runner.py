@@ -19,7 +19,7 @@ from solverbench.reference import reference_endpoints
 from solverbench.registry import METRICS
 from solverbench.results import ResultsTable
 from solverbench.sampling import sample
-from solverbench.solver import Solver, get_solver
+from solverbench.solver import Solver, get_solver, solver_label
 
 
 class SweepFailed(RuntimeError):
@@ -125,7 +125,7 @@ class Runner:
             self.save_samples(row["cell_id"], samples, labels)
             row.update(status="ok", error=None)
         except Exception as err:  # recorded, reported at the end of the sweep
-            row.setdefault("solver_label", cell.solver)
+            row.setdefault("solver_label", solver_label(cell.solver, cell.solver_params))  # it never got built
             row.update(status="error", error=f"{type(err).__name__}: {err}",
                        traceback=traceback.format_exc(limit=8))
         return row

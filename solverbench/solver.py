@@ -84,10 +84,7 @@ class Solver:
 
     def label(self) -> str:
         """A short display name: the registered name plus its distinguishing parameters."""
-        p = self.params()
-        return self.registered_name + (
-            "(" + ", ".join(f"{k}={v}" for k, v in p.items()) + ")" if p else ""
-        )
+        return solver_label(self.registered_name, self.params())
 
     @property
     def sidenet_calls(self) -> int:
@@ -105,6 +102,11 @@ class Solver:
 
     def __repr__(self) -> str:
         return self.label()
+
+
+def solver_label(name: str, params: dict[str, Any]) -> str:
+    """``name(k=v, ...)``, or the bare name without parameters."""
+    return name + ("(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params else "")
 
 
 def get_solver(name: str | Solver, **params: Any) -> Solver:

@@ -1,4 +1,5 @@
 """BA solvers in a sweep (trained once, cached, logged) and `solverbench train-sidenet`."""
+import pandas as pd
 import pytest
 import yaml
 
@@ -54,3 +55,18 @@ def test_train_sidenet_refuses_unknown_or_bad_settings(capsys):
     assert "unrecognized arguments: --chain" in capsys.readouterr().err
     assert main(["train-sidenet", "gmm", "--iterations", "0"]) == 2
     assert "'iterations' must be a positive integer" in capsys.readouterr().err
+
+
+def test_a_solver_that_cannot_be_prepared_is_an_error_row_with_its_parameters(tmp_path):
+    """The shipped gmm64 SideNet does not fit gmm2d: the cell's row says so, under the solver's full label."""
+    from pathlib import Path
+
+    from solverbench.runner import SweepFailed
+
+    checkpoint = str(Path(__file__).parents[1] / "solvers" / "ba" / "checkpoints" / "gmm64.pt")
+    grid = parse_grid({**GRID, "solvers": [{"name": "ba", "params": {"checkpoint": checkpoint}}], "sidenet": {}})
+    with pytest.raises(SweepFailed, match="trained for another backbone"):
+        run_grid(grid, tmp_path, progress=False)
+    rows = pd.read_parquet(tmp_path / "ba-small" / "results.parquet")
+    assert rows["status"].tolist() == ["error"]
+    assert rows["solver_label"].tolist() == [f"ba(checkpoint={checkpoint})"]
