@@ -10,9 +10,6 @@ wrongly-shaped key is an error that names the file and the first offending keys.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
@@ -98,21 +95,6 @@ def save_checkpoint(path: str | Path, state_dict: Mapping[str, torch.Tensor], co
                 "config": dict(config)}, tmp)
     tmp.replace(path)
     return path
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (cached per path, size and modification time)."""
-    stat = os.stat(path)
-    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-@lru_cache(maxsize=64)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _first(keys: Iterable[Any]) -> str:

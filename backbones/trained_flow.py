@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from backbones.checkpoints import (CheckpointError, extract_state_dict, file_sha256, fit_state_dict, read_checkpoint,
-                                  save_checkpoint)
+from backbones.checkpoints import CheckpointError, extract_state_dict, fit_state_dict, read_checkpoint, save_checkpoint
 from backbones.flow_training import DataSampler, FlowTrainingConfig, train_flow
 from solverbench import Backbone
+from solverbench.hashing import file_sha256
 
 
 class TrainedFlowBackbone(Backbone):

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     path = Path(args.grid)
     grid = parse_grid(registered_only(yaml.safe_load(path.read_text())), path=path)
-    rows = run_grid(grid, args.results, force=args.force, progress=not args.no_progress).frame
+    rows = run_grid(grid, args.results, force=args.force, progress=not args.no_progress).current()
     rows = rows[rows["grid"] == grid.name]
     table = error_table(rows)
     first = rows.drop_duplicates("solver_label").set_index("solver_label")

@@ -16,7 +16,8 @@ two checkpoints of one data set share them; the default is ``identity()``).
 
 A backbone whose parameters name files lists them in ``path_params``: in a grid file,
 a relative path there is read next to the grid file (as plugins and SideNet checkpoints
-are), not from the working directory.
+are), not from the working directory, and the file's bytes are part of each cell's id
+(``solverbench.file_params``).
 
 Image backbones also offer ``to_images(samples) -> uint8 tensor (N, 3 or 1, H, W)``
 (decoding latents where needed) and name the ``default_feature_extractor`` (a name in the
@@ -25,7 +26,6 @@ feature-extractor registry) that image metrics use unless a grid says otherwise.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -67,16 +67,6 @@ def resolve_backbone(backbone: Any, **params: Any) -> Any:
         raise TypeError("backbone parameters can only be given with a registered backbone name")
     check_backbone(backbone)
     return backbone
-
-
-def paths_relative_to(base: Path, name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """``params`` of the registered backbone ``name`` with its relative file paths put under ``base``."""
-    resolved = dict(params)
-    for key in getattr(BACKBONES.get(name), "path_params", ()):
-        value = resolved.get(key)
-        if isinstance(value, (str, Path)) and not Path(value).expanduser().is_absolute():
-            resolved[key] = str(base / value)
-    return resolved
 
 
 def check_backbone(backbone: Any) -> None:

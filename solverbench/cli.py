@@ -30,7 +30,10 @@ def _run(parser: argparse.ArgumentParser):
 
         grid = load_grid(args.grid)
         table = run_grid(grid, args.results, force=args.force, progress=not args.no_progress)
-        print(f"{len(table.frame)} rows in {table.path}")
+        current, stored = len(table.current()), len(table.frame)
+        print(f"{current} rows in {table.path}" + (f" ({stored - current} more of cells that the grid no longer "
+                                                    "has, kept as a cache and left out of reports)"
+                                                    if stored > current else ""))
         return 0
 
     return run

@@ -15,7 +15,8 @@ from typing import Any, Optional
 import torch
 import yaml
 
-from solverbench.backbone import paths_relative_to, resolve_backbone
+from solverbench.backbone import resolve_backbone
+from solverbench.file_params import file_digests, resolve_paths
 from solverbench.hashing import canonical_json
 from solverbench.registry import BACKBONES, METRICS, SOLVERS, UnknownNameError, load_plugin_file
 from solverbench.solver import Solver
@@ -96,10 +97,26 @@ class Grid:
             self.built[key] = build_backbone(self.path, name, params)
         return self.built[key]
 
+    @property
+    def base(self) -> Path:
+        """Where the grid's relative file paths are read from: the grid file's folder."""
+        return grid_base(self.path)
+
+    def file_digests(self, backbone: str, backbone_params: dict, solver: str, solver_params: dict) -> dict:
+        """SHA-256 of the files a backbone and solver entry name (checkpoints), by parameter."""
+        digests = {f"backbone.{k}": v for k, v in file_digests(self.base, BACKBONES.get(backbone),
+                                                                 backbone_params).items()}
+        digests.update({f"solver.{k}": v for k, v in file_digests(self.base, SOLVERS.get(solver),
+                                                                  solver_params).items()})
+        return digests
+
+
+def grid_base(grid_path: Optional[Path]) -> Path:
+    return grid_path.parent if grid_path is not None else Path.cwd()
+
 
 def build_backbone(grid_path: Optional[Path], name: str, params: dict[str, Any]) -> Any:
-    base = grid_path.parent if grid_path is not None else Path.cwd()
-    return resolve_backbone(name, **paths_relative_to(base, name, params))
+    return resolve_backbone(name, **resolve_paths(grid_base(grid_path), BACKBONES.get(name), params))
 
 
 @dataclass(frozen=True)
@@ -124,8 +141,10 @@ class Cell:
             "schedule": self.schedule, "cfg_scale": self.cfg_scale, "cfg_interval": list(self.cfg_interval),
             "seed": self.seed, "num_samples": grid.num_samples, "dtype": grid.dtype,
             "metrics": sorted(grid.metrics), "reference": grid.reference, "sidenet": grid.sidenet,
-            # only when set, so that the ids of cells without options stay as they were
+            # only when set, so that the ids of cells without options or files stay as they were
             **({"metric_options": grid.metric_options} if grid.metric_options else {}),
+            **({"file_sha256": files} if (files := grid.file_digests(self.backbone, self.backbone_params,
+                                                                     self.solver, self.solver_params)) else {}),
         }
 
 

@@ -1,8 +1,11 @@
-"""Stable short hashes of JSON-able specs, for cache keys and cell ids."""
+"""Stable short hashes of JSON-able specs and of files' bytes, for cache keys and cell ids."""
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 
@@ -12,3 +15,18 @@ def canonical_json(obj: Any) -> str:
 
 def spec_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (cached per path, size and modification time)."""
+    stat = os.stat(path)
+    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -3,9 +3,15 @@
 Each finished cell (or group of quick cells, ``put_many``) rewrites the table through a
 temporary file and an atomic rename, so a run killed at any moment leaves a readable file
 holding every cell put before.
+
+The table is also a cache: rows of cells that the grid no longer has (its NFE list, sample
+count or a checkpoint file changed) stay, to be reused if the grid comes back to them.
+``cells.json`` beside it lists the cells of the grid as last run; ``read_results`` gives
+those only, unless asked for every row.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Iterable
@@ -13,6 +19,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 TABLE = "results.parquet"
+CURRENT_CELLS = "cells.json"
 
 
 class ResultsTable:
@@ -42,6 +49,17 @@ class ResultsTable:
         self.frame = new if frame.empty else pd.concat([frame, new], ignore_index=True)
         self._write()
 
+    def set_current(self, cell_ids: Iterable[str]) -> None:
+        """Record the cells of the grid being run: what ``read_results`` reports."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.directory / f".{CURRENT_CELLS}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(sorted(set(cell_ids))))
+        os.replace(tmp, self.directory / CURRENT_CELLS)
+
+    def current(self) -> pd.DataFrame:
+        """The rows of the grid's cells as last run (every row where no run recorded them)."""
+        return current_rows(self.frame, self.directory)
+
     def _write(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{TABLE}.{os.getpid()}.tmp")
@@ -49,8 +67,17 @@ class ResultsTable:
         os.replace(tmp, self.path)
 
 
-def read_results(results_dir: str | Path, grids: Iterable[str] | None = None) -> pd.DataFrame:
-    """Every results table under ``results_dir`` (or the named grids), concatenated."""
+def current_rows(frame: pd.DataFrame, directory: Path) -> pd.DataFrame:
+    listing = directory / CURRENT_CELLS
+    if frame.empty or not listing.is_file():
+        return frame
+    return frame[frame["cell_id"].isin(json.loads(listing.read_text()))].reset_index(drop=True)
+
+
+def read_results(results_dir: str | Path, grids: Iterable[str] | None = None, *,
+                 superseded: bool = False) -> pd.DataFrame:
+    """The results of every grid under ``results_dir`` (or of the named grids), concatenated: the
+    cells of each grid as last run, or with ``superseded=True`` every row its table holds."""
     results_dir = Path(results_dir)
     names = list(grids) if grids else sorted(p.parent.name for p in results_dir.glob(f"*/{TABLE}"))
     frames = []
@@ -58,5 +85,6 @@ def read_results(results_dir: str | Path, grids: Iterable[str] | None = None) ->
         path = results_dir / name / TABLE
         if not path.is_file():
             raise FileNotFoundError(f"no results for grid {name!r}: {path} does not exist")
-        frames.append(pd.read_parquet(path))
+        frame = pd.read_parquet(path)
+        frames.append(frame if superseded else current_rows(frame, path.parent))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -74,8 +74,10 @@ class Runner:
     def run(self) -> ResultsTable:
         table = ResultsTable(self.out_dir)
         cells = expand_cells(self.grid)
+        ids = [spec_hash(c.key(self.grid)) for c in cells]
+        table.set_current(ids)
         done = set() if self.force else table.done()
-        todo = [c for c in cells if spec_hash(c.key(self.grid)) not in done]
+        todo = [c for c, cell_id in zip(cells, ids) if cell_id not in done]
         errors = []
         bar = tqdm(todo, desc=f"{self.grid.name}", unit="cell", disable=not self.progress, file=sys.stderr)
         if len(todo) < len(cells):

@@ -31,6 +31,7 @@ class Solver:
     nfe_per_interval: int = 1
     adaptive: bool = False  # adaptive solvers choose their own steps; NFE is only measured
     uses_sidenet: bool = False
+    path_params: tuple[str, ...] = ()  # parameters that name files (solverbench.file_params)
     analysis_only: bool = False  # an analysis tool (e.g. an oracle), never ranked as a sampler
     history_length: int = 1  # states one step uses: 1 for one-step methods, k for a k-step multistep method
 

@@ -6,6 +6,7 @@ import yaml
 from backbones.gmm import GaussianMixture
 from solverbench.cli import main
 from solverbench.config import load_grid, parse_grid
+from solverbench.results import read_results
 from solverbench.runner import run_grid
 from solvers.ba.checkpoint import load_checkpoint
 
@@ -47,6 +48,32 @@ def test_a_grid_checkpoint_is_read_next_to_the_grid_file(tmp_path):
                                          "sidenet": {}}))
     rows = run_grid(load_grid(grid_file), tmp_path / "results", progress=False).frame
     assert rows["status"].tolist() == ["ok"] and rows["sidenet_checkpoint"].tolist() == [str(out)]
+
+
+def test_replacing_a_checkpoint_file_reruns_its_cells(tmp_path):
+    """Cells are identified by the checkpoint's bytes, not only its name: a new file is not 'already done'."""
+    grid_file = tmp_path / "g.yaml"
+    grid_file.write_text(yaml.safe_dump({**GRID, "solvers": [{"name": "ba", "params": {"checkpoint": "sn.pt"}}],
+                                         "sidenet": {}}))
+    options = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+
+    def train(seed):
+        assert main(["train-sidenet", "gmm", "--backbone-params", "{preset: gmm2d}", "--out", str(tmp_path / "sn.pt"),
+                     "--no-progress", f"--seed={seed}", *options]) == 0
+
+    def run():
+        return run_grid(load_grid(grid_file), tmp_path / "results", progress=False).current()
+
+    train(0)
+    first = run()
+    assert run()["timestamp"].tolist() == first["timestamp"].tolist()  # same file: skipped
+    train(1)
+    second = run()
+    assert len(second) == 1 and second["cell_id"].tolist() != first["cell_id"].tolist()
+    assert second["sidenet_final_loss"].tolist() != first["sidenet_final_loss"].tolist()
+    # the first file's row stays in the store (a cache) but is no longer reported
+    assert len(read_results(tmp_path / "results", superseded=True)) == 2
+    assert read_results(tmp_path / "results")["cell_id"].tolist() == second["cell_id"].tolist()
 
 
 def test_train_sidenet_refuses_unknown_or_bad_settings(capsys):

@@ -213,3 +213,18 @@ def test_results_put_many_replaces_rows_of_the_same_cells_and_persists(tmp_path)
     again = ResultsTable(tmp_path)
     assert sorted(again.frame["cell_id"]) == ["a", "b"] and again.done() == {"a", "b"}
     assert again.frame.set_index("cell_id")["value"].to_dict() == {"a": 1.0, "b": 2.0}
+
+
+def test_results_report_the_grid_as_last_run_and_keep_older_cells_as_a_cache(tmp_path):
+    from solverbench.report import write_report
+    from solverbench.results import read_results
+
+    run_small(tmp_path, nfe=[2, 5])
+    table = run_grid(parse_grid({**SMALL, "nfe": [5]}), tmp_path, progress=False)  # the NFE-5 cells are reused
+    assert set(read_results(tmp_path)["nfe"]) == {4, 5}  # heun's own NFE list is [4]
+    assert set(read_results(tmp_path, superseded=True)["nfe"]) == {2, 4, 5}
+    assert len(table.current()) == len(read_results(tmp_path)) < len(table.frame)
+    index = write_report(tmp_path, tmp_path / "report").read_text()
+    assert "stored rows of cells that the grids no longer have" in index
+    run_small(tmp_path, nfe=[2, 5])  # back to the first grid: nothing to compute, all reported again
+    assert set(read_results(tmp_path)["nfe"]) == {2, 4, 5}

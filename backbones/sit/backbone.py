@@ -27,12 +27,13 @@ from typing import Any, Optional
 
 import torch
 
-from backbones.checkpoints import extract_state_dict, file_sha256, fit_state_dict, read_checkpoint
+from backbones.checkpoints import extract_state_dict, fit_state_dict, read_checkpoint
 from backbones.class_labels import labels_or_null
 from backbones.sit.sizes import SIT_SIZES
 from backbones.sit.transformer import SiTTransformer
 from backbones.sit.vae import DOWNSAMPLING, decode_latents
 from solverbench import Backbone, register_backbone
+from solverbench.hashing import file_sha256
 
 LATENT_CHANNELS = 4
 NUM_CLASSES = 1000

@@ -107,8 +107,10 @@ class LTEStudy:
                         for s in self.grid.cfg_scales for iv in self.grid.cfg_intervals for seed in self.grid.seeds]
         steps = [(traj, spec, solver, t, h) for traj in trajectories for spec, solver in self.solvers
                  for t in self.settings.start_times for h in self.settings.step_sizes]
+        ids = [self.cell_id(s[0], s[1], s[3], s[4]) for s in steps]
+        self.table.set_current(ids)
         done = set() if self.force else self.table.done()
-        todo = [s for s in steps if self.cell_id(s[0], s[1], s[3], s[4]) not in done]
+        todo = [s for s, step_id in zip(steps, ids) if step_id not in done]
         if len(todo) < len(steps):
             tqdm.write(f"{len(steps) - len(todo)} of {len(steps)} steps already done in {self.table.path}; "
                        "skipping them (--force redoes them)", file=sys.stderr)
@@ -201,6 +203,8 @@ class LTEStudy:
             "kind": "lte", "trajectory": traj.__dict__, "solver": spec.name, "solver_params": spec.params,
             "t_start": t, "H": h, "num_samples": self.grid.num_samples, "dtype": self.grid.dtype,
             "reference": self.grid.reference, **({"sidenet": self.grid.sidenet} if self.grid.sidenet else {}),
+            **({"file_sha256": files} if (files := self.grid.file_digests(traj.backbone, traj.backbone_params,
+                                                                          spec.name, spec.params)) else {}),
         })
 
     def row_head(self, traj: Trajectory, spec: SolverSpec, solver: Solver, t: float, h: float) -> dict[str, Any]:

@@ -37,4 +37,8 @@ def write_report(results_dir: str | Path = "results", out_dir: str | Path = "rep
             sections.append(sweep_section(setting, out_dir, results_dir, styles))
     header = (f"Rendered from {results_dir.resolve()} ({len(frame)} rows from the grids "
               f"{', '.join(sorted(frame['grid'].unique()))}); nothing was rerun.")
+    superseded = len(read_results(results_dir, grids, superseded=True)) - len(frame)
+    if superseded:
+        header += (f" {superseded} stored rows of cells that the grids no longer have (an earlier NFE list, "
+                   "sample count or checkpoint file) are left out.")
     return write_index(out_dir, sections, header)

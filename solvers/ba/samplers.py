@@ -18,6 +18,7 @@ import torch
 from solverbench import register_solver
 from solverbench.backbone import backbone_identity
 from solverbench.field import VelocityField
+from solverbench.file_params import resolve_paths
 from solverbench.hashing import canonical_json
 from solverbench.solver import Solver
 from solvers.ba.cache import cached_sidenet
@@ -61,6 +62,7 @@ class SideNetSolver(TrainingCommand, Solver):
     """A BA scheme whose node velocities come from a SideNet (or from the anchors, sidenet off)."""
 
     uses_sidenet = True
+    path_params = ("checkpoint",)
 
     def __init__(self, *, sidenet: Any = True, checkpoint: Optional[str] = None, **settings: Any):
         self.sidenet_on = parse_switch(sidenet)
@@ -104,11 +106,9 @@ class SideNetSolver(TrainingCommand, Solver):
         self.velocities = SideNetVelocities(self.loaded.sidenet)
 
     def checkpoint_path(self, runner: Any) -> Path:
-        path = Path(self.checkpoint)
-        grid_path = getattr(getattr(runner, "grid", None), "path", None)
-        if not path.is_absolute() and grid_path is not None:
-            path = Path(grid_path).parent / path
-        return path
+        grid = getattr(runner, "grid", None)
+        base = grid.base if grid is not None else Path.cwd()
+        return Path(resolve_paths(base, type(self), {"checkpoint": self.checkpoint})["checkpoint"])
 
     def node_velocities(self, field: VelocityField) -> NodeVelocities:
         if self.velocities is None:
