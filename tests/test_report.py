@@ -220,3 +220,15 @@ def test_cli_report_renders_only_the_named_grid(report, tmp_path, capsys):
     assert str(out / "index.md") in capsys.readouterr().out
     assert main(["report", "--results", str(tmp_path / "none"), "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("labels, shown", [
+    (["ba(nodes=2, checkpoint=../solvers/ba/checkpoints/digits.pt)", "ba-single(checkpoint=/abs/x/digits.pt)",
+      "euler"], None),  # two folders hold a digits.pt: every label stays whole
+    (["ba(nodes=2, checkpoint=../ck/digits.pt)", "ba-single(checkpoint=../ck/digits.pt)", "euler"],
+     ["ba(nodes=2, checkpoint=digits.pt)", "ba-single(checkpoint=digits.pt)", "euler"]),
+])
+def test_report_labels_show_checkpoints_by_file_name_where_unambiguous(labels, shown):
+    from solverbench.report.labels import shorter_labels
+
+    assert shorter_labels(pd.Series(labels)).tolist() == (shown or labels)

@@ -76,7 +76,8 @@ def plot_samples(rows: pd.DataFrame, samples_dir: Path, title: str, path: Path) 
     blocks = sorted({k[1] for k in panels}, key=block_order)
     limits = _limits([p["samples"] for p in panels.values()]) if kind == "points" else None
     channels = next(iter(panels.values()))["samples"].shape[1] if kind == "image" else None
-    size = (1.7 * len(blocks) + 1.8, 1.7 * len(labels) + 1.0)
+    label_width = 0.3 + 0.07 * max(len(label) for label in labels)  # inches of 9-pt row labels
+    size = (1.7 * len(blocks) + label_width, 1.85 * len(labels) + 1.0)  # about square panels, a gap between rows
     with report_figure(path, size=size, nrows=len(labels), ncols=len(blocks), constrained=True) as (fig, axes):
         for r, label in enumerate(labels):
             for c, block in enumerate(blocks):
