@@ -77,7 +77,11 @@ def plot_samples(rows: pd.DataFrame, samples_dir: Path, title: str, path: Path) 
     limits = _limits([p["samples"] for p in panels.values()]) if kind == "points" else None
     channels = next(iter(panels.values()))["samples"].shape[1] if kind == "image" else None
     label_width = 0.3 + 0.07 * max(len(label) for label in labels)  # inches of 9-pt row labels
-    size = (1.7 * len(blocks) + label_width, 1.85 * len(labels) + 1.0)  # about square panels, a gap between rows
+    panel_height = 1.7  # inches, for a panel 1.7 wide: images are square, scatters keep the data's aspect
+    if kind == "points":
+        (x_lo, x_hi), (y_lo, y_hi) = limits
+        panel_height = min(max(1.7 * (y_hi - y_lo) / (x_hi - x_lo), 0.6), 2.5)
+    size = (1.7 * len(blocks) + label_width, (panel_height + 0.15) * len(labels) + 1.0)  # a gap between rows
     with report_figure(path, size=size, nrows=len(labels), ncols=len(blocks), constrained=True) as (fig, axes):
         for r, label in enumerate(labels):
             for c, block in enumerate(blocks):
