@@ -2,6 +2,7 @@
 
     python benchmarks/sit_throughput.py                     # SiT-XL/2, 256 px, batch 64, random weights
     python benchmarks/sit_throughput.py --tf32 --cfg-scale 4 --csv sit.csv
+    python benchmarks/sit_throughput.py --solvers ba --nfe 10 --sidenet-width 32 64 128   # SideNet cost by width
     python benchmarks/sit_throughput.py --size tiny --resolution 32 --batch-size 4 --nfe 5   # CPU smoke run
 
 Runs on CUDA when available (else the CPU).  Each solver samples one batch of random
@@ -11,8 +12,8 @@ time of the batch, the time per NFE, samples per second, and the part of the wal
 spent in the SideNet (timed apart by the solver, see ``SampleResult.sidenet_time``).
 Adaptive solvers (no NFE budget) and analysis-only tools are not samplers and are left
 out, with a line saying so.  SideNet solvers get an untrained SideNet of their default
-architecture (one training iteration at batch 2, in a temporary cache): what they cost,
-not what they are worth.
+architecture, or of each ``--sidenet-width`` (one training iteration at batch 2, in a
+temporary cache): what they cost, not what they are worth.
 """
 from __future__ import annotations
 
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--solvers", nargs="*", default=None, help="default: every registered sampler")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per cell; the median is reported")
     parser.add_argument("--tf32", action="store_true", help="allow TF32 matrix products (as REPA's sampler does)")
+    parser.add_argument("--sidenet-width", type=int, nargs="+", default=None,
+                        help="time SideNet solvers once per SideNet width (default: the default architecture)")
     parser.add_argument("--csv", default=None, help="also write the table to this CSV file (after every solver)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
@@ -84,26 +87,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  left out: {solver_name}: {why}")
     print(f"{'solver':<34}{'NFE':>5}{'seconds':>10}{'ms/NFE':>10}{'samples/s':>11}{'SideNet s':>11}{'share':>7}")
     rows = []
+    runs = [(name, width) for name in solvers
+            for width in (args.sidenet_width or [None] if sb.SOLVERS.get(name).uses_sidenet else [None])]
     with tempfile.TemporaryDirectory() as cache:
-        for solver_name in solvers:
+        for solver_name, width in runs:
             solver = sb.get_solver(solver_name)
             if solver.uses_sidenet:
-                solver.prepare(backbone, cache_dir=cache, settings=UNTRAINED_SIDENET, device=str(device),
-                               progress=False)
+                settings = UNTRAINED_SIDENET | ({"width": width} if width else {})
+                solver.prepare(backbone, cache_dir=cache, settings=settings, device=str(device), progress=False)
                 count = solver.loaded.sidenet.parameter_count()
-                print(f"  {solver.label()}: SideNet {count / 1e6:.2f}M parameters "
-                      f"({100 * count / backbone_params:.2f}% of the backbone)")
+                print(f"  {solver.label()}: SideNet width {solver.loaded.config.width}, {count / 1e6:.2f}M "
+                      f"parameters ({100 * count / backbone_params:.2f}% of the backbone)")
             sb.sample(backbone, solver, noise, labels, nfe=min(args.nfe), cfg_scale=args.cfg_scale)  # warm-up
             for nfe in args.nfe:
                 row = {"solver": solver.label(), **timed(backbone, solver, noise, labels, nfe, args.cfg_scale,
                                                          args.repeats)}
+                if solver.uses_sidenet:
+                    row.update(sidenet_width=solver.loaded.config.width,
+                               sidenet_params=solver.loaded.sidenet.parameter_count())
                 row.update(ms_per_nfe=1000 * row["seconds"] / row["nfe"],
                            samples_per_second=args.batch_size / row["seconds"])
                 rows.append(row)
-                print(f"{row['solver']:<34}{row['nfe']:>5}{row['seconds']:>10.3f}{row['ms_per_nfe']:>10.1f}"
+                shown = row["solver"] + (f" [width {width}]" if width else "")
+                print(f"{shown:<34}{row['nfe']:>5}{row['seconds']:>10.3f}{row['ms_per_nfe']:>10.1f}"
                       f"{row['samples_per_second']:>11.1f}{row['sidenet_seconds']:>11.3f}"
                       f"{100 * row['sidenet_seconds'] / row['seconds']:>6.1f}%")
-            if args.csv:  # after every solver, so a run cut short keeps what it measured
+            if args.csv:  # after every solver (and width), so a run cut short keeps what it measured
                 pd.DataFrame(rows).assign(backbone=f"SiT-{args.size}/2", batch_size=args.batch_size,
                                           cfg_scale=args.cfg_scale, tf32=args.tf32, device_name=name,
                                           torch=torch.__version__).to_csv(args.csv, index=False)

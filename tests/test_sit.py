@@ -166,13 +166,16 @@ def test_throughput_benchmark_runs_on_cpu(capsys, tmp_path):
     main = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "sit_throughput.py"))["main"]
     csv = tmp_path / "times.csv"
     assert main(["--size", "tiny", "--resolution", "32", "--batch-size", "2", "--nfe", "2", "3", "--repeats", "1",
-                 "--solvers", "euler", "heun", "ba", "reference", "--device", "cpu", "--csv", str(csv)]) == 0
+                 "--solvers", "euler", "heun", "ba", "reference", "--device", "cpu", "--csv", str(csv),
+                 "--sidenet-width", "8", "16"]) == 0
     out = capsys.readouterr().out
     assert "left out: reference" in out and "heun" in out and "ms/NFE" in out and "SideNet" in out
     times = pd.read_csv(csv)
-    assert list(times["nfe"]) == [2, 3] * 3  # every sampler at every budget, the adaptive one left out
+    assert list(times["nfe"]) == [2, 3] * 4  # every sampler at every budget (ba at two widths), not the adaptive one
     assert (times["seconds"] > 0).all()
     # the SideNet is timed apart, inside the solve's time; only the BA-solver has one
     is_ba = times["solver"].str.startswith("ba(")
     assert (times.loc[is_ba, "sidenet_seconds"] > 0).all() and (times.loc[~is_ba, "sidenet_seconds"] == 0).all()
     assert (times["sidenet_seconds"] < times["seconds"]).all()
+    assert times.loc[is_ba, "sidenet_width"].tolist() == [8, 8, 16, 16]
+    assert times.loc[is_ba, "sidenet_params"].is_monotonic_increasing
