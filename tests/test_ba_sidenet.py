@@ -76,3 +76,20 @@ def test_rebuilt_from_its_spec():
     again = build_sidenet(sidenet.spec)
     assert type(again) is type(sidenet)
     assert again.parameter_count() == sidenet.parameter_count()
+
+
+def test_image_attention_is_multi_head_softmax_attention_over_positions():
+    """The attention block against the formula: per head, softmax(q k^T / sqrt(d)) v over the H x W positions."""
+    from solvers.ba.sidenet.conditioning import modulate
+    from solvers.ba.sidenet.image import AttentionBlock
+
+    torch.manual_seed(0)
+    block = AttentionBlock(channels=8, cond_dim=6, heads=2)
+    torch.nn.init.normal_(block.modulation.proj.weight, std=0.3)
+    u, c = torch.randn(3, 8, 4, 5), torch.randn(3, 6)
+    scale, shift = block.modulation(c)
+    qkv = block.qkv(modulate(block.norm(u), scale, shift)).flatten(2)  # (b, 3 * 8, 20)
+    q, k, v = (z.reshape(3, 2, 4, 20) for z in qkv.chunk(3, dim=1))  # (b, heads, d, positions)
+    weights = torch.softmax(torch.einsum("bhdi,bhdj->bhij", q, k) / 2.0, dim=-1)  # sqrt(d) = 2
+    mixed = torch.einsum("bhij,bhdj->bhdi", weights, v).reshape(3, 8, 4, 5)
+    assert torch.allclose(block(u, c), u + block.proj(mixed), atol=1e-5)
