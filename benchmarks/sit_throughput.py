@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'solver':<34}{'NFE':>5}{'seconds':>10}{'ms/NFE':>10}{'samples/s':>11}{'SideNet s':>11}{'share':>7}")
     rows = []
     runs = [(name, width) for name in solvers
-            for width in (args.sidenet_width or [None] if sb.SOLVERS.get(name).uses_sidenet else [None])]
+            for width in ((args.sidenet_width or [None]) if sb.SOLVERS.get(name).uses_sidenet else [None])]
     with tempfile.TemporaryDirectory() as cache:
         for solver_name, width in runs:
             solver = sb.get_solver(solver_name)

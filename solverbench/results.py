@@ -58,7 +58,7 @@ class ResultsTable:
 
     def current(self) -> pd.DataFrame:
         """The rows of the grid's cells as last run (every row where no run recorded them)."""
-        return current_rows(self.frame, self.directory)
+        return current_rows(self.frame, self.directory.parent)
 
     def _write(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -67,11 +67,16 @@ class ResultsTable:
         os.replace(tmp, self.path)
 
 
-def current_rows(frame: pd.DataFrame, directory: Path) -> pd.DataFrame:
-    listing = directory / CURRENT_CELLS
-    if frame.empty or not listing.is_file():
+def current_rows(frame: pd.DataFrame, results_dir: str | Path) -> pd.DataFrame:
+    """The rows of each grid's cells as last run (all of a grid's rows where no run recorded its cells)."""
+    if frame.empty:
         return frame
-    return frame[frame["cell_id"].isin(json.loads(listing.read_text()))].reset_index(drop=True)
+    keep = pd.Series(True, index=frame.index)
+    for grid in frame["grid"].unique():
+        listing = Path(results_dir) / grid / CURRENT_CELLS
+        if listing.is_file():
+            keep &= (frame["grid"] != grid) | frame["cell_id"].isin(json.loads(listing.read_text()))
+    return frame[keep].reset_index(drop=True)
 
 
 def read_results(results_dir: str | Path, grids: Iterable[str] | None = None, *,
@@ -85,6 +90,6 @@ def read_results(results_dir: str | Path, grids: Iterable[str] | None = None, *,
         path = results_dir / name / TABLE
         if not path.is_file():
             raise FileNotFoundError(f"no results for grid {name!r}: {path} does not exist")
-        frame = pd.read_parquet(path)
-        frames.append(frame if superseded else current_rows(frame, path.parent))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        frames.append(pd.read_parquet(path))
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return frame if superseded else current_rows(frame, results_dir)

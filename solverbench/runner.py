@@ -98,16 +98,16 @@ class Runner:
 
     def run_cell(self, cell: Cell) -> dict[str, Any]:
         grid = self.grid
-        cell_key = cell.key(grid)
+        cell_id = spec_hash(cell.key(grid))
         row: dict[str, Any] = {
-            "grid": grid.name, "cell_id": spec_hash(cell_key),
+            "grid": grid.name, "cell_id": cell_id,
             "backbone": cell.backbone, "backbone_params": canonical_json(cell.backbone_params),
             "solver": cell.solver, "solver_params": canonical_json(cell.solver_params),
             "nfe": cell.nfe, "schedule": canonical_json(cell.schedule), "cfg_scale": cell.cfg_scale,
             "cfg_lo": cell.cfg_interval[0], "cfg_hi": cell.cfg_interval[1], "seed": cell.seed,
             "num_samples": grid.num_samples, "batch_size": grid.batch_size, "dtype": grid.dtype,
             "device": grid.device, "device_name": device_name(grid.device),
-            "config_hash": spec_hash(cell_key), "grid_hash": spec_hash(grid.raw),
+            "config_hash": cell_id, "grid_hash": spec_hash(grid.raw),
             "versions": canonical_json(package_versions()), "git_commit": git_commit(),
             "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }

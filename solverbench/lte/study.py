@@ -110,7 +110,7 @@ class LTEStudy:
         ids = [self.cell_id(s[0], s[1], s[3], s[4]) for s in steps]
         self.table.set_current(ids)
         done = set() if self.force else self.table.done()
-        todo = [s for s, step_id in zip(steps, ids) if step_id not in done]
+        todo = [(*s, step_id) for s, step_id in zip(steps, ids) if step_id not in done]
         if len(todo) < len(steps):
             tqdm.write(f"{len(steps) - len(todo)} of {len(steps)} steps already done in {self.table.path}; "
                        "skipping them (--force redoes them)", file=sys.stderr)
@@ -118,10 +118,10 @@ class LTEStudy:
         exact: dict[str, ExactStates] = {}
         pending: list[dict[str, Any]] = []  # one solver's steps on one trajectory, written together
         bar = tqdm(todo, desc=self.grid.name, unit="step", disable=not self.progress, file=sys.stderr)
-        for i, (traj, spec, solver, t, h) in enumerate(bar):
+        for i, (traj, spec, solver, t, h, step_id) in enumerate(bar):
             if traj.key() not in exact:
                 exact[traj.key()] = self.exact_states(traj)
-            row = self.step_row(exact[traj.key()], spec, solver, t, h)
+            row = self.step_row(exact[traj.key()], spec, solver, t, h, step_id)
             if row["status"] == "error":
                 errors.setdefault(row["solver_label"], row["error"])
             pending.append(row)
@@ -174,8 +174,9 @@ class LTEStudy:
                     exact.refusals[solver.label()] = str(refusal)
         return exact.refusals[solver.label()]
 
-    def step_row(self, exact: ExactStates, spec: SolverSpec, solver: Solver, t: float, h: float) -> dict[str, Any]:
-        row = self.row_head(exact.trajectory, spec, solver, t, h)
+    def step_row(self, exact: ExactStates, spec: SolverSpec, solver: Solver, t: float, h: float,
+                 step_id: str) -> dict[str, Any]:
+        row = self.row_head(exact.trajectory, spec, solver, t, h, step_id)
         try:
             solver = self.prepared_solver(exact, spec)
             row.update(solver.row_fields())
@@ -207,10 +208,11 @@ class LTEStudy:
                                                                           spec.name, spec.params)) else {}),
         })
 
-    def row_head(self, traj: Trajectory, spec: SolverSpec, solver: Solver, t: float, h: float) -> dict[str, Any]:
+    def row_head(self, traj: Trajectory, spec: SolverSpec, solver: Solver, t: float, h: float,
+                 step_id: str) -> dict[str, Any]:
         grid = self.grid
         return {
-            "grid": grid.name, "kind": "lte", "cell_id": self.cell_id(traj, spec, t, h),
+            "grid": grid.name, "kind": "lte", "cell_id": step_id,
             "backbone": traj.backbone, "backbone_params": canonical_json(traj.backbone_params),
             "solver": spec.name, "solver_params": canonical_json(spec.params), "solver_label": solver.label(),
             "solver_order": solver.order, "analysis_only": solver.analysis_only,

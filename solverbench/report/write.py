@@ -10,7 +10,7 @@ from solverbench.report.labels import shorter_labels
 from solverbench.report.lte_section import lte_section
 from solverbench.report.settings import split_settings
 from solverbench.report.sweep_section import sweep_section
-from solverbench.results import read_results
+from solverbench.results import current_rows, read_results
 
 
 class NoResultsError(FileNotFoundError):
@@ -24,7 +24,8 @@ def write_report(results_dir: str | Path = "results", out_dir: str | Path = "rep
     if not results_dir.is_dir():
         raise NoResultsError(f"results directory {results_dir}/ does not exist: run a grid first, e.g. "
                              "`python -m solverbench run configs/quick.yaml` (or point --results at one)")
-    frame = read_results(results_dir, grids)
+    stored = read_results(results_dir, grids, superseded=True)
+    frame = current_rows(stored, results_dir)
     if frame.empty:
         raise NoResultsError(f"no results under {results_dir}/ (no <grid>/results.parquet there): run a grid "
                              "first, e.g. `python -m solverbench run configs/quick.yaml`")
@@ -39,7 +40,7 @@ def write_report(results_dir: str | Path = "results", out_dir: str | Path = "rep
             sections.append(sweep_section(setting, out_dir, results_dir, styles))
     header = (f"Rendered from {results_dir.resolve()} ({len(frame)} rows from the grids "
               f"{', '.join(sorted(frame['grid'].unique()))}); nothing was rerun.")
-    superseded = len(read_results(results_dir, grids, superseded=True)) - len(frame)
+    superseded = len(stored) - len(frame)
     if superseded:
         header += (f" {superseded} stored rows of cells that the grids no longer have (an earlier NFE list, "
                    "sample count or checkpoint file) are left out.")
