@@ -6,6 +6,8 @@ velocity) runs as one doubled batch and also counts one NFE, as in the paper.
 """
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any, Optional
 
 import torch
@@ -26,6 +28,11 @@ class VelocityField:
         cfg_scale: float = 1.0,
         cfg_interval: tuple[float, float] = (0.0, 1.0),
     ):
+        if isinstance(cfg_scale, bool) or not isinstance(cfg_scale, numbers.Real):
+            raise TypeError(f"cfg_scale must be a number >= 0 (1 means no guidance), got {cfg_scale!r} "
+                            f"({type(cfg_scale).__name__})")
+        if not math.isfinite(cfg_scale) or cfg_scale < 0:
+            raise ValueError(f"cfg_scale must be a number >= 0 (1 means no guidance), got {cfg_scale!r}")
         t_lo, t_hi = (float(v) for v in cfg_interval)
         if not 0.0 <= t_lo < t_hi <= 1.0:
             raise ValueError(f"cfg_interval must satisfy 0 <= t_lo < t_hi <= 1, got {cfg_interval}")

@@ -1,6 +1,7 @@
 """``solverbench.sample``: one call from (backbone, solver, noise) to samples and their cost."""
 from __future__ import annotations
 
+import operator
 import time
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -38,21 +39,37 @@ def sample(
     schedule: str | dict = "uniform",
     cfg_scale: float = 1.0,
     cfg_interval: tuple[float, float] = (0.0, 1.0),
+    partial: bool = False,
 ) -> SampleResult:
     """Integrate the flow from noise (t = 1) to data (t = 0).
 
-    Give either an NFE budget (the solver builds a ``schedule`` grid with as many
-    intervals as the budget allows) or an explicit decreasing ``time_grid``; adaptive
-    solvers need neither.  The measured NFE is checked against the budget.
+    Give either an NFE budget ``nfe`` (a whole number >= 1; the solver builds a
+    ``schedule`` grid with as many intervals as the budget allows) or an explicit
+    decreasing ``time_grid`` (a tensor or list) from 1 to 0; adaptive solvers need neither.
+    The measured NFE is checked against the budget.
+
+    ``noise`` is a tensor of shape ``(N, *backbone.sample_shape)``; ``labels`` (a tensor
+    or list of N integers in ``[0, num_classes)``, or the backbone's null label) only for
+    a class-conditional backbone; ``cfg_scale`` a number >= 0.
+
+    ``partial=True`` lets an explicit ``time_grid`` start below 1 or end above 0, to
+    integrate only part of the way: ``noise`` is then the state at ``time_grid[0]`` and
+    the result the state at ``time_grid[-1]`` (not a sample unless it ends at 0).  Without
+    it such a grid is refused.
     """
     backbone = resolve_backbone(backbone)
     solver = get_solver(solver)
+    if not isinstance(noise, torch.Tensor):
+        raise TypeError(f"noise must be a torch.Tensor of shape (N, {', '.join(map(str, backbone.sample_shape))}), "
+                        f"got {type(noise).__name__}")
     if tuple(noise.shape[1:]) != tuple(backbone.sample_shape):
         raise ValueError(
             f"noise has sample shape {tuple(noise.shape[1:])}, the backbone expects {tuple(backbone.sample_shape)}"
         )
-    if labels is not None and len(labels) != len(noise):
-        raise ValueError(f"{len(labels)} labels for {len(noise)} noise samples")
+    labels = check_labels(labels, backbone, len(noise))
+    nfe = check_nfe(nfe)
+    if partial and time_grid is None:
+        raise ValueError("partial=True applies to an explicit time_grid; give one (e.g. time_grid=[1.0, 0.5, 0.2])")
 
     if solver.adaptive:
         if nfe is not None or time_grid is not None:
@@ -61,7 +78,7 @@ def sample(
     elif time_grid is not None:
         if nfe is not None:
             raise ValueError("give either nfe or time_grid, not both")
-        grid = check_time_grid(time_grid)
+        grid = check_time_grid(time_grid, partial=partial)
     elif nfe is not None:
         grid = make_time_grid(schedule, solver.intervals_for(nfe))
     else:
@@ -87,3 +104,57 @@ def sample(
         sidenet_time=solver.sidenet_seconds - sidenet_before[1],
         time_grid=None if solver.adaptive else grid,
     )
+
+
+def check_nfe(nfe: Any) -> Optional[int]:
+    """An NFE budget: ``None`` or a whole number >= 1 (not a float, bool or string)."""
+    if nfe is None:
+        return None
+    if isinstance(nfe, bool) or isinstance(nfe, (float, str, bytes)):
+        raise TypeError(f"nfe must be a whole number of evaluations, got {nfe!r} ({type(nfe).__name__})")
+    try:
+        value = operator.index(nfe)  # ints, numpy and 0-d integer tensors
+    except TypeError:
+        raise TypeError(f"nfe must be a whole number of evaluations, got {nfe!r} ({type(nfe).__name__})") from None
+    if value < 1:
+        raise ValueError(f"an NFE budget must be at least 1, got {value}")
+    return value
+
+
+def check_labels(labels: Any, backbone: Any, n: int) -> Optional[torch.Tensor]:
+    """Class labels as a tensor of shape ``(n,)`` of integer classes the backbone knows.
+
+    A list (or other sequence) is turned into a tensor, as time grids are; floats, other
+    shapes, labels outside ``[0, num_classes)`` (the null label excepted) and labels for an
+    unconditional backbone are refused.
+    """
+    if labels is None:
+        return None
+    name = type(backbone).__name__
+    num_classes = getattr(backbone, "num_classes", None)
+    if num_classes is None:
+        raise ValueError(f"{name} is unconditional (num_classes is None): give no labels")
+    if not isinstance(labels, torch.Tensor):
+        try:
+            labels = torch.as_tensor(labels)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"labels must be a tensor or list of {n} integer class indices, got "
+                            f"{type(labels).__name__}") from None
+    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+        example = f" (e.g. {labels.flatten()[0].item():g})" if labels.numel() and not labels.is_complex() else ""
+        raise TypeError(f"labels must be integer class indices, got {str(labels.dtype).removeprefix('torch.')} "
+                        f"labels{example}; convert whole-number labels with .long()")
+    if labels.dim() != 1:
+        raise ValueError(f"labels must have shape (N,) = ({n},), one class index per sample, got shape "
+                         f"{tuple(labels.shape)}" + ("; flatten them (labels.flatten())"
+                                                     if labels.numel() == n else ""))
+    if len(labels) != n:
+        raise ValueError(f"{len(labels)} labels for {n} noise samples")
+    null = getattr(backbone, "null_label", None)
+    bad = (labels < 0) | (labels >= num_classes)
+    if null is not None:
+        bad &= labels != null
+    if bad.any():
+        allowed = f"[0, {num_classes})" + (f" or the null label {null}" if null is not None else "")
+        raise ValueError(f"labels must lie in {allowed} for {name}, got {labels[bad][0].item()}")
+    return labels

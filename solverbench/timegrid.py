@@ -42,13 +42,41 @@ def make_time_grid(schedule: str | dict, n_intervals: int) -> torch.Tensor:
     return check_time_grid(GRIDS[name](int(n_intervals), **spec))
 
 
-def check_time_grid(grid) -> torch.Tensor:
-    """A 1-D, strictly decreasing grid in [0, 1] with at least two points, as float64."""
-    grid = torch.as_tensor(grid, dtype=torch.float64).flatten()
+def check_time_grid(grid, *, partial: bool = False) -> torch.Tensor:
+    """A 1-D, strictly decreasing grid from noise ``t = 1`` to data ``t = 0``, as float64.
+
+    Every time grid a sampler is given passes here.  ``partial=True`` also accepts a grid
+    that starts below 1 or ends above 0 (sampling part of the way, e.g. from a state a
+    caller already holds); without it such a grid is refused, since its end state is not a
+    sample.  A strictly decreasing grid inside ``[0, 1]`` with at least two points is
+    required either way.
+    """
+    if isinstance(grid, (str, bytes)):
+        raise TypeError(f"a time grid must be a 1-D sequence of times, got the string {grid!r}")
+    try:
+        grid = torch.as_tensor(grid, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"a time grid must be a 1-D sequence of times, got {grid!r}") from None
+    if grid.dim() != 1:
+        raise ValueError(f"a time grid must be 1-D, got shape {tuple(grid.shape)}")
     if grid.numel() < 2:
         raise ValueError("a time grid needs at least two points")
     if not torch.all(grid[1:] < grid[:-1]):
         raise ValueError(f"a time grid must be strictly decreasing (from noise t=1 toward data t=0), got {grid.tolist()}")
-    if grid[0] > 1 or grid[-1] < 0:
-        raise ValueError(f"a time grid must lie in [0, 1], got {grid[0].item()} ... {grid[-1].item()}")
+    first, last = grid[0].item(), grid[-1].item()
+    if first > 1 or last < 0:
+        raise ValueError(f"a time grid must lie in [0, 1], got {first} ... {last}")
+    if not partial and (first != 1.0 or last != 0.0):
+        where = " and ".join(
+            f"{what} at {_short(value, goal)}, not {goal}" for what, value, goal in (("starts", first, 1), ("ends", last, 0))
+            if value != goal)
+        raise ValueError(f"a time grid must run from noise t=1 to data t=0, this one {where}; pass partial=True "
+                         "to integrate only part of the way (the result is then the state at the grid's last time, "
+                         "not a sample)")
     return grid
+
+
+def _short(value: float, differs_from: float) -> str:
+    """``value`` in 6 significant digits, or in full where those would read as ``differs_from``."""
+    short = f"{value:.6g}"
+    return short if float(short) != differs_from else repr(value)
