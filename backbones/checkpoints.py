@@ -1,10 +1,11 @@
 """Checkpoint files of the trained backbones: read safely, fit to a model strictly, hash.
 
 Files are read with ``torch.load(..., weights_only=True)`` (tensors and plain containers
-only).  A state dict may sit at the top level or under ``"ema"`` / ``"model"`` (the layouts
-of DiT/SiT/REPA training scripts; ``"ema"`` is preferred when both are present, since those
-are the weights their authors sample with), and its keys may carry the ``"module."`` prefix
-that ``DistributedDataParallel`` adds.  Fitting is strict: a missing, unexpected or
+only), by ``solverbench.weights_file.read_weights``, which says in one line what is wrong
+with a missing, empty or unreadable file.  A state dict may sit at the top level or under
+``"ema"`` / ``"model"`` (the layouts of DiT/SiT/REPA training scripts; ``"ema"`` is
+preferred when both are present, since those are the weights their authors sample with),
+and its keys may carry the ``"module."`` prefix that ``DistributedDataParallel`` adds.  Fitting is strict: a missing, unexpected or
 wrongly-shaped key is an error that names the file and the first offending keys.
 """
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any, Iterable, Mapping, Optional
 
 import torch
 from torch import nn
+
+from solverbench.weights_file import read_weights
 
 STATE_DICT_KEYS = ("ema", "model")  # where training scripts put the weights, in order of preference
 DDP_PREFIX = "module."
@@ -33,14 +36,7 @@ def read_checkpoint(path: str | Path) -> Any:
     ``argparse.Namespace`` is allowed besides tensors: REPA's training script stores its
     command-line arguments under ``"args"`` as one.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file {str(path)!r} does not exist")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors come in many types; all mean the same to a user
-        raise CheckpointError(f"checkpoint file {str(path)!r} cannot be read with weights_only=True: {err}") from err
+    return read_weights(path, what="checkpoint file", safe_globals=[argparse.Namespace], error=CheckpointError)
 
 
 def extract_state_dict(stored: Any, path: str | Path, key: Optional[str] = None) -> dict[str, torch.Tensor]:

@@ -1,6 +1,7 @@
 """SideNet checkpoints: EMA and raw weights, settings, training statistics, backbone identity.
 
-A plain dict of tensors and JSON-like values, read back with ``torch.load(weights_only=True)``.
+A plain dict of tensors and JSON-like values, read back with ``torch.load(weights_only=True)``
+(``solverbench.weights_file.read_weights``: a missing, empty or unreadable file is one clear line).
 Loading one for a backbone other than the one it was trained for fails, naming the file
 and the fields of the identity that differ.
 """
@@ -15,13 +16,19 @@ import torch
 
 from solverbench.backbone import backbone_identity
 from solverbench.hashing import canonical_json
+from solverbench.weights_file import read_weights
 from solvers.ba.config import SideNetConfig
 from solvers.ba.sidenet import SideNet, build_sidenet
 
 FORMAT = "solverbench-sidenet/1"
 
 
-class CheckpointMismatchError(ValueError):
+class SideNetCheckpointError(ValueError):
+    """A SideNet checkpoint that cannot be read: missing, a folder, empty, or not loadable with
+    ``weights_only=True`` (e.g. a pickled module)."""
+
+
+class CheckpointMismatchError(SideNetCheckpointError):
     """A SideNet checkpoint trained for another backbone (or not a SideNet checkpoint at all)."""
 
 
@@ -64,9 +71,7 @@ def identity_mismatch(trained_for: dict[str, Any], backbone: dict[str, Any]) -> 
 def load_checkpoint(path: str | Path, backbone: Any, *, device: str = "cpu", weights: str = "ema") -> LoadedSideNet:
     """The SideNet stored at ``path`` (EMA weights unless ``weights="raw"``), checked against ``backbone``."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"SideNet checkpoint {str(path)!r} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_weights(path, what="SideNet checkpoint", error=SideNetCheckpointError)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointMismatchError(f"{path} is not a SideNet checkpoint (format {FORMAT})")
     identity = backbone_identity(backbone)
