@@ -21,6 +21,8 @@ from solverbench.hashing import canonical_json
 from solverbench.registry import BACKBONES, METRICS, SOLVERS, UnknownNameError, load_plugin_file
 from solverbench.solver import Solver
 from solverbench.timegrid import GRIDS, make_time_grid
+from solverbench.uncertainty import OPTIONS as UNCERTAINTY_OPTIONS
+from solverbench.uncertainty import check_resamples
 
 TOP_LEVEL_KEYS = {
     "name": "the grid's name (default: the file name)",
@@ -150,6 +152,10 @@ class Cell:
 
 def load_grid(path: str | Path) -> Grid:
     path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.yaml"))
+        raise GridError(f"grid file {str(path)!r} is a folder; give a grid file (YAML)"
+                        + (f", e.g. {str(path / inside[0])!r}" if inside else ""))
     if not path.is_file():
         raise GridError(f"grid file {str(path)!r} does not exist")
     with open(path) as f:
@@ -207,6 +213,9 @@ def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
         params = spec.get("params") or {}
         if name not in BACKBONES:
             _fail(f"backbones[{i}].name", name, "known backbones: " + ", ".join(BACKBONES.names()))
+        if not isinstance(params, dict):
+            _fail(f"backbones[{i}].params", params, "allowed: a mapping of parameter names to values")
+        _check_paths(f"backbones[{i}].params", base, BACKBONES.get(name), params)
         try:
             built[canonical_json([name, params])] = build_backbone(path, name, params)
         except (TypeError, ValueError) as err:
@@ -214,7 +223,7 @@ def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
         backbones.append((name, params))
 
     nfe = _positive_ints("nfe", raw["nfe"]) if "nfe" in raw else ()
-    solvers = []
+    solvers, built_solvers = [], []
     for i, entry in enumerate(_as_list(raw["solvers"])):
         name, spec = _named(f"solvers[{i}]", entry)
         extra = set(spec) - {"name", "params", "nfe"}
@@ -229,7 +238,9 @@ def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
         keys = list(params)
         for combo in itertools.product(*(_as_list(params[k]) for k in keys)):
             solver_params = dict(zip(keys, combo))
+            _check_paths(f"solvers[{i}].params", base, SOLVERS.get(name), solver_params)
             solver = _build_solver(f"solvers[{i}].params", name, solver_params)
+            built_solvers.append(solver)
             if kind == "sweep" and not solver.adaptive and not (own_nfe or nfe):
                 _fail("nfe", raw.get("nfe"), f"required for solver {name!r}: a list of NFE budgets")
             solvers.append(SolverSpec(name, solver_params, own_nfe))
@@ -284,6 +295,7 @@ def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
     for i, m in enumerate(metrics):
         if m not in METRICS:
             _fail(f"metrics[{i}]", m, "known metrics: " + ", ".join(METRICS.names()))
+        _check_metric_applies(f"metrics[{i}]", m, [(n, built[canonical_json([n, p])]) for n, p in backbones], scales)
     metric_options = _metric_options(raw.get("metric_options"), metrics)
 
     reference = {"rtol": 1e-9, "atol": 1e-9, **(raw.get("reference") or {})}
@@ -292,9 +304,7 @@ def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
     save_samples = raw.get("save_samples", 64)
     if not isinstance(save_samples, int) or save_samples < 0:
         _fail("save_samples", save_samples, "allowed: a non-negative integer")
-    sidenet = raw.get("sidenet") or {}
-    if not isinstance(sidenet, dict):
-        _fail("sidenet", sidenet, "allowed: a mapping of SideNet training settings")
+    sidenet = _solver_settings(raw, "sidenet", built_solvers)
 
     name = raw.get("name") or (path.stem if path is not None else "grid")
     if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
@@ -308,14 +318,61 @@ def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
     )
 
 
+def _check_paths(key: str, base: Path, owner: type, params: dict[str, Any]) -> None:
+    """Every file or folder a backbone's or solver's path parameters name exists (read next to the grid file)."""
+    for name, value in params.items():
+        if name in getattr(owner, "path_params", ()) and isinstance(value, (str, Path)):
+            resolved = Path(resolve_paths(base, owner, {name: value})[name]).expanduser()
+            if not resolved.exists():
+                _fail(f"{key}.{name}", value, f"no such file or folder: {resolved} (relative paths are read next to "
+                                              "the grid file)")
+
+
+def _check_metric_applies(key: str, metric: str, backbones: list[tuple[str, Any]], scales: list) -> None:
+    """Refuse a metric that has no meaning for any (backbone, guidance scale) of the grid."""
+    applies = getattr(METRICS.get(metric), "applies", None)
+    if applies is None:
+        return
+    reasons = {f"{name} at cfg {float(scale):g}": applies(backbone, float(scale))
+               for name, backbone in backbones for scale in scales}
+    if all(reasons.values()):
+        _fail(key, metric, "no cell of this grid can compute it: " + "; ".join(
+            f"{where}: {why}" for where, why in reasons.items()))
+
+
+def _solver_settings(raw: dict, key: str, solvers: list[Solver]) -> dict[str, Any]:
+    """A grid-level settings mapping (``sidenet:``), checked by every solver that reads it
+    (``settings_key`` names the mapping; ``check_settings(settings)`` raises ValueError)."""
+    settings = raw.get(key)
+    if settings is None:
+        return {}
+    if not isinstance(settings, dict):
+        _fail(key, settings, "allowed: a mapping of settings")
+    readers = [s for s in solvers if getattr(s, "settings_key", None) == key]
+    if not readers:
+        _fail(key, settings, f"no solver of this grid reads {key} settings")
+    for solver in readers:
+        try:
+            solver.check_settings(settings)
+        except (TypeError, ValueError) as err:
+            _fail(key, settings, str(err))
+    return settings
+
+
 def _metric_options(options: Any, metrics: tuple[str, ...]) -> dict[str, Any]:
     """Options for the grid's metrics: each key read by one of them (a metric lists what it reads in
-    ``fn.options`` and may check values with ``fn.check_options(options)``, raising ValueError)."""
+    ``fn.options`` and may check values with ``fn.check_options(options)``, raising ValueError), or by
+    the harness for every metric (``bootstrap_resamples``, solverbench.uncertainty)."""
     options = {} if options is None else options
     if not isinstance(options, dict):
         _fail("metric_options", options, "allowed: a mapping of option names to values")
+    if "bootstrap_resamples" in options:
+        try:
+            check_resamples(options["bootstrap_resamples"])
+        except ValueError as err:
+            _fail("metric_options.bootstrap_resamples", options["bootstrap_resamples"], str(err))
     readers = [METRICS.get(m) for m in metrics]
-    accepted = {key for fn in readers for key in getattr(fn, "options", {})}
+    accepted = set(UNCERTAINTY_OPTIONS) | {key for fn in readers for key in getattr(fn, "options", {})}
     for key, value in options.items():
         if key not in accepted:
             _fail(f"metric_options.{key}", value, "options read by the grid's metrics: "

@@ -35,6 +35,7 @@ def labels_for(seed: int, indices: Sequence[int], num_classes: Optional[int]) ->
     )
 
 
-def data_generator(seed: int) -> torch.Generator:
-    """The generator for fresh data samples that distribution metrics compare against."""
-    return sample_generator(seed, 0, _DATA)
+def data_generator(seed: int, draw: int = 0) -> torch.Generator:
+    """The generator of fresh data samples: draw 0 is what distribution metrics compare the
+    samples with; draw 1 an independent second set (their data-versus-data noise floor)."""
+    return sample_generator(seed, draw, _DATA)

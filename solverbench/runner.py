@@ -39,6 +39,7 @@ class Runner:
         self._backbones: dict[str, Any] = {}
         self._solvers: dict[str, Solver] = {}
         self._references: dict[str, torch.Tensor] = {}
+        self._metric_memo: dict = {}  # what metrics compute once per run (noise floors)
 
     # -- shared objects, built once per sweep ---------------------------------------
     def backbone(self, cell: Cell) -> Any:
@@ -158,13 +159,15 @@ class Runner:
 
     def measure(self, cell: Cell, backbone: Any, samples: torch.Tensor,
                 labels: Optional[torch.Tensor]) -> dict[str, Any]:
-        def data(n: int):
-            return backbone.sample_data(n, data_generator(cell.seed), labels=labels[:n] if labels is not None else None)
+        def data(n: int, draw: int = 0):
+            return backbone.sample_data(n, data_generator(cell.seed, draw),
+                                        labels=labels[:n] if labels is not None else None)
 
         ctx = MetricContext(samples=samples, labels=None if labels is None else labels.to(samples.device),
                             backbone=backbone, cfg_scale=cell.cfg_scale, cfg_interval=cell.cfg_interval,
                             seed=cell.seed, reference_fn=lambda: self.reference(cell), data_fn=data,
-                            extras={"cache_dir": self.cache_dir, "metric_options": self.grid.metric_options})
+                            extras={"cache_dir": self.cache_dir, "metric_options": self.grid.metric_options},
+                            memo=self._metric_memo)
         values: dict[str, Any] = {}
         skipped = {}
         for name in self.grid.metrics:

@@ -1,13 +1,31 @@
-"""Distribution metrics for vector data against fresh data samples with the same labels."""
+"""Distribution metrics for vector data against fresh data samples with the same labels.
+
+Each value comes with its bootstrap interval over the cell's samples (the data set held
+fixed) and with the noise floor: the same metric between two independent data draws of the
+cell's size and labels, what a perfect sampler would score.
+"""
 from __future__ import annotations
 
+from typing import Any, Callable, Optional
+
+import numpy as np
 import torch
 
-from solverbench.backbone import has_data
+from solverbench.backbone import data_identity, has_data
+from solverbench.hashing import canonical_json
 from solverbench.metrics.context import MetricContext, NotApplicable
 from solverbench.registry import register_metric
+from solverbench.uncertainty import bootstrap_interval, with_interval
 
 N_PROJECTIONS = 256
+MAX_ELEMENTS = 4096  # vector metrics are for vector data; images have their own (FID, ...)
+
+
+def _directions(dim: int, seed: int, n_projections: int = N_PROJECTIONS) -> torch.Tensor:
+    """Unit directions, uniform on the sphere, one per column."""
+    g = torch.Generator().manual_seed(seed)
+    theta = torch.randn(dim, n_projections, generator=g, dtype=torch.float64)
+    return theta / theta.norm(dim=0, keepdim=True)
 
 
 def sliced_wasserstein2(x: torch.Tensor, y: torch.Tensor, n_projections: int = N_PROJECTIONS, seed: int = 0) -> float:
@@ -19,12 +37,19 @@ def sliced_wasserstein2(x: torch.Tensor, y: torch.Tensor, n_projections: int = N
     x, y = x.double().flatten(1), y.double().flatten(1)
     if x.shape != y.shape:
         raise ValueError(f"sliced Wasserstein needs equal-size sets, got {tuple(x.shape)} and {tuple(y.shape)}")
-    g = torch.Generator().manual_seed(seed)
-    theta = torch.randn(x.shape[1], n_projections, generator=g, dtype=torch.float64)
-    theta = theta / theta.norm(dim=0, keepdim=True)
+    theta = _directions(x.shape[1], seed, n_projections)
     px, _ = torch.sort(x.cpu() @ theta, dim=0)
     py, _ = torch.sort(y.cpu() @ theta, dim=0)
     return (px - py).pow(2).mean().sqrt().item()
+
+
+def sliced_wasserstein_resampled(x: torch.Tensor, y: torch.Tensor, seed: int) -> Callable[[torch.Tensor], float]:
+    """``indices -> SW2(x[indices], y)`` for bootstrap draws: the projections computed once, in float32
+    (a draw's spread is all that is read from it), sorted by numpy (several times torch's speed on a CPU)."""
+    theta = _directions(x[0].numel(), seed)
+    px = (x.double().flatten(1).cpu() @ theta).T.float().contiguous().numpy()  # (projections, n)
+    py = np.sort((y.double().flatten(1).cpu() @ theta).T.float().numpy(), axis=1)
+    return lambda idx: float(np.sqrt(np.mean((np.sort(px[:, idx.numpy()], axis=1) - py) ** 2)))
 
 
 def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -33,20 +58,60 @@ def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
     return (2 * torch.cdist(x, y).mean() - torch.cdist(x, x).mean() - torch.cdist(y, y).mean()).item()
 
 
-def _data_like(ctx: MetricContext) -> torch.Tensor:
-    if not has_data(ctx.backbone):
-        raise NotApplicable("the backbone cannot draw data samples")
-    if ctx.samples[0].numel() > 4096:
-        raise NotApplicable("vector metric: samples have more than 4096 elements")
-    x0, _ = ctx.data(len(ctx.samples))
-    return x0
+def energy_distance_resampled(x: torch.Tensor, y: torch.Tensor) -> Callable[[torch.Tensor], float]:
+    """``indices -> energy_distance(x[indices], y)``: with counts ``c`` of each sample in the draw,
+    ``2 c . mean_j |x_i - y_j| / n - c^T |x_i - x_k| c / n^2 - E|Y - Y'|``."""
+    x, y = x.double().flatten(1).cpu(), y.double().flatten(1).cpu()
+    n = len(x)
+    to_y, d_xx, e_yy = torch.cdist(x, y).mean(dim=1), torch.cdist(x, x), torch.cdist(y, y).mean()
+
+    def statistic(idx: torch.Tensor) -> float:
+        c = torch.bincount(idx, minlength=n).double()
+        return (2 * (c @ to_y) / n - (c @ d_xx @ c) / n ** 2 - e_yy).item()
+
+    return statistic
+
+
+def _applies(backbone: Any, cfg_scale: float) -> Optional[str]:
+    if not has_data(backbone):
+        return "the backbone cannot draw data samples"
+    if int(torch.Size(backbone.sample_shape).numel()) > MAX_ELEMENTS:
+        return f"vector metric: samples have more than {MAX_ELEMENTS} elements (use the image metrics)"
+    return None
+
+
+def _with_floor(ctx: MetricContext, name: str, value: Callable[[torch.Tensor, torch.Tensor], float],
+                resampled: Callable[[torch.Tensor, torch.Tensor], Callable[[torch.Tensor], float]]
+                ) -> dict[str, float]:
+    """The metric of the samples against data draw 0, and of data draw 1 against draw 0 (the floor)."""
+    why = _applies(ctx.backbone, ctx.cfg_scale)
+    if why:
+        raise NotApplicable(why)
+    n = len(ctx.samples)
+    data, _ = ctx.data(n)
+
+    def measured(x: torch.Tensor, column: str) -> dict[str, float]:
+        estimate = value(x, data)
+        return with_interval(column, estimate, bootstrap_interval(resampled(x, data), estimate, n, seed=ctx.seed,
+                                                                  name=column, resamples=ctx.resamples))
+
+    labels = None if ctx.labels is None else ctx.labels.tolist()
+    key = (name, canonical_json(data_identity(ctx.backbone)), ctx.seed, n, canonical_json(labels), ctx.resamples)
+    return {**measured(ctx.samples, name), **ctx.memoised(key, lambda: measured(ctx.data(n, 1)[0], f"{name}_floor"))}
 
 
 @register_metric("sliced_wasserstein")
 def sliced_wasserstein(ctx: MetricContext) -> dict[str, float]:
-    return {"sliced_wasserstein": sliced_wasserstein2(ctx.samples, _data_like(ctx), seed=ctx.seed)}
+    """Sliced Wasserstein-2 distance (256 random directions) to as many fresh data samples with the same labels."""
+    return _with_floor(ctx, "sliced_wasserstein", lambda x, y: sliced_wasserstein2(x, y, seed=ctx.seed),
+                       lambda x, y: sliced_wasserstein_resampled(x, y, ctx.seed))
 
 
 @register_metric("energy_distance")
 def energy(ctx: MetricContext) -> dict[str, float]:
-    return {"energy_distance": energy_distance(ctx.samples, _data_like(ctx))}
+    """Energy distance (Szekely, V-statistic) to as many fresh data samples with the same labels."""
+    return _with_floor(ctx, "energy_distance", energy_distance, energy_distance_resampled)
+
+
+sliced_wasserstein.applies = _applies
+energy.applies = _applies

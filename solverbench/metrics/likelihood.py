@@ -1,16 +1,30 @@
 """Exact mean data log-likelihood of the samples, for backbones with a known density."""
 from __future__ import annotations
 
+from typing import Any, Optional
+
 from solverbench.metrics.context import MetricContext, NotApplicable
 from solverbench.registry import register_metric
+from solverbench.uncertainty import mean_interval, with_interval
+
+
+def _applies(backbone: Any, cfg_scale: float) -> Optional[str]:
+    if getattr(backbone, "log_prob", None) is None:
+        return "the backbone has no exact log-density"
+    if cfg_scale != 1.0:
+        return "the data log-likelihood is the target only without guidance (cfg 1)"
+    return None
 
 
 @register_metric("log_likelihood")
 def log_likelihood(ctx: MetricContext) -> dict[str, float]:
-    """Mean ``log p(x | y)`` under the data density; only at cfg 1 (guidance changes the target)."""
-    log_prob = getattr(ctx.backbone, "log_prob", None)
-    if log_prob is None:
-        raise NotApplicable("the backbone has no exact log-density")
-    if ctx.cfg_scale != 1.0:
-        raise NotApplicable("the data log-likelihood is the target only without guidance (cfg 1)")
-    return {"log_likelihood": log_prob(ctx.samples, ctx.labels).mean().item()}
+    """Mean exact data log-density log p(x | y) of the samples; only at cfg 1 (guidance changes the target)."""
+    why = _applies(ctx.backbone, ctx.cfg_scale)
+    if why:
+        raise NotApplicable(why)
+    values = ctx.backbone.log_prob(ctx.samples, ctx.labels)
+    mean, interval = mean_interval(values)
+    return with_interval("log_likelihood", mean, interval)
+
+
+log_likelihood.applies = _applies

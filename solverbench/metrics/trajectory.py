@@ -5,6 +5,7 @@ import torch
 
 from solverbench.metrics.context import MetricContext
 from solverbench.registry import register_metric
+from solverbench.uncertainty import mean_interval, with_interval
 
 
 def per_sample_rms(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -15,5 +16,7 @@ def per_sample_rms(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @register_metric("trajectory_error")
 def trajectory_error(ctx: MetricContext) -> dict[str, float]:
+    """Mean per-sample RMS distance to the reference solve's endpoint from the same noise (and the worst sample's)."""
     err = per_sample_rms(ctx.samples, ctx.reference)
-    return {"trajectory_error": err.mean().item(), "trajectory_error_max": err.max().item()}
+    mean, interval = mean_interval(err)
+    return {**with_interval("trajectory_error", mean, interval), "trajectory_error_max": err.max().item()}

@@ -63,6 +63,7 @@ class SideNetSolver(TrainingCommand, Solver):
 
     uses_sidenet = True
     path_params = ("checkpoint",)
+    settings_key = "sidenet"  # the grid-level settings mapping this family reads
 
     def __init__(self, *, sidenet: Any = True, checkpoint: Optional[str] = None, **settings: Any):
         self.sidenet_on = parse_switch(sidenet)
@@ -81,6 +82,10 @@ class SideNetSolver(TrainingCommand, Solver):
         self.backbone_parameters: Optional[int] = None
         self.prepared_for: Optional[str] = None
         self.velocities: Optional[NodeVelocities] = None if self.sidenet_on else AnchorVelocities()
+
+    def check_settings(self, settings: dict[str, Any]) -> None:
+        """Refuse bad grid-level SideNet settings while the grid is read (ValueError)."""
+        SideNetConfig.from_settings(settings, {} if self.checkpoint else self.overrides, where="sidenet settings")
 
     # -- preparation --------------------------------------------------------------
     def prepare(self, backbone: Any, *, cache_dir: Optional[str | Path] = None,

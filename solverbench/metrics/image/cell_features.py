@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Optional
 
 import torch
 
-from solverbench.backbone import has_data
+from solverbench.backbone import data_identity, has_data
+from solverbench.hashing import canonical_json
 from solverbench.metrics.context import MetricContext, NotApplicable
 from solverbench.metrics.image.extractors import build_extractor, extract_features, metric_layers, weights_digest
 from solverbench.metrics.image.options import ImageMetricOptions, parse_image_options
@@ -26,6 +28,18 @@ class CellFeatures:
     samples: dict[str, torch.Tensor]
     reference: ReferenceSet
     options: ImageMetricOptions
+    extractor: str
+    extract: Callable[[torch.Tensor], dict[str, torch.Tensor]]  # data samples -> every feature of their images
+
+    def floor(self, ctx: MetricContext, metric: str, layer: str,
+              measure: Callable[[torch.Tensor], dict[str, float]]) -> dict[str, float]:
+        """``measure`` of the features of a fresh data draw of the cell's size and labels in place of
+        the samples (the metric's data-versus-data value): drawn and measured once per run."""
+        labels = None if ctx.labels is None else ctx.labels.tolist()
+        draw = (canonical_json(data_identity(ctx.backbone)), ctx.seed, len(ctx.samples), canonical_json(labels),
+                self.extractor, self.options)
+        data = ctx.memoised(("image data features", *draw), lambda: self.extract(ctx.data(len(ctx.samples))[0]))
+        return ctx.memoised(("image floor", metric, layer, ctx.resamples, *draw), lambda: measure(data[layer]))
 
 
 def extractor_name(ctx: MetricContext, options: ImageMetricOptions) -> str:
@@ -36,13 +50,20 @@ def extractor_name(ctx: MetricContext, options: ImageMetricOptions) -> str:
     return name
 
 
+def image_metrics_apply(backbone: Any, cfg_scale: float = 1.0) -> Optional[str]:
+    """Why the image metrics have no meaning for ``backbone``, or None."""
+    if not callable(getattr(backbone, "to_images", None)):
+        return "the backbone does not make images (no to_images)"
+    if not has_data(backbone):
+        return "the backbone cannot draw data samples for the reference statistics"
+    return None
+
+
 def cell_features(ctx: MetricContext, metric: str) -> tuple[str, CellFeatures]:
     """The feature ``metric`` uses and the cell's features; NotApplicable where there are none."""
-    backbone = ctx.backbone
-    if not callable(getattr(backbone, "to_images", None)):
-        raise NotApplicable("the backbone does not make images (no to_images)")
-    if not has_data(backbone):
-        raise NotApplicable("the backbone cannot draw data samples for the reference statistics")
+    why = image_metrics_apply(ctx.backbone)
+    if why:
+        raise NotApplicable(why)
     if ctx.extras.get("cache_dir") is None:
         raise ValueError("image metrics need MetricContext.extras['cache_dir'] for their reference statistics "
                          "(the runner sets results/.cache)")
@@ -63,7 +84,11 @@ def _extract(ctx: MetricContext, name: str, options: ImageMetricOptions, cache_d
     weights = options.feature_extractor_weights_path
     extractor = build_extractor(name, weights, device)
     batch = options.feature_batch_size
-    samples = extract_features(extractor, image_batches(ctx.backbone, ctx.samples, batch), device)
+
+    def extract(x: torch.Tensor) -> dict[str, Any]:
+        return extract_features(extractor, image_batches(ctx.backbone, x.to(device), batch), device)
+
+    samples = extract(ctx.samples)
     layers = metric_layers(name, weights, device)
     frechet_layers = tuple(dict.fromkeys(layers[m] for m in FRECHET_METRICS if m in layers))
     reference = reference_set(
@@ -71,4 +96,4 @@ def _extract(ctx: MetricContext, name: str, options: ImageMetricOptions, cache_d
         n=options.reference_samples, frechet_layers=frechet_layers, batch_size=batch, device=device,
         cache_dir=cache_dir,
     )
-    return CellFeatures(samples, reference, options)
+    return CellFeatures(samples, reference, options, name, extract)

@@ -6,6 +6,8 @@ two agree to rounding on the same features.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 BACKENDS = ("torch-fidelity", "clean-fid")
@@ -32,3 +34,28 @@ def frechet_distance(features: torch.Tensor, reference: dict[str, torch.Tensor],
 
         return float(clean_fid_frechet_distance(mine["mu"], mine["sigma"], theirs["mu"], theirs["sigma"]))
     raise ValueError(f"unknown Frechet-distance backend {backend!r}; known: {', '.join(BACKENDS)}")
+
+
+def frechet_distance_resampled(features: torch.Tensor, reference: dict[str, torch.Tensor]
+                               ) -> Callable[[torch.Tensor], float]:
+    """``indices -> frechet_distance(features[indices], reference)``, for bootstrap draws.
+
+    ``tr (S_1 S_2)^(1/2)`` is the sum of the square roots of the eigenvalues of the symmetric
+    ``R S_1 R`` with ``R = S_2^(1/2)`` (similar to ``S_1 S_2``), computed once for the reference.
+    """
+    x = features.double()
+    mu_2 = torch.as_tensor(reference["mu"], dtype=torch.float64, device=x.device)
+    sigma_2 = torch.as_tensor(reference["sigma"], dtype=torch.float64, device=x.device)
+    w, v = torch.linalg.eigh(sigma_2)
+    root = (v * w.clamp_min(0).sqrt()) @ v.T
+    trace_2 = torch.trace(sigma_2)
+
+    def distance(idx: torch.Tensor) -> float:
+        sample = x[idx.to(x.device)]
+        mu_1 = sample.mean(dim=0)
+        centred = sample - mu_1
+        sigma_1 = centred.T @ centred / (len(sample) - 1)
+        roots = torch.linalg.eigvalsh(root @ sigma_1 @ root).clamp_min(0).sqrt()
+        return float((mu_1 - mu_2).pow(2).sum() + torch.trace(sigma_1) + trace_2 - 2 * roots.sum())
+
+    return distance

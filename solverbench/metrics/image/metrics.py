@@ -5,34 +5,68 @@ reference features of the backbone's data, both from the grid's feature extracto
 option ``feature_extractor``, else the backbone's ``default_feature_extractor``).  FID and
 sFID use the backend named by the metric option ``backend`` (torch-fidelity or clean-fid);
 KID, precision/recall and IS are torch-fidelity's.
+
+Every value has its 95% interval (``solverbench.uncertainty``): FID, sFID, KID and IS from
+the spread of the metric over bootstrap draws of the cell's samples, the reference held
+fixed (a KID draw averages 10 subsets instead of ``kid_subsets``, which widens the interval
+a little); precision from the binomial standard error over the samples, recall over the
+reference points (a bootstrap draw's repeated samples would have k-NN radius 0).  Each also
+has its data-versus-data value ``<metric>_floor``: the metric for a fresh draw of as many
+data images, with the cell's labels, in place of the samples.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
+
+import torch
 
 from solverbench.metrics.context import MetricContext
-from solverbench.metrics.image.cell_features import cell_features
-from solverbench.metrics.image.frechet import frechet_distance
+from solverbench.metrics.image.cell_features import CellFeatures, cell_features, image_metrics_apply
+from solverbench.metrics.image.frechet import frechet_distance, frechet_distance_resampled
 from solverbench.metrics.image.options import OPTIONS, parse_image_options
 from solverbench.registry import register_metric
+from solverbench.uncertainty import OPTIONS as UNCERTAINTY_OPTIONS
+from solverbench.uncertainty import bootstrap_interval, normal_interval, with_interval
 
 PRC_NEIGHBORHOOD = 3  # k of the k-NN manifolds (Kynkaanniemi et al. 2019; ADM's evaluator)
 KID_SUBSET_SIZE = 1000
+KID_SUBSETS_PER_DRAW = 10  # subsets averaged in each bootstrap draw of KID
 
 
 def image_metric(name: str) -> Callable:
     """Register an image metric that reads the grid's image ``metric_options`` (checked with the grid)."""
     def register(fn: Callable) -> Callable:
-        fn.options = OPTIONS
+        fn.options = {**OPTIONS, **UNCERTAINTY_OPTIONS}
         fn.check_options = parse_image_options
+        fn.applies = image_metrics_apply
         return register_metric(name)(fn)
     return register
 
 
+def _measured(ctx: MetricContext, column: str, value: Callable[[torch.Tensor], float], features: torch.Tensor,
+              resampled: Callable[[torch.Tensor], Callable[[torch.Tensor], float]]) -> dict[str, float]:
+    estimate = value(features)
+    return with_interval(column, estimate, bootstrap_interval(resampled(features), estimate, len(features),
+                                                              seed=ctx.seed, name=column, resamples=ctx.resamples))
+
+
+def _with_floor(ctx: MetricContext, features: CellFeatures, metric: str, layer: str,
+                measure: Callable[[torch.Tensor, Optional[str]], dict[str, float]]) -> dict[str, float]:
+    """``measure(features, suffix)`` of the samples' features, and of a data draw's (suffix "floor")."""
+    floor = features.floor(ctx, metric, layer, lambda data: measure(data, "floor"))
+    return {**measure(features.samples[layer], None), **floor}
+
+
 def _frechet(ctx: MetricContext, metric: str) -> dict[str, float]:
     layer, features = cell_features(ctx, metric)
-    distance = frechet_distance(features.samples[layer], features.reference.statistics[layer], features.options.backend)
-    return {metric: distance}
+    reference = features.reference.statistics[layer]
+
+    def measure(x: torch.Tensor, suffix: Optional[str]) -> dict[str, float]:
+        return _measured(ctx, metric + (f"_{suffix}" if suffix else ""),
+                         lambda f: frechet_distance(f, reference, features.options.backend), x,
+                         lambda f: frechet_distance_resampled(f, reference))
+
+    return _with_floor(ctx, features, metric, layer, measure)
 
 
 @image_metric("fid")
@@ -53,11 +87,26 @@ def kid(ctx: MetricContext) -> dict[str, float]:
     from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 
     layer, features = cell_features(ctx, "kid")
-    mine, theirs = features.samples[layer], features.reference.features[layer]
-    options = features.options
-    subset = options.kid_subset_size or min(KID_SUBSET_SIZE, len(mine), len(theirs))
-    out = kid_features_to_metric(mine, theirs, kid_subsets=options.kid_subsets, kid_subset_size=subset, verbose=False)
-    return {"kid": out[KEY_METRIC_KID_MEAN], "kid_std": out[KEY_METRIC_KID_STD]}
+    theirs, options = features.reference.features[layer], features.options
+
+    def kid_of(mine: torch.Tensor, subsets: int) -> dict[str, float]:
+        subset = options.kid_subset_size or min(KID_SUBSET_SIZE, len(mine), len(theirs))
+        return kid_features_to_metric(mine, theirs, kid_subsets=subsets, kid_subset_size=subset, verbose=False)
+
+    def measure(x: torch.Tensor, suffix: Optional[str]) -> dict[str, float]:
+        out = _measured(ctx, "kid" + (f"_{suffix}" if suffix else ""),
+                        lambda f: kid_of(f, options.kid_subsets)[KEY_METRIC_KID_MEAN], x,
+                        lambda f: lambda idx: kid_of(f[idx], KID_SUBSETS_PER_DRAW)[KEY_METRIC_KID_MEAN])
+        if suffix is None:
+            out["kid_std"] = kid_of(x, options.kid_subsets)[KEY_METRIC_KID_STD]
+        return out
+
+    return _with_floor(ctx, features, "kid", layer, measure)
+
+
+def _proportion(column: str, p: float, n: int) -> dict[str, float]:
+    """A fraction of n independent yes/no outcomes, with its binomial interval."""
+    return with_interval(column, p, normal_interval(p, (p * (1 - p) / max(n - 1, 1)) ** 0.5))
 
 
 @image_metric("precision_recall")
@@ -66,9 +115,15 @@ def precision_recall(ctx: MetricContext) -> dict[str, float]:
     from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
 
     layer, features = cell_features(ctx, "prc")
-    out = prc_features_to_metric(features.samples[layer], features.reference.features[layer],
-                                 prc_neighborhood=PRC_NEIGHBORHOOD, verbose=False)
-    return {"precision": out[KEY_METRIC_PRECISION], "recall": out[KEY_METRIC_RECALL]}
+    theirs = features.reference.features[layer]
+
+    def measure(x: torch.Tensor, suffix: Optional[str]) -> dict[str, float]:
+        out = prc_features_to_metric(x, theirs, prc_neighborhood=PRC_NEIGHBORHOOD, verbose=False)
+        end = f"_{suffix}" if suffix else ""
+        return {**_proportion(f"precision{end}", out[KEY_METRIC_PRECISION], len(x)),
+                **_proportion(f"recall{end}", out[KEY_METRIC_RECALL], len(theirs))}
+
+    return _with_floor(ctx, features, "precision_recall", layer, measure)
 
 
 @image_metric("inception_score")
@@ -77,5 +132,13 @@ def inception_score(ctx: MetricContext) -> dict[str, float]:
     from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
 
     layer, features = cell_features(ctx, "isc")
-    out = isc_features_to_metric(features.samples[layer])
-    return {"inception_score": out[KEY_METRIC_ISC_MEAN], "inception_score_std": out[KEY_METRIC_ISC_STD]}
+
+    def measure(x: torch.Tensor, suffix: Optional[str]) -> dict[str, float]:
+        column = "inception_score" + (f"_{suffix}" if suffix else "")
+        out = _measured(ctx, column, lambda f: isc_features_to_metric(f)[KEY_METRIC_ISC_MEAN], x,
+                        lambda f: lambda idx: isc_features_to_metric(f[idx])[KEY_METRIC_ISC_MEAN])
+        if suffix is None:
+            out["inception_score_std"] = isc_features_to_metric(x)[KEY_METRIC_ISC_STD]
+        return out
+
+    return _with_floor(ctx, features, "inception_score", layer, measure)

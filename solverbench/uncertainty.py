@@ -1,0 +1,110 @@
+"""95% confidence intervals of metrics, and their combination across seeds.
+
+Every metric value ``m`` of a result row comes with ``m_ci_low`` and ``m_ci_high``, the
+interval ``m +- 1.96 se``:
+
+- per-sample metrics (trajectory error, log-likelihood; precision, recall): the mean over
+  samples, ``se`` its standard error ``s / sqrt(n)``;
+- distribution metrics (sliced Wasserstein, energy distance, FID, sFID, KID, IS): ``se`` is
+  the standard deviation of the metric over ``resamples`` bootstrap draws of the cell's
+  samples (drawn with replacement), the set they are compared with held fixed: it is the
+  same for every solver of a table, so it cancels from a comparison; how much it moves on
+  its own is the metric's data-versus-data noise floor, stored as ``m_floor``.  (A percentile
+  interval would be wrong here: repeated points in a bootstrap draw inflate a distance, so
+  the draws sit above the estimate; their spread is what they measure well.)
+
+The draws are seeded by the cell's seed and the metric's name, so a rerun gives the same
+interval.  Across seeds (``combine_seeds``) the interval of the mean is ``mean +- 1.96 se``
+with ``se^2 = max(sum_i se_i^2 / k^2, s^2 / k)``: the seeds' own standard errors pooled, or
+the spread between the k seed values where that is larger.
+"""
+from __future__ import annotations
+
+import zlib
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+LEVEL = 0.95
+Z = 1.959963984540054  # the standard normal's 97.5% quantile
+DEFAULT_RESAMPLES = 200
+CHUNK_ELEMENTS = 1 << 22  # indices drawn at once (a few tens of MB)
+OPTIONS = {"bootstrap_resamples": f"bootstrap draws behind every metric's 95% interval (default {DEFAULT_RESAMPLES})"}
+
+
+def ci_columns(name: str) -> tuple[str, str]:
+    """The result columns holding the interval of metric column ``name``."""
+    return f"{name}_ci_low", f"{name}_ci_high"
+
+
+def with_interval(name: str, value: float, interval: tuple[float, float]) -> dict[str, float]:
+    """``{name: value, name_ci_low: low, name_ci_high: high}``."""
+    low, high = ci_columns(name)
+    return {name: float(value), low: float(interval[0]), high: float(interval[1])}
+
+
+def check_resamples(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 20:
+        raise ValueError(f"metric option bootstrap_resamples: bad value {value!r}; allowed: an integer >= 20 "
+                         "(the spread of fewer draws is too rough a standard error)")
+    return value
+
+
+def bootstrap_generator(seed: int, name: str) -> torch.Generator:
+    """The generator of one metric's bootstrap draws in one cell: from the cell's seed and the name."""
+    state = np.random.SeedSequence([int(seed), zlib.crc32(name.encode())]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+def resample_indices(n: int, resamples: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """``resamples`` rows of ``n`` indices drawn with replacement, in chunks ``(r, n)``."""
+    per_chunk = max(1, CHUNK_ELEMENTS // max(n, 1))
+    for start in range(0, resamples, per_chunk):
+        yield torch.randint(n, (min(per_chunk, resamples - start), n), generator=generator)
+
+
+def normal_interval(value: float, se: float) -> tuple[float, float]:
+    return float(value - Z * se), float(value + Z * se)
+
+
+def mean_interval(values: torch.Tensor) -> tuple[float, tuple[float, float]]:
+    """The mean of per-sample ``values`` and its interval, ``mean +- 1.96 s / sqrt(n)``."""
+    values = values.detach().double().flatten().cpu()
+    n = len(values)
+    se = float(values.std(correction=1)) / n ** 0.5 if n > 1 else float("nan")
+    return float(values.mean()), normal_interval(float(values.mean()), se)
+
+
+def bootstrap_interval(statistic: Callable[[torch.Tensor], float], value: float, n: int, *, seed: int, name: str,
+                       resamples: int = DEFAULT_RESAMPLES) -> tuple[float, float]:
+    """``value +- 1.96 se``, ``se`` the spread of ``statistic(indices)`` over bootstrap draws of the
+    ``n`` samples (``statistic`` computes the metric of the samples at ``indices``)."""
+    generator = bootstrap_generator(seed, name)
+    replicates = torch.tensor([statistic(idx) for chunk in resample_indices(n, resamples, generator) for idx in chunk],
+                              dtype=torch.float64)
+    if not torch.isfinite(replicates).all():
+        return float("nan"), float("nan")
+    return normal_interval(value, float(replicates.std(correction=1)))
+
+
+def combine_seeds(values: Sequence[float], lows: Sequence[float], highs: Sequence[float]
+                  ) -> tuple[float, float, float]:
+    """(mean, low, high) over seeds; one seed keeps its own interval; NaN where any interval is missing."""
+    values, lows, highs = (np.asarray(a, dtype=float) for a in (values, lows, highs))
+    if len(values) == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean = float(values.mean())
+    if len(values) == 1:
+        return mean, float(lows[0]), float(highs[0])
+    if np.isnan(lows).any() or np.isnan(highs).any():
+        return mean, float("nan"), float("nan")
+    k = len(values)
+    pooled = float(np.sum(((highs - lows) / (2 * Z)) ** 2)) / k ** 2
+    between = float(values.var(ddof=1)) / k
+    half = Z * np.sqrt(max(pooled, between))
+    return mean, mean - half, mean + half
+
+
+def intervals_overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return a[0] <= b[1] and b[0] <= a[1]

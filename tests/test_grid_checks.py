@@ -1,0 +1,66 @@
+"""Everything a grid file gets wrong is found while it is read, before any work: the key, the
+value and what is allowed, not one error row per cell or a silent 'not applicable' everywhere."""
+import pytest
+import torch
+
+from solverbench.config import GridError, load_grid, parse_grid
+
+GMM = {"name": "g", "backbones": [{"name": "gmm", "params": {"preset": "gmm2d"}}], "nfe": [2],
+       "solvers": ["euler"], "num_samples": 8}
+
+
+def refused(grid, *expected):
+    with pytest.raises(GridError) as info:
+        parse_grid(grid)
+    message = str(info.value)
+    assert "\n" not in message
+    for text in expected:
+        assert text in message, message
+    return message
+
+
+def test_a_missing_sidenet_checkpoint_is_found_while_reading(tmp_path):
+    grid = {**GMM, "solvers": [{"name": "ba", "params": {"checkpoint": "nowhere/gmm.pt"}}]}
+    (tmp_path / "g.yaml").write_text(repr(grid).replace("'", '"'))
+    with pytest.raises(GridError) as info:
+        load_grid(tmp_path / "g.yaml")
+    assert "solvers[0].params.checkpoint" in str(info.value) and str(tmp_path / "nowhere" / "gmm.pt") in str(info.value)
+
+
+def test_a_misspelled_sidenet_setting_is_found_while_reading():
+    refused({**GMM, "solvers": ["ba"], "sidenet": {"iteration": 10}}, "'sidenet'", "'iteration'", "iterations")
+    refused({**GMM, "solvers": ["ba"], "sidenet": {"lr": -1.0}}, "'sidenet'", "lr")
+
+
+def test_sidenet_settings_without_a_solver_that_reads_them_are_refused():
+    refused({**GMM, "sidenet": {"iterations": 10}}, "'sidenet'", "no solver of this grid reads sidenet settings")
+
+
+def test_a_metric_no_cell_can_compute_is_refused_with_the_reason():
+    refused({**GMM, "metrics": ["fid"]}, "'metrics[0]'", "'fid'", "no cell of this grid can compute it",
+            "does not make images")
+    refused({**GMM, "metrics": ["log_likelihood"], "guidance": {"scale": 2.0}}, "log_likelihood",
+            "only without guidance")
+
+
+def test_a_metric_some_cells_can_compute_is_kept():
+    grid = parse_grid({**GMM, "metrics": ["log_likelihood"], "guidance": {"scale": [1.0, 2.0]}})
+    assert grid.metrics == ("log_likelihood",)
+
+
+def test_a_missing_sit_vae_folder_is_found_while_reading(tmp_path):
+    refused({**GMM, "backbones": [{"name": "sit", "params": {"size": "tiny", "resolution": 32,
+                                                             "random_weights": True, "vae": str(tmp_path / "vae")}}]},
+            "backbones[0].params.vae", "no such file or folder")
+
+
+def test_run_on_a_folder_says_it_is_a_folder(tmp_path):
+    (tmp_path / "quick.yaml").write_text("name: q\n")
+    with pytest.raises(GridError, match="is a folder; give a grid file .*quick.yaml"):
+        load_grid(tmp_path)
+
+
+def test_bootstrap_resamples_is_a_harness_option_checked_while_reading():
+    assert parse_grid({**GMM, "metric_options": {"bootstrap_resamples": 100}}).metric_options == {
+        "bootstrap_resamples": 100}
+    refused({**GMM, "metric_options": {"bootstrap_resamples": 5}}, "bootstrap_resamples", ">= 20")

@@ -1,0 +1,82 @@
+"""Confidence intervals: the formulas, parity of the bootstrap statistics with the metrics, their
+honesty (coverage on repeated draws), reproducibility, and their combination across seeds."""
+import numpy as np
+import pytest
+import torch
+
+from solverbench.metrics.distribution import (
+    energy_distance,
+    energy_distance_resampled,
+    sliced_wasserstein2,
+    sliced_wasserstein_resampled,
+)
+from solverbench.metrics.image.frechet import frechet_distance, frechet_distance_resampled, frechet_statistics
+from solverbench.uncertainty import Z, bootstrap_interval, combine_seeds, mean_interval
+
+
+def test_mean_interval_is_the_standard_error_interval():
+    values = torch.tensor([1.0, 2.0, 4.0, 7.0])
+    mean, (low, high) = mean_interval(values)
+    se = values.double().std().item() / 2
+    assert mean == pytest.approx(3.5)
+    assert (low, high) == pytest.approx((3.5 - Z * se, 3.5 + Z * se))
+
+
+@pytest.mark.parametrize("metric, resampled", [
+    (lambda x, y: sliced_wasserstein2(x, y, seed=3), lambda x, y: sliced_wasserstein_resampled(x, y, 3)),
+    (energy_distance, energy_distance_resampled),
+])
+def test_the_bootstrap_statistic_of_the_identity_draw_is_the_metric(metric, resampled):
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(200, 8, generator=g), torch.randn(200, 8, generator=g) + 0.3
+    assert resampled(x, y)(torch.arange(200)) == pytest.approx(metric(x, y), rel=1e-5)
+
+
+def test_frechet_bootstrap_statistic_equals_torch_fidelity_fid():
+    g = torch.Generator().manual_seed(0)
+    features, reference = torch.randn(300, 12, generator=g), torch.randn(500, 12, generator=g) * 1.3 + 0.2
+    stats = frechet_statistics(reference)
+    expected = frechet_distance(features, stats, "torch-fidelity")
+    # torch-fidelity keeps float32 means; ours are float64
+    assert frechet_distance_resampled(features, stats)(torch.arange(300)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_bootstrap_interval_is_reproducible_and_centred_on_the_estimate():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(256, 8, generator=g), torch.randn(256, 8, generator=g)
+    value = sliced_wasserstein2(x, y)
+    first = bootstrap_interval(sliced_wasserstein_resampled(x, y, 0), value, 256, seed=5, name="sw", resamples=50)
+    again = bootstrap_interval(sliced_wasserstein_resampled(x, y, 0), value, 256, seed=5, name="sw", resamples=50)
+    other = bootstrap_interval(sliced_wasserstein_resampled(x, y, 0), value, 256, seed=6, name="sw", resamples=50)
+    assert first == again and first != other
+    assert first[0] < value < first[1] and (first[0] + first[1]) / 2 == pytest.approx(value)
+
+
+def test_sliced_wasserstein_intervals_cover_the_expected_value_on_repeated_draws():
+    """On 40 independent sample sets against one data set, at least 90% of the intervals hold the
+    mean of the 40 values (the expected value, up to its own small error); 95% nominal."""
+    g = torch.Generator().manual_seed(1)
+    data = torch.randn(256, 4, generator=g)
+    values, intervals = [], []
+    for i in range(40):
+        x = torch.randn(256, 4, generator=g) * 1.2 + 0.1
+        value = sliced_wasserstein2(x, data)
+        values.append(value)
+        intervals.append(bootstrap_interval(sliced_wasserstein_resampled(x, data, 0), value, 256, seed=i,
+                                            name="sw", resamples=100))
+    centre = float(np.mean(values))
+    covered = sum(low <= centre <= high for low, high in intervals)
+    assert covered >= 36
+    widths = [high - low for low, high in intervals]
+    assert np.mean(widths) < 8 * Z * np.std(values)  # honest, not uselessly wide
+
+
+def test_combine_seeds_keeps_one_seed_and_pools_several():
+    assert combine_seeds([1.0], [0.5], [2.0]) == (1.0, 0.5, 2.0)
+    mean, low, high = combine_seeds([1.0, 1.0], [0.8, 0.8], [1.2, 1.2])
+    se_each = 0.2 / Z
+    assert mean == 1.0 and high - mean == pytest.approx(Z * (2 * se_each ** 2) ** 0.5 / 2)
+    # seeds far apart: the spread between them wins over their own tight intervals
+    mean, low, high = combine_seeds([0.0, 10.0], [-0.1, 9.9], [0.1, 10.1])
+    assert (high - low) / 2 == pytest.approx(Z * np.std([0.0, 10.0], ddof=1) / 2 ** 0.5)
+    assert np.isnan(combine_seeds([1.0, 2.0], [0.5, float("nan")], [1.5, 2.5])[1])
