@@ -122,8 +122,9 @@ def test_table1_puts_values_in_place_and_bolds_the_best_per_nfe_block(report):
     # columns: trajectory error, max trajectory error, log-likelihood
     assert table["5", "euler"] == ["0.3000", "0.6000", "-1.000"]  # log-likelihood: never bold
     assert table["5", "heun"] == ["0.2000", "0.4000", "-2.000"]
-    assert table["5", "ba(rule=lobatto, nodes=2)"] == ["**0.1000**", "**0.2000**", "-3.000"]
-    assert table["10", "ba(rule=simpson, nodes=2)"] == ["**0.02000**", "**0.04000**", "-0.7000"]
+    # max trajectory error: a maximum has no interval, so it is shown and never ranked
+    assert table["5", "ba(rule=lobatto, nodes=2)"] == ["**0.1000**", "0.2000", "-3.000"]
+    assert table["10", "ba(rule=simpson, nodes=2)"] == ["**0.02000**", "0.04000", "-0.7000"]
     assert table["10", "heun"] == ["failed", "failed", "failed"]
     assert table["100", "euler"] == ["0.02000", "0.04000", "-0.5000"]  # alone in its block: nothing to beat
     assert table["92 (adaptive)", "reference(rtol=1e-05)"] == ["1.000e-05", "2.000e-05", "-0.4000"]
@@ -149,7 +150,7 @@ def test_table1_csv_and_latex_hold_the_same_numbers(report):
     csv = pd.read_csv(report / "points" / "table1.csv")
     best = csv[(csv["nfe"] == 5) & (csv["solver"] == "ba(rule=lobatto, nodes=2)")].iloc[0]
     assert best["trajectory_error"] == pytest.approx(0.1)
-    assert best["best"] == "trajectory_error;trajectory_error_max"
+    assert best["best"] == "trajectory_error"
     assert csv["nfe"].isna().sum() == 1  # the adaptive reference
     latex = (report / "points" / "table1.tex").read_text()
     for piece in (r"\toprule", r"\midrule", r"\bottomrule", r"\textbf{0.1000}",
@@ -232,3 +233,57 @@ def test_report_labels_show_checkpoints_by_file_name_where_unambiguous(labels, s
     from solverbench.report.labels import shorter_labels
 
     assert shorter_labels(pd.Series(labels)).tolist() == (shown or labels)
+
+
+# -- intervals: value ± CI, ties by overlapping intervals, the noise floor --------------------------
+
+def interval_rows(values):
+    """Sweep rows at NFE 5 with trajectory errors and sliced-Wasserstein values ``(value, half width)``."""
+    rows = []
+    for i, (label, error, sw) in enumerate(values):
+        row = sweep_row("ci", i, label, {}, label, 1, False, 5, error[0], None, "ok")
+        row.update(trajectory_error_ci_low=error[0] - error[1], trajectory_error_ci_high=error[0] + error[1],
+                   sliced_wasserstein=sw[0], sliced_wasserstein_ci_low=sw[0] - sw[1],
+                   sliced_wasserstein_ci_high=sw[0] + sw[1], sliced_wasserstein_floor=0.09,
+                   sliced_wasserstein_floor_ci_low=0.08, sliced_wasserstein_floor_ci_high=0.10)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_solvers_closer_than_their_intervals_are_all_marked_best_and_clearly_worse_ones_are_not():
+    from solverbench.report.metric_columns import metric_columns
+    from solverbench.report.tables.table1 import table1
+
+    rows = interval_rows([("a", (0.100, 0.010), (0.071, 0.01)), ("b", (0.105, 0.010), (0.074, 0.01)),
+                          ("c", (0.300, 0.010), (0.078, 0.01))])
+    ranked, _ = table1(rows, metric_columns(rows), "t")
+    cells = {row.record["solver"]: row.cells for row in ranked.rows}
+    # trajectory error: a and b overlap (a tie), c is clearly worse; SW: all three overlap
+    assert [cells[s][2].bold for s in "abc"] == [True, True, False]
+    assert [cells[s][4].bold for s in "abc"] == [True, True, True]
+    assert cells["a"][2].text == "0.100 ± 0.010" and cells["c"][4].text == "0.078 ± 0.010"
+    assert ranked.rows[0].record["trajectory_error_ci_high"] == pytest.approx(0.11)
+
+
+def test_one_clearly_best_solver_is_marked_alone():
+    from solverbench.report.metric_columns import metric_columns
+    from solverbench.report.tables.table1 import table1
+
+    rows = interval_rows([("a", (0.05, 0.01), (0.07, 0.001)), ("b", (0.10, 0.01), (0.08, 0.001))])
+    ranked, _ = table1(rows, metric_columns(rows), "t")
+    assert [row.cells[2].bold for row in ranked.rows[:2]] == [True, False]
+    assert [row.cells[4].bold for row in ranked.rows[:2]] == [True, False]
+
+
+def test_table1_ends_with_the_noise_floor_of_the_distribution_metrics():
+    from solverbench.report.metric_columns import metric_columns
+    from solverbench.report.tables.table1 import FLOOR_LABEL, table1
+
+    rows = interval_rows([("a", (0.1, 0.01), (0.07, 0.01)), ("b", (0.2, 0.01), (0.08, 0.01))])
+    ranked, _ = table1(rows, metric_columns(rows), "t")
+    floor = ranked.rows[-1]
+    assert floor.cells[1].text == FLOOR_LABEL and floor.rule_above
+    assert floor.cells[4].text == "0.090 ± 0.010" and floor.cells[2].text == ""
+    assert not any(cell.bold for cell in floor.cells)
+    assert any(FLOOR_LABEL in note for note in ranked.notes)
+    assert "sliced_wasserstein_floor" not in [m.name for m in metric_columns(rows)]

@@ -14,12 +14,22 @@ from solverbench.metrics.image.frechet import frechet_distance, frechet_distance
 from solverbench.uncertainty import Z, bootstrap_interval, combine_seeds, mean_interval
 
 
-def test_mean_interval_is_the_standard_error_interval():
-    values = torch.tensor([1.0, 2.0, 4.0, 7.0])
-    mean, (low, high) = mean_interval(values)
-    se = values.double().std().item() / 2
-    assert mean == pytest.approx(3.5)
-    assert (low, high) == pytest.approx((3.5 - Z * se, 3.5 + Z * se))
+def test_mean_interval_is_the_bootstrap_interval_of_the_mean():
+    g = torch.Generator().manual_seed(0)
+    values = torch.randn(2000, generator=g, dtype=torch.float64) + 3.0
+    mean, (low, high) = mean_interval(values, seed=1, name="x")
+    se = values.std().item() / len(values) ** 0.5
+    assert mean == pytest.approx(values.mean().item())
+    assert (low, high) == pytest.approx((mean - Z * se, mean + Z * se), abs=0.15 * se)  # normal data: the usual
+    assert mean_interval(values, seed=1, name="x") == (mean, (low, high))  # reproducible
+
+
+def test_mean_interval_of_skewed_errors_stays_positive():
+    """Errors tiny for most samples and large for a few: a normal interval would go below zero."""
+    errors = torch.cat([torch.full((1022,), 1e-4, dtype=torch.float64), torch.full((2,), 1.0, dtype=torch.float64)])
+    mean, (low, high) = mean_interval(errors, seed=0, name="trajectory_error")
+    assert 0 < low < mean < high
+    assert mean - Z * errors.std().item() / len(errors) ** 0.5 < 0
 
 
 @pytest.mark.parametrize("metric, resampled", [

@@ -9,12 +9,16 @@ import pandas as pd
 from solverbench.registry import METRICS
 
 
+DERIVED_SUFFIXES = ("_ci_low", "_ci_high", "_floor")  # a metric's interval and noise floor, not metrics
+
+
 @dataclass(frozen=True)
 class MetricColumn:
     name: str  # the results column
     label: str  # what a reader calls it
     unit: str
-    lower_is_better: Optional[bool]  # None: unknown, so never ranked
+    lower_is_better: Optional[bool]  # None: never ranked (see unranked_reason)
+    unranked_reason: str = "a plugin's metric whose direction solverbench does not know"
 
     @property
     def arrow(self) -> str:
@@ -34,20 +38,32 @@ class MetricColumn:
 
 KNOWN = (
     MetricColumn("trajectory_error", "trajectory error", "RMS to reference endpoint, data units", True),
-    MetricColumn("trajectory_error_max", "max trajectory error", "worst sample's RMS, data units", True),
+    MetricColumn("trajectory_error_max", "max trajectory error", "worst sample's RMS, data units", None,
+                 "a maximum over samples, which has no useful interval"),
     MetricColumn("sliced_wasserstein", "sliced Wasserstein-2", "to data samples, data units", True),
     MetricColumn("energy_distance", "energy distance", "to data samples, data units", True),
     # Not ranked: samples that collapse onto the modes score *higher* than exact ones, so
     # the value to read is its distance from the reference (adaptive) row's.
-    MetricColumn("log_likelihood", "data log-likelihood", "mean log p(x | y), nats", None),
+    MetricColumn("log_likelihood", "data log-likelihood", "mean log p(x | y), nats", None,
+                 "higher is not better: samples collapsed onto the modes score higher than exact ones; "
+                 "read its distance from the reference row"),
     MetricColumn("fid", "FID", "feature-space Frechet distance, unitless", True),
     MetricColumn("sfid", "sFID", "spatial-feature Frechet distance, unitless", True),
     MetricColumn("kid", "KID", "kernel inception distance, unitless", True),
+    MetricColumn("kid_std", "KID spread", "std of KID over its subsets, unitless", None,
+                 "the spread of KID over its subsets, not a quality (KID's interval is its own)"),
     MetricColumn("precision", "precision", "fraction of samples on the data manifold (k=3)", False),
     MetricColumn("recall", "recall", "fraction of data covered by samples (k=3)", False),
     MetricColumn("inception_score", "Inception Score", "unitless", False),
+    MetricColumn("inception_score_std", "IS spread", "std of IS over its 10 splits, unitless", None,
+                 "the spread of IS over its splits, not a quality (IS's interval is its own)"),
 )
 KNOWN_BY_NAME = {m.name: m for m in KNOWN}
+
+
+def is_derived(column: str) -> bool:
+    """A metric's interval or noise-floor column (``fid_ci_low``, ``fid_floor``, ``fid_floor_ci_high``)."""
+    return any(column.endswith(suffix) for suffix in DERIVED_SUFFIXES)
 
 
 def metric_columns(frame: pd.DataFrame) -> list[MetricColumn]:
@@ -63,5 +79,5 @@ def metric_columns(frame: pd.DataFrame) -> list[MetricColumn]:
     registered = METRICS.names()
     other = [MetricColumn(c, c.replace("_", " "), "as the metric reports it", None) for c in frame.columns
              if c not in KNOWN_BY_NAME and filled(c) and any(c.startswith(r) for r in registered)
-             and pd.api.types.is_numeric_dtype(frame[c])]
+             and not is_derived(c) and pd.api.types.is_numeric_dtype(frame[c])]
     return known + other

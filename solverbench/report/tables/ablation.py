@@ -13,7 +13,8 @@ import pandas as pd
 
 from solverbench.report.metric_columns import MetricColumn
 from solverbench.report.tables.aggregate import aggregate, best_flags
-from solverbench.report.tables.model import Cell, Row, Table, format_number
+from solverbench.report.tables.model import Cell, Row, Table, format_with_interval
+from solverbench.uncertainty import ci_columns
 
 
 def family_roots(names: list[str]) -> dict[str, str]:
@@ -59,22 +60,28 @@ def _table(family: pd.DataFrame, variants: pd.DataFrame, metric: MetricColumn, r
     varying, fixed = _distinguishing(variants)
     show_name = variants["solver"].nunique() > 1
     blocks = sorted(family["nfe_block"].unique(), key=int)
-    grid = family.pivot(index="solver_label", columns="nfe_block", values=metric.name).loc[variants["solver_label"]]
-    ranked = pd.Series((~variants["analysis_only"]).to_numpy(), index=grid.index)
-    best = {b: best_flags(grid[b], ranked, metric) for b in blocks}
+    columns = [metric.name, *ci_columns(metric.name)]
+    by_block = {b: family[family["nfe_block"] == b].set_index("solver_label")[columns].reindex(variants["solver_label"])
+                for b in blocks}
+    ranked = pd.Series((~variants["analysis_only"]).to_numpy(), index=variants["solver_label"])
+    best = {b: best_flags(by_block[b], ranked, metric) for b in blocks}
     labels = (["solver"] if show_name else []) + varying
     table = Table(f"Ablation (Table 3 layout) of {root}: {metric.label}{metric.arrow} by variant and NFE. {title}.",
                   labels + [f"NFE {b}" for b in blocks], text_columns=tuple(range(len(labels))))
     for _, variant in variants.iterrows():
         name = variant["solver"] + (" (analysis only)" if variant["analysis_only"] else "")
         cells = ([Cell(name)] if show_name else []) + [Cell(str(variant["params"].get(k, "–"))) for k in varying]
-        values = grid.loc[variant["solver_label"]]
-        cells += [Cell(format_number(values[b]), bool(best[b][variant["solver_label"]])) for b in blocks]
-        record = {"solver": variant["solver_label"], "analysis_only": variant["analysis_only"],
-                  **{k: variant["params"].get(k) for k in varying}, **{f"nfe_{b}": values[b] for b in blocks}}
+        label = variant["solver_label"]
+        values = {b: by_block[b].loc[label] for b in blocks}
+        cells += [Cell(format_with_interval(*values[b][columns]), bool(best[b][label])) for b in blocks]
+        record = {"solver": label, "analysis_only": variant["analysis_only"],
+                  **{k: variant["params"].get(k) for k in varying},
+                  **{f"nfe_{b}{suffix}": values[b][column] for b in blocks
+                     for suffix, column in zip(("", "_ci_low", "_ci_high"), columns)}}
         table.rows.append(Row(cells, record))
     table.notes.append("Bold: the best value at each NFE (" + ("lower" if metric.lower_is_better else "higher")
-                       + " is better); analysis-only variants are never ranked.")
+                       + " is better) and every value whose 95% interval overlaps the best one's; ± is half the "
+                       "interval's width; analysis-only variants are never ranked.")
     if fixed:
         table.notes.append("Fixed across these variants: " + ", ".join(f"{k}={v}" for k, v in fixed.items()) + ".")
     return table

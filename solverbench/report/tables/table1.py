@@ -1,8 +1,11 @@
 """The paper's Table 1 layout: rows grouped by NFE, one row per solver, one column per metric.
 
-The best value of each metric within an NFE block is bold (lower is better for errors
-and distances, higher for log-likelihoods).  Analysis-only solvers (oracles) go to a
-table of their own and are never ranked.
+Each value is ``mean ± half its 95% interval`` (``solverbench.uncertainty``).  Within an NFE
+block the best value of each ranked metric is bold, and so is every value whose interval
+overlaps the best one's: ties are shown as ties (lower is better for errors and distances,
+higher for precision, recall and IS).  A last block gives each distribution metric's
+data-versus-data value, the noise floor no sampler can beat.  Analysis-only solvers (oracles)
+go to a table of their own and are never ranked.
 """
 from __future__ import annotations
 
@@ -12,8 +15,11 @@ from typing import Optional
 import pandas as pd
 
 from solverbench.report.metric_columns import MetricColumn
-from solverbench.report.tables.aggregate import aggregate, best_flags
-from solverbench.report.tables.model import Cell, Row, Table, format_number
+from solverbench.report.tables.aggregate import aggregate, best_flags, noise_floor
+from solverbench.report.tables.model import Cell, Row, Table, format_with_interval
+from solverbench.uncertainty import ci_columns
+
+FLOOR_LABEL = "data vs. data (noise floor)"
 
 
 def _nfe_text(record: pd.Series) -> str:
@@ -22,54 +28,93 @@ def _nfe_text(record: pd.Series) -> str:
     return record["nfe_block"]
 
 
+def _value_text(values: dict | pd.Series, name: str) -> str:
+    low, high = ci_columns(name)
+    return format_with_interval(values.get(name), values.get(low), values.get(high))
+
+
+def _interval_record(values: dict | pd.Series, name: str) -> dict:
+    low, high = ci_columns(name)
+    return {name: values.get(name), low: values.get(low), high: values.get(high)}
+
+
 def _build(records: pd.DataFrame, metrics: list[MetricColumn], caption: str, ranked: bool) -> Table:
     table = Table(caption, ["NFE", "solver"] + [m.label + m.arrow for m in metrics], text_columns=(0, 1))
     bold = {m.name: pd.Series(False, index=records.index) for m in metrics}
     if ranked:
         for _, group in records.groupby("nfe_block", sort=False):
             for m in metrics:
-                bold[m.name].loc[group.index] = best_flags(group[m.name], ~group["analysis_only"], m)
+                bold[m.name].loc[group.index] = best_flags(group, ~group["analysis_only"], m)
     previous_block = None
     for i, record in records.iterrows():
         first = record["nfe_block"] != previous_block
         previous_block = record["nfe_block"]
         cells = [Cell(_nfe_text(record) if first else ""), Cell(record["solver_label"])]
         for m in metrics:
-            text = format_number(record[m.name]) if record["seeds_ok"] else record["problem"].split(":")[0]
+            text = _value_text(record, m.name) if record["seeds_ok"] else record["problem"].split(":")[0]
             cells.append(Cell(text, bool(bold[m.name][i])))
         best = [m.name for m in metrics if bold[m.name][i]]
+        values = {k: v for m in metrics for k, v in _interval_record(record, m.name).items()}
         table.rows.append(Row(cells, {
             "nfe": None if record["nfe_block"] == "adaptive" else int(record["nfe_block"]),
             "nfe_measured": record["nfe_measured"], "solver": record["solver_label"],
-            "analysis_only": record["analysis_only"], **{m.name: record[m.name] for m in metrics},
+            "analysis_only": record["analysis_only"], **values,
             "best": ";".join(best), "seeds": record["seeds"], "seeds_ok": record["seeds_ok"],
             "problem": record["problem"],
         }, rule_above=first))
-        if record["problem"]:
+        failed = record["seeds"] - record["seeds_ok"]
+        if record["problem"] and failed:
             where = f"{record['solver_label']} at NFE {record['nfe_block']}"
-            table.notes.append(f"{where}: {record['seeds'] - record['seeds_ok']} of {record['seeds']} seed(s) "
-                               f"did not finish ({record['problem']})")
+            table.notes.append(f"{where}: {failed} of {record['seeds']} seed(s) did not finish ({record['problem']}).")
     return table
 
 
-def _not_applicable(rows: pd.DataFrame) -> list[str]:
-    """One note per metric a row skipped, with the reason it gave."""
+def _floor_row(rows: pd.DataFrame, metrics: list[MetricColumn]) -> Optional[Row]:
+    """The last block: each metric's value for a data draw in place of the samples, where it has one."""
+    floors = {m.name: noise_floor(rows, m) for m in metrics}
+    if not any(pd.notna(f[f"{name}_floor"]) for name, f in floors.items()):
+        return None
+    cells = [Cell("–"), Cell(FLOOR_LABEL)]
+    record = {"nfe": None, "nfe_measured": None, "solver": FLOOR_LABEL, "analysis_only": False}
+    for m in metrics:
+        floor = floors[m.name]
+        cells.append(Cell(_value_text(floor, f"{m.name}_floor") if pd.notna(floor[f"{m.name}_floor"]) else ""))
+        record.update({k.replace("_floor", ""): v for k, v in floor.items()})
+    record.update(best="", seeds=rows["seed"].nunique(), seeds_ok=None, problem=None)
+    return Row(cells, record, rule_above=True)
+
+
+def _not_applicable(rows: pd.DataFrame, metrics: list[MetricColumn]) -> list[str]:
+    """One note per metric a row skipped, with the reason it gave; metrics no row has are named as left out."""
     reasons: dict[str, str] = {}
     for skipped in rows.get("metrics_not_applicable", pd.Series(dtype=object)).dropna():
         for metric, why in json.loads(skipped).items():
             reasons.setdefault(metric, why)
-    return [f"– : {metric} not applicable ({why})." for metric, why in reasons.items()]
+    shown = {m.name: m.label for m in metrics}
+    notes = []
+    for metric, why in reasons.items():
+        if metric in shown:
+            notes.append(f"– in {shown[metric]}: not applicable to that cell ({why}).")
+        elif not any(name.startswith(metric) for name in shown):
+            notes.append(f"{metric} is left out of this table: not applicable to any of its cells ({why}).")
+    return notes
 
 
-def _common_notes(rows: pd.DataFrame, metrics: list[MetricColumn], ranked: bool) -> list[str]:
+def _common_notes(rows: pd.DataFrame, metrics: list[MetricColumn], ranked: bool, floor: bool) -> list[str]:
     seeds, samples = rows["seed"].nunique(), int(rows["num_samples"].max())
-    notes = [f"Mean over {seeds} seed(s) of {samples} samples each."] + _not_applicable(rows)
+    notes = [f"Mean over {seeds} seed(s) of {samples} samples each; ± is half the width of the 95% confidence "
+             "interval (per-sample means: bootstrap over samples; distribution metrics: bootstrap over the "
+             "cell's samples; several seeds: combined), the CSV holds both ends."]
     if ranked:
-        notes.insert(0, "Bold: the best value in each NFE block (↓ lower is better, ↑ higher is better).")
-    unranked = [m.label for m in metrics if m.lower_is_better is None]
-    if unranked:
-        notes.append(f"Not ranked (direction unknown; declare it in solverbench/report/metric_columns.py): "
-                     f"{', '.join(unranked)}.")
+        notes.insert(0, "Bold: the best value in each NFE block and every value whose 95% interval overlaps the "
+                        "best one's, so ties show as ties (↓ lower is better, ↑ higher is better).")
+    if floor:
+        notes.append(f"{FLOOR_LABEL}: the metric for a fresh draw of as many data samples (same labels) in place "
+                     "of the samples; a sampler within this of its competitors is not measurably different.")
+    notes += _not_applicable(rows, metrics)
+    for m in metrics:
+        if m.lower_is_better is None:
+            notes.append(f"{m.label} is not ranked: {m.unranked_reason}.")
     return notes
 
 
@@ -84,6 +129,9 @@ def table1(rows: pd.DataFrame, metrics: list[MetricColumn], title: str) -> tuple
             tables.append(None)
             continue
         table = _build(part, metrics, caption, ranked=not analysis)
-        table.notes = _common_notes(rows, metrics, ranked=not analysis) + table.notes
+        floor = None if analysis else _floor_row(rows[rows["status"] == "ok"], metrics)
+        if floor is not None:
+            table.rows.append(floor)
+        table.notes = _common_notes(rows, metrics, ranked=not analysis, floor=floor is not None) + table.notes
         tables.append(table)
     return tables[0], tables[1]
