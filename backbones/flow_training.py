@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
-from typing import Callable, Optional
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
@@ -21,20 +21,71 @@ DataSampler = Callable[[int, torch.Generator], tuple[torch.Tensor, Optional[torc
 WARMUP_STEPS = 100
 
 
-def option(default, help: str, choices: Optional[tuple] = None):
-    """A dataclass field whose ``help`` (and ``choices``) the ``train-backbone`` command shows."""
-    return field(default=default, metadata={"help": help, "choices": choices})
+@dataclass(frozen=True)
+class Check:
+    """What a training option must be: ``describe`` says it (in errors and ``--help``), ``test`` checks it."""
+
+    describe: str
+    test: Callable[[Any], bool]
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+POSITIVE_INT = Check("an integer >= 1", lambda v: _is_int(v) and v >= 1)
+NON_NEGATIVE_INT = Check("an integer >= 0", lambda v: _is_int(v) and v >= 0)
+POSITIVE_NUMBER = Check("a number > 0", lambda v: _is_number(v) and v > 0)
+FRACTION = Check("a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1)
+
+
+def multiple_of(k: int, why: str) -> Check:
+    return Check(f"a positive multiple of {k} ({why})", lambda v: _is_int(v) and v >= k and v % k == 0)
+
+
+def option(default, help: str, choices: Optional[tuple] = None, check: Optional[Check] = None):
+    """A dataclass field whose ``help`` (and ``choices``) the ``train-backbone`` command shows;
+    the config refuses a value outside ``choices`` or failing ``check`` when it is built."""
+    return field(default=default, metadata={"help": help, "choices": choices, "check": check})
 
 
 @dataclass
 class FlowTrainingConfig:
-    """Optimisation settings every trained flow shares; backbones add their own fields."""
+    """Optimisation settings every trained flow shares; backbones add their own fields.
 
-    steps: int = option(2000, "optimiser steps")
-    batch_size: int = option(256, "samples per step")
-    lr: float = option(2e-3, "peak learning rate (AdamW; warm-up, then cosine decay to 0)")
-    ema_decay: float = option(0.999, "decay of the weight average that is saved")
-    seed: int = option(0, "seed of initialisation, data order, times and noise")
+    Every field is checked when a config is built (``choices``, and the ``check`` of its
+    ``option``, inherited from a base class where a subclass redefines the field without
+    one), so a meaningless setting fails before any training, in one line.
+    """
+
+    steps: int = option(2000, "optimiser steps", check=POSITIVE_INT)
+    batch_size: int = option(256, "samples per step", check=POSITIVE_INT)
+    lr: float = option(2e-3, "peak learning rate (AdamW; warm-up, then cosine decay to 0)", check=POSITIVE_NUMBER)
+    ema_decay: float = option(0.999, "decay of the weight average that is saved", check=FRACTION)
+    seed: int = option(0, "seed of initialisation, data order, times and noise", check=NON_NEGATIVE_INT)
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            choices, check = f.metadata.get("choices"), option_check(type(self), f.name)
+            where = f"training option {f.name!r} (--{f.name.replace('_', '-')})"
+            if choices is not None and value not in choices:
+                raise ValueError(f"{where} must be one of {', '.join(map(str, choices))}, got {value!r}")
+            if check is not None and not check.test(value):
+                raise ValueError(f"{where} must be {check.describe}, got {value!r}")
+
+
+def option_check(config_cls: type, name: str) -> Optional[Check]:
+    """The ``check`` of field ``name``: its own, else the nearest base class's."""
+    for cls in config_cls.__mro__:
+        own = getattr(cls, "__dataclass_fields__", {}).get(name)
+        if own is not None and own.metadata.get("check") is not None:
+            return own.metadata["check"]
+    return None
 
 
 def flow_matching_loss(net: nn.Module, x0: torch.Tensor, y: Optional[torch.Tensor], generator: torch.Generator,

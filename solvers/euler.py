@@ -5,5 +5,7 @@ from solvers.runge_kutta import EULER, ExplicitRungeKutta
 
 @register_solver("euler")
 class Euler(ExplicitRungeKutta):
+    """Euler's method (explicit, first order); 1 NFE per interval."""
+
     order = 1
     tableau = EULER

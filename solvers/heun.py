@@ -9,6 +9,8 @@ from solvers.runge_kutta import EULER, HEUN, ExplicitRungeKutta
 
 @register_solver("heun")
 class Heun(ExplicitRungeKutta):
+    """Heun's method (explicit trapezoid, second order); 2 NFE per interval, an odd budget ends with Euler."""
+
     order = 2
     tableau = HEUN
     fallbacks = {1: EULER}

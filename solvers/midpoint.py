@@ -5,6 +5,8 @@ from solvers.runge_kutta import EULER, MIDPOINT, ExplicitRungeKutta
 
 @register_solver("midpoint")
 class Midpoint(ExplicitRungeKutta):
+    """The explicit midpoint method (second order); 2 NFE per interval, an odd budget ends with Euler."""
+
     order = 2
     tableau = MIDPOINT
     fallbacks = {1: EULER}

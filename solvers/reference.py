@@ -18,6 +18,8 @@ from solverbench.solver import Solver
 
 @register_solver("reference")
 class Reference(Solver):
+    """Reference solve: adaptive Dormand-Prince 5(4) (torchdiffeq), float64, tight tolerance; NFE as needed."""
+
     order = 5
     adaptive = True
 

@@ -9,6 +9,8 @@ from solvers.runge_kutta import EULER, KUTTA3, MIDPOINT, RK4, ExplicitRungeKutta
 
 @register_solver("rk4")
 class RungeKutta4(ExplicitRungeKutta):
+    """Classical fourth-order Runge-Kutta; 4 NFE per interval, a remainder taken by a lower-stage method."""
+
     order = 4
     tableau = RK4
     fallbacks = {1: EULER, 2: MIDPOINT, 3: KUTTA3}

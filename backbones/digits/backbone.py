@@ -15,8 +15,8 @@ import torch
 
 from backbones.class_labels import labels_or_null
 from backbones.digits.data import IMAGE_SHAPE, NUM_CLASSES, digits_dataset, to_uint8
-from backbones.digits.unet import DigitsUNet
-from backbones.flow_training import DataSampler, FlowTrainingConfig, option
+from backbones.digits.unet import GROUPS, DigitsUNet
+from backbones.flow_training import POSITIVE_INT, DataSampler, FlowTrainingConfig, multiple_of, option
 from backbones.trained_flow import TrainedFlowBackbone
 from solverbench import register_backbone
 
@@ -32,9 +32,10 @@ def distinct_draws(size: int, n: int, generator: torch.Generator) -> torch.Tenso
 
 @dataclass
 class DigitsTrainingConfig(FlowTrainingConfig):
-    steps: int = option(1000, "optimiser steps")
-    batch_size: int = option(128, "images per step")
-    width: int = option(32, "U-Net channels at 8x8 (twice as many at 4x4)")
+    steps: int = option(1000, "optimiser steps", check=POSITIVE_INT)
+    batch_size: int = option(128, "images per step", check=POSITIVE_INT)
+    width: int = option(32, "U-Net channels at 8x8 (twice as many at 4x4)",
+                        check=multiple_of(GROUPS, "the U-Net's GroupNorm groups"))
 
 
 @register_backbone("digits")

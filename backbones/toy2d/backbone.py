@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import torch
 
-from backbones.flow_training import DataSampler, FlowTrainingConfig, option
+from backbones.flow_training import POSITIVE_INT, DataSampler, FlowTrainingConfig, option
 from backbones.toy2d.datasets import TOY_DATASETS
 from backbones.toy2d.mlp import VelocityMLP
 from backbones.trained_flow import TrainedFlowBackbone
@@ -25,10 +25,10 @@ WEIGHTS = Path(__file__).parent / "weights"
 @dataclass
 class Toy2DTrainingConfig(FlowTrainingConfig):
     dataset: str = option("checkerboard", "the 2-D data set", choices=tuple(TOY_DATASETS))
-    steps: int = option(15000, "optimiser steps")
-    batch_size: int = option(512, "points per step")
-    hidden: int = option(256, "MLP width")
-    depth: int = option(4, "hidden layers")
+    steps: int = option(15000, "optimiser steps", check=POSITIVE_INT)
+    batch_size: int = option(512, "points per step", check=POSITIVE_INT)
+    hidden: int = option(256, "MLP width", check=POSITIVE_INT)
+    depth: int = option(4, "hidden layers", check=POSITIVE_INT)
 
 
 @register_backbone("toy2d")
