@@ -10,12 +10,15 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib.util
+import inspect
 import sys
+import traceback
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable
 
 ENTRY_POINT_GROUP = "solverbench.plugins"
+PLUGIN_MODULE_PREFIX = "solverbench_plugin_"  # module names of plugin files loaded by path
 
 
 class UnknownNameError(KeyError):
@@ -23,6 +26,10 @@ class UnknownNameError(KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain
         return str(self.args[0])
+
+
+class NameClashError(ValueError):
+    """Two definitions registered under one name; the message names both, with file and line."""
 
 
 class Registry:
@@ -36,9 +43,9 @@ class Registry:
         def decorator(obj: Any) -> Any:
             known = self._entries.get(name)
             if known is not None and known is not obj and _qualname(known) != _qualname(obj):
-                raise ValueError(
-                    f"{self.kind} name {name!r} is already registered by {_qualname(known)}; "
-                    f"{_qualname(obj)} cannot take it"
+                raise NameClashError(
+                    f"{self.kind} name {name!r} is already registered by {_shown(known)} ({_where(known)}); "
+                    f"{_shown(obj)} ({_where(obj)}) cannot take it: register it under another name"
                 )
             self._entries[name] = obj
             try:
@@ -73,6 +80,29 @@ def _qualname(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
+def _shown(obj: Any) -> str:
+    """The qualified name, without the generated module name of a plugin file (its path is shown apart)."""
+    module = getattr(obj, "__module__", "?") or "?"
+    name = getattr(obj, "__qualname__", repr(obj))
+    return name if module.startswith(PLUGIN_MODULE_PREFIX) else f"{module}.{name}"
+
+
+def _where(obj: Any) -> str:
+    """``file, line N`` of a class's or function's definition, as far as Python can tell."""
+    try:
+        path = inspect.getsourcefile(obj) or inspect.getfile(obj)
+    except (TypeError, OSError):
+        return "defined where Python cannot tell"
+    code = getattr(obj, "__code__", None)
+    line = code.co_firstlineno if code is not None else None
+    if line is None:
+        try:
+            line = inspect.getsourcelines(obj)[1]
+        except (TypeError, OSError, IndexError):
+            line = None
+    return f"{path}, line {line}" if line else path
+
+
 SOLVERS = Registry("solver")
 BACKBONES = Registry("backbone")
 METRICS = Registry("metric")
@@ -98,17 +128,28 @@ def load_builtin_plugins() -> None:
         ep.load()
 
 
+class PluginError(ValueError):
+    """A plugin file that cannot be imported: a syntax error, or an exception while it runs.
+
+    The message is one line naming the file and the line at fault.  A ValueError, like a
+    bad value in a grid file (which names its plugins)."""
+
+
 def load_plugin_file(path: str | Path) -> None:
     """Import a Python file so that its ``register_*`` decorators run.
 
     The module name is derived from the file's resolved path, so loading the same file
-    twice is a no-op and two plugin files with the same base name do not collide.
+    twice is a no-op and two plugin files with the same base name do not collide.  A
+    syntax error or an exception raised while the file runs (a name clash included) is a
+    ``PluginError`` naming the file and line.
     """
     path = Path(path).resolve()
+    if path.is_dir():
+        raise PluginError(f"plugin file {str(path)!r} is a folder; give the Python file to load")
     if not path.is_file():
         raise FileNotFoundError(f"plugin file {str(path)!r} does not exist")
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
-    module_name = f"solverbench_plugin_{path.stem}_{digest}"
+    module_name = f"{PLUGIN_MODULE_PREFIX}{path.stem}_{digest}"
     if module_name in sys.modules:
         return
     load_builtin_plugins()
@@ -117,6 +158,24 @@ def load_plugin_file(path: str | Path) -> None:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception:
+    except Exception as err:
         del sys.modules[module_name]
-        raise
+        raise PluginError(_plugin_failure(path, err)) from err
+
+
+def _plugin_failure(path: Path, err: Exception) -> str:
+    """One line: which file, which line, what went wrong."""
+    message = " ".join(str(err).split())  # one line
+    if isinstance(err, SyntaxError) and err.filename and Path(err.filename).resolve() == path:
+        return f"plugin file {str(path)!r} has a syntax error at line {err.lineno}: {err.msg}"
+    frames = traceback.extract_tb(err.__traceback__)
+    own = [f for f in frames if Path(f.filename).resolve() == path]
+    where = f" at line {own[-1].lineno}" if own else ""
+    if isinstance(err, NameClashError):  # its message names both definitions already
+        return f"plugin file {str(path)!r}{where.replace(' at', ',')}: {message}"
+    deeper = frames[-1] if frames and own and frames[-1] is not own[-1] else None
+    inside = f" (in {deeper.filename}, line {deeper.lineno})" if deeper is not None else ""
+    if isinstance(err, SyntaxError):  # in a module the plugin imports
+        inside = f" (syntax error in {err.filename}, line {err.lineno})"
+        message = err.msg
+    return f"plugin file {str(path)!r} raised {type(err).__name__}{where} while being imported{inside}: {message}"
