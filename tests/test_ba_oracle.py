@@ -22,7 +22,7 @@ def local_errors(oracle, steps, t0=0.9):
     for H in steps:
         times = torch.tensor([1.0, t0, t0 - H, t0 - 2 * H], dtype=torch.float64)
         exact = reference.trajectory(VelocityField(backbone, labels), x1, times)
-        got = sb.sample(backbone, oracle, exact[1], labels, time_grid=times[1:]).samples
+        got = sb.sample(backbone, oracle, exact[1], labels, time_grid=times[1:], partial=True).samples
         errors.append((got - exact[3]).abs().max().item())
     return errors
 

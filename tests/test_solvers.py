@@ -54,8 +54,8 @@ def test_heun_odd_budget_is_heun_then_euler():
     x = torch.randn(4, 2, dtype=torch.float64)
     grid = torch.linspace(1, 0, 4, dtype=torch.float64)
     by_budget = sample(backbone, "heun", x, nfe=5).samples
-    two_heun = sample(backbone, "heun", x, time_grid=grid[:3]).samples
-    expected = sample(backbone, "euler", two_heun, time_grid=grid[2:]).samples
+    two_heun = sample(backbone, "heun", x, time_grid=grid[:3], partial=True).samples
+    expected = sample(backbone, "euler", two_heun, time_grid=grid[2:], partial=True).samples
     torch.testing.assert_close(by_budget, expected)
 
 
