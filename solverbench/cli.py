@@ -45,7 +45,9 @@ def _run(parser: argparse.ArgumentParser):
     parser.description = "Sweep a grid file; one row per cell in RESULTS/<grid name>/results.parquet."
     parser.add_argument("grid", help="grid file (YAML), e.g. configs/quick.yaml")
     parser.add_argument("--results", default="results", help="results directory (default: results)")
-    parser.add_argument("--force", action="store_true", help="redo cells that are already in the results")
+    parser.add_argument("--force", action="store_true",
+                        help="redo cells that are already in the results, and take over a results folder that "
+                             "another grid file of the same name wrote")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def run(args: argparse.Namespace) -> int:

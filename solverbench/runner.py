@@ -1,14 +1,13 @@
 """``solverbench run``: sweep a grid's cells, one parquet row per cell, resumable."""
 from __future__ import annotations
 
-import sys
+import os
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from tqdm import tqdm
 
 from solverbench.config import DTYPES, Cell, Grid, expand_cells
 from solverbench.hashing import canonical_json, spec_hash
@@ -18,12 +17,9 @@ from solverbench.provenance import device_name, git_commit, package_versions
 from solverbench.reference import reference_endpoints
 from solverbench.registry import METRICS
 from solverbench.results import ResultsTable
+from solverbench.resumable import SweepFailed, Unit, report_outcome, run_units  # noqa: F401  (SweepFailed: re-exported)
 from solverbench.sampling import sample
 from solverbench.solver import Solver, get_solver, solver_label
-
-
-class SweepFailed(RuntimeError):
-    """Some cells raised errors (recorded as failed rows); the sweep still ran the rest."""
 
 
 class Runner:
@@ -67,39 +63,43 @@ class Runner:
             self._references[key] = reference_endpoints(
                 backbone, seed=cell.seed, num_samples=self.grid.num_samples, dtype=self.dtype,
                 cfg_scale=cell.cfg_scale, cfg_interval=cell.cfg_interval, batch_size=self.grid.batch_size,
-                device=self.grid.device, cache_dir=self.cache_dir / "references", **self.grid.reference,
+                device=self.grid.device, cache_dir=self.cache_dir / "references", progress=self.progress,
+                **self.grid.reference,
             )
         return self._references[key]
 
     # -- the sweep --------------------------------------------------------------------
     def run(self) -> ResultsTable:
         table = ResultsTable(self.out_dir)
+        table.adopt(self.grid.path, spec_hash(self.grid.raw), force=self.force)
         cells = expand_cells(self.grid)
         ids = [spec_hash(c.key(self.grid)) for c in cells]
         table.set_current(ids)
-        done = set() if self.force else table.done()
-        todo = [c for c, cell_id in zip(cells, ids) if cell_id not in done]
-        errors = []
-        bar = tqdm(todo, desc=f"{self.grid.name}", unit="cell", disable=not self.progress, file=sys.stderr)
-        if len(todo) < len(cells):
-            tqdm.write(f"{len(cells) - len(todo)} of {len(cells)} cells already done in {table.path}; "
-                       "skipping them (--force redoes them)", file=sys.stderr)
-        for cell in bar:
-            bar.set_postfix_str(f"{cell.solver} nfe={cell.nfe}")
-            row = self.run_cell(cell)
-            if row["status"] == "error":
-                errors.append(f"{row['solver_label']} nfe={cell.nfe}: {row['error']}")
-                tqdm.write(f"cell failed: {errors[-1]}", file=sys.stderr)
-            table.put(row)
-        bar.close()
-        if errors:
-            raise SweepFailed(f"{len(errors)} cell(s) raised errors (recorded as failed rows in {table.path}):\n"
-                              + "\n".join(errors))
+        varying = self.varying_keys()
+        units = [Unit([cell_id], self.cell_text(cell, varying), lambda cell=cell, cell_id=cell_id: [
+                     self.run_cell(cell, cell_id)]) for cell, cell_id in zip(cells, ids)]
+        outcome = run_units(table, units, ids, force=self.force, progress=self.progress, desc=self.grid.name,
+                            what="cell", describe=describe_row)
+        report_outcome(outcome, "cell")
         return table
 
-    def run_cell(self, cell: Cell) -> dict[str, Any]:
+    def varying_keys(self) -> list[str]:
+        """The cell keys besides solver and NFE that take more than one value in this grid."""
         grid = self.grid
-        cell_id = spec_hash(cell.key(grid))
+        counts = {"backbone": len(grid.backbones), "schedule": len(grid.schedules), "cfg": len(grid.cfg_scales),
+                  "cfg interval": len(grid.cfg_intervals), "seed": len(grid.seeds)}
+        return [key for key, n in counts.items() if n > 1]
+
+    def cell_text(self, cell: Cell, varying: list[str]) -> str:
+        """The cell as the progress bar names it: full solver label, NFE, and whatever else varies."""
+        parts = [solver_label(cell.solver, cell.solver_params), "adaptive" if cell.nfe is None else f"nfe={cell.nfe}"]
+        values = {"backbone": cell.backbone, "schedule": canonical_json(cell.schedule), "cfg": f"{cell.cfg_scale:g}",
+                  "cfg interval": str(list(cell.cfg_interval)), "seed": str(cell.seed)}
+        return " ".join(parts + [f"{key}={values[key]}" for key in varying])
+
+    def run_cell(self, cell: Cell, cell_id: Optional[str] = None) -> dict[str, Any]:
+        grid = self.grid
+        cell_id = cell_id or spec_hash(cell.key(grid))
         row: dict[str, Any] = {
             "grid": grid.name, "cell_id": cell_id,
             "backbone": cell.backbone, "backbone_params": canonical_json(cell.backbone_params),
@@ -185,7 +185,9 @@ class Runner:
             return
         path = self.out_dir / "samples" / f"{cell_id}.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"samples": samples[:n].cpu(), "labels": None if labels is None else labels[:n]}, path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # written whole or not at all
+        torch.save({"samples": samples[:n].cpu(), "labels": None if labels is None else labels[:n]}, tmp)
+        os.replace(tmp, path)
 
 
 def run_grid(grid: Grid, results_dir: str | Path = "results", *, force: bool = False,
@@ -195,3 +197,9 @@ def run_grid(grid: Grid, results_dir: str | Path = "results", *, force: bool = F
 
         return run_lte_study(grid, results_dir, force=force, progress=progress)
     return Runner(grid, results_dir, force=force, progress=progress).run()
+
+
+def describe_row(row: Any) -> str:
+    """A sweep row as the closing summary lists it: solver label, NFE, guidance and seed."""
+    nfe = "adaptive" if row["nfe"] is None or row["nfe"] != row["nfe"] else f"nfe={int(row['nfe'])}"
+    return f"{row['solver_label']} {nfe} cfg={row['cfg_scale']:g} seed={row['seed']}"

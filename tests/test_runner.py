@@ -57,21 +57,23 @@ def test_interrupted_sweep_resumes_without_duplicates(tmp_path, monkeypatch):
     original = Runner.run_cell
     calls = {"n": 0}
 
-    def dying(self, cell):
+    def dying(self, cell, *args):
         calls["n"] += 1
         if calls["n"] == 4:
-            raise KeyboardInterrupt  # killed mid-sweep
-        return original(self, cell)
+            raise KeyboardInterrupt  # Ctrl-C mid-sweep
+        return original(self, cell, *args)
 
     monkeypatch.setattr(Runner, "run_cell", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as interrupted:
         run_small(tmp_path / "resumed")
+    # one line for the console: how many finished cells were kept, and where
+    assert str(interrupted.value).startswith("interrupted: the 3 cell(s) finished in this run are kept in ")
     partial = pd.read_parquet(tmp_path / "resumed" / "small" / "results.parquet")
     assert len(partial) == 3  # every finished cell is on disk and readable
 
     monkeypatch.setattr(Runner, "run_cell", original)
     ran = []
-    monkeypatch.setattr(Runner, "run_cell", lambda self, cell: ran.append(cell) or original(self, cell))
+    monkeypatch.setattr(Runner, "run_cell", lambda self, cell, *args: ran.append(cell) or original(self, cell, *args))
     resumed = run_small(tmp_path / "resumed")
     assert len(ran) == len(clean) - 3  # only the missing cells ran
     assert resumed["cell_id"].is_unique and len(resumed) == len(clean)
@@ -84,7 +86,7 @@ def test_force_redoes_cells(tmp_path, monkeypatch):
     run_small(tmp_path)
     ran = []
     original = Runner.run_cell
-    monkeypatch.setattr(Runner, "run_cell", lambda self, cell: ran.append(cell) or original(self, cell))
+    monkeypatch.setattr(Runner, "run_cell", lambda self, cell, *args: ran.append(cell) or original(self, cell, *args))
     run_small(tmp_path)
     assert ran == []
     rows = run_grid(parse_grid(SMALL), tmp_path, force=True, progress=False).frame

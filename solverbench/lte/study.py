@@ -13,7 +13,6 @@ settings under ``results/.cache``), so trained samplers have their one-step orde
 """
 from __future__ import annotations
 
-import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -22,7 +21,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from tqdm import tqdm
 
 from solverbench.backbone import backbone_in_dtype
 from solverbench.config import DTYPES, Grid, GridError, SolverSpec
@@ -34,7 +32,7 @@ from solverbench.metrics.trajectory import per_sample_rms
 from solverbench.noise import labels_for, noise_for
 from solverbench.provenance import device_name, git_commit, package_versions
 from solverbench.results import ResultsTable
-from solverbench.runner import SweepFailed
+from solverbench.resumable import Unit, report_outcome, run_units
 from solverbench.solver import NoExactHistoryStep, Solver, get_solver
 
 
@@ -103,34 +101,30 @@ class LTEStudy:
 
     # -- the study ------------------------------------------------------------------
     def run(self) -> ResultsTable:
+        self.table.adopt(self.grid.path, spec_hash(self.grid.raw), force=self.force)
         trajectories = [Trajectory(b, bp, s, iv, seed) for b, bp in self.grid.backbones
                         for s in self.grid.cfg_scales for iv in self.grid.cfg_intervals for seed in self.grid.seeds]
-        steps = [(traj, spec, solver, t, h) for traj in trajectories for spec, solver in self.solvers
-                 for t in self.settings.start_times for h in self.settings.step_sizes]
-        ids = [self.cell_id(s[0], s[1], s[3], s[4]) for s in steps]
-        self.table.set_current(ids)
-        done = set() if self.force else self.table.done()
-        todo = [(*s, step_id) for s, step_id in zip(steps, ids) if step_id not in done]
-        if len(todo) < len(steps):
-            tqdm.write(f"{len(steps) - len(todo)} of {len(steps)} steps already done in {self.table.path}; "
-                       "skipping them (--force redoes them)", file=sys.stderr)
-        errors: dict[str, str] = {}
         exact: dict[str, ExactStates] = {}
-        pending: list[dict[str, Any]] = []  # one solver's steps on one trajectory, written together
-        bar = tqdm(todo, desc=self.grid.name, unit="step", disable=not self.progress, file=sys.stderr)
-        for i, (traj, spec, solver, t, h, step_id) in enumerate(bar):
+
+        def steps_of(traj: Trajectory, spec: SolverSpec, solver: Solver) -> list[dict[str, Any]]:
             if traj.key() not in exact:
                 exact[traj.key()] = self.exact_states(traj)
-            row = self.step_row(exact[traj.key()], spec, solver, t, h, step_id)
-            if row["status"] == "error":
-                errors.setdefault(row["solver_label"], row["error"])
-            pending.append(row)
-            if i + 1 == len(todo) or todo[i + 1][:2] != (traj, spec):
-                self.table.put_many(pending)
-                pending = []
-        if errors:
-            raise SweepFailed(f"{len(errors)} solver(s) raised errors (recorded as rows with status 'error' in "
-                              f"{self.table.path}):\n" + "\n".join(f"{label}: {err}" for label, err in errors.items()))
+            return [self.step_row(exact[traj.key()], spec, solver, t, h, self.cell_id(traj, spec, t, h))
+                    for t in self.settings.start_times for h in self.settings.step_sizes]
+
+        units, ids = [], []
+        for traj in trajectories:
+            for spec, solver in self.solvers:  # one solver's steps on one trajectory, written together
+                group = [self.cell_id(traj, spec, t, h) for t in self.settings.start_times
+                         for h in self.settings.step_sizes]
+                ids += group
+                label = f"{solver.label()} seed={traj.seed}" + (f" cfg={traj.cfg_scale:g}"
+                                                                if len(self.grid.cfg_scales) > 1 else "")
+                units.append(Unit(group, label, lambda traj=traj, spec=spec, solver=solver: steps_of(traj, spec, solver)))
+        self.table.set_current(ids)
+        outcome = run_units(self.table, units, ids, force=self.force, progress=self.progress, desc=self.grid.name,
+                            what="step", describe=describe_step)
+        report_outcome(outcome, "step")
         return self.table
 
     def exact_states(self, traj: Trajectory) -> ExactStates:
@@ -231,3 +225,8 @@ class LTEStudy:
 def run_lte_study(grid: Grid, results_dir: str | Path = "results", *, force: bool = False,
                   progress: bool = True) -> ResultsTable:
     return LTEStudy(grid, results_dir, force=force, progress=progress).run()
+
+
+def describe_step(row: Any) -> str:
+    """An LTE row as the closing summary groups it: solver and trajectory (its steps share their reason)."""
+    return f"{row['solver_label']} seed={row['seed']} cfg={row['cfg_scale']:g}"

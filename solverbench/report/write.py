@@ -1,6 +1,7 @@
 """``solverbench report``: every table and figure from the results store, and an index of them."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -10,7 +11,7 @@ from solverbench.report.labels import shorter_labels
 from solverbench.report.lte_section import lte_section
 from solverbench.report.settings import split_settings
 from solverbench.report.sweep_section import sweep_section
-from solverbench.results import current_rows, read_results
+from solverbench.results import current_rows, read_tables
 
 
 class NoResultsError(FileNotFoundError):
@@ -24,9 +25,13 @@ def write_report(results_dir: str | Path = "results", out_dir: str | Path = "rep
     if not results_dir.is_dir():
         raise NoResultsError(f"results directory {results_dir}/ does not exist: run a grid first, e.g. "
                              "`python -m solverbench run configs/quick.yaml` (or point --results at one)")
-    stored = read_results(results_dir, grids, superseded=True)
+    stored, damaged = read_tables(results_dir, grids)
+    for error in damaged.values():
+        print(f"solverbench report: warning: skipping a grid: {error}", file=sys.stderr)
     frame = current_rows(stored, results_dir)
     if frame.empty:
+        if damaged:
+            raise NoResultsError(f"no readable results under {results_dir}/: " + "; ".join(map(str, damaged.values())))
         raise NoResultsError(f"no results under {results_dir}/ (no <grid>/results.parquet there): run a grid "
                              "first, e.g. `python -m solverbench run configs/quick.yaml`")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -44,4 +49,6 @@ def write_report(results_dir: str | Path = "results", out_dir: str | Path = "rep
     if superseded:
         header += (f" {superseded} stored rows of cells that the grids no longer have (an earlier NFE list, "
                    "sample count or checkpoint file) are left out.")
+    if damaged:
+        header += f" Skipped, their results table being damaged: {', '.join(sorted(damaged))}."
     return write_index(out_dir, sections, header)

@@ -1,0 +1,124 @@
+"""The resumable loop every study runs: units of work whose rows go to the results store.
+
+A unit is a cell of a sweep (or a group of LTE steps written together).  The loop skips
+units already done, claims each unit before running it (so concurrent runs of one grid
+share the work), writes its rows at once, waits at the end for units another run was
+busy with, and closes with a summary that names every cell that did not finish ``ok``.
+Ctrl-C ends it with one line saying what was kept.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pandas as pd
+from tqdm import tqdm
+
+from solverbench.results import ResultsTable
+
+
+class SweepFailed(RuntimeError):
+    """Some cells raised errors (recorded as rows with status 'error'); the sweep still ran the rest."""
+
+
+@dataclass
+class Unit:
+    ids: list[str]  # the cell ids whose rows the unit writes
+    label: str  # what the progress bar shows while it runs
+    run: Callable[[], list[dict[str, Any]]]
+
+
+@dataclass
+class Outcome:
+    table: ResultsTable
+    ran: int = 0  # cells whose rows this run wrote
+    statuses: dict[str, int] = field(default_factory=dict)  # over the grid's current cells
+    problems: dict[str, list[str]] = field(default_factory=dict)  # status -> one line per cell
+
+    def summary(self, what: str) -> list[str]:
+        """The closing lines: counts by status, then the cells that did not finish ``ok``."""
+        total = sum(self.statuses.values())
+        counts = ", ".join(f"{n} {status}" for status, n in self.statuses.items())
+        lines = [f"{total} {what}s in {self.table.path}: {counts} ({self.ran} run now)"]
+        for status in self.problems:
+            lines += self.problem_lines(status, what)
+        return lines
+
+    def problem_lines(self, status: str, what: str) -> list[str]:
+        explain = {"failed": "recorded with their reason and not rerun; --force reruns them",
+                   "error": "they raised: recorded with the traceback, and retried by the next run"}
+        cells = self.problems.get(status, [])
+        return [f"{len(cells)} {status} {what}(s) ({explain.get(status, 'not ok')}):"] + [f"  {c}" for c in cells]
+
+
+def run_units(table: ResultsTable, units: list[Unit], current_ids: list[str], *, force: bool, progress: bool,
+              desc: str, what: str, describe: Callable[[pd.Series], str]) -> Outcome:
+    """Run every unit not done yet; the summary covers ``current_ids`` (the grid's cells)."""
+    outcome = Outcome(table)
+    done = set() if force else table.done()
+    todo = [u for u in units if force or not set(u.ids) <= done]
+    skipped = sum(len(u.ids) for u in units) - sum(len(u.ids) for u in todo)
+    if skipped:
+        tqdm.write(f"{skipped} of {len(current_ids)} {what}s already done in {table.path}; skipping them "
+                   "(--force redoes them)", file=sys.stderr)
+    bar = tqdm(total=sum(len(u.ids) for u in todo), desc=desc, unit=what, disable=not progress, file=sys.stderr,
+               dynamic_ncols=True)
+    busy: list[Unit] = []
+    try:
+        for unit in todo:
+            if not _run_claimed(table, unit, force, bar, outcome):
+                busy.append(unit)
+        if busy:
+            tqdm.write(f"waiting for {len(busy)} {what}(s) that another run of this grid is running", file=sys.stderr)
+        for unit in busy:
+            table.wait_for_claim(unit.ids[0])
+            _run_claimed(table, unit, force=False, bar=bar, outcome=outcome)
+    except KeyboardInterrupt:
+        bar.close()
+        raise KeyboardInterrupt(f"interrupted: the {outcome.ran} {what}(s) finished in this run are kept in "
+                                f"{table.path}; run the same command again to do the rest") from None
+    bar.close()
+    _summarise(outcome, current_ids, describe)
+    return outcome
+
+
+def _run_claimed(table: ResultsTable, unit: Unit, force: bool, bar: tqdm, outcome: Outcome) -> bool:
+    """Run the unit under its claim; False where another run holds the claim (left for later)."""
+    with table.claim(unit.ids[0]) as mine:
+        if not mine:
+            return False
+        if force or not set(unit.ids) <= table.done():  # another run may have finished it meanwhile
+            bar.set_postfix_str(unit.label, refresh=True)
+            rows = unit.run()
+            table.put_many(rows)
+            outcome.ran += len(rows)
+        bar.update(len(unit.ids))
+    return True
+
+
+def _summarise(outcome: Outcome, current_ids: list[str], describe: Callable[[pd.Series], str]) -> None:
+    """Count the grid's cells by status and name those that failed or raised (identical reasons of
+    one ``describe`` group, e.g. an LTE solver's steps, once with their count)."""
+    frame = outcome.table.refresh()
+    rows = frame[frame["cell_id"].isin(current_ids)] if "cell_id" in frame else frame
+    outcome.statuses = {str(k): int(v) for k, v in rows["status"].value_counts().items()} if len(rows) else {}
+    for status in ("failed", "error"):
+        bad = rows[rows["status"] == status] if len(rows) else rows
+        groups: dict[tuple[str, str], int] = {}
+        for _, row in bad.iterrows():
+            key = (describe(row), str(row["error"]))
+            groups[key] = groups.get(key, 0) + 1
+        if groups:
+            outcome.problems[status] = [f"{where}{f' ({n} cells)' if n > 1 else ''}: {error}"
+                                        for (where, error), n in groups.items()]
+
+
+def report_outcome(outcome: Outcome, what: str) -> None:
+    """Print the summary (stderr); raise SweepFailed, listing them, where cells raised errors."""
+    lines = outcome.summary(what)
+    errors = outcome.problem_lines("error", what) if "error" in outcome.problems else []
+    for line in lines[:len(lines) - len(errors)]:
+        tqdm.write(line, file=sys.stderr)
+    if errors:
+        raise SweepFailed("\n".join(errors))
