@@ -5,6 +5,12 @@ from solverbench.report.order_fit import FIT_CEILING, OrderCurve
 from solverbench.report.tables.model import Cell, Row, Table, format_number
 
 
+def x_text(value: float) -> str:
+    """An NFE budget as the integer it is (5), an interval size H in 3 significant digits (0.00156)."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else f"{value:.3g}"
+
+
 def slope_table(curves: list[OrderCurve], caption: str, x_name: str) -> Table:
     table = Table(caption, ["solver", "theory", "fitted slope", "fitted - theory", "points fitted",
                             f"{x_name} range fitted", "note"], text_columns=(0, 6))
@@ -21,7 +27,7 @@ def slope_table(curves: list[OrderCurve], caption: str, x_name: str) -> Table:
                  "–" if curve.theory is None else f"{curve.theory:g}",
                  "–" if slope is None else f"{slope:.2f}", "–" if gap is None else f"{gap:+.2f}",
                  f"{len(used)} of {len(curve.x)}",
-                 f"{format_number(used.min(), 3)} – {format_number(used.max(), 3)}" if len(used) else "–", note]
+                 f"{x_text(used.min())} – {x_text(used.max())}" if len(used) else "–", note]
         table.rows.append(Row([Cell(c) for c in cells], {
             "solver": curve.label, "analysis_only": curve.analysis_only, "theory": curve.theory,
             "fitted_slope": slope, "points_fitted": len(used), "points": len(curve.x),
