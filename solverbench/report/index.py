@@ -1,7 +1,13 @@
-"""reports/index.md and the static reports/index.html: every table and figure, one line on each."""
+"""reports/index.md and the static reports/index.html: every table and figure, one line on each.
+
+A table is introduced by its item's line (what it shows, and links to its files) alone:
+the caption the table carries in its own files is left out here, where the section
+heading already names the setting.
+"""
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 from solverbench.report.items import Item, Section
@@ -16,6 +22,7 @@ caption{text-align:left;font-style:italic;padding-bottom:.4em}
 th,td{padding:.2em .7em}thead th{border-bottom:2px solid #333}
 td.num{text-align:right;font-variant-numeric:tabular-nums}tr.block td{border-top:1px solid #999}
 ul.notes{font-size:.85em;color:#555;margin-top:0}"""
+CAPTION = re.compile(r"<caption>.*?</caption>", re.S)
 
 
 def _links_md(item: Item) -> str:
@@ -30,7 +37,7 @@ def index_markdown(sections: list[Section], header: str) -> str:
             if item.figure is not None:
                 lines += [f"![{item.description}]({item.figure.as_posix()})", "", f"*{item.description}*", ""]
             elif item.table is not None:
-                lines += [f"**{item.description}** ({_links_md(item)})", "", to_markdown(item.table), ""]
+                lines += [f"**{item.description}** ({_links_md(item)})", "", _table_markdown(item), ""]
             else:
                 lines += [f"*{item.description}*", ""]
     return "\n".join(lines)
@@ -47,12 +54,26 @@ def index_html(sections: list[Section], header: str) -> str:
                 parts.append(f'<figure><img src="{html.escape(item.figure.as_posix())}" alt="{what}">'
                              f"<figcaption>{what}</figcaption></figure>")
             elif item.table is not None:
-                links = " · ".join(f'<a href="{html.escape(p.as_posix())}">{p.suffix[1:]}</a>' for p in item.files)
-                parts.append(f"<p class=\"what\">{what} ({links})</p>{to_html(item.table)}")
+                parts.append(_table_html(item))
             else:
                 parts.append(f'<p class="what">{what}</p>')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _table_markdown(item: Item) -> str:
+    """The table without its own caption line (the item's line above it says what it is)."""
+    text = to_markdown(item.table)
+    own = f"*{item.table.caption}*\n"
+    return text[len(own):].lstrip("\n") if text.startswith(own) else text
+
+
+def _table_html(item: Item) -> str:
+    """The table with the item's line (and its files' links) as its one caption."""
+    links = " · ".join(f'<a href="{html.escape(p.as_posix())}">{p.suffix[1:]}</a>' for p in item.files)
+    caption = f"<caption>{html.escape(item.description)}" + (f" ({links})" if links else "") + "</caption>"
+    table, found = CAPTION.subn(lambda _: caption, to_html(item.table), count=1)
+    return table if found else table.replace("<table>", "<table>" + caption, 1)
 
 
 def write_index(out_dir: Path, sections: list[Section], header: str) -> Path:
