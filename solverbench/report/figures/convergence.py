@@ -1,9 +1,13 @@
-"""Convergence plot: one metric against NFE, one line per solver.
+"""Convergence plot: one metric against NFE (log axis, ticks at the budgets run), one line per solver.
 
 Points beyond the NFE range the solvers share (Euler at 50-200 NFE, typically) and
 adaptive solvers (no NFE budget) are drawn as horizontal grey reference lines: what a
 solver at a few NFE has to match.  An adaptive run far below every other value is
-named in the legend instead of stretching the axis.
+named in the legend instead of stretching the axis.  Where the results hold a metric's
+95% confidence interval (columns ``<metric>_ci_low`` and ``<metric>_ci_high``), every
+point gets an error bar (the lines moved a little apart along NFE, so bars at one budget
+stay visible) and every reference line a light grey band.  The legend sits
+below the axes, in as many columns as fit.
 """
 from __future__ import annotations
 
@@ -13,12 +17,23 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from solverbench.report.figures.style import SolverStyles, legend_outside, report_figure
+from solverbench.report.figures.style import (ANALYSIS_LINE_STYLE, SolverStyles, legend_below, report_figure,
+                                              value_ticks)
 from solverbench.report.metric_columns import MetricColumn
+from solverbench.report.tables.aggregate import aggregate, nfe_block
 from solverbench.report.tables.model import format_number
 
 REFERENCE_DASHES = ((6, 2), (3, 2), (8, 2, 2, 2), (2, 2), (10, 3))
 OFF_AXIS_DECADES = 1.0  # an adaptive line more than this far below the lowest other value is not drawn
+AXES_HEIGHT = 4.6  # inches of figure above the legend
+LEGEND_ROW = 0.2  # inches per legend row
+DODGE_STEP, DODGE_SPAN = 0.006, 0.07  # with error bars, lines are moved apart in log NFE by these
+BAND_ALPHA = 0.08  # a reference line's interval: a light band (bands of several lines add up)
+
+
+def interval_columns(name: str) -> tuple[str, str]:
+    """The columns holding the 95% interval of metric column ``name``."""
+    return f"{name}_ci_low", f"{name}_ci_high"
 
 
 def shared_nfe_range(rows: pd.DataFrame) -> list[int]:
@@ -29,54 +44,126 @@ def shared_nfe_range(rows: pd.DataFrame) -> list[int]:
     return sorted(int(n) for n in shared)
 
 
-def _reference_lines(ok: pd.DataFrame, means: pd.DataFrame, metric: MetricColumn, top_nfe: int) -> list[dict]:
-    """High-NFE and adaptive runs as {label, value, adaptive}, the high-NFE ones first."""
+def cell_values(ok: pd.DataFrame, metric: MetricColumn) -> pd.DataFrame:
+    """Per (solver label, NFE): the mean over seeds (``value``) and its 95% interval (``low``, ``high``).
+
+    The interval is what ``aggregate`` gives for the mean where it gives one; else, for a
+    cell of a single seed, that row's own interval; else NaN (no bar is drawn).
+    """
+    low, high = interval_columns(metric.name)
+    means = (ok.groupby(["solver_label", "nfe"], dropna=False, sort=False)[metric.name].mean()
+             .rename("value").reset_index())
+    means["nfe_block"] = means["nfe"].map(nfe_block)
+    intervals = _aggregated_intervals(ok, metric)
+    if intervals is None and low in ok and high in ok:
+        single = ok.groupby(["solver_label", "nfe"], dropna=False, sort=False).filter(lambda g: len(g) == 1)
+        intervals = pd.DataFrame({"solver_label": single["solver_label"], "nfe_block": single["nfe"].map(nfe_block),
+                                  "low": single[low], "high": single[high]})
+    if intervals is None:
+        return means.assign(low=np.nan, high=np.nan)
+    return means.merge(intervals, on=["solver_label", "nfe_block"], how="left")
+
+
+def _aggregated_intervals(ok: pd.DataFrame, metric: MetricColumn) -> Optional[pd.DataFrame]:
+    """(solver label, NFE block, low, high) from the seed-averaged table; None where it has no intervals."""
+    low, high = interval_columns(metric.name)
+    table = aggregate(ok, [metric])
+    if table.empty or low not in table or high not in table:
+        return None
+    return table[["solver_label", "nfe_block", low, high]].rename(columns={low: "low", high: "high"})
+
+
+def _reference_lines(ok: pd.DataFrame, values: pd.DataFrame, top_nfe: int) -> list[dict]:
+    """High-NFE and adaptive runs as {label, value, low, high, adaptive}, the high-NFE ones first."""
     adaptive_nfe = ok[ok["nfe"].isna()].groupby("solver_label")["nfe_measured"].mean()
     lines = []
-    for _, ref in means[means["nfe"].isna() | (means["nfe"] > top_nfe)].iterrows():
+    for _, ref in values[values["nfe"].isna() | (values["nfe"] > top_nfe)].iterrows():
         adaptive = pd.isna(ref["nfe"])
         nfe = adaptive_nfe[ref["solver_label"]] if adaptive else ref["nfe"]
         lines.append({"label": f"{ref['solver_label']} at {nfe:.0f} NFE" + (" (adaptive)" if adaptive else ""),
-                      "value": ref[metric.name], "adaptive": adaptive})
+                      "value": ref["value"], "low": ref["low"], "high": ref["high"], "adaptive": adaptive})
     return sorted(lines, key=lambda line: line["adaptive"])
+
+
+def _error_bars(ax, line: pd.DataFrame, color) -> bool:
+    """Bars from ``low`` to ``high`` at each point that has an interval; whether any was drawn."""
+    has = line[line["low"].notna() & line["high"].notna()]
+    if has.empty:
+        return False
+    middle, half = (has["low"] + has["high"]) / 2, (has["high"] - has["low"]).abs() / 2
+    ax.errorbar(has["nfe"], middle, yerr=half, fmt="none", ecolor=color, elinewidth=1.1, capsize=3,
+                capthick=1.1, alpha=0.85, label="_nolegend_")
+    return True
+
+
+def _dodge(n: int) -> np.ndarray:
+    """Factors that move n lines apart along the log NFE axis, by at most ``DODGE_SPAN`` in all."""
+    step = min(DODGE_STEP, DODGE_SPAN / max(n - 1, 1))
+    return np.exp(step * (np.arange(n) - (n - 1) / 2))
+
+
+def draw_convergence(ax, rows: pd.DataFrame, metric: MetricColumn, styles: SolverStyles) -> bool:
+    """Every solver's line, bars and reference line on ``ax``, with log NFE ticks at the budgets run.
+
+    False (nothing drawn) when no finished run with an NFE budget has the metric.
+    """
+    ok = rows[(rows["status"] == "ok") & rows[metric.name].notna()]
+    nfe_range = shared_nfe_range(ok)
+    if not nfe_range:
+        return False
+    values = cell_values(ok, metric)
+    analysis = set(ok.loc[ok["analysis_only"].fillna(False).astype(bool), "solver_label"])
+    log_y = metric.lower_is_better is True and (values["value"] > 0).all()
+    lines = values[values["nfe"].notna() & (values["nfe"] <= max(nfe_range))]
+    references = _reference_lines(ok, values, max(nfe_range))
+    lowest = min([lines["value"].min()] + [r["value"] for r in references if not r["adaptive"]])
+    missing = rows[(rows["status"] != "ok") & rows["nfe"].notna()].groupby("solver_label")["nfe"].unique()
+    bars = False
+    groups = list(lines.groupby("solver_label", sort=False))
+    dodge = _dodge(len(groups)) if (lines["low"].notna() & lines["high"].notna()).any() else np.ones(len(groups))
+    for (label, line), shift in zip(groups, dodge):
+        line = line.assign(nfe=line["nfe"] * shift)  # apart, so that their bars do not hide each other
+        color = styles.color(label)
+        dashed = label in analysis
+        note = " (analysis only)" if dashed else ""
+        if label in missing:
+            note += f" ({', '.join(f'{n:.0f}' for n in sorted(missing[label]))} NFE: did not finish)"
+        ax.plot(line["nfe"], line["value"], marker=styles.marker(label), color=color,
+                linestyle=ANALYSIS_LINE_STYLE if dashed else styles.linestyle(label),
+                markerfacecolor="none" if dashed else color, label=label + note)
+        bars = _error_bars(ax, line, color) or bars
+    for i, ref in enumerate(references):
+        text = f"{ref['label']}: {format_number(ref['value'], 3)}"
+        if ref["adaptive"] and log_y and np.log10(lowest / ref["value"]) > OFF_AXIS_DECADES:
+            ax.plot([], [], linestyle="none", label=text + " (off the axis, below)")
+            continue
+        shade = str(0.3 + 0.4 * i / max(1, len(references) - 1))
+        ax.axhline(ref["value"], color=shade, linewidth=1.3, label=text,
+                   dashes=(1, 2) if ref["adaptive"] else REFERENCE_DASHES[i % len(REFERENCE_DASHES)])
+        if pd.notna(ref["low"]) and pd.notna(ref["high"]):
+            ax.axhspan(ref["low"], ref["high"], color=shade, alpha=BAND_ALPHA, linewidth=0)
+            bars = True
+    if bars:
+        ax.plot([], [], linestyle="none", marker="|", markersize=12, markeredgewidth=1.2, color="0.3",
+                label="bars (and grey bands): 95% confidence intervals")
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xscale("log")
+    value_ticks(ax.xaxis, lines["nfe"].unique())
+    ax.set_xlabel("NFE (network evaluations per sample, log scale)")
+    ax.set_ylabel(metric.axis_label + ("" if log_y else ", linear scale"))
+    return True
 
 
 def plot_convergence(rows: pd.DataFrame, metric: MetricColumn, title: str, path: Path,
                      styles: SolverStyles) -> Optional[Path]:
     """The plot, or None when no finished run with an NFE budget has the metric."""
-    ok = rows[(rows["status"] == "ok") & rows[metric.name].notna()]
-    nfe_range = shared_nfe_range(ok)
-    if not nfe_range:
+    if not shared_nfe_range(rows[(rows["status"] == "ok") & rows[metric.name].notna()]):
         return None
-    means = ok.groupby(["solver_label", "nfe"], dropna=False, sort=False)[metric.name].mean().reset_index()
-    analysis = set(ok.loc[ok["analysis_only"].fillna(False).astype(bool), "solver_label"])
-    log_y = metric.lower_is_better is True and (means[metric.name] > 0).all()
-    lines = means[means["nfe"].notna() & (means["nfe"] <= max(nfe_range))]
-    references = _reference_lines(ok, means, metric, max(nfe_range))
-    lowest = min([lines[metric.name].min()] + [r["value"] for r in references if not r["adaptive"]])
-    missing = rows[(rows["status"] != "ok") & rows["nfe"].notna()].groupby("solver_label")["nfe"].unique()
-    with report_figure(path, size=(9.0, 5.2)) as (fig, ax):
-        for label, line in lines.groupby("solver_label", sort=False):
-            dashed = label in analysis
-            note = " (analysis only)" if dashed else ""
-            if label in missing:
-                note += f" ({', '.join(f'{n:.0f}' for n in sorted(missing[label]))} NFE: did not finish)"
-            ax.plot(line["nfe"], line[metric.name], marker=styles.marker(label), color=styles.color(label),
-                    linestyle="--" if dashed else "-", markerfacecolor="none" if dashed else styles.color(label),
-                    label=label + note)
-        for i, ref in enumerate(references):
-            text = f"{ref['label']}: {format_number(ref['value'], 3)}"
-            if ref["adaptive"] and log_y and np.log10(lowest / ref["value"]) > OFF_AXIS_DECADES:
-                ax.plot([], [], linestyle="none", label=text + " (off the axis, below)")
-                continue
-            shade = str(0.2 + 0.5 * i / max(1, len(references) - 1))
-            ax.axhline(ref["value"], color=shade, linewidth=1.3, label=text,
-                       dashes=(1, 2) if ref["adaptive"] else REFERENCE_DASHES[i % len(REFERENCE_DASHES)])
-        if log_y:
-            ax.set_yscale("log")
-        ax.set_xticks(nfe_range)
-        ax.set_xlabel("NFE (network evaluations per sample)")
-        ax.set_ylabel(metric.axis_label + ("" if log_y else ", linear scale"))
+    with report_figure(path, size=(9.0, AXES_HEIGHT), constrained=True) as (fig, ax):
+        draw_convergence(ax, rows, metric, styles)
         ax.set_title(f"{metric.label} vs NFE\n{title}")
-        legend_outside(ax)
+        handles, labels = ax.get_legend_handles_labels()
+        rows_used = legend_below(fig, handles, labels)
+        fig.set_figheight(AXES_HEIGHT + LEGEND_ROW * rows_used)
     return path

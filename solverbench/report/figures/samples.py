@@ -82,10 +82,11 @@ def plot_samples(rows: pd.DataFrame, samples_dir: Path, title: str, path: Path) 
         (x_lo, x_hi), (y_lo, y_hi) = limits
         panel_height = min(max(1.7 * (y_hi - y_lo) / (x_hi - x_lo), 0.6), 2.5)
     size = (1.7 * len(blocks) + label_width, (panel_height + 0.15) * len(labels) + 1.0)  # a gap between rows
-    with report_figure(path, size=size, nrows=len(labels), ncols=len(blocks), constrained=True) as (fig, axes):
+    with report_figure(path, size=size, nrows=len(labels), ncols=len(blocks), constrained=True,
+                       grid=True) as (fig, axes):
         for r, label in enumerate(labels):
             for c, block in enumerate(blocks):
-                ax = axes[r][c]
+                ax = axes[r, c]
                 ax.set_xticks([])
                 ax.set_yticks([])
                 ax.grid(False)

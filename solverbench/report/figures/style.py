@@ -1,14 +1,17 @@
-"""One look for every report figure: Agg backend, readable fonts, one color and marker per solver."""
+"""One look for every report figure: Agg backend, readable fonts, one color, marker and line style per solver."""
 from __future__ import annotations
 
+import math
+import textwrap
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
 
 DPI = 150
 RC = {
@@ -16,17 +19,32 @@ RC = {
     "xtick.labelsize": 10, "ytick.labelsize": 10, "axes.grid": True, "grid.alpha": 0.3,
     "axes.spines.top": False, "axes.spines.right": False, "savefig.facecolor": "white",
 }
+# Twenty colors a reader can tell apart on white, none of them grey (grey is for reference
+# lines): tab10 without its grey, then colors picked one at a time as far (CIELAB) from
+# those before as a dark-enough color can be.  The later ones are closer to earlier ones,
+# so they come with another line style (``LINE_STYLES``).
+PALETTE = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
+    "#000075", "#f032e6", "#a6761d", "#637939", "#f0027f", "#1b9e77", "#000000", "#fc8d62", "#e7969c",
+    "#911eb4", "#393b79",
+)
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*", "h", "p")
+# Every LINES_PER_STYLE labels the line style changes; '--' is kept for analysis-only solvers.
+LINE_STYLES = ("-", "-.", (0, (1, 1)), (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2)))
+LINES_PER_STYLE = 10
 REFERENCE_GREY = "0.45"
+ANALYSIS_LINE_STYLE = "--"
 
 
 class SolverStyles:
-    """A fixed color and marker per solver label, the same in every figure of a report."""
+    """A fixed (color, marker, line style) per solver label, the same in every figure of a report.
+
+    Labels get the colors of ``PALETTE`` in order, so up to 20 labels have 20 different
+    colors; markers and line styles cycle with other periods, so no two labels share all three.
+    """
 
     def __init__(self, labels: Iterable[str]):
-        colors = plt.get_cmap("tab10").colors + plt.get_cmap("Dark2").colors
-        self._styles = {label: (colors[i % len(colors)], MARKERS[i % len(MARKERS)])
-                        for i, label in enumerate(dict.fromkeys(labels))}
+        self._styles = {label: style(i) for i, label in enumerate(dict.fromkeys(labels))}
 
     def color(self, label: str):
         return self._styles[label][0]
@@ -34,22 +52,77 @@ class SolverStyles:
     def marker(self, label: str) -> str:
         return self._styles[label][1]
 
+    def linestyle(self, label: str):
+        return self._styles[label][2]
+
+
+def style(i: int) -> tuple[str, str, object]:
+    """The (color, marker, line style) of the i-th label."""
+    n_colors, n_markers = len(PALETTE), len(MARKERS)
+    cycle = n_colors * n_markers // math.gcd(n_colors, n_markers)  # (color, marker) pairs repeat after this
+    return (PALETTE[i % n_colors], MARKERS[i % n_markers],
+            LINE_STYLES[(i // LINES_PER_STYLE + i // cycle) % len(LINE_STYLES)])
+
 
 @contextmanager
 def report_figure(path: Path, *, size: tuple[float, float] = (8.0, 5.0), nrows: int = 1, ncols: int = 1,
-                  constrained: bool = False) -> Iterator[tuple[plt.Figure, object]]:
-    """A figure (and its axes, a 2-D array when nrows/ncols > 1) written to ``path`` as PNG on exit."""
+                  constrained: bool = False, grid: bool = False) -> Iterator[tuple[plt.Figure, object]]:
+    """A figure and its axes, written to ``path`` as PNG on exit.
+
+    The axes: one ``Axes`` for a 1 x 1 figure, else a 2-D array (rows x columns); with
+    ``grid`` always the 2-D array, so ``axes[r, c]`` works for a 1 x 1 grid too.
+    """
     with plt.rc_context(RC):
-        fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=nrows == ncols == 1,
+        fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False,
                                  layout="constrained" if constrained else None)
         try:
-            yield fig, axes
+            yield fig, (axes if grid or nrows * ncols > 1 else axes[0, 0])
             path.parent.mkdir(parents=True, exist_ok=True)
             fig.savefig(path, dpi=DPI, bbox_inches="tight")
         finally:
             plt.close(fig)
 
 
-def legend_outside(ax, **kwargs) -> None:
-    """The legend to the right of the axes, so it never hides a line."""
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False, **kwargs)
+def legend_below(fig, handles: Sequence, labels: Sequence[str], wrap: int = 46) -> int:
+    """The legend under the axes (constrained layout), labels longer than ``wrap`` characters
+    wrapped, in as many columns as the figure's width holds; returns about how many text
+    lines high it is (to size the figure)."""
+    if not handles:
+        return 0
+    labels = [textwrap.fill(label, wrap, break_long_words=False, subsequent_indent="  ") for label in labels]
+    fontsize = plt.rcParams["legend.fontsize"]
+    fontsize = fontsize if isinstance(fontsize, (int, float)) else 9.5
+    inches_per_char = 0.55 * fontsize / 72  # an average character of a sans-serif font
+    widest = max(len(line) for label in labels for line in label.splitlines())
+    entry = 0.8 + inches_per_char * widest  # handle, gaps and text
+    ncol = max(1, min(len(labels), int(fig.get_figwidth() // entry), 4))
+    fig.legend(handles, labels, loc="outside lower center", ncol=ncol, frameon=False,
+               columnspacing=1.4, handlelength=2.6)
+    return -(-sum(label.count("\n") + 1 for label in labels) // ncol) + 1
+
+
+def value_ticks(axis, values: Iterable[float], min_gap: float = 1 / 16) -> None:
+    """Ticks on ``axis`` (``ax.xaxis``) at ``values`` only, labelled as plain numbers (5, 7, 10, 15).
+
+    A value closer to the last labelled one than ``min_gap`` of the values' range (in log
+    units on a log axis) keeps its tick but no label, so labels never overlap; minor ticks
+    stay unlabelled.
+    """
+    values = sorted({float(v) for v in values})
+    if not values:
+        return
+    log = axis.get_scale() == "log"
+    position = (lambda v: math.log(v)) if log else (lambda v: v)
+    span = position(values[-1]) - position(values[0]) or 1.0
+    labelled, last = set(), None
+    for v in values:
+        if last is None or position(v) - position(last) >= min_gap * span:
+            labelled.add(_key(v))
+            last = v
+    axis.set_major_locator(FixedLocator(values))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}" if _key(v) in labelled else ""))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _key(value: float) -> float:
+    return float(f"{value:.9g}")
