@@ -15,7 +15,7 @@ import torch
 
 from solverbench.cli import main
 from solverbench.report import NoResultsError, write_report
-from solverbench.report.figures.order_curves import draw_order_curves
+from solverbench.report.figures.order_curves import GUIDE_COLOR, draw_order_curves
 from solverbench.report.figures.style import SolverStyles
 from solverbench.report.order_fit import lte_curves
 from solverbench.results import ResultsTable
@@ -195,10 +195,11 @@ def test_a_solver_without_declared_order_is_drawn_without_theory_line(report):
     styles = SolverStyles(c.label for c in curves)
     fig, ax = plt.subplots()
     try:
-        draw_order_curves(ax, curves, styles)
+        fan = draw_order_curves(ax, curves, styles)
+        assert sorted(fan.y) == [2.0]  # euler's order + 1 only: mystery declares none, broken has no points
         dashed = [line for line in ax.lines if line.get_linestyle() == "--" and len(line.get_xdata())]
         colors = [matplotlib.colors.to_hex(line.get_color()) for line in dashed]
-        assert colors == [matplotlib.colors.to_hex(styles.color("euler"))]
+        assert colors == [matplotlib.colors.to_hex(GUIDE_COLOR)]
         legend = [line.get_label() for line in ax.lines]
         assert "mystery: slope 2.50 (no declared order)" in legend
         assert "broken: not drawn (error: no exact-history step)" in legend
