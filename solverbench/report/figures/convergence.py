@@ -6,8 +6,10 @@ solver at a few NFE has to match.  An adaptive run far below every other value i
 named in the legend instead of stretching the axis.  Where the results hold a metric's
 95% confidence interval (columns ``<metric>_ci_low`` and ``<metric>_ci_high``), every
 point gets an error bar (the lines moved a little apart along NFE, so bars at one budget
-stay visible) and every reference line a light grey band.  The legend sits
-below the axes, in as many columns as fit.
+stay visible) and every reference line a light grey band.  A metric that compares with
+data also shows its noise floor (the same metric for a data draw in place of the samples)
+as a black dotted line with its band.  The legend sits below the axes, in as many columns
+as fit.
 """
 from __future__ import annotations
 
@@ -20,8 +22,9 @@ import pandas as pd
 from solverbench.report.figures.style import (ANALYSIS_LINE_STYLE, SolverStyles, legend_below, report_figure,
                                               value_ticks)
 from solverbench.report.metric_columns import MetricColumn
-from solverbench.report.tables.aggregate import aggregate, nfe_block
-from solverbench.report.tables.model import format_number
+from solverbench.report.tables.aggregate import aggregate, nfe_block, noise_floor
+from solverbench.report.tables.model import format_number, format_with_interval
+from solverbench.uncertainty import ci_columns
 
 REFERENCE_DASHES = ((6, 2), (3, 2), (8, 2, 2, 2), (2, 2), (10, 3))
 OFF_AXIS_DECADES = 1.0  # an adaptive line more than this far below the lowest other value is not drawn
@@ -29,11 +32,6 @@ AXES_HEIGHT = 4.6  # inches of figure above the legend
 LEGEND_ROW = 0.2  # inches per legend row
 DODGE_STEP, DODGE_SPAN = 0.006, 0.07  # with error bars, lines are moved apart in log NFE by these
 BAND_ALPHA = 0.08  # a reference line's interval: a light band (bands of several lines add up)
-
-
-def interval_columns(name: str) -> tuple[str, str]:
-    """The columns holding the 95% interval of metric column ``name``."""
-    return f"{name}_ci_low", f"{name}_ci_high"
 
 
 def shared_nfe_range(rows: pd.DataFrame) -> list[int]:
@@ -50,7 +48,7 @@ def cell_values(ok: pd.DataFrame, metric: MetricColumn) -> pd.DataFrame:
     The interval is what ``aggregate`` gives for the mean where it gives one; else, for a
     cell of a single seed, that row's own interval; else NaN (no bar is drawn).
     """
-    low, high = interval_columns(metric.name)
+    low, high = ci_columns(metric.name)
     means = (ok.groupby(["solver_label", "nfe"], dropna=False, sort=False)[metric.name].mean()
              .rename("value").reset_index())
     means["nfe_block"] = means["nfe"].map(nfe_block)
@@ -66,7 +64,7 @@ def cell_values(ok: pd.DataFrame, metric: MetricColumn) -> pd.DataFrame:
 
 def _aggregated_intervals(ok: pd.DataFrame, metric: MetricColumn) -> Optional[pd.DataFrame]:
     """(solver label, NFE block, low, high) from the seed-averaged table; None where it has no intervals."""
-    low, high = interval_columns(metric.name)
+    low, high = ci_columns(metric.name)
     table = aggregate(ok, [metric])
     if table.empty or low not in table or high not in table:
         return None
@@ -143,6 +141,13 @@ def draw_convergence(ax, rows: pd.DataFrame, metric: MetricColumn, styles: Solve
         if pd.notna(ref["low"]) and pd.notna(ref["high"]):
             ax.axhspan(ref["low"], ref["high"], color=shade, alpha=BAND_ALPHA, linewidth=0)
             bars = True
+    floor = noise_floor(ok, metric)
+    value, low, high = floor[f"{metric.name}_floor"], *(floor[c] for c in ci_columns(f"{metric.name}_floor"))
+    if pd.notna(value):
+        ax.axhline(value, color="black", linestyle=":", linewidth=1.4,
+                   label=f"data vs. data (noise floor): {format_with_interval(value, low, high)}")
+        if pd.notna(low) and pd.notna(high):
+            ax.axhspan(low, high, facecolor="none", edgecolor="0.5", hatch="///", linewidth=0, alpha=0.35)
     if bars:
         ax.plot([], [], linestyle="none", marker="|", markersize=12, markeredgewidth=1.2, color="0.3",
                 label="bars (and grey bands): 95% confidence intervals")
