@@ -234,3 +234,17 @@ def test_convergence_png_puts_the_legend_below_the_axes(tmp_path):
     height, width = matplotlib.image.imread(path).shape[:2]
     assert width < 1.25 * 9.0 * 150  # nothing to the right of the 9-inch figure
     assert height > width * 0.6  # the legend's rows are under the axes
+
+
+def test_convergence_draws_the_noise_floor_where_the_metric_has_one(axes):
+    fig, ax = axes
+    rows = sweep(intervals=True).assign(trajectory_error_floor=0.02, trajectory_error_floor_ci_low=0.018,
+                                        trajectory_error_floor_ci_high=0.022)
+    draw_convergence(ax, rows, TRAJECTORY_ERROR, SolverStyles(["euler", "heun"]))
+    labels = ax.get_legend_handles_labels()[1]
+    assert "data vs. data (noise floor): 0.0200 ± 0.0020" in labels
+    floor = next(line for line in ax.lines if line.get_label().startswith("data vs. data"))
+    assert list(floor.get_ydata()) == [0.02, 0.02]
+    plain = plt.figure().add_subplot()
+    draw_convergence(plain, sweep(intervals=True), TRAJECTORY_ERROR, SolverStyles(["euler", "heun"]))
+    assert not any(label.startswith("data vs. data") for label in plain.get_legend_handles_labels()[1])
