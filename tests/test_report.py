@@ -288,3 +288,17 @@ def test_table1_ends_with_the_noise_floor_of_the_distribution_metrics():
     assert not any(cell.bold for cell in floor.cells)
     assert any(FLOOR_LABEL in note for note in ranked.notes)
     assert "sliced_wasserstein_floor" not in [m.name for m in metric_columns(rows)]
+
+
+def test_notes_name_only_cells_that_did_not_finish():
+    from solverbench.report.metric_columns import metric_columns
+    from solverbench.report.tables.table1 import table1
+
+    rows = pd.DataFrame([sweep_row("n", 0, "euler", {}, "euler", 1, False, 5, 0.3, None, "ok"),
+                         {**sweep_row("n", 1, "euler", {}, "euler", 1, False, 5, 0.2, None, "ok"), "seed": 1},
+                         sweep_row("n", 2, "heun", {}, "heun", 2, False, 5, 0.1, None, "ok"),
+                         {**sweep_row("n", 3, "heun", {}, "heun", 2, False, 5, None, None, "failed"), "seed": 1}])
+    ranked, _ = table1(rows, metric_columns(rows[rows["status"] == "ok"]), "t")
+    cell_notes = [note for note in ranked.notes if "did not finish" in note]
+    assert cell_notes == [f"heun at NFE 5: 1 of 2 seed(s) did not finish (failed: {FAILURE})."]
+    assert not any("declare it in" in note for note in ranked.notes)  # no developer notes for readers
