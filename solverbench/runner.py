@@ -91,8 +91,10 @@ class Runner:
         return [key for key, n in counts.items() if n > 1]
 
     def cell_text(self, cell: Cell, varying: list[str]) -> str:
-        """The cell as the progress bar names it: full solver label, NFE, and whatever else varies."""
-        parts = [solver_label(cell.solver, cell.solver_params), "adaptive" if cell.nfe is None else f"nfe={cell.nfe}"]
+        """The cell as the progress bar names it: the solver's full label (as in the tables), NFE, and
+        whatever else varies in the grid."""
+        label = get_solver(cell.solver, **cell.solver_params).label()  # cheap: nothing is prepared
+        parts = [label, "adaptive" if cell.nfe is None else f"nfe={cell.nfe}"]
         values = {"backbone": cell.backbone, "schedule": canonical_json(cell.schedule), "cfg": f"{cell.cfg_scale:g}",
                   "cfg interval": str(list(cell.cfg_interval)), "seed": str(cell.seed)}
         return " ".join(parts + [f"{key}={values[key]}" for key in varying])

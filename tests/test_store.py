@@ -132,11 +132,12 @@ def test_the_closing_summary_lists_failed_cells_and_names_statuses(tmp_path, cap
 
 
 def test_the_progress_bar_names_each_cell_by_its_full_label():
-    grid = parse_grid({**GRID, "solvers": [{"name": "flow-dpm", "params": {"order": [2, 3]}}], "nfe": [5],
-                       "seeds": [0, 1]})
+    grid = parse_grid({**GRID, "solvers": [{"name": "flow-dpm", "params": {"order": [2, 3]}},
+                                           {"name": "ba", "params": {"sidenet": "off"}}], "nfe": [5], "seeds": [0, 1]})
     runner = Runner(grid, "unused", progress=False)
     texts = {runner.cell_text(cell, runner.varying_keys()) for cell in expand_cells(grid)}
-    assert texts == {f"flow-dpm(order={o}) nfe=5 seed={s}" for o in (2, 3) for s in (0, 1)}
+    assert texts == {f"{label} nfe=5 seed={s}" for label in ("flow-dpm(order=2)", "flow-dpm(order=3)",
+                                                             "ba(rule=lobatto, nodes=2, sidenet=off)") for s in (0, 1)}
 
 
 def test_the_reference_solve_shows_its_own_progress(tmp_path, capsys):
