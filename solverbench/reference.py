@@ -55,7 +55,7 @@ def solve_reference(backbone: Any, noise: torch.Tensor, labels: Optional[torch.T
     backbone64 = backbone_in_dtype(backbone, torch.float64)  # once, not per batch
     grid = torch.tensor([1.0, 0.0], dtype=torch.float64)
     batches = range(0, len(noise), batch_size)
-    bar = tqdm(total=len(batches) * ProgressBackbone.STEPS, disable=not progress, file=sys.stderr, leave=False,
+    bar = tqdm(total=len(batches) * ProgressBackbone.STEPS, disable=not progress, file=sys.stderr,
                desc=f"reference solve (dopri5, float64, rtol={rtol:g}, atol={atol:g}) of {len(noise)} samples",
                bar_format="{desc}: {percentage:3.0f}% of t from 1 to 0 [{elapsed}<{remaining}]")
     out = []
@@ -65,6 +65,7 @@ def solve_reference(backbone: Any, noise: torch.Tensor, labels: Optional[torch.T
             field = VelocityField(ProgressBackbone(backbone64, bar, i), None if labels is None else labels[sl],
                                   cfg_scale, cfg_interval)
             out.append(solver.solve(field, noise[sl].double(), grid))
+            bar.update((i + 1) * ProgressBackbone.STEPS - bar.n)  # this batch reached t = 0
     return torch.cat(out)
 
 
