@@ -10,7 +10,8 @@ Every metric value ``m`` of a result row comes with ``m_ci_low`` and ``m_ci_high
   ``m +- 1.96 se``, ``se`` the standard deviation of the metric over ``resamples`` bootstrap draws of the cell's
   samples (drawn with replacement), the set they are compared with held fixed: it is the
   same for every solver of a table, so it cancels from a comparison; how much it moves on
-  its own is the metric's data-versus-data noise floor, stored as ``m_floor``.  (A percentile
+  its own is the metric's data-versus-data noise floor, stored as ``m_floor``.  A distance's
+  interval is cut at 0 from below.  (A percentile
   interval would be wrong here: repeated points in a bootstrap draw inflate a distance, so
   the draws sit above the estimate; their spread is what they measure well.)
 
@@ -84,15 +85,17 @@ def mean_interval(values: torch.Tensor, *, seed: int = 0, name: str = "mean",
 
 
 def bootstrap_interval(statistic: Callable[[torch.Tensor], float], value: float, n: int, *, seed: int, name: str,
-                       resamples: int = DEFAULT_RESAMPLES) -> tuple[float, float]:
+                       resamples: int = DEFAULT_RESAMPLES, nonnegative: bool = False) -> tuple[float, float]:
     """``value +- 1.96 se``, ``se`` the spread of ``statistic(indices)`` over bootstrap draws of the
-    ``n`` samples (``statistic`` computes the metric of the samples at ``indices``)."""
+    ``n`` samples (``statistic`` computes the metric of the samples at ``indices``); cut at 0 from
+    below for a metric that cannot be negative (a distance)."""
     generator = bootstrap_generator(seed, name)
     replicates = torch.tensor([statistic(idx) for chunk in resample_indices(n, resamples, generator) for idx in chunk],
                               dtype=torch.float64)
     if not torch.isfinite(replicates).all():
         return float("nan"), float("nan")
-    return normal_interval(value, float(replicates.std(correction=1)))
+    low, high = normal_interval(value, float(replicates.std(correction=1)))
+    return (max(low, 0.0) if nonnegative else low), high
 
 
 def combine_seeds(values: Sequence[float], lows: Sequence[float], highs: Sequence[float]

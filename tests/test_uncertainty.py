@@ -90,3 +90,12 @@ def test_combine_seeds_keeps_one_seed_and_pools_several():
     mean, low, high = combine_seeds([0.0, 10.0], [-0.1, 9.9], [0.1, 10.1])
     assert (high - low) / 2 == pytest.approx(Z * np.std([0.0, 10.0], ddof=1) / 2 ** 0.5)
     assert np.isnan(combine_seeds([1.0, 2.0], [0.5, float("nan")], [1.5, 2.5])[1])
+
+
+def test_a_distance_interval_never_goes_below_zero():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, generator=g)
+    statistic = sliced_wasserstein_resampled(x, x, 0)
+    low, high = bootstrap_interval(statistic, 0.0, 64, seed=0, name="sw", resamples=50, nonnegative=True)
+    assert low == 0.0 and high > 0
+    assert bootstrap_interval(statistic, 0.0, 64, seed=0, name="sw", resamples=50)[0] < 0

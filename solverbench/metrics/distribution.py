@@ -93,7 +93,8 @@ def _with_floor(ctx: MetricContext, name: str, value: Callable[[torch.Tensor, to
     def measured(x: torch.Tensor, column: str) -> dict[str, float]:
         estimate = value(x, data)
         return with_interval(column, estimate, bootstrap_interval(resampled(x, data), estimate, n, seed=ctx.seed,
-                                                                  name=column, resamples=ctx.resamples))
+                                                                  name=column, resamples=ctx.resamples,
+                                                                  nonnegative=True))
 
     labels = None if ctx.labels is None else ctx.labels.tolist()
     key = (name, canonical_json(data_identity(ctx.backbone)), ctx.seed, n, canonical_json(labels), ctx.resamples)

@@ -44,10 +44,12 @@ def image_metric(name: str) -> Callable:
 
 
 def _measured(ctx: MetricContext, column: str, value: Callable[[torch.Tensor], float], features: torch.Tensor,
-              resampled: Callable[[torch.Tensor], Callable[[torch.Tensor], float]]) -> dict[str, float]:
+              resampled: Callable[[torch.Tensor], Callable[[torch.Tensor], float]],
+              nonnegative: bool = False) -> dict[str, float]:
     estimate = value(features)
     return with_interval(column, estimate, bootstrap_interval(resampled(features), estimate, len(features),
-                                                              seed=ctx.seed, name=column, resamples=ctx.resamples))
+                                                              seed=ctx.seed, name=column, resamples=ctx.resamples,
+                                                              nonnegative=nonnegative))
 
 
 def _with_floor(ctx: MetricContext, features: CellFeatures, metric: str, layer: str,
@@ -64,7 +66,7 @@ def _frechet(ctx: MetricContext, metric: str) -> dict[str, float]:
     def measure(x: torch.Tensor, suffix: Optional[str]) -> dict[str, float]:
         return _measured(ctx, metric + (f"_{suffix}" if suffix else ""),
                          lambda f: frechet_distance(f, reference, features.options.backend), x,
-                         lambda f: frechet_distance_resampled(f, reference))
+                         lambda f: frechet_distance_resampled(f, reference), nonnegative=True)
 
     return _with_floor(ctx, features, metric, layer, measure)
 
