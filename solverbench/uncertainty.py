@@ -7,13 +7,14 @@ Every metric value ``m`` of a result row comes with ``m_ci_low`` and ``m_ci_high
   are small for most samples and large for a few, and stays positive where they are);
 - precision and recall (fractions of yes/no outcomes): ``p +- 1.96 sqrt(p (1 - p) / n)``;
 - distribution metrics (sliced Wasserstein, energy distance, FID, sFID, KID, IS):
-  ``m +- 1.96 se``, ``se`` the standard deviation of the metric over ``resamples`` bootstrap draws of the cell's
-  samples (drawn with replacement), the set they are compared with held fixed: it is the
-  same for every solver of a table, so it cancels from a comparison; how much it moves on
-  its own is the metric's data-versus-data noise floor, stored as ``m_floor``.  A distance's
-  interval is cut at 0 from below.  (A percentile
-  interval would be wrong here: repeated points in a bootstrap draw inflate a distance, so
-  the draws sit above the estimate; their spread is what they measure well.)
+  ``m +- 1.96 se``, ``se`` the standard deviation of the metric over ``resamples`` bootstrap
+  draws of the cell's samples (drawn with replacement), the set they are compared with held
+  fixed: it is the same for every solver of a table, so it cancels from a comparison; how
+  much it moves on its own is the metric's data-versus-data noise floor, stored as
+  ``m_floor``.  A distance's interval is cut at 0 from below.  (A percentile interval would
+  be wrong here: repeated points in a bootstrap draw inflate a distance, so the draws sit
+  above the estimate; their spread is what they measure well.  Checked on digits: FID of 500
+  samples has a bootstrap se of 2-5 where 16 independent sample sets spread by sd 3.8.)
 
 The draws are seeded by the cell's seed and the metric's name, so a rerun gives the same
 interval.  Across seeds (``combine_seeds``) the interval of the mean is ``mean +- 1.96 se``
