@@ -13,18 +13,21 @@ Every metric value ``m`` of a result row comes with ``m_ci_low`` and ``m_ci_high
   much it moves on its own is the metric's data-versus-data noise floor, stored as
   ``m_floor``.  A distance's interval is cut at 0 from below.  (A percentile interval would
   be wrong here: repeated points in a bootstrap draw inflate a distance, so the draws sit
-  above the estimate; their spread is what they measure well.  Checked on digits: FID of 500
-  samples has a bootstrap se of 2-5 where 16 independent sample sets spread by sd 3.8.)
+  above the estimate; their spread is what they measure well.)
 
-The draws are seeded by the cell's seed and the metric's name, so a rerun gives the same
-interval.  Across seeds (``combine_seeds``) the interval of the mean is ``mean +- 1.96 se``
+Where the cell has class labels the draws are stratified by label (each class resampled
+from its own samples): the labels are part of the design, the same for every solver of a
+table, and resampling them too would add their variability to every interval (on digits it
+made FID's interval 2.5 times too wide; ``python benchmarks/interval_check.py`` compares the
+standard errors with the spread over independent sample sets).  The draws are seeded by the
+cell's seed and the metric's name, so a rerun gives the same interval.  Across seeds (``combine_seeds``) the interval of the mean is ``mean +- 1.96 se``
 with ``se^2 = max(sum_i se_i^2 / k^2, s^2 / k)``: the seeds' own standard errors pooled, or
 the spread between the k seed values where that is larger.
 """
 from __future__ import annotations
 
 import zlib
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -62,23 +65,32 @@ def bootstrap_generator(seed: int, name: str) -> torch.Generator:
     return torch.Generator().manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
 
 
-def resample_indices(n: int, resamples: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """``resamples`` rows of ``n`` indices drawn with replacement, in chunks ``(r, n)``."""
+def resample_indices(n: int, resamples: int, generator: torch.Generator,
+                     strata: Optional[torch.Tensor] = None) -> Iterator[torch.Tensor]:
+    """``resamples`` rows of ``n`` indices drawn with replacement, in chunks ``(r, n)``.
+
+    With ``strata`` (one class label per sample) each class is drawn from its own samples, as
+    many as it has: the draws keep the cell's labels, which a table holds fixed across solvers.
+    """
+    groups = [torch.arange(n)] if strata is None else [
+        torch.nonzero(strata.cpu() == c).flatten() for c in torch.unique(strata.cpu())]
     per_chunk = max(1, CHUNK_ELEMENTS // max(n, 1))
     for start in range(0, resamples, per_chunk):
-        yield torch.randint(n, (min(per_chunk, resamples - start), n), generator=generator)
+        r = min(per_chunk, resamples - start)
+        yield torch.cat([g[torch.randint(len(g), (r, len(g)), generator=generator)] for g in groups], dim=1)
 
 
 def normal_interval(value: float, se: float) -> tuple[float, float]:
     return float(value - Z * se), float(value + Z * se)
 
 
-def mean_interval(values: torch.Tensor, *, seed: int = 0, name: str = "mean",
-                  resamples: int = MEAN_RESAMPLES) -> tuple[float, tuple[float, float]]:
+def mean_interval(values: torch.Tensor, *, seed: int = 0, name: str = "mean", resamples: int = MEAN_RESAMPLES,
+                  strata: Optional[torch.Tensor] = None) -> tuple[float, tuple[float, float]]:
     """The mean of per-sample ``values`` and the percentile bootstrap interval of the mean."""
     values = values.detach().double().flatten().cpu()
     generator = bootstrap_generator(seed, name)
-    means = torch.cat([values[idx].mean(dim=1) for idx in resample_indices(len(values), resamples, generator)])
+    means = torch.cat([values[idx].mean(dim=1)
+                       for idx in resample_indices(len(values), resamples, generator, strata)])
     if not torch.isfinite(means).all():
         return float(values.mean()), (float("nan"), float("nan"))
     low, high = torch.quantile(means, torch.tensor([(1 - LEVEL) / 2, (1 + LEVEL) / 2], dtype=torch.float64))
@@ -86,13 +98,14 @@ def mean_interval(values: torch.Tensor, *, seed: int = 0, name: str = "mean",
 
 
 def bootstrap_interval(statistic: Callable[[torch.Tensor], float], value: float, n: int, *, seed: int, name: str,
-                       resamples: int = DEFAULT_RESAMPLES, nonnegative: bool = False) -> tuple[float, float]:
+                       resamples: int = DEFAULT_RESAMPLES, nonnegative: bool = False,
+                       strata: Optional[torch.Tensor] = None) -> tuple[float, float]:
     """``value +- 1.96 se``, ``se`` the spread of ``statistic(indices)`` over bootstrap draws of the
     ``n`` samples (``statistic`` computes the metric of the samples at ``indices``); cut at 0 from
     below for a metric that cannot be negative (a distance)."""
     generator = bootstrap_generator(seed, name)
-    replicates = torch.tensor([statistic(idx) for chunk in resample_indices(n, resamples, generator) for idx in chunk],
-                              dtype=torch.float64)
+    replicates = torch.tensor([statistic(idx) for chunk in resample_indices(n, resamples, generator, strata)
+                               for idx in chunk], dtype=torch.float64)
     if not torch.isfinite(replicates).all():
         return float("nan"), float("nan")
     low, high = normal_interval(value, float(replicates.std(correction=1)))

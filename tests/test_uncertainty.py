@@ -99,3 +99,22 @@ def test_a_distance_interval_never_goes_below_zero():
     low, high = bootstrap_interval(statistic, 0.0, 64, seed=0, name="sw", resamples=50, nonnegative=True)
     assert low == 0.0 and high > 0
     assert bootstrap_interval(statistic, 0.0, 64, seed=0, name="sw", resamples=50)[0] < 0
+
+
+def test_stratified_draws_keep_every_class_count():
+    from solverbench.uncertainty import bootstrap_generator, resample_indices
+
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 2])
+    for chunk in resample_indices(10, 30, bootstrap_generator(0, "x"), strata=labels):
+        for idx in chunk:
+            assert torch.equal(torch.bincount(labels[idx], minlength=3), torch.tensor([3, 2, 5]))
+
+
+def test_stratified_intervals_leave_out_the_spread_of_the_class_mix():
+    """Values that differ only between classes: with the labels held fixed, the mean cannot move."""
+    labels = torch.arange(400) % 4
+    values = labels.double() * 10.0
+    _, (low, high) = mean_interval(values, seed=0, name="x", strata=labels)
+    assert high - low == pytest.approx(0.0, abs=1e-9)
+    _, (low, high) = mean_interval(values, seed=0, name="x")
+    assert high - low > 1.0

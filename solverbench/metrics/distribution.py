@@ -94,7 +94,7 @@ def _with_floor(ctx: MetricContext, name: str, value: Callable[[torch.Tensor, to
         estimate = value(x, data)
         return with_interval(column, estimate, bootstrap_interval(resampled(x, data), estimate, n, seed=ctx.seed,
                                                                   name=column, resamples=ctx.resamples,
-                                                                  nonnegative=True))
+                                                                  nonnegative=True, strata=ctx.labels))
 
     labels = None if ctx.labels is None else ctx.labels.tolist()
     key = (name, canonical_json(data_identity(ctx.backbone)), ctx.seed, n, canonical_json(labels), ctx.resamples)

@@ -23,7 +23,7 @@ def log_likelihood(ctx: MetricContext) -> dict[str, float]:
     if why:
         raise NotApplicable(why)
     values = ctx.backbone.log_prob(ctx.samples, ctx.labels)
-    mean, interval = mean_interval(values, seed=ctx.seed, name="log_likelihood")
+    mean, interval = mean_interval(values, seed=ctx.seed, name="log_likelihood", strata=ctx.labels)
     return with_interval("log_likelihood", mean, interval)
 
 

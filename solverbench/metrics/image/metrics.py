@@ -49,7 +49,7 @@ def _measured(ctx: MetricContext, column: str, value: Callable[[torch.Tensor], f
     estimate = value(features)
     return with_interval(column, estimate, bootstrap_interval(resampled(features), estimate, len(features),
                                                               seed=ctx.seed, name=column, resamples=ctx.resamples,
-                                                              nonnegative=nonnegative))
+                                                              nonnegative=nonnegative, strata=ctx.labels))
 
 
 def _with_floor(ctx: MetricContext, features: CellFeatures, metric: str, layer: str,
