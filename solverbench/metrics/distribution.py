@@ -49,7 +49,7 @@ def sliced_wasserstein_resampled(x: torch.Tensor, y: torch.Tensor, seed: int) ->
     theta = _directions(x[0].numel(), seed)
     px = (x.double().flatten(1).cpu() @ theta).T.float().contiguous().numpy()  # (projections, n)
     py = np.sort((y.double().flatten(1).cpu() @ theta).T.float().numpy(), axis=1)
-    return lambda idx: float(np.sqrt(np.mean((np.sort(px[:, idx.numpy()], axis=1) - py) ** 2)))
+    return lambda idx: float(np.sqrt(np.mean((np.sort(np.take(px, idx.numpy(), axis=1), axis=1) - py) ** 2)))
 
 
 def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
