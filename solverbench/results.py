@@ -58,6 +58,15 @@ def read_table(path: Path) -> pd.DataFrame:
             f"(mv {path} {path}.damaged) and run the grid again: its cells will rerun") from None
 
 
+def read_json(path: Path) -> Any:
+    """A small JSON file of the store (cells.json, grid.json); a damaged one is one clear error."""
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DamagedResultsError(f"{path} cannot be read ({type(err).__name__}: {err}); delete it and run the "
+                                  "grid again (it is rewritten at the start of every run)") from None
+
+
 class ResultsTable:
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
@@ -128,7 +137,7 @@ class ResultsTable:
         record = self.directory / OWNER
         with self.lock:
             if record.is_file() and not force:
-                owner = json.loads(record.read_text())
+                owner = read_json(record)
                 if owner.get("grid_file") != mine["grid_file"] and owner.get("grid_hash") != grid_hash:
                     def name(path: Optional[str]) -> str:
                         return path or "a grid given in Python (no file)"
@@ -160,7 +169,7 @@ def current_rows(frame: pd.DataFrame, results_dir: str | Path) -> pd.DataFrame:
     for grid in frame["grid"].unique():
         listing = Path(results_dir) / grid / CURRENT_CELLS
         if listing.is_file():
-            keep &= (frame["grid"] != grid) | frame["cell_id"].isin(json.loads(listing.read_text()))
+            keep &= (frame["grid"] != grid) | frame["cell_id"].isin(read_json(listing))
     return frame[keep].reset_index(drop=True)
 
 

@@ -64,3 +64,10 @@ def test_bootstrap_resamples_is_a_harness_option_checked_while_reading():
     assert parse_grid({**GMM, "metric_options": {"bootstrap_resamples": 100}}).metric_options == {
         "bootstrap_resamples": 100}
     refused({**GMM, "metric_options": {"bootstrap_resamples": 5}}, "bootstrap_resamples", ">= 20")
+
+
+def test_a_sit_vae_folder_without_an_autoencoder_is_found_while_reading(tmp_path):
+    (tmp_path / "vae").mkdir()
+    refused({**GMM, "backbones": [{"name": "sit", "params": {"size": "tiny", "resolution": 32,
+                                                             "random_weights": True, "vae": str(tmp_path / "vae")}}]},
+            "backbones[0].params", "no config.json")

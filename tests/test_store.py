@@ -144,3 +144,16 @@ def test_the_reference_solve_shows_its_own_progress(tmp_path, capsys):
     run_grid(parse_grid({**GRID, "solvers": ["euler"], "nfe": [2]}), tmp_path, progress=True)
     err = capsys.readouterr().err
     assert "reference solve (dopri5, float64, rtol=1e-06, atol=1e-06) of 64 samples" in err
+
+
+@pytest.mark.parametrize("name", ["cells.json", "grid.json"])
+def test_a_damaged_listing_is_one_clear_line(tmp_path, capsys, name):
+    grid = write_grid(tmp_path / "shared.yaml", {**GRID, "nfe": [2]})
+    results = tmp_path / "results"
+    assert main(["run", str(grid), "--results", str(results), "--no-progress"]) == 0
+    (results / "shared" / name).write_text("{not json")
+    capsys.readouterr()
+    code = main(["run", str(grid), "--results", str(results), "--no-progress"]) if name == "grid.json" else \
+        main(["report", "--results", str(results), "--out", str(tmp_path / "reports")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and name in err and "delete it" in err

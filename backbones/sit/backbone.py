@@ -224,6 +224,9 @@ class SiTBackbone(Backbone):
             self.net.randomize(torch.Generator().manual_seed(int(seed)))
             self.weights = {"random_weights_seed": int(seed)}
         self.net.eval().requires_grad_(False)
+        if vae is not None and not (Path(vae) / "config.json").is_file():
+            raise ValueError(f"vae folder {str(vae)!r} holds no AutoencoderKL (no config.json): give a local folder "
+                             "written by diffusers' AutoencoderKL.save_pretrained, e.g. a copy of stabilityai/sd-vae-ft-ema")
         self.vae = None if vae is None else str(vae)
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         y = labels_or_null(y, x.shape[0], self.null_label, x.device, "SiT")
