@@ -248,3 +248,16 @@ def test_convergence_draws_the_noise_floor_where_the_metric_has_one(axes):
     plain = plt.figure().add_subplot()
     draw_convergence(plain, sweep(intervals=True), TRAJECTORY_ERROR, SolverStyles(["euler", "heun"]))
     assert not any(label.startswith("data vs. data") for label in plain.get_legend_handles_labels()[1])
+
+
+def test_a_log_value_axis_spanning_less_than_two_decades_reads_in_plain_numbers(axes):
+    from solverbench.report.figures.style import plain_log_ticks
+
+    fig, ax = axes
+    ax.plot([5, 15], [9.0, 23.0])
+    ax.set_yscale("log")
+    plain_log_ticks(ax.yaxis)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.yaxis.get_ticklabels() if t.get_text()]
+    assert labels == ["10", "20"]
+    assert not [t.get_text() for t in ax.yaxis.get_ticklabels(minor=True) if t.get_text()]

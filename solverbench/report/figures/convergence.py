@@ -19,8 +19,8 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from solverbench.report.figures.style import (ANALYSIS_LINE_STYLE, SolverStyles, legend_below, report_figure,
-                                              value_ticks)
+from solverbench.report.figures.style import (ANALYSIS_LINE_STYLE, SolverStyles, legend_below, plain_log_ticks,
+                                              report_figure, value_ticks)
 from solverbench.report.metric_columns import MetricColumn
 from solverbench.report.tables.aggregate import aggregate, nfe_block, noise_floor
 from solverbench.report.tables.model import format_number, format_with_interval
@@ -153,6 +153,7 @@ def draw_convergence(ax, rows: pd.DataFrame, metric: MetricColumn, styles: Solve
                 label="bars (and grey bands): 95% confidence intervals")
     if log_y:
         ax.set_yscale("log")
+        plain_log_ticks(ax.yaxis)
     ax.set_xscale("log")
     value_ticks(ax.xaxis, lines["nfe"].unique())
     ax.set_xlabel("NFE (network evaluations per sample, log scale)")

@@ -124,5 +124,20 @@ def value_ticks(axis, values: Iterable[float], min_gap: float = 1 / 16) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
+def plain_log_ticks(axis) -> None:
+    """A log axis labelled in plain numbers (20, 0.05, 1e-04) at 1, 2 and 5 times powers of ten
+    where it spans under two decades (matplotlib would write 2 x 10^1), at powers of ten elsewhere."""
+    low, high = sorted(axis.get_view_interval())
+    if not (low > 0 and high > low):
+        return
+    if math.log10(high / low) < 2:
+        ticks = [m * 10.0 ** e for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+                 for m in (1, 2, 5) if low <= m * 10.0 ** e <= high]
+        if len(ticks) >= 2:
+            axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _key(value: float) -> float:
     return float(f"{value:.9g}")
