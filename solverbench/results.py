@@ -19,6 +19,7 @@ those only, unless asked for every row.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 from contextlib import contextmanager
@@ -48,9 +49,10 @@ def read_table(path: Path) -> pd.DataFrame:
     if not path.exists():
         return pd.DataFrame()
     try:
-        if path.stat().st_size == 0:
+        data = path.read_bytes()  # one open: a table renamed over this one meanwhile cannot mix into the read
+        if not data:
             raise ValueError("the file is empty (0 bytes)")
-        return pd.read_parquet(path)
+        return pd.read_parquet(io.BytesIO(data))
     except Exception as err:  # pyarrow raises several types for truncated or foreign files
         reason = " ".join(str(err).split())[:200]
         raise DamagedResultsError(
