@@ -22,9 +22,9 @@ import pandas as pd
 import torch
 import yaml
 
-from solverbench.config import parse_grid
+from solverbench.grid import parse_grid
 from solverbench.registry import SOLVERS
-from solverbench.runner import run_grid
+from solverbench.engine import run_grid
 
 CLAIM_NFE = (5, 7, 10)
 

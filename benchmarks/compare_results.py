@@ -5,10 +5,12 @@
 Rows are matched by what defines a cell (grid, backbone and its parameters, solver and its
 parameters, NFE, schedule, guidance, seed, and for LTE rows the start time and step size),
 not by cell id, so a change of how ids are computed does not hide a change of numbers.
-Every numeric column that is a metric (trajectory error, sliced Wasserstein, LTE, FID, ...,
-with their intervals and noise floors) or a count (``nfe_measured``) is compared with ``==``
-(NaN equal to NaN); timings, timestamps and provenance are left out.  Exit status 1 when a
-cell is missing on one side or a value differs.
+Every metric column (trajectory error, sliced Wasserstein, LTE, FID, ..., with their
+intervals and noise floors), the measured NFE and the status are compared with ``==`` (NaN
+equal to NaN); other numeric columns a solver reports (its counters, its network's size) are
+compared where both sides hold a value (a solver that counts nothing has no counter column
+any more); timings, timestamps and provenance are left out.  Exit status 1 when a cell is
+missing on one side or a value differs.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import sys
 import numpy as np
 import pandas as pd
 
+from solverbench.registry import METRICS
 from solverbench.results import read_results
 
 CELL_KEYS = ("grid", "backbone", "backbone_params", "solver", "solver_params", "nfe", "schedule", "cfg_scale",
@@ -25,6 +28,14 @@ CELL_KEYS = ("grid", "backbone", "backbone_params", "solver", "solver_params", "
 NOT_COMPARED = ("wall_time", "wall_time_per_sample", "sidenet_time", "timestamp", "git_commit", "versions",
                 "config_hash", "grid_hash", "cell_id", "device_name", "traceback", "sidenet_train_seconds",
                 "sidenet_checkpoint", "batch_size")
+
+
+STRICT = ("nfe_measured", "nfe_measured_max", "status", "error", "lte", "lte_max")
+
+
+def strict(column: str) -> bool:
+    """A metric (or its interval or floor), the measured NFE or the status: compared in every cell."""
+    return column in STRICT or any(column.startswith(name) for name in METRICS.names())
 
 
 def compared_columns(before: pd.DataFrame, after: pd.DataFrame) -> list[str]:
@@ -55,7 +66,8 @@ def compare(before: pd.DataFrame, after: pd.DataFrame) -> list[str]:
     problems += [f"only after: {k}" for k in after.index.difference(before.index)]
     common = before.index.intersection(after.index)
     for column in compared_columns(before, after):
-        equal = same(before.loc[common, column], after.loc[common, column])
+        a, b = before.loc[common, column], after.loc[common, column]
+        equal = same(a, b) if strict(column) else same(a, b) | a.isna() | b.isna()
         for cell in equal.index[~equal]:
             problems.append(f"{column} differs in {cell}: {before.at[cell, column]!r} != {after.at[cell, column]!r}")
     return problems
@@ -73,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     columns = compared_columns(keyed(before), keyed(after))
     for grid, rows in before.groupby("grid"):
         print(f"{grid}: {len(rows)} cells before, {int((after['grid'] == grid).sum())} after")
-    print(f"compared {len(columns)} columns: {', '.join(columns)}")
+    print(f"compared in every cell: {', '.join(c for c in columns if strict(c))}")
+    print(f"compared where both hold a value: {', '.join(c for c in columns if not strict(c))}")
     if problems:
         print(f"{len(problems)} differences:")
         for line in problems[:50]:

@@ -14,9 +14,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from solverbench.config import load_grid
+from solverbench.grid import load_grid
 from solverbench.report import write_report
-from solverbench.runner import run_grid
+from solverbench.engine import run_grid
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = {  # docs/ name -> (grid file, the report's figure, relative to its grid folder)

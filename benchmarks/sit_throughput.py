@@ -9,7 +9,7 @@ Runs on CUDA when available (else the CPU).  Each solver samples one batch of ra
 noise and labels through ``solverbench.sample`` at every NFE budget, after one untimed
 warm-up run; each time is the median of ``--repeats`` runs.  The table gives the wall
 time of the batch, the time per NFE, samples per second, and the part of the wall time
-spent in the SideNet (timed apart by the solver, see ``SampleResult.sidenet_time``).
+spent in the SideNet (timed apart by the solver: its counter ``sidenet_time`` in ``SampleResult.counters``).
 Adaptive solvers (no NFE budget) and analysis-only tools are not samplers and are left
 out, with a line saying so.  SideNet solvers get an untrained SideNet of their default
 architecture, or of each ``--sidenet-width`` (one training iteration at batch 2, in a
@@ -30,6 +30,11 @@ from backbones.sit.backbone import SiTBackbone
 UNTRAINED_SIDENET = {"iterations": 1, "batch_size": 2}
 
 
+def uses_sidenet(solver) -> bool:
+    """A BA solver (the family whose settings are SideNet settings) with its SideNet on."""
+    return getattr(solver, "family", None) == "ba" and getattr(solver, "sidenet_on", True)
+
+
 def runnable_solvers(names: list[str]) -> tuple[list[str], dict[str, str]]:
     """The samplers among ``names`` and, for the others, why they are left out."""
     keep, left_out = [], {}
@@ -48,8 +53,8 @@ def timed(backbone, solver, noise, labels, nfe: int, cfg_scale: float, repeats: 
     """Median wall time and SideNet time of ``repeats`` samplings of one batch."""
     runs = [sb.sample(backbone, solver, noise, labels, nfe=nfe, cfg_scale=cfg_scale) for _ in range(repeats)]
     return {"nfe": runs[0].nfe, "seconds": statistics.median(r.wall_time for r in runs),
-            "sidenet_seconds": statistics.median(r.sidenet_time for r in runs),
-            "sidenet_calls": runs[0].sidenet_calls}
+            "sidenet_seconds": statistics.median(r.counters.get("sidenet_time", 0.0) for r in runs),
+            "sidenet_calls": runs[0].counters.get("sidenet_calls", 0)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,13 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'solver':<34}{'NFE':>5}{'seconds':>10}{'ms/NFE':>10}{'samples/s':>11}{'SideNet s':>11}{'share':>7}")
     rows = []
     runs = [(name, width) for name in solvers
-            for width in ((args.sidenet_width or [None]) if sb.SOLVERS.get(name).uses_sidenet else [None])]
+            for width in ((args.sidenet_width or [None]) if uses_sidenet(sb.SOLVERS.get(name)) else [None])]
     with tempfile.TemporaryDirectory() as cache:
         for solver_name, width in runs:
             solver = sb.get_solver(solver_name)
-            if solver.uses_sidenet:
+            if uses_sidenet(solver):
                 settings = UNTRAINED_SIDENET | ({"width": width} if width else {})
-                solver.prepare(backbone, cache_dir=cache, settings=settings, device=str(device), progress=False)
+                solver.prepare(backbone, sb.PrepareContext(cache_dir=cache, settings=settings, device=str(device),
+                                                           progress=False))
                 count = solver.loaded.sidenet.parameter_count()
                 print(f"  {solver.label()}: SideNet width {solver.loaded.config.width}, {count / 1e6:.2f}M "
                       f"parameters ({100 * count / backbone_params:.2f}% of the backbone)")
@@ -102,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             for nfe in args.nfe:
                 row = {"solver": solver.label(), **timed(backbone, solver, noise, labels, nfe, args.cfg_scale,
                                                          args.repeats)}
-                if solver.uses_sidenet:
+                if uses_sidenet(solver):
                     row.update(sidenet_width=solver.loaded.config.width,
                                sidenet_params=solver.loaded.sidenet.parameter_count())
                 row.update(ms_per_nfe=1000 * row["seconds"] / row["nfe"],

@@ -1,10 +1,12 @@
-"""Command line: ``python -m solverbench COMMAND``, one of
+"""Command line: ``python -m solverbench [--plugin FILE ...] COMMAND``, the harness's commands
 
-- ``run GRID.yaml``: sweep a grid file, one results row per cell (resumable);
+- ``run GRID.yaml``: run a grid file (any study kind), one results row per cell (resumable);
 - ``report``: tables and plots from the results into reports/;
-- ``list``: the registered solvers, backbones and metrics, with their parameters;
+- ``list``: the registered solvers, backbones, metrics and study kinds, with their parameters;
 - ``train-backbone NAME``: train a backbone that supports it and write its checkpoint;
-- ``train-sidenet NAME``: train the BA-solver's SideNet for a backbone and write its checkpoint.
+
+and those that plugins register with ``@command(name, help)`` (the BA-solver's
+``train-sidenet`` comes from ``solvers/ba``; ``--plugin FILE`` loads a plugin file first).
 
 ``python -m solverbench COMMAND --help`` lists a command's options.  A bad input ends the
 command with one line ``solverbench COMMAND: error: ...`` (exit status 2;
@@ -20,8 +22,9 @@ import sys
 import textwrap
 from typing import Any, Callable
 
-COMMANDS: dict[str, Callable[[argparse.ArgumentParser], Callable[[argparse.Namespace], int]]] = {}
-COMMAND_HELP: dict[str, str] = {}  # one line per command, for the top-level --help
+from solverbench.registry import COMMANDS, load_plugin_file
+
+Handler = Callable[[argparse.Namespace], int]
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -31,18 +34,20 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
-def command(name: str, help: str):
-    def decorator(fn):
-        COMMANDS[name] = fn
-        COMMAND_HELP[name] = help
-        return fn
+def command(name: str, help: str) -> Callable[[Callable[[argparse.ArgumentParser], Handler]], Any]:
+    """Register a command: ``fn(parser)`` adds its options to ``parser`` and returns the function that
+    runs it (``args -> exit status``); ``help`` is its line in ``solverbench --help``."""
+    def decorator(fn: Callable[[argparse.ArgumentParser], Handler]):
+        fn.help = help
+        return COMMANDS.register(name)(fn)
 
     return decorator
 
 
-@command("run", "sweep a grid file; one results row per cell (resumable)")
+@command("run", "run a grid file (a sweep, the LTE study, ...); one results row per cell (resumable)")
 def _run(parser: argparse.ArgumentParser):
-    parser.description = "Sweep a grid file; one row per cell in RESULTS/<grid name>/results.parquet."
+    parser.description = ("Run a grid file through the study its kind: names (a sweep by default); one row per "
+                          "cell in RESULTS/<grid name>/results.parquet.")
     parser.add_argument("grid", help="grid file (YAML), e.g. configs/quick.yaml")
     parser.add_argument("--results", default="results", help="results directory (default: results)")
     parser.add_argument("--force", action="store_true",
@@ -51,8 +56,8 @@ def _run(parser: argparse.ArgumentParser):
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def run(args: argparse.Namespace) -> int:
-        from solverbench.config import load_grid
-        from solverbench.runner import run_grid
+        from solverbench.engine import run_grid
+        from solverbench.grid import load_grid
 
         grid = load_grid(args.grid)
         table = run_grid(grid, args.results, force=args.force, progress=not args.no_progress)
@@ -67,17 +72,18 @@ def _run(parser: argparse.ArgumentParser):
 
 @command("list", "the registered solvers, backbones and metrics, with their parameters")
 def _list(parser: argparse.ArgumentParser):
-    parser.description = ("List the registered solvers, backbones and metrics: each one's description and "
-                          "parameters with their defaults (for a metric, the metric_options it reads).")
+    parser.description = ("List the registered solvers, backbones, metrics and study kinds: each one's description "
+                          "and parameters with their defaults (for a metric, the metric_options it reads; for a "
+                          "study kind, the grid section of its settings).")
     parser.add_argument("--plugins", nargs="*", default=[], help="plugin files to load first")
 
     def run(args: argparse.Namespace) -> int:
-        from solverbench.registry import BACKBONES, METRICS, SOLVERS, load_plugin_file
+        from solverbench.registry import BACKBONES, METRICS, SOLVERS, STUDIES
 
         for path in args.plugins:
             load_plugin_file(path)
         shown_options: dict[str, str] = {}  # an options block already printed -> the metric it was printed for
-        for registry in (SOLVERS, BACKBONES, METRICS):
+        for registry in (SOLVERS, BACKBONES, METRICS, STUDIES):
             print(f"{registry.kind}s:")
             for name in registry.names():
                 factory = registry.get(name)
@@ -88,6 +94,10 @@ def _list(parser: argparse.ArgumentParser):
                     if len(lines) > 1 and key in shown_options:
                         lines = [f"metric options: those of {shown_options[key]}"]
                     shown_options.setdefault(key, name)
+                elif registry is STUDIES:
+                    section = factory.settings_key
+                    lines = [f"grid kind: {name}; its settings: " + (f"the grid's {section}: section" if section
+                                                                         else "none")]
                 else:
                     lines = ["params: " + describe_parameters(factory)]
                 for i, text in enumerate(lines):
@@ -229,68 +239,31 @@ def _train_backbone(parser: argparse.ArgumentParser):
     return run
 
 
-@command("train-sidenet", "train the BA-solver's SideNet for a backbone and write its checkpoint")
-def _train_sidenet(parser: argparse.ArgumentParser):
-    parser.description = (
-        "Train the BA-solver's SideNet for a registered backbone (plugins included) and write its checkpoint. "
-        "The options after the name are the SideNet settings (the keys of a grid's sidenet: mapping): "
-        "`train-sidenet NAME --help` lists them."
-    )
-    parser.add_argument("backbone", help="a registered backbone name, e.g. gmm")
-    parser.add_argument("options", nargs=argparse.REMAINDER, help="backbone parameters and SideNet settings")
-
-    def run(args: argparse.Namespace) -> int:
-        import yaml
-
-        from solverbench.backbone import resolve_backbone
-        from solverbench.registry import SOLVERS, load_plugin_file
-
-        trainer = SOLVERS.get("ba")  # the BA-solver owns its training; found through the registry
-        options = ArgumentParser(prog=f"solverbench train-sidenet {args.backbone}", allow_abbrev=False)
-        options.add_argument("--backbone-params", default="{}", help="the backbone's parameters, a YAML mapping, "
-                                                                     "e.g. '{preset: gmm64}'")
-        options.add_argument("--plugins", nargs="*", default=[], help="plugin files to load first")
-        add_checkpoint_options(options, "checkpoint file to write (default: the runner's cache entry under "
-                                        "RESULTS/.cache/sidenet/, which grids with these sidenet: settings reuse)")
-        options.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
-        trainer.add_training_options(options)
-        opts = options.parse_args(args.options)
-        try:
-            params = yaml.safe_load(opts.backbone_params) or {}
-        except yaml.YAMLError as err:
-            print(f"solverbench train-sidenet: error: --backbone-params is not YAML: "
-                  f"{' '.join(str(err).split())}", file=sys.stderr)
-            return 2
-        if not isinstance(params, dict):
-            print(f"solverbench train-sidenet: error: --backbone-params must be a mapping, got {params!r}",
-                  file=sys.stderr)
-            return 2
-        try:
-            settings = trainer.settings_from_options(opts)  # checked before the backbone is even built
-            for path in opts.plugins:
-                load_plugin_file(path)
-            backbone = resolve_backbone(args.backbone, **params)
-            print(trainer.train_to_file(backbone, settings, opts.out, cache_dir=f"{opts.results}/.cache",
-                                        device=opts.device, progress=not opts.no_progress))
-        except (TypeError, ValueError) as err:  # bad backbone parameters or SideNet settings
-            print(f"solverbench train-sidenet: error: {one_line(err)}", file=sys.stderr)
-            return 2
-        return 0
-
-    return run
-
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        for path in leading_plugins(argv):  # before the parser is built: a plugin may add commands
+            load_plugin_file(path)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"solverbench: error: {one_line(err)}", file=sys.stderr)
+        return 2
     parser = ArgumentParser(
         prog="solverbench", description="Benchmark ODE solvers of flow-matching models.",
         epilog="`python -m solverbench COMMAND --help` lists a command's options.")
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                        help="a plugin file to load first, before COMMAND (repeat for more); it may add solvers, "
+                             "backbones, metrics, study kinds and commands")
     sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
-    handlers = {name: make(sub.add_parser(name, help=COMMAND_HELP[name], description=COMMAND_HELP[name]))
-                for name, make in COMMANDS.items()}
+    handlers = {}
+    for name in COMMANDS.names():
+        make = COMMANDS.get(name)
+        help_line = getattr(make, "help", first_line(make.__doc__))
+        handlers[name] = make(sub.add_parser(name, help=help_line, description=help_line))
     args = parser.parse_args(argv)
     try:
-        from solverbench.config import GridError
+        from solverbench.engine import SweepFailed
+        from solverbench.errors import GridError
         from solverbench.registry import UnknownNameError
-        from solverbench.runner import SweepFailed
 
         try:
             return handlers[args.command](args)
@@ -309,6 +282,21 @@ def main(argv: list[str] | None = None) -> int:
         message = interrupt.args[0] if interrupt.args and isinstance(interrupt.args[0], str) else ""
         print(f"solverbench {args.command}: {one_line(message) or 'interrupted'}", file=sys.stderr)
         return 130
+
+
+def leading_plugins(argv: list[str]) -> list[str]:
+    """The files of ``--plugin FILE`` (or ``--plugin=FILE``) options before the command name."""
+    files, i = [], 0
+    while i < len(argv) and argv[i].startswith("--plugin"):
+        if argv[i].startswith("--plugin="):
+            files.append(argv[i].split("=", 1)[1])
+            i += 1
+        elif argv[i] == "--plugin" and i + 1 < len(argv):
+            files.append(argv[i + 1])
+            i += 2
+        else:
+            break
+    return files
 
 
 def one_line(err: Any) -> str:

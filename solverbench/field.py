@@ -6,11 +6,11 @@ velocity) runs as one doubled batch and also counts one NFE, as in the paper.
 """
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any, Optional
 
 import torch
+
+from solverbench.guidance import NO_GUIDANCE, Guidance
 
 
 class VelocityField:
@@ -21,22 +21,8 @@ class VelocityField:
     the conditional half is evaluated).
     """
 
-    def __init__(
-        self,
-        backbone: Any,
-        labels: Optional[torch.Tensor] = None,
-        cfg_scale: float = 1.0,
-        cfg_interval: tuple[float, float] = (0.0, 1.0),
-    ):
-        if isinstance(cfg_scale, bool) or not isinstance(cfg_scale, numbers.Real):
-            raise TypeError(f"cfg_scale must be a number >= 0 (1 means no guidance), got {cfg_scale!r} "
-                            f"({type(cfg_scale).__name__})")
-        if not math.isfinite(cfg_scale) or cfg_scale < 0:
-            raise ValueError(f"cfg_scale must be a number >= 0 (1 means no guidance), got {cfg_scale!r}")
-        t_lo, t_hi = (float(v) for v in cfg_interval)
-        if not 0.0 <= t_lo < t_hi <= 1.0:
-            raise ValueError(f"cfg_interval must satisfy 0 <= t_lo < t_hi <= 1, got {cfg_interval}")
-        if cfg_scale != 1.0:
+    def __init__(self, backbone: Any, labels: Optional[torch.Tensor] = None, guidance: Guidance = NO_GUIDANCE):
+        if guidance.on:
             if labels is None:
                 raise ValueError("classifier-free guidance (cfg_scale != 1) needs class labels")
             if getattr(backbone, "null_label", None) is None:
@@ -45,17 +31,15 @@ class VelocityField:
                 )
         self.backbone = backbone
         self.labels = labels
-        self.cfg_scale = float(cfg_scale)
-        self.cfg_interval = (t_lo, t_hi)
+        self.guidance = guidance
         self.nfe = 0
 
     def with_backbone(self, backbone: Any) -> "VelocityField":
         """The same labels and guidance on another backbone (e.g. a float64 copy); fresh counter."""
-        return VelocityField(backbone, self.labels, self.cfg_scale, self.cfg_interval)
+        return VelocityField(backbone, self.labels, self.guidance)
 
     def guided_at(self, t: float) -> bool:
-        t_lo, t_hi = self.cfg_interval
-        return self.cfg_scale != 1.0 and t_lo < float(t) <= t_hi
+        return self.guidance.applies_at(t)
 
     def __call__(self, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         """The (guided) velocity at ``(x, t)``: one NFE."""
@@ -67,13 +51,13 @@ class VelocityField:
         """Conditional and unconditional velocities ``(v_c, v_u)``: one NFE.
 
         ``v_u`` is ``None`` where guidance is off at ``t``.  ``both=True`` evaluates the
-        unconditional half wherever the field guides at all (``cfg_scale != 1``), even at a
+        unconditional half wherever the field guides at all (a scale other than 1), even at a
         ``t`` outside the guidance interval: for solvers that guide predicted velocities at
         other times than the one evaluated (the BA-solver's node times).  Still one NFE.
         """
         self.nfe += 1
         t = float(t)
-        if not (self.guided_at(t) or (both and self.cfg_scale != 1.0)):
+        if not (self.guided_at(t) or (both and self.guidance.on)):
             return self._backbone(x, t, self.labels), None
         null = torch.full_like(self.labels, self.backbone.null_label)
         v = self._backbone(torch.cat([x, x]), t, torch.cat([self.labels, null]))
@@ -84,7 +68,7 @@ class VelocityField:
         """Classifier-free guidance ``v_u + w (v_c - v_u)`` where it is on at ``t``."""
         if v_u is None or not self.guided_at(t):
             return v_c
-        return v_u + self.cfg_scale * (v_c - v_u)
+        return v_u + self.guidance.scale * (v_c - v_u)
 
     def _backbone(self, x: torch.Tensor, t: float, y: Optional[torch.Tensor]) -> torch.Tensor:
         t_batch = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)

@@ -1,32 +1,71 @@
-"""Reference endpoints: the adaptive float64 solve from the same noise, labels and guidance.
+"""The reference solve: adaptive Dormand-Prince 5(4) through torchdiffeq, in float64, tight tolerance.
 
-Cached on disk, keyed by everything that defines them (backbone identity, seed, sample
-count, sample dtype, guidance, tolerances), so every solver of a sweep, and every later
-sweep, reuses one solve.
+``reference_trajectory`` integrates a velocity field (its backbone copied to float64) and
+gives the states at chosen times; the trajectory error and the LTE study measure every
+solver against it, and the registered ``reference`` solver is a thin wrapper of it.
+
+``reference_endpoints`` gives the endpoints from given noise, labels and guidance, cached
+on disk keyed by everything that defines them (backbone identity, seed, sample count,
+sample dtype, guidance, tolerances), so every solver of a sweep, and every later sweep,
+reuses one solve.
 """
 from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from torchdiffeq import odeint
 from tqdm import tqdm
 
 from solverbench.backbone import backbone_identity, backbone_in_dtype
 from solverbench.field import VelocityField
+from solverbench.guidance import Guidance
 from solverbench.hashing import spec_hash
-from solverbench.noise import labels_for, noise_for
-from solverbench.solver import get_solver
+
+METHOD = "dopri5"
 
 
-def reference_key(backbone: Any, seed: int, num_samples: int, dtype: str, cfg_scale: float,
-                  cfg_interval: tuple[float, float], rtol: float, atol: float) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Tolerance:
+    """Relative and absolute tolerance of the reference solve."""
+
+    rtol: float = 1e-9
+    atol: float = 1e-9
+
+    def __post_init__(self):
+        for name in ("rtol", "atol"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+            object.__setattr__(self, name, float(value))
+
+
+def reference_trajectory(field: VelocityField, x: torch.Tensor, times: Any, tolerance: Tolerance,
+                         dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """States at every time in ``times`` (decreasing, the first that of ``x``), ``(len(times), *x.shape)``.
+
+    The backbone runs in ``dtype`` (a copy of a float32 network); its evaluations are added
+    to ``field``'s NFE count.
+    """
+    solve_field = field.with_backbone(backbone_in_dtype(field.backbone, dtype))
+    times = torch.as_tensor(times).to(device=x.device, dtype=dtype)
+    try:
+        return odeint(lambda t, y: solve_field(y, t), x.to(dtype), times, rtol=tolerance.rtol, atol=tolerance.atol,
+                      method=METHOD)
+    finally:
+        field.nfe += solve_field.nfe
+
+
+def reference_key(backbone: Any, seed: int, num_samples: int, dtype: str, guidance: Guidance,
+                  tolerance: Tolerance) -> dict[str, Any]:
     return {
         "backbone": backbone_identity(backbone), "seed": int(seed), "num_samples": int(num_samples),
-        "dtype": dtype, "cfg_scale": float(cfg_scale), "cfg_interval": [float(v) for v in cfg_interval],
-        "rtol": float(rtol), "atol": float(atol), "method": "dopri5",
+        "dtype": dtype, "cfg_scale": guidance.scale, "cfg_interval": list(guidance.interval),
+        "rtol": tolerance.rtol, "atol": tolerance.atol, "method": METHOD,
     }
 
 
@@ -48,43 +87,36 @@ class ProgressBackbone:
         return self.backbone(x, t, y)
 
 
-def solve_reference(backbone: Any, noise: torch.Tensor, labels: Optional[torch.Tensor], cfg_scale: float,
-                    cfg_interval: tuple[float, float], rtol: float, atol: float, batch_size: int,
-                    progress: bool = False) -> torch.Tensor:
-    solver = get_solver("reference", rtol=rtol, atol=atol)
+def solve_reference(backbone: Any, noise: torch.Tensor, labels: Optional[torch.Tensor], guidance: Guidance,
+                    tolerance: Tolerance, batch_size: int, progress: bool = False) -> torch.Tensor:
+    """Float64 endpoints at t = 0 of the reference solve from ``noise`` at t = 1, in batches."""
     backbone64 = backbone_in_dtype(backbone, torch.float64)  # once, not per batch
-    grid = torch.tensor([1.0, 0.0], dtype=torch.float64)
     batches = range(0, len(noise), batch_size)
     bar = tqdm(total=len(batches) * ProgressBackbone.STEPS, disable=not progress, file=sys.stderr,
-               desc=f"reference solve (dopri5, float64, rtol={rtol:g}, atol={atol:g}) of {len(noise)} samples",
+               desc=f"reference solve ({METHOD}, float64, rtol={tolerance.rtol:g}, atol={tolerance.atol:g}) "
+                    f"of {len(noise)} samples",
                bar_format="{desc}: {percentage:3.0f}% of t from 1 to 0 [{elapsed}<{remaining}]")
     out = []
     with bar:
         for i, start in enumerate(batches):
             sl = slice(start, start + batch_size)
-            field = VelocityField(ProgressBackbone(backbone64, bar, i), None if labels is None else labels[sl],
-                                  cfg_scale, cfg_interval)
-            out.append(solver.solve(field, noise[sl].double(), grid))
+            field = VelocityField(ProgressBackbone(backbone64, bar, i), None if labels is None else labels[sl], guidance)
+            out.append(reference_trajectory(field, noise[sl].double(), [1.0, 0.0], tolerance)[-1])
             bar.update((i + 1) * ProgressBackbone.STEPS - bar.n)  # this batch reached t = 0
     return torch.cat(out)
 
 
-def reference_endpoints(backbone: Any, *, seed: int, num_samples: int, dtype: torch.dtype, cfg_scale: float,
-                        cfg_interval: tuple[float, float], rtol: float = 1e-9, atol: float = 1e-9,
-                        batch_size: int = 1024, device: str = "cpu", cache_dir: Optional[Path] = None,
-                        progress: bool = False) -> torch.Tensor:
-    """Float64 endpoints of the reference solve for samples ``0 .. num_samples - 1`` of ``seed``."""
-    dtype_name = str(dtype).removeprefix("torch.")
-    key = reference_key(backbone, seed, num_samples, dtype_name, cfg_scale, cfg_interval, rtol, atol)
+def reference_endpoints(backbone: Any, noise: torch.Tensor, labels: Optional[torch.Tensor], *, seed: int,
+                        dtype_name: str, guidance: Guidance, tolerance: Tolerance, batch_size: int = 1024,
+                        cache_dir: Optional[Path] = None, progress: bool = False) -> torch.Tensor:
+    """Float64 endpoints of the reference solve from ``noise`` (samples ``0 .. N - 1`` of ``seed``,
+    drawn in ``dtype_name``), read from the cache where an earlier run stored them."""
+    key = reference_key(backbone, seed, len(noise), dtype_name, guidance, tolerance)
     path = Path(cache_dir) / f"{spec_hash(key)}.pt" if cache_dir is not None else None
     if path is not None and path.is_file():
         stored = torch.load(path, weights_only=True)
-        return stored["endpoints"].to(device)
-    indices = range(num_samples)
-    noise = noise_for(seed, indices, backbone.sample_shape, dtype).to(device)
-    labels = labels_for(seed, indices, backbone.num_classes)
-    labels = None if labels is None else labels.to(device)
-    endpoints = solve_reference(backbone, noise, labels, cfg_scale, cfg_interval, rtol, atol, batch_size, progress)
+        return stored["endpoints"].to(noise.device)
+    endpoints = solve_reference(backbone, noise, labels, guidance, tolerance, batch_size, progress)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # concurrent runs never share a temporary file

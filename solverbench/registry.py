@@ -1,9 +1,12 @@
-"""Name -> factory registries for solvers, backbones and metrics, and plugin loading.
+"""Name -> factory registries (solvers, backbones, metrics, feature extractors, study kinds, CLI
+commands), and plugin loading.
 
 Built-in solvers and backbones live in the top-level packages ``solvers`` and
-``backbones``; the harness never imports them by name.  They are found through the
-``solverbench.plugins`` entry-point group (declared in pyproject.toml), loaded the first
-time a registry is read, and a grid file may load extra plugin files by path.
+``backbones``, the harness's own metrics and study kinds in ``solverbench.metrics`` and
+``solverbench.studies``; this bottom layer imports none of them.  They are found through
+the ``solverbench.plugins`` entry-point group (declared in pyproject.toml), loaded the
+first time a registry is read; a grid file (``plugins:``) or the command line
+(``--plugins``) may load extra plugin files by path, which register more of any kind.
 """
 from __future__ import annotations
 
@@ -107,11 +110,15 @@ SOLVERS = Registry("solver")
 BACKBONES = Registry("backbone")
 METRICS = Registry("metric")
 FEATURE_EXTRACTORS = Registry("feature extractor")
+STUDIES = Registry("study kind")  # a grid's kind: (sweep, lte, ...) -> its Study class
+COMMANDS = Registry("command")  # solverbench COMMAND -> a function that sets up its parser (solverbench.cli)
 
 register_solver = SOLVERS.register
 register_backbone = BACKBONES.register
 register_metric = METRICS.register
 register_feature_extractor = FEATURE_EXTRACTORS.register
+register_study = STUDIES.register
+register_command = COMMANDS.register
 
 _builtins_loaded = False
 
@@ -122,8 +129,6 @@ def load_builtin_plugins() -> None:
     if _builtins_loaded:
         return
     _builtins_loaded = True
-    import solverbench.metrics  # noqa: F401  (the harness's own metrics)
-
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         ep.load()
 

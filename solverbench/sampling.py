@@ -1,7 +1,6 @@
 """``solverbench.sample``: one call from (backbone, solver, noise) to samples and their cost."""
 from __future__ import annotations
 
-import operator
 import time
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -10,18 +9,18 @@ import torch
 
 from solverbench.backbone import resolve_backbone
 from solverbench.field import VelocityField
+from solverbench.guidance import Guidance
+from solverbench.plan import Plan, make_plan
 from solverbench.solver import Solver, get_solver
-from solverbench.timegrid import check_time_grid, make_time_grid
 
 
 @dataclass
 class SampleResult:
     samples: torch.Tensor
     nfe: int  # backbone evaluations per sample, as counted by the velocity field
-    sidenet_calls: int  # SideNet evaluations per sample (not NFE)
     wall_time: float  # seconds, the whole solve
-    sidenet_time: float  # seconds of wall_time spent in SideNet evaluations
-    time_grid: Optional[torch.Tensor]  # None for adaptive solvers
+    counters: dict[str, float]  # what the solver counted besides NFE in this call (Solver.counters)
+    plan: Plan  # the time grid and the evaluations of each interval
 
 
 class NFEMismatchError(RuntimeError):
@@ -39,6 +38,7 @@ def sample(
     schedule: str | dict = "uniform",
     cfg_scale: float = 1.0,
     cfg_interval: tuple[float, float] = (0.0, 1.0),
+    guidance: Optional[Guidance] = None,
     partial: bool = False,
 ) -> SampleResult:
     """Integrate the flow from noise (t = 1) to data (t = 0).
@@ -50,7 +50,8 @@ def sample(
 
     ``noise`` is a tensor of shape ``(N, *backbone.sample_shape)``; ``labels`` (a tensor
     or list of N integers in ``[0, num_classes)``, or the backbone's null label) only for
-    a class-conditional backbone; ``cfg_scale`` a number >= 0.
+    a class-conditional backbone; guidance is ``cfg_scale`` (a number >= 0) on
+    ``cfg_interval``, or a ``Guidance`` given whole as ``guidance``.
 
     ``partial=True`` lets an explicit ``time_grid`` start below 1 or end above 0, to
     integrate only part of the way: ``noise`` is then the state at ``time_grid[0]`` and
@@ -67,58 +68,24 @@ def sample(
             f"noise has sample shape {tuple(noise.shape[1:])}, the backbone expects {tuple(backbone.sample_shape)}"
         )
     labels = check_labels(labels, backbone, len(noise))
-    nfe = check_nfe(nfe)
-    if partial and time_grid is None:
-        raise ValueError("partial=True applies to an explicit time_grid; give one (e.g. time_grid=[1.0, 0.5, 0.2])")
+    if guidance is None:
+        guidance = Guidance(cfg_scale, cfg_interval)
+    elif (cfg_scale, tuple(cfg_interval)) != (1.0, (0.0, 1.0)):
+        raise ValueError("give guidance either as cfg_scale/cfg_interval or as guidance=Guidance(...), not both")
+    plan = make_plan(solver, nfe=nfe, schedule=schedule, times=time_grid, partial=partial)
 
-    if solver.adaptive:
-        if nfe is not None or time_grid is not None:
-            raise ValueError(f"{solver.registered_name} is adaptive: give neither nfe nor time_grid")
-        grid = check_time_grid([1.0, 0.0])
-    elif time_grid is not None:
-        if nfe is not None:
-            raise ValueError("give either nfe or time_grid, not both")
-        grid = check_time_grid(time_grid, partial=partial)
-    elif nfe is not None:
-        grid = make_time_grid(schedule, solver.intervals_for(nfe))
-    else:
-        raise ValueError("give an NFE budget (nfe=...) or an explicit time_grid")
-
-    field = VelocityField(backbone, labels, cfg_scale=cfg_scale, cfg_interval=cfg_interval)
-    sidenet_before = solver.sidenet_calls, solver.sidenet_seconds
+    field = VelocityField(backbone, labels, guidance)
+    before = solver.counters()
     start = time.perf_counter()
-    samples = solver.solve(field, noise, grid, nfe=nfe)
+    samples = solver.solve(field, noise, plan)
     if samples.is_cuda:
         torch.cuda.synchronize(samples.device)
     wall = time.perf_counter() - start
 
-    if not solver.adaptive:
-        expected = int(nfe) if nfe is not None else solver.nfe_for(len(grid) - 1)
-        if field.nfe != expected:
-            raise NFEMismatchError(f"{solver.label()} spent {field.nfe} NFE for a budget of {expected}")
-    return SampleResult(
-        samples=samples,
-        nfe=field.nfe,
-        sidenet_calls=solver.sidenet_calls - sidenet_before[0],
-        wall_time=wall,
-        sidenet_time=solver.sidenet_seconds - sidenet_before[1],
-        time_grid=None if solver.adaptive else grid,
-    )
-
-
-def check_nfe(nfe: Any) -> Optional[int]:
-    """An NFE budget: ``None`` or a whole number >= 1 (not a float, bool or string)."""
-    if nfe is None:
-        return None
-    if isinstance(nfe, bool) or isinstance(nfe, (float, str, bytes)):
-        raise TypeError(f"nfe must be a whole number of evaluations, got {nfe!r} ({type(nfe).__name__})")
-    try:
-        value = operator.index(nfe)  # ints, numpy and 0-d integer tensors
-    except TypeError:
-        raise TypeError(f"nfe must be a whole number of evaluations, got {nfe!r} ({type(nfe).__name__})") from None
-    if value < 1:
-        raise ValueError(f"an NFE budget must be at least 1, got {value}")
-    return value
+    if not plan.adaptive and field.nfe != plan.nfe:
+        raise NFEMismatchError(f"{solver.label()} spent {field.nfe} NFE for a budget of {plan.nfe}")
+    counters = {name: value - before.get(name, 0) for name, value in solver.counters().items()}
+    return SampleResult(samples=samples, nfe=field.nfe, wall_time=wall, counters=counters, plan=plan)
 
 
 def check_labels(labels: Any, backbone: Any, n: int) -> Optional[torch.Tensor]:

@@ -1,9 +1,17 @@
-"""The Solver contract: (velocity field, noise, time grid) -> samples.
+"""The Solver contract: (velocity field, noise, NFE plan) -> samples.
 
-A solver says how many intervals it uses for an NFE budget (``intervals_for``) and how
-many NFE it spends on a grid of N intervals (``nfe_for``); the harness checks the NFE
-it measured against that.  ``order`` is the theoretical global order (local truncation
-error O(H^(order+1))), or ``None`` where no order is claimed.
+A solver states once how it spends a budget: ``stages`` evaluations per interval and the
+stage counts its last interval may take (``partial_stages``); ``solverbench.plan`` turns a
+budget into the plan it solves along, and the harness checks the NFE it counted against
+the plan.  ``order`` is the theoretical global order (local truncation error
+O(H^(order+1))), or ``None`` where no order is claimed.
+
+A solver that needs preparation (a SideNet, a learned grid) implements
+``prepare(backbone, context)``; the ``PrepareContext`` carries all it may use.  A solver
+family that reads grid-level settings names itself in ``family`` (the key of its mapping
+under the grid's ``solver_settings:``) and checks them in ``check_settings``.  What a
+solver counts besides NFE (network calls of its own, their seconds) it reports in
+``counters()``; the harness stores each as a result column without knowing what it is.
 
 For the local-truncation-error study a solver takes one step from exact states
 (``local_step``); ``history_length`` says how many states that step uses (1 for one-step
@@ -11,11 +19,14 @@ methods, k for a k-step multistep method, which then implements ``local_step`` i
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
 
 import torch
 
 from solverbench.field import VelocityField
+from solverbench.plan import Plan, make_plan
 from solverbench.registry import SOLVERS
 
 
@@ -23,38 +34,41 @@ class NoExactHistoryStep(NotImplementedError):
     """A multistep solver that does not implement ``local_step``: it cannot step from exact history."""
 
 
+@dataclass(frozen=True)
+class PrepareContext:
+    """What ``Solver.prepare`` may use: where to cache, on which device, whether to show progress,
+    the grid file's folder, and the solver family's grid settings."""
+
+    cache_dir: Optional[Path] = None  # None: keep what is made in memory only
+    device: str = "cpu"
+    progress: bool = True
+    grid_dir: Optional[Path] = None  # None outside a grid (the Python API)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
 class Solver:
     """Base class of every solver. Subclasses implement ``solve``."""
 
     registered_name: str = "?"
     order: Optional[int] = None
-    nfe_per_interval: int = 1
+    stages: int = 1  # NFE per interval
+    partial_stages: tuple[int, ...] = ()  # stage counts the last interval of an uneven budget may take
     adaptive: bool = False  # adaptive solvers choose their own steps; NFE is only measured
-    uses_sidenet: bool = False
     path_params: tuple[str, ...] = ()  # parameters that name files (solverbench.file_params)
     analysis_only: bool = False  # an analysis tool (e.g. an oracle), never ranked as a sampler
     history_length: int = 1  # states one step uses: 1 for one-step methods, k for a k-step multistep method
+    family: Optional[str] = None  # the key of this family's settings under a grid's solver_settings:
+    legacy_settings_keys: tuple[str, ...] = ()  # older top-level grid keys of those settings (deprecated)
 
-    def intervals_for(self, nfe: int) -> int:
-        """Number of grid intervals this solver uses for a budget of ``nfe`` evaluations."""
-        nfe = int(nfe)
-        if nfe < 1:
-            raise ValueError(f"{self.registered_name}: an NFE budget must be at least 1, got {nfe}")
-        return -(-nfe // self.nfe_per_interval)
-
-    def nfe_for(self, n_intervals: int) -> int:
-        """Evaluations spent on a grid of ``n_intervals`` intervals."""
-        return self.nfe_per_interval * int(n_intervals)
-
-    def prepare(self, backbone: Any, *, cache_dir: Optional[str] = None, **context: Any) -> None:
+    def prepare(self, backbone: Any, context: PrepareContext) -> None:
         """One-off preparation for a backbone (e.g. training a SideNet); no-op by default."""
 
-    def solve(self, field: VelocityField, x: torch.Tensor, grid: torch.Tensor, *, nfe: Optional[int] = None) -> torch.Tensor:
-        """Integrate ``dx/dt = field(x, t)`` along ``grid`` (from ``grid[0]`` to ``grid[-1]``).
+    def check_settings(self, settings: Mapping[str, Any]) -> None:
+        """Refuse bad family settings while a grid is read (raise ValueError); accepts all by default."""
 
-        ``nfe`` is the budget the grid was built for (``None`` for an explicit grid);
-        solvers that split a budget unevenly across intervals use it.
-        """
+    def solve(self, field: VelocityField, x: torch.Tensor, plan: Plan) -> torch.Tensor:
+        """Integrate ``dx/dt = field(x, t)`` along ``plan.times`` (from the first time to the last),
+        spending ``plan.stages[k]`` evaluations on interval k."""
         raise NotImplementedError
 
     def local_step(self, field: VelocityField, history_times: Sequence[float],
@@ -76,8 +90,8 @@ class Solver:
         if len(history_times) != 1 or len(history_states) != 1:
             raise ValueError(f"{self.label()} is a one-step method: give one history time and state, "
                              f"got {len(history_times)} and {len(history_states)}")
-        grid = torch.tensor([float(history_times[-1]), float(t_next)], dtype=torch.float64)
-        return self.solve(field, history_states[-1], grid)
+        plan = make_plan(self, times=[float(history_times[-1]), float(t_next)], partial=True)
+        return self.solve(field, history_states[-1], plan)
 
     def params(self) -> dict[str, Any]:
         """The parameters that distinguish this instance (logged with every result)."""
@@ -87,25 +101,20 @@ class Solver:
         """A short display name: the registered name plus its distinguishing parameters."""
         return solver_label(self.registered_name, self.params())
 
-    @property
-    def sidenet_calls(self) -> int:
-        """SideNet evaluations so far (per sample); not NFE, but counted and reported."""
-        return 0
-
-    @property
-    def sidenet_seconds(self) -> float:
-        """Wall time spent in SideNet evaluations so far, apart from the backbone's."""
-        return 0.0
+    def counters(self) -> dict[str, float]:
+        """Running totals of what the solver counts besides NFE (e.g. calls of a network of its own
+        and their seconds); each becomes a result column holding a cell's total."""
+        return {}
 
     def row_fields(self) -> dict[str, Any]:
-        """Extra columns for every result row of this solver (e.g. SideNet size)."""
+        """Extra columns for every result row of this solver, once prepared (e.g. a network's size)."""
         return {}
 
     def __repr__(self) -> str:
         return self.label()
 
 
-def solver_label(name: str, params: dict[str, Any]) -> str:
+def solver_label(name: str, params: Mapping[str, Any]) -> str:
     """``name(k=v, ...)``, or the bare name without parameters."""
     return name + ("(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params else "")
 

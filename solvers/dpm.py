@@ -40,6 +40,7 @@ import torch
 
 from solverbench import register_solver
 from solverbench.field import VelocityField
+from solverbench.plan import Plan
 from solverbench.solver import Solver
 
 LOWER_ORDER_FINAL_BELOW = 15  # diffusers: on shorter grids the step before the last is at most order 2
@@ -106,8 +107,8 @@ class FlowDPM(Solver):
     def params(self):
         return {"order": self.solver_order, **({"compat": self.compat} if self.compat else {})}
 
-    def solve(self, field: VelocityField, x: torch.Tensor, grid: torch.Tensor, *, nfe: Optional[int] = None) -> torch.Tensor:
-        ts = [float(t) for t in grid]
+    def solve(self, field: VelocityField, x: torch.Tensor, plan: Plan) -> torch.Tensor:
+        ts = [float(t) for t in plan.times]
         n = len(ts) - 1
         history: list[tuple[float, torch.Tensor]] = []  # (lambda_i, m_i) with finite lambda, newest last
         for k in range(n):

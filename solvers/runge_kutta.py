@@ -1,18 +1,18 @@
 """Explicit Runge-Kutta methods from their Butcher tableaus.
 
 A method with s stages spends s NFE per interval.  A budget that is not a multiple of s
-is met exactly: the grid gets ceil(NFE / s) intervals and the *last* interval is taken
+is met exactly: the plan gets ceil(NFE / s) intervals and its *last* interval is taken
 with the method's lower-stage fallback of ``NFE mod s`` stages (Euler for one stage), as
 EDM's Heun sampler takes its last step with Euler.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
 from solverbench.field import VelocityField
+from solverbench.plan import Plan
 from solverbench.solver import Solver
 
 
@@ -51,21 +51,18 @@ RK4 = ButcherTableau(
 
 
 class ExplicitRungeKutta(Solver):
-    """One tableau per interval; ``fallbacks[r]`` takes the last interval of an uneven budget."""
+    """One tableau per interval; ``fallbacks[r]`` takes an interval the plan gives r < s stages."""
 
     tableau: ButcherTableau = EULER
     fallbacks: dict[int, ButcherTableau] = {}
 
-    @property
-    def nfe_per_interval(self) -> int:  # type: ignore[override]
-        return self.tableau.stages
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.stages = cls.tableau.stages
+        cls.partial_stages = tuple(sorted(cls.fallbacks))
 
-    def solve(self, field: VelocityField, x: torch.Tensor, grid: torch.Tensor, *, nfe: Optional[int] = None) -> torch.Tensor:
-        n = len(grid) - 1
-        remainder = 0 if nfe is None else self.nfe_for(n) - int(nfe)
-        last = self.fallbacks[self.tableau.stages - remainder] if remainder else self.tableau
-        for k in range(n):
-            tableau = last if k == n - 1 else self.tableau
-            t, t_next = float(grid[k]), float(grid[k + 1])
+    def solve(self, field: VelocityField, x: torch.Tensor, plan: Plan) -> torch.Tensor:
+        for t, t_next, stages in plan.steps():
+            tableau = self.tableau if stages == self.tableau.stages else self.fallbacks[stages]
             x = tableau.step(field, x, t, t_next - t)
         return x

@@ -38,6 +38,7 @@ import torch
 
 from solverbench import register_solver
 from solverbench.field import VelocityField
+from solverbench.plan import Plan
 from solverbench.solver import Solver
 from solvers.dpm import alpha, data_prediction, exp_neg_h, log_snr, phis, sigma
 
@@ -65,8 +66,8 @@ class FlowUniPC(Solver):
     def params(self):
         return {"variant": self.variant, "order": self.p}
 
-    def solve(self, field: VelocityField, x: torch.Tensor, grid: torch.Tensor, *, nfe: Optional[int] = None) -> torch.Tensor:
-        ts = [float(t) for t in grid]
+    def solve(self, field: VelocityField, x: torch.Tensor, plan: Plan) -> torch.Tensor:
+        ts = [float(t) for t in plan.times]
         n = len(ts) - 1
         history: list[Node] = []  # the last p - 1 data predictions with finite lambda, newest last
         last = None  # the predictor step that led to x: (x_s, s, m_s, nodes)

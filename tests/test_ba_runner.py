@@ -5,9 +5,9 @@ import yaml
 
 from backbones.gmm import GaussianMixture
 from solverbench.cli import main
-from solverbench.config import load_grid, parse_grid
+from solverbench.grid import load_grid, parse_grid
 from solverbench.results import read_results
-from solverbench.runner import run_grid
+from solverbench.engine import run_grid
 from solvers.ba.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -21,7 +21,7 @@ GRID = {
     "num_samples": 8,
     "metrics": ["trajectory_error"],
     "reference": {"rtol": 1e-6, "atol": 1e-6},
-    "sidenet": TINY,
+    "solver_settings": {"ba": TINY},
 }
 
 
@@ -45,7 +45,7 @@ def test_a_grid_checkpoint_is_read_next_to_the_grid_file(tmp_path):
     assert loaded.stats["iterations"] == 2 and loaded.config.width == 16
     grid_file = tmp_path / "grids" / "g.yaml"
     grid_file.write_text(yaml.safe_dump({**GRID, "solvers": [{"name": "ba", "params": {"checkpoint": "tiny.pt"}}],
-                                         "sidenet": {}}))
+                                         "solver_settings": {}}))
     rows = run_grid(load_grid(grid_file), tmp_path / "results", progress=False).frame
     assert rows["status"].tolist() == ["ok"] and rows["sidenet_checkpoint"].tolist() == [str(out)]
 
@@ -54,7 +54,7 @@ def test_replacing_a_checkpoint_file_reruns_its_cells(tmp_path):
     """Cells are identified by the checkpoint's bytes, not only its name: a new file is not 'already done'."""
     grid_file = tmp_path / "g.yaml"
     grid_file.write_text(yaml.safe_dump({**GRID, "solvers": [{"name": "ba", "params": {"checkpoint": "sn.pt"}}],
-                                         "sidenet": {}}))
+                                         "solver_settings": {}}))
     options = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
 
     def train(seed):
@@ -88,12 +88,12 @@ def test_a_solver_that_cannot_be_prepared_is_an_error_row_with_its_parameters(tm
     """The shipped gmm64 SideNet does not fit gmm2d: the cell's row says so, under the solver's full label."""
     from pathlib import Path
 
-    from solverbench.runner import SweepFailed
+    from solverbench.engine import SweepFailed
 
     checkpoint = str(Path(__file__).parents[1] / "solvers" / "ba" / "checkpoints" / "gmm64.pt")
-    grid = parse_grid({**GRID, "solvers": [{"name": "ba", "params": {"checkpoint": checkpoint}}], "sidenet": {}})
+    grid = parse_grid({**GRID, "solvers": [{"name": "ba", "params": {"checkpoint": checkpoint}}], "solver_settings": {}})
     with pytest.raises(SweepFailed, match="trained for another backbone"):
         run_grid(grid, tmp_path, progress=False)
     rows = pd.read_parquet(tmp_path / "ba-small" / "results.parquet")
     assert rows["status"].tolist() == ["error"]
-    assert rows["solver_label"].tolist() == [f"ba(checkpoint={checkpoint})"]
+    assert rows["solver_label"].tolist() == [f"ba(rule=lobatto, nodes=2, checkpoint={checkpoint})"]

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from solverbench.config import parse_grid
-from solverbench.runner import run_grid
+from solverbench.grid import parse_grid
+from solverbench.engine import run_grid
 
 ROOT = Path(__file__).parents[1]
 CHECKPOINTS = ROOT / "solvers" / "ba" / "checkpoints"

@@ -63,10 +63,11 @@ def test_nfe_is_the_number_of_intervals(gmm, checkpoint, name, params, cfg_scale
             expected_calls = nfe
         else:  # a forward probe per interval, a backward one on all but the last (none for m = 0)
             expected_calls = nfe + (nfe - 1) * (params.get("nodes", 2) > 0)
-        assert result.sidenet_calls == expected_calls
-        # SideNet time is timed apart, inside the solve's wall time; none without a SideNet
-        assert (result.sidenet_time > 0) == (expected_calls > 0)
-        assert 0 <= result.sidenet_time <= result.wall_time
+        # the solver's own counters: SideNet calls, and their time apart, inside the solve's wall time
+        assert set(result.counters) == {"sidenet_calls", "sidenet_time"}
+        assert result.counters["sidenet_calls"] == expected_calls
+        assert (result.counters["sidenet_time"] > 0) == (expected_calls > 0)
+        assert 0 <= result.counters["sidenet_time"] <= result.wall_time
 
 
 @pytest.mark.parametrize("params", [{}, {"scheme": "single", "nodes": 2}], ids=str)
@@ -75,7 +76,7 @@ def test_oracle_spends_one_nfe_per_interval_and_is_labelled_analysis(gmm, params
     assert oracle.analysis_only and "oracle" in oracle.label() and "analysis" in oracle.label()
     result = sample(gmm, oracle, torch.randn(3, 2), torch.arange(3), nfe=3, cfg_scale=2.0)
     assert result.nfe == 3
-    assert 0 < result.sidenet_time <= result.wall_time  # the exact solves, timed apart like a SideNet
+    assert 0 < result.counters["sidenet_time"] <= result.wall_time  # the exact solves, timed apart like a SideNet
 
 
 def heun_like_trapezoid(field, x, grid):
@@ -105,7 +106,7 @@ def test_zero_sidenet_is_the_heun_like_trapezoid(gmm, tmp_path, params):
     solver = prepared("ba", gmm, **params)
     x, labels = torch.randn(8, 2, dtype=torch.float64), torch.arange(8) % 4
     grid = torch.linspace(1, 0, 6, dtype=torch.float64)
-    got = solver.solve(VelocityField(gmm, labels), x, grid)
+    got = solver.solve(VelocityField(gmm, labels), x, sb.make_plan(solver, times=grid))
     expected = heun_like_trapezoid(VelocityField(gmm, labels), x, grid)
     torch.testing.assert_close(got, expected, rtol=1e-14, atol=1e-14)
 
@@ -121,11 +122,11 @@ class AlwaysGuided(VelocityField):
 def test_cfg_scale_one_equals_the_conditional_only_path(gmm, checkpoint, name):
     solver = prepared(name, gmm, checkpoint=str(checkpoint))
     x, labels = torch.randn(8, 2), torch.arange(8) % 4
-    grid = torch.linspace(1, 0, 5, dtype=torch.float64)
-    conditional = solver.solve(VelocityField(gmm, labels), x, grid)
-    doubled = solver.solve(AlwaysGuided(gmm, labels, cfg_scale=1.0), x, grid)
+    plan = sb.make_plan(solver, times=torch.linspace(1, 0, 5, dtype=torch.float64))
+    conditional = solver.solve(VelocityField(gmm, labels), x, plan)
+    doubled = solver.solve(AlwaysGuided(gmm, labels, sb.Guidance(1.0)), x, plan)
     torch.testing.assert_close(doubled, conditional, rtol=1e-5, atol=1e-5)
-    with_sidenet_off = prepared(name, gmm, sidenet="off").solve(VelocityField(gmm, labels), x, grid)
+    with_sidenet_off = prepared(name, gmm, sidenet="off").solve(VelocityField(gmm, labels), x, plan)
     assert not torch.allclose(conditional, with_sidenet_off)  # the SideNet did take part
 
 
@@ -141,7 +142,7 @@ def test_with_cfg_the_sidenet_sees_both_branches_and_guidance_uses_node_times(gm
 
 
 def test_unprepared_solver_says_what_to_do(gmm):
-    with pytest.raises(SideNetNotPrepared, match=r"call solver.prepare\(backbone, cache_dir=...\) first"):
+    with pytest.raises(SideNetNotPrepared, match=r"call solver.prepare\(backbone, PrepareContext\(cache_dir=...\)\) first"):
         sample(gmm, "ba", torch.randn(2, 2), torch.arange(2), nfe=4)
     sample(gmm, sb.get_solver("ba", sidenet="off"), torch.randn(2, 2), torch.arange(2), nfe=4)  # needs nothing
 
@@ -154,14 +155,14 @@ def test_prepared_for_one_backbone_refuses_another(gmm, checkpoint):
 
 
 def test_prepare_trains_into_the_cache_once(gmm, tmp_path):
-    settings = {**TINY, "iterations": 1}
+    context = sb.PrepareContext(cache_dir=tmp_path, settings={**TINY, "iterations": 1}, progress=False)
     first = sb.get_solver("ba")
-    first.prepare(gmm, cache_dir=tmp_path, settings=settings, progress=False)
+    first.prepare(gmm, context)
     second = sb.get_solver("ba-single", step_rate=50)  # same settings, spelled out: same SideNet
-    second.prepare(gmm, cache_dir=tmp_path, settings=settings, progress=False)
+    second.prepare(gmm, context)
     assert first.loaded.path == second.loaded.path and len(list((tmp_path / "sidenet").iterdir())) == 1
     third = sb.get_solver("ba", step_rate=20)
-    third.prepare(gmm, cache_dir=tmp_path, settings=settings, progress=False)
+    third.prepare(gmm, context)
     assert third.loaded.path != first.loaded.path and third.loaded.config.step_rate == 20
     assert third.label() == "ba(rule=lobatto, nodes=2, step_rate=20)"
 

@@ -141,7 +141,7 @@ class TinyImageFlow(Backbone):
 def test_image_backbone_trains_data_free_and_samples(tmp_path):
     backbone = TinyImageFlow()
     solver = sb.get_solver("ba", iterations=3, width=8, depth=2, embed_dim=8, heads=2, batch_size=4, chain_length=2)
-    solver.prepare(backbone, cache_dir=tmp_path, progress=False)
+    solver.prepare(backbone, sb.PrepareContext(cache_dir=tmp_path, progress=False))
     assert solver.loaded.sidenet.spec["kind"] == "image" and solver.loaded.stats["data_mode"] == "noise"
     assert solver.row_fields()["sidenet_param_ratio"] == solver.loaded.sidenet.parameter_count() / 38
     result = sb.sample(backbone, solver, torch.randn(3, 2, 6, 6), torch.tensor([0, 1, 3]), nfe=3, cfg_scale=2.0)

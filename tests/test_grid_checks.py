@@ -3,7 +3,7 @@ value and what is allowed, not one error row per cell or a silent 'not applicabl
 import pytest
 import torch
 
-from solverbench.config import GridError, load_grid, parse_grid
+from solverbench.grid import GridError, load_grid, parse_grid
 
 GMM = {"name": "g", "backbones": [{"name": "gmm", "params": {"preset": "gmm2d"}}], "nfe": [2],
        "solvers": ["euler"], "num_samples": 8}
@@ -27,13 +27,26 @@ def test_a_missing_sidenet_checkpoint_is_found_while_reading(tmp_path):
     assert "solvers[0].params.checkpoint" in str(info.value) and str(tmp_path / "nowhere" / "gmm.pt") in str(info.value)
 
 
-def test_a_misspelled_sidenet_setting_is_found_while_reading():
-    refused({**GMM, "solvers": ["ba"], "sidenet": {"iteration": 10}}, "'sidenet'", "'iteration'", "iterations")
-    refused({**GMM, "solvers": ["ba"], "sidenet": {"lr": -1.0}}, "'sidenet'", "lr")
+def test_a_misspelled_family_setting_is_found_while_reading():
+    refused({**GMM, "solvers": ["ba"], "solver_settings": {"ba": {"iteration": 10}}}, "'solver_settings.ba'",
+            "'iteration'", "iterations")
+    refused({**GMM, "solvers": ["ba"], "solver_settings": {"ba": {"lr": -1.0}}}, "'solver_settings.ba'", "lr")
 
 
-def test_sidenet_settings_without_a_solver_that_reads_them_are_refused():
-    refused({**GMM, "sidenet": {"iterations": 10}}, "'sidenet'", "no solver of this grid reads sidenet settings")
+def test_family_settings_without_a_solver_that_reads_them_are_refused():
+    refused({**GMM, "solver_settings": {"ba": {"iterations": 10}}}, "'solver_settings.ba'",
+            "no solver of this grid reads 'ba' settings")
+    refused({**GMM, "solvers": ["ba"], "solver_settings": {"bespoke": {}}}, "'solver_settings.bespoke'",
+            "the families of its solvers: ba")
+
+
+def test_the_older_sidenet_key_is_read_with_a_deprecation_line(capsys):
+    grid = parse_grid({**GMM, "solvers": ["ba"], "sidenet": {"iterations": 10}})
+    assert grid.solver_settings == {"ba": {"iterations": 10}}
+    assert "grid key 'sidenet' is deprecated; write its settings as solver_settings: {ba: {...}}" in \
+        capsys.readouterr().err
+    refused({**GMM, "solvers": ["ba"], "sidenet": {"iteration": 10}}, "'sidenet'", "'iteration'")
+    refused({**GMM, "solvers": ["ba"], "sidenet": {}, "solver_settings": {"ba": {}}}, "given twice")
 
 
 def test_a_metric_no_cell_can_compute_is_refused_with_the_reason():

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from solverbench import register_backbone, register_feature_extractor
-from solverbench.config import GridError, parse_grid
+from solverbench.grid import GridError, parse_grid
+from solverbench.guidance import Guidance
 from solverbench.metrics.context import MetricContext, NotApplicable
 from solverbench.metrics.image.frechet import frechet_distance, frechet_statistics
 from solverbench.metrics.image.inception_network import (
@@ -21,7 +22,7 @@ from solverbench.metrics.image.inception_network import (
 )
 from solverbench.metrics.image.reference import REFERENCE_SEED
 from solverbench.registry import METRICS
-from solverbench.runner import Runner
+from solverbench.engine import run_grid
 
 PIXELS = "test-pixel-projection"
 
@@ -82,7 +83,7 @@ def context(samples, backbone, cache_dir, **options):
     def data(n, draw=0):
         return backbone.sample_data(n, torch.Generator().manual_seed(1000 + draw))
 
-    return MetricContext(samples=samples, labels=None, backbone=backbone, cfg_scale=1.0, cfg_interval=(0.0, 1.0),
+    return MetricContext(samples=samples, labels=None, backbone=backbone, guidance=Guidance(),
                          seed=0, reference_fn=None, data_fn=data,
                          extras={"cache_dir": cache_dir, "metric_options": options})
 
@@ -215,7 +216,7 @@ def test_bad_metric_options_fail_before_any_work(options, message):
 
 def test_runner_computes_image_metrics_with_cached_reference(tmp_path):
     parsed = parse_grid(grid(metric_options={"reference_samples": 50, "backend": "clean-fid"}))
-    row = Runner(parsed, tmp_path, progress=False).run().frame.iloc[0]
+    row = run_grid(parsed, tmp_path, progress=False).frame.iloc[0]
     assert row["status"] == "ok", row["error"]
     assert row["fid"] > 0 and 0 <= row["precision"] <= 1 and 0 <= row["recall"] <= 1
     assert len(list((tmp_path / ".cache" / "image_reference").glob("*.pt"))) == 1

@@ -10,11 +10,10 @@ import pytest
 import torch
 
 from solverbench import register_solver
-from solverbench.config import GridError, parse_grid
-from solverbench.lte.study import run_lte_study
+from solverbench.grid import GridError, parse_grid
 from solverbench.report.order_fit import lte_curves
 from solverbench.results import ResultsTable
-from solverbench.runner import SweepFailed, run_grid
+from solverbench.engine import SweepFailed, run_grid
 from solverbench.solver import Solver
 from solvers.runge_kutta import EULER
 
@@ -52,8 +51,9 @@ class AdamsBashforth2(Solver):
         assert t_old - t == pytest.approx(t - t_next), "the study gives history at the step's own spacing"
         return x - (t - t_next) * (1.5 * field(x, t) - 0.5 * field(x_old, t_old))
 
-    def solve(self, field, x, grid, *, nfe=None):  # Euler start-up, then AB2 (not used by the study)
+    def solve(self, field, x, plan):  # Euler start-up, then AB2 (not used by the study)
         v_old = None
+        grid = plan.times
         for k in range(len(grid) - 1):
             t, h = float(grid[k]), float(grid[k] - grid[k + 1])
             v = field(x, t)
@@ -81,16 +81,16 @@ class UndeclaredMultistep(AdamsBashforth2):
 class EulerWithoutOrder(Solver):
     """Euler's method claiming no order."""
 
-    def solve(self, field, x, grid, *, nfe=None):
-        for k in range(len(grid) - 1):
-            x = EULER.step(field, x, float(grid[k]), float(grid[k + 1] - grid[k]))
+    def solve(self, field, x, plan):
+        for t, t_next, _ in plan.steps():
+            x = EULER.step(field, x, t, t_next - t)
         return x
 
 
 @pytest.fixture(scope="module")
 def one_step_study(tmp_path_factory):
     grid = parse_grid(lte_grid(["euler", "heun", "midpoint", "rk4", "test-adams-bashforth2", "test-euler-no-order"]))
-    return run_lte_study(grid, tmp_path_factory.mktemp("results"), progress=False).frame
+    return run_grid(grid, tmp_path_factory.mktemp("results"), progress=False).frame
 
 
 @pytest.mark.parametrize("label, theory", [("euler", 2), ("heun", 3), ("midpoint", 3), ("rk4", 5)])
@@ -110,7 +110,7 @@ def test_multistep_solver_gets_exact_history(one_step_study):
 def test_flow_dpm_order2_lte_slope_matches_theory(tmp_path):
     """Flow-DPM(2M) from exact history: LTE O(H^3).  Needs flow-dpm's Solver.local_step."""
     grid = parse_grid(lte_grid([{"name": "flow-dpm", "params": {"order": 2}}]))
-    frame = run_lte_study(grid, tmp_path, progress=False).frame
+    frame = run_grid(grid, tmp_path, progress=False).frame
     assert fitted_slopes(frame)["flow-dpm(order=2)"] == pytest.approx(3, abs=ORDER_TOLERANCE)
 
 
@@ -128,7 +128,7 @@ def test_rows_hold_the_study_columns(one_step_study):
 def test_solver_without_exact_history_step_is_refused_clearly(tmp_path):
     grid = parse_grid(lte_grid(["euler", "test-two-step-without-local-step", "test-undeclared-multistep"]))
     with pytest.raises(SweepFailed, match="no exact-history step") as failure:
-        run_lte_study(grid, tmp_path, progress=False)
+        run_grid(grid, tmp_path, progress=False)
     assert "test-two-step-without-local-step" in str(failure.value)
     frame = ResultsTable(tmp_path / "lte-test").frame
     by_solver = frame.groupby("solver")
@@ -144,9 +144,9 @@ def test_solver_without_exact_history_step_is_refused_clearly(tmp_path):
 def test_sidenet_solvers_are_prepared_for_the_backbone(tmp_path):
     """A trained BA-solver steps from exact states too (its SideNet trained once, cached, logged)."""
     tiny = {"iterations": 2, "width": 16, "depth": 1, "embed_dim": 8, "batch_size": 16, "chain_length": 2}
-    grid = parse_grid(lte_grid(["ba", "ba-single", {"name": "ba", "params": {"sidenet": "off"}}], sidenet=tiny,
+    grid = parse_grid(lte_grid(["ba", "ba-single", {"name": "ba", "params": {"sidenet": "off"}}], solver_settings={"ba": tiny},
                                lte={"step_sizes": [0.1, 0.05], "start_times": [0.5]}))
-    rows = run_lte_study(grid, tmp_path, progress=False).frame
+    rows = run_grid(grid, tmp_path, progress=False).frame
     assert (rows["status"] == "ok").all(), rows["error"].dropna().tolist()
     assert rows["lte"].notna().all() and len(rows) == 6
     trained = rows[~rows["solver_params"].str.contains("off")]
@@ -189,20 +189,18 @@ def test_lte_settings_only_in_an_lte_grid():
 
 
 def test_history_beyond_t1_is_refused_before_any_work(tmp_path):
-    grid = parse_grid(lte_grid(["test-adams-bashforth2"], lte={"step_sizes": [0.2, 0.1], "start_times": [0.9]}))
     with pytest.raises(GridError, match="t = 1.1 > 1"):
-        run_lte_study(grid, tmp_path, progress=False)
-    assert not (tmp_path / "lte-test").exists()
+        parse_grid(lte_grid(["test-adams-bashforth2"], lte={"step_sizes": [0.2, 0.1], "start_times": [0.9]}))
 
 
 def test_one_step_default_local_step_is_one_solve():
     """The default local step of a one-step method is its solve over [t, t_next]."""
-    from solverbench import VelocityField, resolve_backbone
+    from solverbench import VelocityField, make_plan, resolve_backbone
     from solverbench.solver import get_solver
 
     backbone = resolve_backbone("gmm", preset="gmm-smooth")
     x = torch.randn(4, 8, dtype=torch.float64)
     heun = get_solver("heun")
     step = heun.local_step(VelocityField(backbone), [0.6], [x], 0.5)
-    solve = heun.solve(VelocityField(backbone), x, torch.tensor([0.6, 0.5], dtype=torch.float64))
+    solve = heun.solve(VelocityField(backbone), x, make_plan(heun, times=[0.6, 0.5], partial=True))
     assert torch.equal(step, solve)

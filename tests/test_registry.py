@@ -67,9 +67,9 @@ PLUGIN = textwrap.dedent('''
         """Euler, written in a plugin file."""
         order = 1
 
-        def solve(self, field, x, grid, *, nfe=None):
-            for t, t_next in zip(grid[:-1], grid[1:]):
-                x = x + (t_next - t).item() * field(x, t)
+        def solve(self, field, x, plan):
+            for t, t_next, _ in plan.steps():
+                x = x + (t_next - t) * field(x, t)
             return x
 ''')
 

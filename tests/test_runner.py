@@ -6,8 +6,9 @@ import torch
 import solverbench as sb
 from backbones.gmm import GaussianMixture
 from solverbench.cli import main
-from solverbench.config import GridError, expand_cells, parse_grid
-from solverbench.runner import Runner, run_grid
+from solverbench.grid import GridError, parse_grid
+from solverbench.studies.sweep import Sweep, cells as expand_cells
+from solverbench.engine import run_grid
 
 SMALL = {
     "name": "small",
@@ -35,9 +36,9 @@ def test_one_row_per_cell_with_parameters_metrics_and_provenance(tmp_path):
     assert (rows["status"] == "ok").all()
     assert (rows["nfe_measured"] == rows["nfe"]).all()
     for column in ["backbone_params", "solver_params", "solver_label", "schedule", "cfg_scale", "seed",
-                   "wall_time", "sidenet_calls", "sidenet_time", "config_hash", "versions", "git_commit", "device", "timestamp", *METRIC_COLUMNS]:
+                   "wall_time", "config_hash", "versions", "git_commit", "device", "timestamp", *METRIC_COLUMNS]:
         assert column in rows
-    assert (rows["sidenet_calls"] == 0).all() and (rows["sidenet_time"] == 0).all()  # no SideNet here
+    assert not any(c.startswith("sidenet") for c in rows)  # these solvers count nothing besides NFE
     # the exact likelihood is only defined without guidance
     guided = rows[rows["cfg_scale"] == 2.0]
     assert guided["log_likelihood"].isna().all()
@@ -54,7 +55,7 @@ def test_more_steps_less_error(tmp_path):
 def test_interrupted_sweep_resumes_without_duplicates(tmp_path, monkeypatch):
     clean = run_small(tmp_path / "clean")
 
-    original = Runner.run_cell
+    original = Sweep.run_cell
     calls = {"n": 0}
 
     def dying(self, cell, *args):
@@ -63,7 +64,7 @@ def test_interrupted_sweep_resumes_without_duplicates(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # Ctrl-C mid-sweep
         return original(self, cell, *args)
 
-    monkeypatch.setattr(Runner, "run_cell", dying)
+    monkeypatch.setattr(Sweep, "run_cell", dying)
     with pytest.raises(KeyboardInterrupt) as interrupted:
         run_small(tmp_path / "resumed")
     # one line for the console: how many finished cells were kept, and where
@@ -71,9 +72,9 @@ def test_interrupted_sweep_resumes_without_duplicates(tmp_path, monkeypatch):
     partial = pd.read_parquet(tmp_path / "resumed" / "small" / "results.parquet")
     assert len(partial) == 3  # every finished cell is on disk and readable
 
-    monkeypatch.setattr(Runner, "run_cell", original)
+    monkeypatch.setattr(Sweep, "run_cell", original)
     ran = []
-    monkeypatch.setattr(Runner, "run_cell", lambda self, cell, *args: ran.append(cell) or original(self, cell, *args))
+    monkeypatch.setattr(Sweep, "run_cell", lambda self, cell, *args: ran.append(cell) or original(self, cell, *args))
     resumed = run_small(tmp_path / "resumed")
     assert len(ran) == len(clean) - 3  # only the missing cells ran
     assert resumed["cell_id"].is_unique and len(resumed) == len(clean)
@@ -85,8 +86,8 @@ def test_interrupted_sweep_resumes_without_duplicates(tmp_path, monkeypatch):
 def test_force_redoes_cells(tmp_path, monkeypatch):
     run_small(tmp_path)
     ran = []
-    original = Runner.run_cell
-    monkeypatch.setattr(Runner, "run_cell", lambda self, cell, *args: ran.append(cell) or original(self, cell, *args))
+    original = Sweep.run_cell
+    monkeypatch.setattr(Sweep, "run_cell", lambda self, cell, *args: ran.append(cell) or original(self, cell, *args))
     run_small(tmp_path)
     assert ran == []
     rows = run_grid(parse_grid(SMALL), tmp_path, force=True, progress=False).frame
@@ -109,17 +110,17 @@ class NanSolver(sb.Solver):
 
     order = 1
 
-    def solve(self, field, x, grid, *, nfe=None):
-        for t, t_next in zip(grid[:-1], grid[1:]):
-            x = x + (t_next - t).item() * field(x, t)
-        return x * float("nan") if len(grid) > 4 else x
+    def solve(self, field, x, plan):
+        for t, t_next, _ in plan.steps():
+            x = x + (t_next - t) * field(x, t)
+        return x * float("nan") if plan.intervals > 3 else x
 
 
 @sb.register_solver("test-raises")
 class RaisingSolver(sb.Solver):
     """Always raises."""
 
-    def solve(self, field, x, grid, *, nfe=None):
+    def solve(self, field, x, plan):
         raise RuntimeError("boom")
 
 

@@ -9,20 +9,21 @@ from solverbench.timegrid import make_time_grid
 def test_sample_with_registered_names():
     result = sb.sample("gmm", "euler", torch.randn(8, 64), torch.arange(8) % 10, nfe=5, cfg_scale=2.0)
     assert result.samples.shape == (8, 64)
-    assert result.nfe == 5 and result.sidenet_calls == 0 and result.sidenet_time == 0 and result.wall_time > 0
-    assert len(result.time_grid) == 6
+    assert result.nfe == 5 and result.counters == {} and result.wall_time > 0  # euler counts nothing else
+    assert len(result.plan.times) == 6 and result.plan.stages == (1,) * 5
 
 
 def test_sample_with_a_plain_module_and_explicit_grid(linear_backbone):
     grid = torch.tensor([1.0, 0.7, 0.3, 0.0])
     result = sb.sample(linear_backbone, sb.get_solver("heun"), torch.randn(3, 4), time_grid=grid)
     assert result.nfe == 6
-    torch.testing.assert_close(result.time_grid, grid.double())
+    torch.testing.assert_close(result.plan.times, grid.double())
+    assert result.plan.stages == (2, 2, 2)
 
 
 def test_reference_counts_its_nfe(linear_backbone):
     result = sb.sample(linear_backbone, "reference", torch.randn(3, 4).double())
-    assert result.nfe > 6 and result.time_grid is None
+    assert result.nfe > 6 and result.plan.adaptive and result.plan.nfe is None
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -76,7 +77,7 @@ def test_a_grid_not_from_one_to_zero_needs_partial(linear_backbone, grid, where)
         sb.sample(linear_backbone, "euler", torch.randn(2, 4), time_grid=grid)
     assert "\n" not in str(err.value)
     result = sb.sample(linear_backbone, "euler", torch.randn(2, 4), time_grid=grid, partial=True)
-    assert result.nfe == 1 and result.time_grid.tolist() == torch.as_tensor(grid, dtype=torch.float64).tolist()
+    assert result.nfe == 1 and result.plan.times.tolist() == torch.as_tensor(grid, dtype=torch.float64).tolist()
 
 
 def test_partial_sampling_continues_where_it_stopped(linear_backbone):

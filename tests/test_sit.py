@@ -12,7 +12,7 @@ import solverbench as sb
 from backbones.checkpoints import CheckpointError
 from backbones.sit.backbone import SiTBackbone
 from backbones.sit.vae import LATENT_SCALE
-from solverbench.config import GridError, load_grid
+from solverbench.grid import GridError, load_grid
 
 TINY = dict(size="tiny", resolution=32)  # latents (4, 4, 4): 4 tokens of patch 2
 
@@ -256,7 +256,7 @@ def test_a_grid_naming_a_wrong_convention_fails_while_read(tmp_path, convention_
         load_grid(grid_file)
     grid["backbones"][0]["params"] = {**TINY, "checkpoint": str(convention_files["sit-file"])}
     grid_file.write_text(yaml.safe_dump(grid))
-    assert load_grid(grid_file).backbones == [("sit", grid["backbones"][0]["params"])]
+    assert [(b.name, b.params) for b in load_grid(grid_file).backbones] == [("sit", grid["backbones"][0]["params"])]
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ def fixed_step_solvers():
     out = []
     for name in sb.SOLVERS.names():
         cls = sb.SOLVERS.get(name)
-        if cls.adaptive or cls.uses_sidenet or name.startswith("test-"):
+        if cls.adaptive or cls.prepare is not sb.Solver.prepare or name.startswith("test-"):
             continue
         out += [(name, p) for p in variants.get(name, [{}])]
     return out
@@ -43,9 +43,23 @@ def test_measured_nfe_equals_budget(name, params, cfg_scale):
 
 @pytest.mark.parametrize("name, stages", [("euler", 1), ("heun", 2), ("midpoint", 2), ("rk4", 4)])
 def test_uneven_budget_ends_with_a_lower_stage_step(name, stages):
-    solver = sb.get_solver(name)
-    assert solver.intervals_for(4 * stages + 1) == 4 + 1
-    assert solver.nfe_for(5) == 5 * stages
+    plan = sb.make_plan(sb.get_solver(name), nfe=4 * stages + 1)
+    assert plan.intervals == 5 and plan.nfe == 4 * stages + 1
+    assert plan.stages == (stages,) * 4 + (1,)
+    assert sb.make_plan(sb.get_solver(name), times=torch.linspace(1, 0, 6)).stages == (stages,) * 5
+
+
+@pytest.mark.parametrize("name, budget, stages", [("rk4", 6, (4, 2)), ("rk4", 7, (4, 3)), ("heun", 3, (2, 1))])
+def test_the_plan_gives_the_remainder_to_the_last_interval(name, budget, stages):
+    assert sb.make_plan(sb.get_solver(name), nfe=budget).stages == stages
+
+
+def test_a_budget_a_solver_cannot_spend_is_refused_with_what_it_can():
+    class TwoStageOnly(sb.Solver):
+        stages = 2
+
+    with pytest.raises(ValueError, match="spends 2 NFE per interval and cannot end on an interval of 1"):
+        sb.make_plan(TwoStageOnly(), nfe=5)
 
 
 def test_heun_odd_budget_is_heun_then_euler():
@@ -86,5 +100,5 @@ def test_shifted_schedule_is_used():
     plain = sample(backbone, "euler", x, nfe=4)
     shifted = sample(backbone, "euler", x, nfe=4, schedule={"name": "shifted", "shift": 3.0})
     t = torch.linspace(1, 0, 5, dtype=torch.float64)
-    torch.testing.assert_close(shifted.time_grid, 3 * t / (1 + 2 * t))
+    torch.testing.assert_close(shifted.plan.times, 3 * t / (1 + 2 * t))
     assert not torch.allclose(plain.samples, shifted.samples)

@@ -12,10 +12,11 @@ import yaml
 
 from solverbench import Solver, register_solver
 from solverbench.cli import main
-from solverbench.config import expand_cells, parse_grid
+from solverbench.grid import parse_grid
+from solverbench.studies.sweep import Sweep, cells as expand_cells
 from solverbench.report import write_report
 from solverbench.results import DamagedResultsError, GridOwnershipError, ResultsTable, read_table
-from solverbench.runner import Runner, run_grid
+from solverbench.engine import run_grid
 
 GRID = {"name": "shared", "backbones": [{"name": "gmm", "params": {"preset": "gmm2d"}}],
         "solvers": ["euler", "heun", "midpoint", "rk4", {"name": "flow-dpm", "params": {"order": [2, 3]}}],
@@ -116,9 +117,9 @@ def test_report_skips_a_damaged_grid_with_a_warning_and_renders_the_others(tmp_p
 class NaNSolver(Solver):
     """Returns NaN: a diverging solver."""
 
-    def solve(self, field, x, grid, *, nfe=None):
-        for _ in range(len(grid) - 1):
-            field(x, grid[0])
+    def solve(self, field, x, plan):
+        for t, _, _ in plan.steps():
+            field(x, t)
         return x * float("nan")
 
 
@@ -134,8 +135,8 @@ def test_the_closing_summary_lists_failed_cells_and_names_statuses(tmp_path, cap
 def test_the_progress_bar_names_each_cell_by_its_full_label():
     grid = parse_grid({**GRID, "solvers": [{"name": "flow-dpm", "params": {"order": [2, 3]}},
                                            {"name": "ba", "params": {"sidenet": "off"}}], "nfe": [5], "seeds": [0, 1]})
-    runner = Runner(grid, "unused", progress=False)
-    texts = {runner.cell_text(cell, runner.varying_keys()) for cell in expand_cells(grid)}
+    sweep = Sweep(grid, workspace=None)
+    texts = {sweep.cell_text(cell, sweep.varying_keys()) for cell in expand_cells(grid)}
     assert texts == {f"{label} nfe=5 seed={s}" for label in ("flow-dpm(order=2)", "flow-dpm(order=3)",
                                                              "ba(rule=lobatto, nodes=2, sidenet=off)") for s in (0, 1)}
 

@@ -91,8 +91,8 @@ def test_a_grid_backbone_checkpoint_is_read_next_to_the_grid_file(tmp_path, monk
 
     import yaml
 
-    from solverbench.config import GridError, load_grid
-    from solverbench.runner import run_grid
+    from solverbench.grid import GridError, load_grid
+    from solverbench.engine import run_grid
 
     grids = tmp_path / "grids"
     (grids / "weights").mkdir(parents=True)

@@ -7,7 +7,7 @@ compares with data also reports its data-versus-data noise floor (``name_floor``
 interval).  It raises ``NotApplicable`` where it has no meaning (the exact likelihood of a
 backbone that has none, say); the runner then leaves its columns empty and records why.
 
-A metric may declare ``fn.applies(backbone, cfg_scale) -> None or reason``: the grid is
+A metric may declare ``fn.applies(backbone, guidance) -> None or reason``: the grid is
 refused before any work when a metric applies to none of its cells.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from solverbench.guidance import Guidance
 from solverbench.uncertainty import DEFAULT_RESAMPLES
 
 
@@ -30,8 +31,7 @@ class MetricContext:
     samples: torch.Tensor
     labels: Optional[torch.Tensor]
     backbone: Any
-    cfg_scale: float
-    cfg_interval: tuple[float, float]
+    guidance: Guidance
     seed: int
     reference_fn: Callable[[], torch.Tensor]
     data_fn: Callable[..., tuple[torch.Tensor, Optional[torch.Tensor]]]  # (n, draw=0) -> (x0, y)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from solverbench.backbone import data_identity, has_data
+from solverbench.guidance import Guidance
 from solverbench.hashing import canonical_json
 from solverbench.metrics.context import MetricContext, NotApplicable
 from solverbench.registry import register_metric
@@ -72,7 +73,7 @@ def energy_distance_resampled(x: torch.Tensor, y: torch.Tensor) -> Callable[[tor
     return statistic
 
 
-def _applies(backbone: Any, cfg_scale: float) -> Optional[str]:
+def _applies(backbone: Any, guidance: Guidance) -> Optional[str]:
     if not has_data(backbone):
         return "the backbone cannot draw data samples"
     if int(torch.Size(backbone.sample_shape).numel()) > MAX_ELEMENTS:
@@ -84,7 +85,7 @@ def _with_floor(ctx: MetricContext, name: str, value: Callable[[torch.Tensor, to
                 resampled: Callable[[torch.Tensor, torch.Tensor], Callable[[torch.Tensor], float]]
                 ) -> dict[str, float]:
     """The metric of the samples against data draw 0, and of data draw 1 against draw 0 (the floor)."""
-    why = _applies(ctx.backbone, ctx.cfg_scale)
+    why = _applies(ctx.backbone, ctx.guidance)
     if why:
         raise NotApplicable(why)
     n = len(ctx.samples)

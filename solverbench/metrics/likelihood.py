@@ -3,15 +3,16 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from solverbench.guidance import Guidance
 from solverbench.metrics.context import MetricContext, NotApplicable
 from solverbench.registry import register_metric
 from solverbench.uncertainty import mean_interval, with_interval
 
 
-def _applies(backbone: Any, cfg_scale: float) -> Optional[str]:
+def _applies(backbone: Any, guidance: Guidance) -> Optional[str]:
     if getattr(backbone, "log_prob", None) is None:
         return "the backbone has no exact log-density"
-    if cfg_scale != 1.0:
+    if guidance.on:
         return "the data log-likelihood is the target only without guidance (cfg 1)"
     return None
 
@@ -19,7 +20,7 @@ def _applies(backbone: Any, cfg_scale: float) -> Optional[str]:
 @register_metric("log_likelihood")
 def log_likelihood(ctx: MetricContext) -> dict[str, float]:
     """Mean exact data log-density log p(x | y) of the samples; only at cfg 1 (guidance changes the target)."""
-    why = _applies(ctx.backbone, ctx.cfg_scale)
+    why = _applies(ctx.backbone, ctx.guidance)
     if why:
         raise NotApplicable(why)
     values = ctx.backbone.log_prob(ctx.samples, ctx.labels)

@@ -23,7 +23,7 @@ import torch
 
 from solverbench.backbone import backbone_in_dtype
 from solverbench.field import VelocityField
-from solverbench.solver import get_solver
+from solverbench.reference import Tolerance, reference_trajectory
 from solverbench.stopwatch import Stopwatch
 from solvers.ba.sidenet import SideNet
 
@@ -82,9 +82,9 @@ class SideNetVelocities(NodeVelocities):
 class OracleVelocities(NodeVelocities):
     """Exact guided velocities at ``t - h`` on the trajectory through ``(x, t)`` (float64 solve)."""
 
-    def __init__(self, rtol: float, atol: float, method: str = "dopri5"):
+    def __init__(self, rtol: float, atol: float):
         super().__init__()
-        self.reference = get_solver("reference", rtol=rtol, atol=atol, method=method)
+        self.tolerance = Tolerance(rtol, atol)
         self._exact: Optional[tuple[VelocityField, VelocityField]] = None
 
     def exact_field(self, field: VelocityField) -> VelocityField:
@@ -99,7 +99,7 @@ class OracleVelocities(NodeVelocities):
         exact = self.exact_field(field)
         order = sorted(range(len(offsets)), key=lambda i: abs(offsets[i]))
         times = torch.tensor([t] + [t - offsets[i] for i in order], dtype=torch.float64)
-        states = self.reference.trajectory(exact, x, times)[1:]
+        states = reference_trajectory(exact, x, times, self.tolerance)[1:]
         velocities: list[Optional[torch.Tensor]] = [None] * len(offsets)
         for i, state, time in zip(order, states, times[1:]):
             velocities[i] = exact(state, float(time)).to(x.dtype)

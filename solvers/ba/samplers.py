@@ -1,9 +1,10 @@
 """The registered BA solvers: ``ba`` (bi-anchor), ``ba-single`` (single-anchor), ``ba-oracle``.
 
 Every one spends exactly one NFE per interval.  ``ba`` and ``ba-single`` need a SideNet,
-obtained in ``prepare(backbone, ...)``: loaded from ``checkpoint=PATH`` if given, else
-trained once and cached under ``cache_dir`` keyed by the backbone's identity and the
-SideNet settings (the grid's ``sidenet:`` mapping, overridden by the solver's own params).
+obtained in ``prepare(backbone, context)``: loaded from ``checkpoint=PATH`` if given, else
+trained once and cached under the context's cache folder keyed by the backbone's identity
+and the SideNet settings (the family's grid settings, ``solver_settings: {ba: ...}``, or
+the older top-level ``sidenet:``, overridden by the solver's own params).
 A solver that was never prepared refuses to sample (training silently inside ``sample()``
 would hide minutes of work); ``sidenet: off`` needs no preparation.  ``ba-oracle`` puts
 exact velocities where the SideNet's would be: an analysis tool, never a sampler.
@@ -18,16 +19,16 @@ import torch
 from solverbench import register_solver
 from solverbench.backbone import backbone_identity
 from solverbench.field import VelocityField
-from solverbench.file_params import resolve_paths
 from solverbench.hashing import canonical_json
-from solverbench.solver import Solver
+from solverbench.plan import Plan
+from solverbench.solver import PrepareContext, Solver
 from solvers.ba.cache import cached_sidenet
 from solvers.ba.checkpoint import LoadedSideNet, load_checkpoint
 from solvers.ba.config import SideNetConfig
 from solvers.ba.node_velocities import AnchorVelocities, NodeVelocities, OracleVelocities, SideNetVelocities
 from solvers.ba.quadrature import BI_ANCHOR_FAMILIES, QuadratureRule, bi_anchor_rule, gauss_legendre
 from solvers.ba.schemes import bi_anchor, bi_anchor_local_step, single_anchor
-from solvers.ba.training_cli import TrainingCommand
+from solvers.ba.training_cli import describe_settings
 
 
 class SideNetNotPrepared(RuntimeError):
@@ -52,18 +53,26 @@ def bi_anchor_params(rule: Optional[str], nodes: int, a: Optional[float]) -> tup
     return quadrature, ({"a": float(a)} if a is not None else {"rule": family}) | {"nodes": nodes}
 
 
+def sidenet_counters(velocities: Optional[NodeVelocities]) -> dict[str, float]:
+    """The ``sidenet_calls`` and ``sidenet_time`` (seconds) columns of a BA solver's results."""
+    if velocities is None:
+        return {"sidenet_calls": 0, "sidenet_time": 0.0}
+    return {"sidenet_calls": velocities.calls, "sidenet_time": velocities.seconds}
+
+
 def parameter_count(module: Any) -> Optional[int]:
     """Trainable-parameter count of a backbone; None where it has none (e.g. an analytic one)."""
     count = sum(p.numel() for p in module.parameters()) if isinstance(module, torch.nn.Module) else 0
     return count or None
 
 
-class SideNetSolver(TrainingCommand, Solver):
+class SideNetSolver(Solver):
     """A BA scheme whose node velocities come from a SideNet (or from the anchors, sidenet off)."""
 
-    uses_sidenet = True
     path_params = ("checkpoint",)
-    settings_key = "sidenet"  # the grid-level settings mapping this family reads
+    describe_settings = staticmethod(describe_settings)  # what **settings take (solverbench list)
+    family = "ba"  # the grid's solver_settings: {ba: {...}} are the SideNet settings
+    legacy_settings_keys = ("sidenet",)  # the top-level key they had before solver_settings
 
     def __init__(self, *, sidenet: Any = True, checkpoint: Optional[str] = None, **settings: Any):
         self.sidenet_on = parse_switch(sidenet)
@@ -88,37 +97,26 @@ class SideNetSolver(TrainingCommand, Solver):
         SideNetConfig.from_settings(settings, {} if self.checkpoint else self.overrides, where="sidenet settings")
 
     # -- preparation --------------------------------------------------------------
-    def prepare(self, backbone: Any, *, cache_dir: Optional[str | Path] = None,
-                settings: Optional[dict[str, Any]] = None, device: str = "cpu", runner: Any = None,
-                progress: Optional[bool] = None, **context: Any) -> None:
-        """Load ``checkpoint`` or train/load the cached SideNet for ``backbone``.
-
-        A relative checkpoint path is read relative to the grid file (as plugins are) when a
-        runner prepares the solver, else relative to the working directory.
-        """
+    def prepare(self, backbone: Any, context: PrepareContext = PrepareContext()) -> None:
+        """Load ``checkpoint`` (a grid resolved it next to the grid file; the Python API reads it
+        from the working directory), or train or load the cached SideNet for ``backbone``."""
         self.backbone_parameters = parameter_count(backbone)
         self.prepared_for = canonical_json(backbone_identity(backbone))
         if not self.sidenet_on:
             return
-        if progress is None:
-            progress = getattr(runner, "progress", True)
         if self.checkpoint:
-            self.loaded = load_checkpoint(self.checkpoint_path(runner), backbone, device=device)
+            self.loaded = load_checkpoint(Path(self.checkpoint), backbone, device=context.device)
         else:
-            config = SideNetConfig.from_settings(settings or {}, self.overrides,
-                                                 where=f"{self.label()}: sidenet settings")
-            self.loaded = cached_sidenet(backbone, config, cache_dir, device=device, progress=progress)
+            config = SideNetConfig.from_settings(context.settings, self.overrides,
+                                                 where=f"{self.label()}: SideNet settings")
+            self.loaded = cached_sidenet(backbone, config, context.cache_dir, device=context.device,
+                                         progress=context.progress)
         self.velocities = SideNetVelocities(self.loaded.sidenet)
-
-    def checkpoint_path(self, runner: Any) -> Path:
-        grid = getattr(runner, "grid", None)
-        base = grid.base if grid is not None else Path.cwd()
-        return Path(resolve_paths(base, type(self), {"checkpoint": self.checkpoint})["checkpoint"])
 
     def node_velocities(self, field: VelocityField) -> NodeVelocities:
         if self.velocities is None:
             raise SideNetNotPrepared(
-                f"{self.label()} has no SideNet: call solver.prepare(backbone, cache_dir=...) first (it trains "
+                f"{self.label()} has no SideNet: call solver.prepare(backbone, PrepareContext(cache_dir=...)) first (it trains "
                 "one, or loads it from the cache or from checkpoint=PATH), or use sidenet=off")
         if self.prepared_for is not None and self.prepared_for != canonical_json(backbone_identity(field.backbone)):
             raise SideNetNotPrepared(f"{self.label()} was prepared for the backbone {self.prepared_for}, "
@@ -126,13 +124,9 @@ class SideNetSolver(TrainingCommand, Solver):
         return self.velocities
 
     # -- reporting ----------------------------------------------------------------
-    @property
-    def sidenet_calls(self) -> int:
-        return self.velocities.calls if self.velocities is not None else 0
-
-    @property
-    def sidenet_seconds(self) -> float:
-        return self.velocities.seconds if self.velocities is not None else 0.0
+    def counters(self) -> dict[str, float]:
+        """SideNet calls (batched questions, not NFE) and the seconds spent in them."""
+        return sidenet_counters(self.velocities)
 
     def params(self) -> dict[str, Any]:
         extra: dict[str, Any] = dict(self.overrides)
@@ -166,8 +160,8 @@ class BiAnchor(SideNetSolver):
         # SideNet off: m = 0 and m = 2 both become the Heun-like trapezoid (order 2); m = 1 weighs v1 by 5/6.
         self.order = None if self.sidenet_on else (1 if nodes == 1 else 2)
 
-    def solve(self, field: VelocityField, x: torch.Tensor, grid: torch.Tensor, *, nfe: Optional[int] = None):
-        return bi_anchor(field, self.node_velocities(field), self.rule, x, grid)
+    def solve(self, field: VelocityField, x: torch.Tensor, plan: Plan):
+        return bi_anchor(field, self.node_velocities(field), self.rule, x, plan.times)
 
     def local_step(self, field, history_times, history_states, t_next):
         """A mid-run interval, corrector included (a one-interval solve would only predict)."""
@@ -185,8 +179,8 @@ class SingleAnchor(SideNetSolver):
         super().__init__(**kwargs)
         self.order = None if self.sidenet_on else 1  # SideNet off: Euler
 
-    def solve(self, field: VelocityField, x: torch.Tensor, grid: torch.Tensor, *, nfe: Optional[int] = None):
-        return single_anchor(field, self.node_velocities(field), self.rule, x, grid)
+    def solve(self, field: VelocityField, x: torch.Tensor, plan: Plan):
+        return single_anchor(field, self.node_velocities(field), self.rule, x, plan.times)
 
 
 @register_solver("ba-oracle")
@@ -212,13 +206,9 @@ class Oracle(Solver):
         self.velocities = OracleVelocities(rtol, atol)
         self.tolerances = {"rtol": float(rtol), "atol": float(atol)}
 
-    @property
-    def sidenet_calls(self) -> int:
-        return self.velocities.calls
-
-    @property
-    def sidenet_seconds(self) -> float:
-        return self.velocities.seconds
+    def counters(self) -> dict[str, float]:
+        """Exact-velocity solves (in place of SideNet calls) and their seconds."""
+        return sidenet_counters(self.velocities)
 
     def params(self) -> dict[str, Any]:
         return self._params | self.tolerances
@@ -226,9 +216,9 @@ class Oracle(Solver):
     def label(self) -> str:
         return super().label() + " [oracle: analysis only]"
 
-    def solve(self, field: VelocityField, x: torch.Tensor, grid: torch.Tensor, *, nfe: Optional[int] = None):
+    def solve(self, field: VelocityField, x: torch.Tensor, plan: Plan):
         scheme = bi_anchor if self.scheme == "bi" else single_anchor
-        return scheme(field, self.velocities, self.rule, x, grid)
+        return scheme(field, self.velocities, self.rule, x, plan.times)
 
     def local_step(self, field, history_times, history_states, t_next):
         if self.scheme == "single":

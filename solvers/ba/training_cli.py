@@ -1,16 +1,22 @@
-"""What ``python -m solverbench train-sidenet`` asks of the registered ``ba`` solver.
+"""``python -m solverbench train-sidenet``: the BA-solver's own command, registered by this family.
 
-The harness knows no solver by name: its CLI looks ``ba`` up in the solver registry and
-calls these class methods to add one option per SideNet setting and to train a checkpoint.
+It trains a SideNet for a registered backbone (plugins included) and writes its checkpoint;
+one option per SideNet setting (the keys of a grid's ``solver_settings: {ba: ...}``).
 """
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
+import yaml
+
+from solverbench.backbone import resolve_backbone
+from solverbench.cli import ArgumentParser, add_checkpoint_options, command, one_line
+from solverbench.registry import load_plugin_file
 
 from solvers.ba.cache import cache_path, train_checkpoint
 from solvers.ba.config import DATA_MODES, LR_SCHEDULES, OUTPUT_HEADS, SideNetConfig
@@ -42,46 +48,89 @@ SETTING_CHOICES = {"output_head": OUTPUT_HEADS, "data": DATA_MODES, "lr_schedule
                    "sim_nodes": (1, 2, 3, 4, 5)}
 
 
-class TrainingCommand:
-    @classmethod
-    def add_training_options(cls, parser: argparse.ArgumentParser) -> None:
-        """``--<setting>`` for every SideNet setting (dashes for underscores), default as in a grid."""
-        group = parser.add_argument_group("SideNet settings (the keys of a grid's sidenet: mapping)")
-        for f in fields(SideNetConfig):
-            kind = {"int": int, "float": float, "str": str}[f.type]
-            choices = SETTING_CHOICES.get(f.name)
-            meaning = SETTING_HELP.get(f.name, "")
-            group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"sidenet_{f.name}", type=kind, default=None,
-                               choices=choices, metavar=None if choices else kind.__name__.upper(),
-                               help=f"{meaning}{'; ' if meaning else ''}default: {f.default}")
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """``--<setting>`` for every SideNet setting (dashes for underscores), default as in a grid."""
+    group = parser.add_argument_group("SideNet settings (the keys of a grid's solver_settings: {ba: ...})")
+    for f in fields(SideNetConfig):
+        kind = {"int": int, "float": float, "str": str}[f.type]
+        choices = SETTING_CHOICES.get(f.name)
+        meaning = SETTING_HELP.get(f.name, "")
+        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"sidenet_{f.name}", type=kind, default=None,
+                           choices=choices, metavar=None if choices else kind.__name__.upper(),
+                           help=f"{meaning}{'; ' if meaning else ''}default: {f.default}")
 
-    @classmethod
-    def settings_from_options(cls, args: argparse.Namespace) -> dict[str, Any]:
-        """The settings given on the command line, checked (a ValueError names the first bad one)."""
-        settings = {f.name: getattr(args, f"sidenet_{f.name}") for f in fields(SideNetConfig)
-                    if getattr(args, f"sidenet_{f.name}", None) is not None}
-        SideNetConfig.from_settings(settings, where="train-sidenet options")
-        return settings
 
-    @classmethod
-    def describe_settings(cls) -> str:
-        """What ``**settings`` of the solver's constructor take (``python -m solverbench list``)."""
-        return "SideNet settings (a grid's sidenet: keys): " + ", ".join(
-            f"{f.name}={f.default!r}" for f in fields(SideNetConfig))
+def settings_from_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line, checked (a ValueError names the first bad one)."""
+    settings = {f.name: getattr(args, f"sidenet_{f.name}") for f in fields(SideNetConfig)
+                if getattr(args, f"sidenet_{f.name}", None) is not None}
+    SideNetConfig.from_settings(settings, where="train-sidenet options")
+    return settings
 
-    @classmethod
-    def train_to_file(cls, backbone: Any, settings: dict[str, Any], out: Optional[str | Path], *,
-                      cache_dir: str | Path, device: str = "cpu", progress: bool = True) -> str:
-        """Train a SideNet for ``backbone`` and write its checkpoint to ``out`` (default: the cache
-        entry a grid with these ``sidenet:`` settings would use); returns a summary."""
-        config = SideNetConfig.from_settings(settings, where="train-sidenet options")
-        path = Path(out) if out else cache_path(cache_dir, backbone, config)
-        if isinstance(backbone, torch.nn.Module):
-            backbone = backbone.to(device).eval()
-        loaded = train_checkpoint(backbone, config, path, device=device, progress=progress)
-        s = loaded.stats
-        return (f"SideNet ({loaded.sidenet.spec['kind']}, {s['parameters']:,} parameters) trained in "
-                f"{s['seconds']:.1f} s: {s['iterations']} iterations at batch {s['batch_size']}, "
-                f"{s['data_mode']} mode, final loss {s['final_loss']:.4g}\n"
-                f"checkpoint: {path}\n"
-                f"use it with: solvers: [{{name: ba, params: {{checkpoint: {path}}}}}]")
+
+def describe_settings() -> str:
+    """What ``**settings`` of the BA solvers' constructors take (``python -m solverbench list``)."""
+    return "SideNet settings (a grid's solver_settings: {ba: ...} keys): " + ", ".join(
+        f"{f.name}={f.default!r}" for f in fields(SideNetConfig))
+
+
+def train_to_file(backbone: Any, settings: dict[str, Any], out: Optional[str | Path], *, cache_dir: str | Path,
+                  device: str = "cpu", progress: bool = True) -> str:
+    """Train a SideNet for ``backbone`` and write its checkpoint to ``out`` (default: the cache entry a
+    grid with these settings would use); returns a summary."""
+    config = SideNetConfig.from_settings(settings, where="train-sidenet options")
+    path = Path(out) if out else cache_path(cache_dir, backbone, config)
+    if isinstance(backbone, torch.nn.Module):
+        backbone = backbone.to(device).eval()
+    loaded = train_checkpoint(backbone, config, path, device=device, progress=progress)
+    s = loaded.stats
+    return (f"SideNet ({loaded.sidenet.spec['kind']}, {s['parameters']:,} parameters) trained in "
+            f"{s['seconds']:.1f} s: {s['iterations']} iterations at batch {s['batch_size']}, "
+            f"{s['data_mode']} mode, final loss {s['final_loss']:.4g}\n"
+            f"checkpoint: {path}\n"
+            f"use it with: solvers: [{{name: ba, params: {{checkpoint: {path}}}}}]")
+
+
+@command("train-sidenet", "train the BA-solver's SideNet for a backbone and write its checkpoint")
+def train_sidenet_command(parser: argparse.ArgumentParser):
+    parser.description = (
+        "Train the BA-solver's SideNet for a registered backbone (plugins included) and write its checkpoint. "
+        "The options after the name are the SideNet settings (the keys of a grid's solver_settings: {ba: ...}): "
+        "`train-sidenet NAME --help` lists them."
+    )
+    parser.add_argument("backbone", help="a registered backbone name, e.g. gmm")
+    parser.add_argument("options", nargs=argparse.REMAINDER, help="backbone parameters and SideNet settings")
+
+    def run(args: argparse.Namespace) -> int:
+        options = ArgumentParser(prog=f"solverbench train-sidenet {args.backbone}", allow_abbrev=False)
+        options.add_argument("--backbone-params", default="{}", help="the backbone's parameters, a YAML mapping, "
+                                                                     "e.g. '{preset: gmm64}'")
+        options.add_argument("--plugins", nargs="*", default=[], help="plugin files to load first")
+        add_checkpoint_options(options, "checkpoint file to write (default: the cache entry under "
+                                        "RESULTS/.cache/sidenet/ that grids with these settings reuse)")
+        options.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
+        add_training_options(options)
+        opts = options.parse_args(args.options)
+        try:
+            params = yaml.safe_load(opts.backbone_params) or {}
+        except yaml.YAMLError as err:
+            print(f"solverbench train-sidenet: error: --backbone-params is not YAML: {one_line(err)}",
+                  file=sys.stderr)
+            return 2
+        if not isinstance(params, dict):
+            print(f"solverbench train-sidenet: error: --backbone-params must be a mapping, got {params!r}",
+                  file=sys.stderr)
+            return 2
+        try:
+            settings = settings_from_options(opts)  # checked before the backbone is even built
+            for path in opts.plugins:
+                load_plugin_file(path)
+            backbone = resolve_backbone(args.backbone, **params)
+            print(train_to_file(backbone, settings, opts.out, cache_dir=f"{opts.results}/.cache",
+                                device=opts.device, progress=not opts.no_progress))
+        except (TypeError, ValueError) as err:  # bad backbone parameters or SideNet settings
+            print(f"solverbench train-sidenet: error: {one_line(err)}", file=sys.stderr)
+            return 2
+        return 0
+
+    return run

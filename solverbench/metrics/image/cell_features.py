@@ -50,7 +50,7 @@ def extractor_name(ctx: MetricContext, options: ImageMetricOptions) -> str:
     return name
 
 
-def image_metrics_apply(backbone: Any, cfg_scale: float = 1.0) -> Optional[str]:
+def image_metrics_apply(backbone: Any, guidance: Any = None) -> Optional[str]:
     """Why the image metrics have no meaning for ``backbone``, or None."""
     if not callable(getattr(backbone, "to_images", None)):
         return "the backbone does not make images (no to_images)"

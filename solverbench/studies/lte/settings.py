@@ -16,23 +16,19 @@ from typing import Any
 
 import numpy as np
 
-from solverbench.config import GridError
+from solverbench.errors import grid_error
 
 LTE_KEYS = {
     "step_sizes": "a list of interval sizes H in (0, 1), or {largest, smallest, count} for a geometric range",
     "start_times": "a list of start times t in (0, 1] of the exact states the steps start from",
 }
-SWEEP_ONLY_KEYS = ("nfe", "schedule", "metrics", "metric_options", "save_samples", "batch_size")
+SWEEP_ONLY_KEYS = ("nfe", "schedule", "metrics", "metric_options", "save_samples", "batch_size")  # unused by lte
 
 
 @dataclass(frozen=True)
 class LTESettings:
     step_sizes: tuple[float, ...]  # decreasing
     start_times: tuple[float, ...]
-
-
-def _fail(key: str, value: Any, allowed: str) -> None:
-    raise GridError(f"grid key {key!r}: bad value {value!r}; {allowed}")
 
 
 def _numbers(value: Any) -> bool:
@@ -44,38 +40,35 @@ def _step_sizes(value: Any) -> tuple[float, ...]:
     allowed = "allowed: " + LTE_KEYS["step_sizes"]
     if isinstance(value, dict):
         if set(value) != {"largest", "smallest", "count"}:
-            _fail("lte.step_sizes", value, allowed)
+            grid_error("lte.step_sizes", value, allowed)
         largest, smallest, count = value["largest"], value["smallest"], value["count"]
         if not (isinstance(count, int) and count >= 2 and _numbers([largest, smallest])
                 and 0 < smallest < largest < 1):
-            _fail("lte.step_sizes", value, "allowed: 0 < smallest < largest < 1 and an integer count >= 2")
+            grid_error("lte.step_sizes", value, "allowed: 0 < smallest < largest < 1 and an integer count >= 2")
         values = np.geomspace(largest, smallest, count).tolist()
     elif _numbers(value) and all(0 < v < 1 for v in value):
         values = [float(v) for v in value]
     else:
-        _fail("lte.step_sizes", value, allowed)
+        grid_error("lte.step_sizes", value, allowed)
     if len(set(values)) < 2:
-        _fail("lte.step_sizes", value, "allowed: at least two different sizes (a slope needs two points)")
+        grid_error("lte.step_sizes", value, "allowed: at least two different sizes (a slope needs two points)")
     return tuple(sorted(set(values), reverse=True))
 
 
 def parse_lte_settings(raw_grid: dict[str, Any]) -> LTESettings:
     """The ``lte`` settings of a grid of kind lte, validated against the rest of the grid."""
-    for key in SWEEP_ONLY_KEYS:
-        if key in raw_grid:
-            _fail(key, raw_grid[key], "not used by a grid of kind lte (it takes single steps of the sizes in lte.step_sizes)")
     for i, solver in enumerate(raw_grid.get("solvers") or []):
         if isinstance(solver, dict) and "nfe" in solver:
-            _fail(f"solvers[{i}].nfe", solver["nfe"], "not used by a grid of kind lte")
+            grid_error(f"solvers[{i}].nfe", solver["nfe"], "not used by a grid of kind lte")
     raw = raw_grid.get("lte")
     if not isinstance(raw, dict) or set(raw) != set(LTE_KEYS):
-        _fail("lte", raw, "required for kind lte: a mapping with the keys " + "; ".join(
+        grid_error("lte", raw, "required for kind lte: a mapping with the keys " + "; ".join(
             f"{k}: {v}" for k, v in LTE_KEYS.items()))
     steps = _step_sizes(raw["step_sizes"])
     starts = raw["start_times"]
     if not (_numbers(starts) and all(0 < t <= 1 for t in starts)):
-        _fail("lte.start_times", starts, "allowed: " + LTE_KEYS["start_times"])
+        grid_error("lte.start_times", starts, "allowed: " + LTE_KEYS["start_times"])
     if min(starts) - max(steps) <= 0:
-        _fail("lte", raw, f"the step of size {max(steps)} from t = {min(starts)} would reach t <= 0; "
+        grid_error("lte", raw, f"the step of size {max(steps)} from t = {min(starts)} would reach t <= 0; "
                           "every t - H must stay above 0")
     return LTESettings(step_sizes=steps, start_times=tuple(sorted({float(t) for t in starts}, reverse=True)))

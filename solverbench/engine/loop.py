@@ -1,6 +1,7 @@
-"""The resumable loop every study runs: units of work whose rows go to the results store.
+"""The one resumable loop every study kind runs: units of work whose rows go to the results store.
 
-A unit is a cell of a sweep (or a group of LTE steps written together).  The loop skips
+A unit is a cell of a sweep (or a group of LTE steps written together), as the study
+kind cuts its work.  The loop skips
 units already done, claims each unit before running it (so concurrent runs of one grid
 share the work), writes its rows at once, waits at the end for units another run was
 busy with, and closes with a summary that names every cell that did not finish ``ok``.

@@ -1,0 +1,36 @@
+"""The one engine: runs a grid of any study kind through one resumable loop into the results store.
+
+    run_grid(grid, results_dir) -> ResultsTable
+
+The study kind (``grid.kind``, found in the ``STUDIES`` registry) cuts the grid into units
+of work; the engine claims the results folder for the grid file, runs every unit not done
+yet (``engine.loop``), and closes with the summary of the grid's cells.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from solverbench.engine.loop import SweepFailed, Unit, report_outcome, run_units
+from solverbench.engine.study import Study
+from solverbench.engine.workspace import Workspace
+from solverbench.grid.values import Grid
+from solverbench.hashing import spec_hash
+from solverbench.registry import STUDIES
+from solverbench.results import ResultsTable
+
+__all__ = ["run_grid", "Study", "Unit", "Workspace", "SweepFailed"]
+
+
+def run_grid(grid: Grid, results_dir: str | Path = "results", *, force: bool = False,
+             progress: bool = True) -> ResultsTable:
+    """Run every cell of ``grid`` not in ``results_dir`` yet (all of them with ``force``)."""
+    table = ResultsTable(Path(results_dir) / grid.name)
+    table.adopt(grid.path, spec_hash(grid.raw), force=force)
+    study = STUDIES.get(grid.kind)(grid, Workspace(grid, results_dir, progress=progress))
+    units = study.units()
+    ids = [cell_id for unit in units for cell_id in unit.ids]
+    table.set_current(ids)
+    outcome = run_units(table, units, ids, force=force, progress=progress, desc=grid.name, what=study.unit,
+                        describe=study.describe)
+    report_outcome(outcome, study.unit)
+    return table

@@ -1,0 +1,76 @@
+"""What the cells of one run share: the grid's backbones on its device, each solver prepared once
+per backbone, the draws of noise, labels and data, and the reference solves.
+
+Built lazily, once per run: a study asks and the workspace makes or reuses.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from solverbench.backbone import backbone_in_dtype
+from solverbench.engine.draws import Draws
+from solverbench.grid.values import BackboneSpec, Grid, SolverSpec
+from solverbench.guidance import Guidance
+from solverbench.reference import reference_endpoints
+from solverbench.solver import PrepareContext, Solver
+
+
+class Workspace:
+    def __init__(self, grid: Grid, results_dir: str | Path, *, progress: bool = True):
+        self.grid = grid
+        self.results_dir = Path(results_dir)
+        self.cache_dir = self.results_dir / ".cache"
+        self.progress = progress
+        self.dtype = getattr(torch, grid.dtype)
+        self.metric_memo: dict = {}  # what metrics compute once per run (noise floors)
+        self._backbones: dict[tuple[str, str], Any] = {}
+        self._solvers: dict[tuple[str, str], Solver] = {}
+        self._draws: dict[tuple[str, int], Draws] = {}
+        self._references: dict[tuple, torch.Tensor] = {}
+
+    def backbone(self, spec: BackboneSpec, dtype: torch.dtype | None = None) -> Any:
+        """The backbone on the grid's device, in eval mode (a copy in ``dtype`` where one is asked)."""
+        key = (spec.key, str(dtype))
+        if key not in self._backbones:
+            backbone = spec.instance if dtype is None else backbone_in_dtype(spec.instance, dtype)
+            if isinstance(backbone, torch.nn.Module):
+                backbone = backbone.to(self.grid.device).eval()
+            self._backbones[key] = backbone
+        return self._backbones[key]
+
+    def context(self, solver: SolverSpec) -> PrepareContext:
+        return PrepareContext(cache_dir=self.cache_dir, device=self.grid.device, progress=self.progress,
+                              grid_dir=self.grid.base, settings=self.grid.settings_for(solver))
+
+    def solver(self, solver: SolverSpec, backbone: BackboneSpec, prepared_backbone: Any = None) -> Solver:
+        """The solver prepared for the backbone (``prepared_backbone``: the instance it samples with), once."""
+        key = (solver.key, backbone.key)
+        if key not in self._solvers:
+            taken = {id(s) for s in self._solvers.values()}
+            instance = solver.instance if id(solver.instance) not in taken else solver.build()
+            instance.prepare(self.backbone(backbone) if prepared_backbone is None else prepared_backbone,
+                             self.context(solver))
+            self._solvers[key] = instance
+        return self._solvers[key]
+
+    def draws(self, backbone: BackboneSpec, seed: int) -> Draws:
+        key = (backbone.key, seed)
+        if key not in self._draws:
+            self._draws[key] = Draws(self.backbone(backbone), seed, self.grid.num_samples)
+        return self._draws[key]
+
+    def reference(self, backbone: BackboneSpec, seed: int, guidance: Guidance) -> torch.Tensor:
+        """Float64 endpoints of the reference solve from the cell's noise (in the grid's dtype) and labels."""
+        key = (backbone.key, seed, guidance)
+        if key not in self._references:
+            draws = self.draws(backbone, seed)
+            labels = draws.labels()
+            self._references[key] = reference_endpoints(
+                self.backbone(backbone), draws.noise(self.dtype).to(self.grid.device),
+                None if labels is None else labels.to(self.grid.device), seed=seed, dtype_name=self.grid.dtype,
+                guidance=guidance, tolerance=self.grid.tolerance, batch_size=self.grid.batch_size,
+                cache_dir=self.cache_dir / "references", progress=self.progress)
+        return self._references[key]

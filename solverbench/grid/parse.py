@@ -1,0 +1,108 @@
+"""Read a grid file: its kind first (the study that runs it reads its own section), then every
+section through its parser (``solverbench.grid.sections``), into one frozen ``Grid``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from solverbench.errors import GridError, grid_error
+from solverbench.grid import sections
+from solverbench.grid.values import Grid
+from solverbench.registry import STUDIES
+
+KEYS = {
+    "name": "the grid's name (default: the file name)",
+    "description": "free text",
+    "kind": "the study that runs the grid: sweep (the default), lte, or a plugin's",
+    "backbones": "list of backbone names or {name, params}",
+    "solvers": "list of solver names or {name, params, nfe}",
+    "nfe": "list of NFE budgets",
+    "schedule": "a schedule name, {name, ...params}, or a list of them",
+    "guidance": "{scale: number or list, interval: [t_lo, t_hi] or list of them}",
+    "seeds": "list of integer seeds",
+    "num_samples": "samples per cell",
+    "batch_size": "samples per batch",
+    "device": "cpu, cuda, cuda:N",
+    "dtype": "float32 or float64",
+    "metrics": "list of metric names",
+    "metric_options": "mapping of options the grid's metrics read (image metrics: feature_extractor, backend, ...)",
+    "reference": "{rtol, atol}: tolerances of the reference solve",
+    "plugins": "list of Python files (relative to the grid file) that register solvers/backbones/metrics/...",
+    "save_samples": "how many samples per cell to keep for the report's sample grids",
+    sections.SETTINGS_KEY: "{family: {...}}: grid-level settings of a solver family (e.g. ba: its SideNet's)",
+}
+DEFAULT_KIND = "sweep"
+
+
+def load_grid(path: str | Path) -> Grid:
+    path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.yaml"))
+        raise GridError(f"grid file {str(path)!r} is a folder; give a grid file (YAML)"
+                        + (f", e.g. {str(path / inside[0])!r}" if inside else ""))
+    if not path.is_file():
+        raise GridError(f"grid file {str(path)!r} does not exist")
+    with open(path) as f:
+        try:
+            raw = yaml.safe_load(f)
+        except yaml.YAMLError as err:
+            raise GridError(f"grid file {str(path)!r} is not valid YAML: {err}") from None
+    return parse_grid(raw, path=path)
+
+
+def known_keys() -> dict[str, str]:
+    """Every top-level key a grid may hold: the common ones, each study kind's own and each
+    solver family's older settings key."""
+    keys = dict(KEYS)
+    for kind in STUDIES.names():
+        study = STUDIES.get(kind)
+        if study.settings_key:
+            keys[study.settings_key] = f"settings of a grid of kind {kind}"
+    for old, family in sections.legacy_settings_keys().items():
+        keys.setdefault(old, f"the {family} family's settings (deprecated: write {sections.SETTINGS_KEY}: "
+                             f"{{{family}: ...}})")
+    return keys
+
+
+def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
+    base = path.parent if path is not None else Path.cwd()
+    if isinstance(raw, dict):
+        sections.plugins(raw, base)  # first: a plugin may add a study kind, a solver family, ...
+    keys = known_keys()
+    if not isinstance(raw, dict):
+        raise GridError(f"a grid must be a mapping of keys ({', '.join(keys)}), got {type(raw).__name__}")
+    for key in raw:
+        if key not in keys:
+            grid_error(key, raw[key], "unknown key; allowed keys: " + ", ".join(keys))
+
+    kind = raw.get("kind", DEFAULT_KIND)
+    if kind not in STUDIES:
+        grid_error("kind", kind, "allowed: " + ", ".join(STUDIES.names()))
+    study = STUDIES.get(kind)
+    for key in study.unused_keys:
+        if key in raw:
+            grid_error(key, raw[key], f"not used by a grid of kind {kind}")
+    for other in STUDIES.names():
+        other_key = STUDIES.get(other).settings_key
+        if other != kind and other_key and other_key != study.settings_key and other_key in raw:
+            grid_error(other_key, raw[other_key], f"only a grid of kind {other} takes {other_key} settings")
+    study_settings = study.parse_settings(raw)
+
+    specs = sections.backbones(raw, base)
+    budgets = sections.positive_ints("nfe", raw["nfe"]) if "nfe" in raw else ()
+    solvers = sections.solvers(raw, base, budgets, need_budgets=study.needs_budgets)
+    guidance = sections.guidances(raw, specs)
+    num_samples, batch_size = sections.sample_counts(raw)
+    metrics = sections.metrics(raw, specs, guidance)
+    grid = Grid(
+        name=sections.name_of(raw, path), path=path, kind=kind, backbones=specs, solvers=solvers,
+        schedules=sections.schedules(raw), guidances=guidance, seeds=sections.seeds(raw), num_samples=num_samples,
+        batch_size=batch_size, device=sections.device(raw), dtype=sections.dtype(raw), metrics=metrics,
+        metric_options=sections.metric_options(raw, metrics), tolerance=sections.tolerance(raw),
+        save_samples=sections.save_samples(raw), solver_settings=sections.solver_settings(raw, solvers),
+        study=study_settings, raw=raw,
+    )
+    study.check_grid(grid)
+    return grid

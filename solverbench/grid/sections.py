@@ -1,0 +1,326 @@
+"""One small parser per section of a grid file; each checks its section and returns value objects.
+
+Every mistake is a one-line ``GridError`` naming the key it sits under, the bad value and
+what is allowed.
+"""
+from __future__ import annotations
+
+import inspect
+import itertools
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import torch
+
+from solverbench.backbone import resolve_backbone
+from solverbench.errors import GridError, grid_error
+from solverbench.file_params import file_digests, resolve_paths
+from solverbench.grid.values import DTYPE_NAMES, BackboneSpec, SolverSpec
+from solverbench.guidance import Guidance
+from solverbench.reference import Tolerance
+from solverbench.registry import BACKBONES, METRICS, SOLVERS, load_plugin_file
+from solverbench.solver import Solver, solver_label
+from solverbench.timegrid import GRIDS, make_time_grid
+from solverbench.uncertainty import OPTIONS as UNCERTAINTY_OPTIONS
+from solverbench.uncertainty import check_resamples
+
+SETTINGS_KEY = "solver_settings"
+
+
+def as_list(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def positive_ints(key: str, value: Any) -> tuple[int, ...]:
+    values = as_list(value)
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+        grid_error(key, value, "allowed: a positive integer or a non-empty list of them")
+    return tuple(values)
+
+
+def named(key: str, entry: Any, keys: tuple[str, ...]) -> tuple[str, dict, dict]:
+    """``(name, params, entry)`` of a list entry given as a name or as ``{name, params, ...}``."""
+    if isinstance(entry, str):
+        return entry, {}, {}
+    if not (isinstance(entry, dict) and isinstance(entry.get("name"), str)):
+        grid_error(key, entry, "allowed: a name or a mapping with a 'name' key")
+    if set(entry) - set(keys):
+        grid_error(key, entry, "allowed keys: " + ", ".join(keys))
+    params = entry.get("params") or {}
+    if not isinstance(params, dict):
+        grid_error(f"{key}.params", params, "allowed: a mapping of parameter names to values")
+    return entry["name"], params, entry
+
+
+def name_of(raw: Mapping[str, Any], path: Optional[Path]) -> str:
+    name = raw.get("name") or (path.stem if path is not None else "grid")
+    if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+        grid_error("name", name, "allowed: letters, digits, '-' and '_'")
+    return name
+
+
+def plugins(raw: Mapping[str, Any], base: Path) -> None:
+    """Load the grid's plugin files (read next to the grid file)."""
+    for i, plugin in enumerate(as_list(raw.get("plugins", []))):
+        plugin_path = Path(plugin) if Path(plugin).is_absolute() else base / plugin
+        if not plugin_path.is_file():
+            grid_error(f"plugins[{i}]", plugin, f"no such file ({plugin_path})")
+        load_plugin_file(plugin_path)
+
+
+def check_paths(key: str, base: Path, owner: type, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with the paths among ``owner.path_params`` read next to the grid file; each must exist."""
+    resolved = resolve_paths(base, owner, params)
+    for name in getattr(owner, "path_params", ()):
+        value = params.get(name)
+        if isinstance(value, (str, Path)) and not Path(resolved[name]).expanduser().exists():
+            grid_error(f"{key}.{name}", value, f"no such file or folder: {resolved[name]} (relative paths are read "
+                                               "next to the grid file)")
+    return resolved
+
+
+def backbones(raw: Mapping[str, Any], base: Path) -> tuple[BackboneSpec, ...]:
+    if not raw.get("backbones"):
+        grid_error("backbones", raw.get("backbones"), "required: a non-empty list")
+    specs = []
+    for i, entry in enumerate(as_list(raw["backbones"])):
+        key = f"backbones[{i}]"
+        name, params, _ = named(key, entry, ("name", "params"))
+        if name not in BACKBONES:
+            grid_error(f"{key}.name", name, "known backbones: " + ", ".join(BACKBONES.names()))
+        owner = BACKBONES.get(name)
+        resolved = check_paths(f"{key}.params", base, owner, params)
+        try:
+            instance = resolve_backbone(name, **resolved)
+        except (TypeError, ValueError) as err:
+            grid_error(f"{key}.params", params, f"{name} refuses them: {err}")
+        specs.append(BackboneSpec(name, params, instance, file_digests(base, owner, params)))
+    return tuple(specs)
+
+
+def build_solver(key: str, name: str, params: Mapping[str, Any]) -> Solver:
+    cls = SOLVERS.get(name)
+    try:
+        return cls(**params)
+    except TypeError as err:
+        allowed = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
+        grid_error(key, dict(params), f"{name} accepts the parameters: {', '.join(allowed) or 'none'} ({err})")
+    except ValueError as err:
+        grid_error(key, dict(params), f"{name} refuses them: {err}")
+
+
+def written_label(solver: Solver, params: Mapping[str, Any]) -> str:
+    """The solver's label with its file parameters as the grid wrote them (not resolved)."""
+    shown = dict(solver.params())
+    for name in solver.path_params:
+        if name in shown and name in params:
+            shown[name] = params[name]
+    return solver_label(solver.registered_name, shown)
+
+
+def solvers(raw: Mapping[str, Any], base: Path, budgets: tuple[int, ...], need_budgets: bool
+            ) -> tuple[SolverSpec, ...]:
+    """Every solver entry, list-valued parameters expanded to their product, each combination built once."""
+    if not raw.get("solvers"):
+        grid_error("solvers", raw.get("solvers"), "required: a non-empty list")
+    specs = []
+    for i, entry in enumerate(as_list(raw["solvers"])):
+        key = f"solvers[{i}]"
+        name, params, spec = named(key, entry, ("name", "params", "nfe"))
+        if name not in SOLVERS:
+            grid_error(f"{key}.name", name, "known solvers: " + ", ".join(SOLVERS.names()))
+        own = positive_ints(f"{key}.nfe", spec["nfe"]) if "nfe" in spec else None
+        for combo in itertools.product(*(as_list(v) for v in params.values())):
+            written = dict(zip(params, combo))
+            resolved = check_paths(f"{key}.params", base, SOLVERS.get(name), written)
+            solver = build_solver(f"{key}.params", name, resolved)
+            if solver.adaptive:
+                cell_budgets: tuple[Optional[int], ...] = (None,)
+            elif need_budgets and not (own or budgets):
+                grid_error("nfe", raw.get("nfe"), f"required for solver {name!r}: a list of NFE budgets")
+            else:
+                cell_budgets = own or budgets
+            specs.append(SolverSpec(name, written, resolved, cell_budgets, solver, written_label(solver, written),
+                                    file_digests(base, SOLVERS.get(name), written)))
+    return tuple(specs)
+
+
+def schedules(raw: Mapping[str, Any]) -> tuple[Any, ...]:
+    values = as_list(raw.get("schedule", "uniform"))
+    for i, schedule in enumerate(values):
+        try:
+            make_time_grid(schedule, 2)
+        except (TypeError, ValueError) as err:
+            grid_error(f"schedule[{i}]", schedule, f"known schedules: {', '.join(sorted(GRIDS))} ({err})")
+    return tuple(values)
+
+
+def guidances(raw: Mapping[str, Any], specs: tuple[BackboneSpec, ...]) -> tuple[Guidance, ...]:
+    """Every (scale, interval) combination, scales outer; each a checked ``Guidance``."""
+    section = raw.get("guidance", {}) or {}
+    if not isinstance(section, dict) or set(section) - {"scale", "interval"}:
+        grid_error("guidance", section, "allowed: a mapping with keys scale and interval")
+    scales = as_list(section.get("scale", 1.0))
+    interval = section.get("interval", [0.0, 1.0])
+    intervals = interval if interval and isinstance(interval[0], (list, tuple)) else [interval]
+    out = []
+    for scale in scales:
+        for pair in intervals:
+            if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
+                grid_error("guidance.interval", pair, "allowed: [t_lo, t_hi] with 0 <= t_lo < t_hi <= 1, or a list "
+                                                      "of such pairs")
+            try:
+                out.append(Guidance(scale, tuple(pair)))
+            except TypeError:
+                grid_error("guidance.scale", scale, "allowed: non-negative numbers")
+            except ValueError as err:
+                which = "scale" if "cfg_scale" in str(err) else "interval"
+                grid_error(f"guidance.{which}", scale if which == "scale" else pair,
+                           "allowed: non-negative numbers" if which == "scale"
+                           else "allowed: [t_lo, t_hi] with 0 <= t_lo < t_hi <= 1, or a list of such pairs")
+    if any(g.on for g in out):
+        for spec in specs:
+            if getattr(spec.instance, "null_label", None) is None:
+                grid_error("guidance.scale", scales, f"backbone {spec.name!r} has no null label, so only scale 1 "
+                                                     "is allowed")
+    return tuple(out)
+
+
+def seeds(raw: Mapping[str, Any]) -> tuple[int, ...]:
+    values = as_list(raw.get("seeds", [0]))
+    if not values or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in values):
+        grid_error("seeds", raw.get("seeds"), "allowed: a list of non-negative integers")
+    return tuple(values)
+
+
+def sample_counts(raw: Mapping[str, Any]) -> tuple[int, int]:
+    """``(num_samples, batch_size)``; the batch size changes no sample (noise is drawn per index)."""
+    num_samples = positive_ints("num_samples", raw.get("num_samples", 256))
+    batch_size = positive_ints("batch_size", raw.get("batch_size", num_samples[0]))
+    if len(num_samples) > 1 or len(batch_size) > 1:
+        grid_error("num_samples", raw.get("num_samples"), "allowed: a single positive integer")
+    return num_samples[0], batch_size[0]
+
+
+def device(raw: Mapping[str, Any]) -> str:
+    name = str(raw.get("device", "cpu"))
+    try:
+        torch.device(name)
+    except RuntimeError:
+        grid_error("device", name, "allowed: cpu, cuda, cuda:N, mps")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        grid_error("device", name, "CUDA is not available on this machine; allowed: cpu")
+    return name
+
+
+def dtype(raw: Mapping[str, Any]) -> str:
+    name = raw.get("dtype", "float32")
+    if name not in DTYPE_NAMES:
+        grid_error("dtype", name, "allowed: " + ", ".join(DTYPE_NAMES))
+    return name
+
+
+def metrics(raw: Mapping[str, Any], specs: tuple[BackboneSpec, ...], guidance: tuple[Guidance, ...]
+            ) -> tuple[str, ...]:
+    """The grid's metrics; each must apply to at least one (backbone, guidance) of the grid."""
+    names = tuple(as_list(raw.get("metrics", ["trajectory_error"])))
+    for i, name in enumerate(names):
+        if name not in METRICS:
+            grid_error(f"metrics[{i}]", name, "known metrics: " + ", ".join(METRICS.names()))
+        applies = getattr(METRICS.get(name), "applies", None)
+        if applies is None:
+            continue
+        reasons = {f"{spec.name} at cfg {g.scale:g}": applies(spec.instance, g) for spec in specs for g in guidance}
+        if all(reasons.values()):
+            grid_error(f"metrics[{i}]", name, "no cell of this grid can compute it: " + "; ".join(
+                f"{where}: {why}" for where, why in reasons.items()))
+    return names
+
+
+def metric_options(raw: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """Options for the grid's metrics: each key read by one of them (a metric lists what it reads in
+    ``fn.options`` and may check values with ``fn.check_options(options)``, raising ValueError), or by
+    the harness for every metric (``bootstrap_resamples``, solverbench.uncertainty)."""
+    options = raw.get("metric_options")
+    options = {} if options is None else options
+    if not isinstance(options, dict):
+        grid_error("metric_options", options, "allowed: a mapping of option names to values")
+    if "bootstrap_resamples" in options:
+        try:
+            check_resamples(options["bootstrap_resamples"])
+        except ValueError as err:
+            grid_error("metric_options.bootstrap_resamples", options["bootstrap_resamples"], str(err))
+    readers = [METRICS.get(m) for m in names]
+    accepted = set(UNCERTAINTY_OPTIONS) | {key for fn in readers for key in getattr(fn, "options", {})}
+    for key, value in options.items():
+        if key not in accepted:
+            grid_error(f"metric_options.{key}", value, "options read by the grid's metrics: "
+                       + (", ".join(sorted(accepted)) or "none"))
+    for fn in readers:
+        check = getattr(fn, "check_options", None)
+        if check is not None:
+            try:
+                check(options)
+            except ValueError as err:
+                grid_error("metric_options", options, str(err))
+    return dict(options)
+
+
+def tolerance(raw: Mapping[str, Any]) -> Tolerance:
+    section = {"rtol": 1e-9, "atol": 1e-9, **(raw.get("reference") or {})}
+    if set(section) - {"rtol", "atol"}:
+        grid_error("reference", raw.get("reference"), "allowed: {rtol: positive number, atol: positive number}")
+    try:
+        return Tolerance(**section)
+    except ValueError:
+        grid_error("reference", raw.get("reference"), "allowed: {rtol: positive number, atol: positive number}")
+
+
+def save_samples(raw: Mapping[str, Any]) -> int:
+    value = raw.get("save_samples", 64)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        grid_error("save_samples", value, "allowed: a non-negative integer")
+    return value
+
+
+def legacy_settings_keys() -> dict[str, str]:
+    """Older top-level keys of solver families' settings -> the family (e.g. a family's own name)."""
+    return {old: cls.family for name in SOLVERS.names() for cls in [SOLVERS.get(name)]
+            for old in getattr(cls, "legacy_settings_keys", ()) if getattr(cls, "family", None)}
+
+
+def solver_settings(raw: Mapping[str, Any], specs: tuple[SolverSpec, ...]) -> dict[str, dict[str, Any]]:
+    """``solver_settings: {family: {...}}``, each family's checked by the solvers that read it.
+
+    A family's older top-level key (``legacy_settings_keys``) is still read, with one line
+    on stderr saying what to write instead."""
+    section = raw.get(SETTINGS_KEY)
+    section = {} if section is None else section
+    if not isinstance(section, dict) or not all(isinstance(v, dict) for v in section.values()):
+        grid_error(SETTINGS_KEY, section, "allowed: a mapping of solver family -> mapping of its settings")
+    settings = {family: dict(values) for family, values in section.items()}
+    where = {family: f"{SETTINGS_KEY}.{family}" for family in settings}  # the key each family's settings came under
+    for old, family in legacy_settings_keys().items():
+        if old not in raw:
+            continue
+        if family in settings:
+            grid_error(old, raw[old], f"the {family!r} settings are given twice: under {SETTINGS_KEY}.{family} and "
+                                      f"under the older key {old!r}; keep {SETTINGS_KEY}.{family}")
+        if not isinstance(raw[old], dict):
+            grid_error(old, raw[old], "allowed: a mapping of settings")
+        print(f"solverbench: grid key {old!r} is deprecated; write its settings as {SETTINGS_KEY}: "
+              f"{{{family}: {{...}}}}", file=sys.stderr)
+        settings[family], where[family] = dict(raw[old]), old
+    families = {spec.instance.family for spec in specs if spec.instance.family}
+    for family, values in settings.items():
+        if family not in families:
+            grid_error(where[family], values, f"no solver of this grid reads {family!r} settings"
+                       + (f"; the families of its solvers: {', '.join(sorted(families))}" if families else ""))
+        for spec in specs:
+            if spec.instance.family == family:
+                try:
+                    spec.instance.check_settings(values)
+                except (TypeError, ValueError) as err:
+                    raise GridError(f"grid key {where[family]!r}: bad value {values!r}; {err}") from None
+    return settings

@@ -1,0 +1,82 @@
+"""What a grid file says, once it has been read and checked: frozen value objects.
+
+Every backbone and solver is built once here (paths read next to the grid file), and the
+run uses those instances.  Parameters are kept as written too: rows, labels and cell ids
+use them, so a grid moved with its files keeps its cells.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from solverbench.guidance import Guidance
+from solverbench.hashing import canonical_json
+from solverbench.reference import Tolerance
+from solverbench.registry import SOLVERS
+from solverbench.solver import Solver
+
+DTYPE_NAMES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    params: Mapping[str, Any]  # as written
+    instance: Any = field(compare=False, repr=False)  # built once, paths resolved
+    files: Mapping[str, str] = field(default_factory=dict)  # SHA-256 of the files its path parameters name
+
+    @property
+    def key(self) -> str:
+        return canonical_json([self.name, self.params])
+
+
+@dataclass(frozen=True)
+class SolverSpec:
+    name: str
+    params: Mapping[str, Any]  # one combination, as written
+    resolved: Mapping[str, Any]  # the same with file paths read next to the grid file
+    budgets: tuple[Optional[int], ...]  # the NFE budgets of its cells; (None,) for an adaptive solver
+    instance: Solver = field(compare=False, repr=False)  # built once from ``resolved``
+    label: str = ""  # as the tables name it (file paths as written)
+    files: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return canonical_json([self.name, self.params])
+
+    def build(self) -> Solver:
+        """Another instance, for another backbone (an instance is prepared for one backbone)."""
+        return SOLVERS.get(self.name)(**self.resolved)
+
+
+@dataclass(frozen=True)
+class Grid:
+    name: str
+    path: Optional[Path]  # the grid file; None for a grid given in Python
+    kind: str  # the study kind that runs it (sweep, lte, ...)
+    backbones: tuple[BackboneSpec, ...]
+    solvers: tuple[SolverSpec, ...]
+    schedules: tuple[Any, ...]
+    guidances: tuple[Guidance, ...]
+    seeds: tuple[int, ...]
+    num_samples: int
+    batch_size: int
+    device: str
+    dtype: str
+    metrics: tuple[str, ...]
+    metric_options: Mapping[str, Any]
+    tolerance: Tolerance  # of the reference solve
+    save_samples: int
+    solver_settings: Mapping[str, Mapping[str, Any]]  # family -> its settings
+    study: Any = None  # the settings of the study kind (e.g. the LTE study's step sizes), parsed by it
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def base(self) -> Path:
+        """Where the grid's relative file paths are read from: the grid file's folder."""
+        return self.path.parent if self.path is not None else Path.cwd()
+
+    def settings_for(self, solver: SolverSpec) -> Mapping[str, Any]:
+        """The grid-level settings of the solver's family ({} where it has none)."""
+        return self.solver_settings.get(solver.instance.family, {}) if solver.instance.family else {}

@@ -1,0 +1,91 @@
+"""The NFE plan: the time grid a solver integrates along and the evaluations each interval spends.
+
+A solver states once how it spends a budget: ``stages`` evaluations per interval, and the
+stage counts its last interval may take where a budget is not a multiple of ``stages``
+(``partial_stages``: Heun's ``(1,)``, an Euler interval, as EDM's sampler ends).
+``make_plan`` turns a budget and a schedule, or an explicit grid, into the plan; sampling
+and the LTE study make their plans here, and solvers read them: ``plan.times`` is the
+grid, ``plan.stages[k]`` what interval k spends, ``plan.nfe`` the budget the field's count
+is checked against.
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional
+
+import torch
+
+from solverbench.timegrid import check_time_grid, make_time_grid
+
+WHOLE_SPAN = (1.0, 0.0)  # an adaptive solver's "grid": from noise to data
+
+
+@dataclass(frozen=True)
+class Plan:
+    times: torch.Tensor  # float64, strictly decreasing: t_0 > t_1 > ... > t_N
+    stages: tuple[int, ...]  # evaluations of each interval; empty for an adaptive solver
+    adaptive: bool = False  # the solver chooses its own steps inside [t_0, t_N]
+
+    @property
+    def intervals(self) -> int:
+        return len(self.times) - 1
+
+    @property
+    def nfe(self) -> Optional[int]:
+        """The evaluations the plan spends; None for an adaptive solver (it is only measured)."""
+        return None if self.adaptive else sum(self.stages)
+
+    def steps(self) -> Iterator[tuple[float, float, int]]:
+        """``(t, t_next, stages)`` of every interval, in order."""
+        for k in range(self.intervals):
+            yield float(self.times[k]), float(self.times[k + 1]), self.stages[k]
+
+
+def check_nfe(nfe: Any) -> Optional[int]:
+    """An NFE budget: ``None`` or a whole number >= 1 (not a float, bool or string)."""
+    if nfe is None:
+        return None
+    if isinstance(nfe, bool) or isinstance(nfe, (float, str, bytes)):
+        raise TypeError(f"nfe must be a whole number of evaluations, got {nfe!r} ({type(nfe).__name__})")
+    try:
+        value = operator.index(nfe)  # ints, numpy and 0-d integer tensors
+    except TypeError:
+        raise TypeError(f"nfe must be a whole number of evaluations, got {nfe!r} ({type(nfe).__name__})") from None
+    if value < 1:
+        raise ValueError(f"an NFE budget must be at least 1, got {value}")
+    return value
+
+
+def make_plan(solver: Any, *, nfe: Any = None, schedule: str | dict = "uniform", times: Any = None,
+              partial: bool = False) -> Plan:
+    """The plan of ``solver`` for a budget ``nfe`` on ``schedule``, or along the explicit grid ``times``.
+
+    A budget of ``s (N - 1) + r`` evaluations (``s`` the solver's stages, ``0 < r <= s``) makes
+    N intervals, the last spending r; ``r`` must be ``s`` or one of the solver's
+    ``partial_stages``.  An explicit grid spends ``s`` per interval; ``partial=True`` lets it
+    start below 1 or end above 0.  Adaptive solvers take neither.
+    """
+    name = solver.label()
+    nfe = check_nfe(nfe)
+    if partial and times is None:
+        raise ValueError("partial=True applies to an explicit time_grid; give one (e.g. time_grid=[1.0, 0.5, 0.2])")
+    if solver.adaptive:
+        if nfe is not None or times is not None:
+            raise ValueError(f"{name} is adaptive: give neither nfe nor time_grid")
+        return Plan(check_time_grid(list(WHOLE_SPAN)), (), adaptive=True)
+    stages = int(solver.stages)
+    if times is not None:
+        if nfe is not None:
+            raise ValueError("give either nfe or time_grid, not both")
+        grid = check_time_grid(times, partial=partial)
+        return Plan(grid, (stages,) * (len(grid) - 1))
+    if nfe is None:
+        raise ValueError("give an NFE budget (nfe=...) or an explicit time_grid")
+    intervals = -(-nfe // stages)
+    last = nfe - stages * (intervals - 1)
+    if last != stages and last not in tuple(solver.partial_stages):
+        spendable = ", ".join(str(r) for r in sorted(solver.partial_stages)) or "none"
+        raise ValueError(f"{name} spends {stages} NFE per interval and cannot end on an interval of {last} "
+                         f"(the remainders it takes: {spendable}); give a budget it can spend")
+    return Plan(make_time_grid(schedule, intervals), (stages,) * (intervals - 1) + (last,))

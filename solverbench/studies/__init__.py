@@ -1,0 +1,4 @@
+"""The harness's own study kinds, registered on import (through the ``solverbench.plugins`` entry
+point, as the built-in solvers are): ``sweep`` (the default) and ``lte``."""
+from solverbench.studies import sweep  # noqa: F401
+from solverbench.studies.lte import study  # noqa: F401
