@@ -15,7 +15,7 @@ distribution), ``identity() -> dict`` (what distinguishes it, for cache keys) an
 two checkpoints of one data set share them; the default is ``identity()``).
 
 A backbone whose parameters name files lists them in ``path_params``: in a grid file,
-a relative path there is read next to the grid file (as plugins and SideNet checkpoints
+a relative path there is read next to the grid file (as plugins and solvers' checkpoints
 are), not from the working directory, and the file's bytes are part of each cell's id
 (``solverbench.file_params``).
 
@@ -48,7 +48,7 @@ class Backbone(nn.Module):
         raise NotImplementedError
 
     def identity(self) -> dict[str, Any]:
-        """What makes this backbone itself: used in cache keys of references and SideNets."""
+        """What makes this backbone itself: used in cache keys of references and of what solvers prepare for it."""
         return {"class": type(self).__qualname__}
 
     @property

@@ -5,8 +5,8 @@
 - ``list``: the registered solvers, backbones, metrics and study kinds, with their parameters;
 - ``train-backbone NAME``: train a backbone that supports it and write its checkpoint;
 
-and those that plugins register with ``@command(name, help)`` (the BA-solver's
-``train-sidenet`` comes from ``solvers/ba``; ``--plugin FILE`` loads a plugin file first).
+and those that plugins register with ``@command(name, help)`` (the BA-solver's training
+command comes from ``solvers/ba``; ``--plugin FILE`` loads a plugin file first).
 
 ``python -m solverbench COMMAND --help`` lists a command's options.  A bad input ends the
 command with one line ``solverbench COMMAND: error: ...`` (exit status 2;

@@ -6,7 +6,7 @@ budget into the plan it solves along, and the harness checks the NFE it counted 
 the plan.  ``order`` is the theoretical global order (local truncation error
 O(H^(order+1))), or ``None`` where no order is claimed.
 
-A solver that needs preparation (a SideNet, a learned grid) implements
+A solver that needs preparation (a network of its own, a learned grid) implements
 ``prepare(backbone, context)``; the ``PrepareContext`` carries all it may use.  A solver
 family that reads grid-level settings names itself in ``family`` (the key of its mapping
 under the grid's ``solver_settings:``) and checks them in ``check_settings``.  What a
@@ -61,7 +61,7 @@ class Solver:
     legacy_settings_keys: tuple[str, ...] = ()  # older top-level grid keys of those settings (deprecated)
 
     def prepare(self, backbone: Any, context: PrepareContext) -> None:
-        """One-off preparation for a backbone (e.g. training a SideNet); no-op by default."""
+        """One-off preparation for a backbone (e.g. training a network of its own); no-op by default."""
 
     def check_settings(self, settings: Mapping[str, Any]) -> None:
         """Refuse bad family settings while a grid is read (raise ValueError); accepts all by default."""

@@ -1,4 +1,4 @@
-"""Wall time of a repeated piece of work inside a larger one (the SideNet inside a solve).
+"""Wall time of a repeated piece of work inside a larger one (a solver's own network inside a solve).
 
 CUDA runs asynchronously, so each timed span synchronises the device before it starts
 (excluding queued work that is not its own) and before it stops (including its own).

@@ -31,7 +31,7 @@ def read_weights(path: str | Path, *, what: str = "checkpoint file", safe_global
                  error: type[Exception] = WeightsFileError) -> Any:
     """The object stored in ``path``, loaded on the CPU with ``weights_only=True``.
 
-    ``what`` names the file in messages (``"SideNet checkpoint"``); ``safe_globals`` are
+    ``what`` names the file in messages (``"backbone checkpoint"``); ``safe_globals`` are
     extra classes the file may hold (e.g. ``argparse.Namespace``); failures raise ``error``
     (a subclass of ValueError by default) with a one-line message.
     """

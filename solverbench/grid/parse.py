@@ -31,7 +31,7 @@ KEYS = {
     "reference": "{rtol, atol}: tolerances of the reference solve",
     "plugins": "list of Python files (relative to the grid file) that register solvers/backbones/metrics/...",
     "save_samples": "how many samples per cell to keep for the report's sample grids",
-    sections.SETTINGS_KEY: "{family: {...}}: grid-level settings of a solver family (e.g. ba: its SideNet's)",
+    sections.SETTINGS_KEY: "{family: {...}}: grid-level settings of a solver family (e.g. ba: how it trains its network)",
 }
 DEFAULT_KIND = "sweep"
 

@@ -8,9 +8,9 @@ the solver take one step to ``t - H`` (``Solver.local_step``) and measure the pe
 RMS distance to the reference state at ``t - H``.  One row per step; ``lte`` is the mean
 over samples.  One solver's steps on one trajectory are one unit of work, written together.
 
-Solvers are prepared for each backbone as a sweep prepares them (a BA solver loads its
-SideNet checkpoint, or trains or reuses the cached SideNet of its family's settings), so
-trained samplers have their one-step orders too.
+Solvers are prepared for each backbone as a sweep prepares them (``Solver.prepare`` with
+the family's settings: a learned solver loads its checkpoint or trains and caches what it
+needs), so trained samplers have their one-step orders too.
 """
 from __future__ import annotations
 
