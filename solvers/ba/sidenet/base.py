@@ -13,9 +13,8 @@ for images), both zero-initialised.  Along the trajectory of one Gaussian compon
 (mean ``mu``, spread ``s``) the velocity change is ``dv = g(t, h, s) (v + mu)`` with a scalar
 ``g``: a scalar times the input ``v`` plus a vector the features give.  A plain head
 (``output_head="plain"``, the paper's) must learn that product of a feature and its own
-input; on the 64-D mixture it learned almost nothing at t < 0.5 in the minutes of a CPU
-run (trajectory error at NFE 10 after 600 iterations: 4.4e-2 plain, 5.1e-3 gated;
-configs/ablation.yaml sweeps it).
+input, which it does far more slowly (configs/ablation.yaml compares the two; the README's
+ablation table gives the figures).
 """
 from __future__ import annotations
 
