@@ -2,7 +2,7 @@
 
     python benchmarks/ba_gmm.py [--grid configs/ba_gmm.yaml] [--results results] [--force] [--threads N]
 
-Runs the grid through the runner (its rows land in RESULTS/ba_gmm/ like any run; the
+Runs the grid through the engine (its rows land in RESULTS/ba_gmm/ like any run; the
 SideNet is trained inside the run, on the grid's ``solver_settings: {ba: ...}``, and cached under
 RESULTS/.cache/sidenet/), then prints a Markdown table of the mean trajectory error of
 every solver at every NFE, the SideNet's training cost, and the three claims checked:

@@ -8,7 +8,7 @@ For FID on digits (Euler, NFE 10, CFG 2, 500 samples, digits-classifier features
 against one fixed data draw): draw ``--sets`` independent sample sets (the noise of seeds 0, 1,
 ..., the labels of seed 0, as a table holds the labels and the compared set fixed), take
 the standard deviation of the metric over them, and the bootstrap standard error (the
-interval's half width / 1.96, as the runner computes it) of the first ``--bootstrapped`` sets.
+interval's half width / 1.96, as a sweep computes it) of the first ``--bootstrapped`` sets.
 An honest interval has a standard error about the size of that spread.
 """
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Everything a grid file gets wrong is found while it is read, before any work: the key, the
 value and what is allowed, not one error row per cell or a silent 'not applicable' everywhere."""
 import pytest
-import torch
 
 from solverbench.grid import GridError, load_grid, parse_grid
 

@@ -5,7 +5,7 @@ A metric is a function ``metric(ctx: MetricContext) -> dict[str, float]`` regist
 (``solverbench.uncertainty``: ``name``, ``name_ci_low``, ``name_ci_high``); a metric that
 compares with data also reports its data-versus-data noise floor (``name_floor`` and its
 interval).  It raises ``NotApplicable`` where it has no meaning (the exact likelihood of a
-backbone that has none, say); the runner then leaves its columns empty and records why.
+backbone that has none, say); the study then leaves its columns empty and records why.
 
 A metric may declare ``fn.applies(backbone, guidance) -> None or reason``: the grid is
 refused before any work when a metric applies to none of its cells.

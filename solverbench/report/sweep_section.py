@@ -7,7 +7,7 @@ from solverbench.report.figures.convergence import plot_convergence
 from solverbench.report.figures.order_curves import plot_order_curves
 from solverbench.report.figures.samples import plot_samples
 from solverbench.report.figures.style import SolverStyles
-from solverbench.report.items import Section, figure_item, write_table
+from solverbench.report.items import Item, Section, figure_item, write_table
 from solverbench.report.metric_columns import metric_columns
 from solverbench.report.order_fit import global_error_curves
 from solverbench.report.settings import Setting

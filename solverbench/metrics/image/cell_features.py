@@ -2,7 +2,7 @@
 
 The first image metric of a cell extracts the features of its samples (every feature the
 extractor gives, in one pass) and loads or builds the reference; the others reuse them
-through ``MetricContext.extras``.  The runner puts the grid's ``metric_options`` and its
+through ``MetricContext.extras``.  The sweep puts the grid's ``metric_options`` and its
 cache directory there (``extras["metric_options"]``, ``extras["cache_dir"]``).
 """
 from __future__ import annotations
@@ -66,7 +66,7 @@ def cell_features(ctx: MetricContext, metric: str) -> tuple[str, CellFeatures]:
         raise NotApplicable(why)
     if ctx.extras.get("cache_dir") is None:
         raise ValueError("image metrics need MetricContext.extras['cache_dir'] for their reference statistics "
-                         "(the runner sets results/.cache)")
+                         "(a sweep sets results/.cache)")
     options = parse_image_options(ctx.extras.get("metric_options") or {})
     name = extractor_name(ctx, options)
     layer = metric_layers(name, options.feature_extractor_weights_path, str(ctx.samples.device)).get(metric)
