@@ -5,9 +5,10 @@
 Runs the grid through the engine (its rows land in RESULTS/ba_gmm/ like any run; the
 SideNet is trained inside the run, on the grid's ``solver_settings: {ba: ...}``, and cached under
 RESULTS/.cache/sidenet/), then prints a Markdown table of the mean trajectory error of
-every solver at every NFE, the SideNet's training cost, and the three claims checked:
-``ba`` beats every training-free solver at NFE 5, 7, 10; bi-anchor beats single-anchor at
-each NFE; ``ba`` at NFE 10 against euler at NFE 100.  Solvers the grid names that are not
+every solver at every NFE (± half its 95% interval), the SideNet's training cost, and the
+three claims checked by those intervals ("yes" only where they do not overlap): ``ba``
+beats every training-free solver at NFE 5, 7, 10; bi-anchor beats single-anchor at each
+NFE; ``ba`` at NFE 10 against euler at NFE 100.  Solvers the grid names that are not
 registered (yet) are skipped with a note.  The oracle rows are analysis (the scheme's
 error floor with exact node velocities), never part of the ranking.
 """
@@ -23,6 +24,7 @@ import torch
 import yaml
 
 from solverbench.grid import parse_grid
+from solverbench.report.tables.model import format_with_interval
 from solverbench.registry import SOLVERS
 from solverbench.engine import run_grid
 
@@ -41,21 +43,35 @@ def registered_only(raw: dict) -> dict:
     return {**raw, "solvers": kept}
 
 
-def error_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean trajectory error, one row per solver label (in grid order), one column per NFE."""
+def error_table(rows: pd.DataFrame, column: str = "trajectory_error") -> pd.DataFrame:
+    """Mean trajectory error (or its interval's ``_ci_low``/``_ci_high``), one row per solver label (in grid
+    order), one column per NFE."""
     ok = rows[rows["status"] == "ok"]
-    table = ok.pivot_table(index="solver_label", columns="nfe", values="trajectory_error", aggfunc="first")
+    table = ok.pivot_table(index="solver_label", columns="nfe", values=column, aggfunc="first")
     order = list(dict.fromkeys(ok["solver_label"]))
     return table.loc[order]
 
 
-def markdown(table: pd.DataFrame, analysis: set[str], sidenet_free: set[str]) -> str:
+def verdict(rows: pd.DataFrame, a: str, b: str, nfe_a: int, nfe_b: int) -> str:
+    """Whether ``a`` at ``nfe_a`` has a lower trajectory error than ``b`` at ``nfe_b``, by their 95% intervals."""
+    low, high = error_table(rows, "trajectory_error_ci_low"), error_table(rows, "trajectory_error_ci_high")
+    if high.loc[a, nfe_a] < low.loc[b, nfe_b]:
+        return "yes"
+    if low.loc[a, nfe_a] > high.loc[b, nfe_b]:
+        return "NO"
+    return "not told apart (the 95% intervals overlap)"
+
+
+def markdown(rows: pd.DataFrame, analysis: set[str], sidenet_free: set[str]) -> str:
+    table = error_table(rows)
+    low, high = error_table(rows, "trajectory_error_ci_low"), error_table(rows, "trajectory_error_ci_high")
     nfes = [int(n) for n in table.columns]
     lines = ["| solver | kind | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
              "|---|---|" + "---|" * len(nfes)]
     for label, values in table.iterrows():
         kind = "analysis (oracle)" if label in analysis else ("training-free" if label in sidenet_free else "trained SideNet")
-        cells = ["" if pd.isna(v) else f"{v:.2e}" for v in values]
+        cells = ["" if pd.isna(v) else format_with_interval(v, low.loc[label, n], high.loc[label, n])
+                 for n, v in values.items()]
         lines.append(f"| {label} | {kind} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -70,17 +86,14 @@ def claims(table: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
     for ba in trained:
         for nfe in CLAIM_NFE:
             best = table.loc[free, nfe].idxmin()
-            verdict = "yes" if table.loc[ba, nfe] < table.loc[best, nfe] else "NO"
-            out.append(f"- {ba} beats every training-free solver at NFE {nfe}: {verdict} "
+            out.append(f"- {ba} beats every training-free solver at NFE {nfe}: {verdict(rows, ba, best, nfe, nfe)} "
                        f"({table.loc[ba, nfe]:.2e} vs best {best} {table.loc[best, nfe]:.2e})")
         for sa in single:
             for nfe in table.columns[table.loc[[ba, sa]].notna().all()]:
-                verdict = "yes" if table.loc[ba, nfe] < table.loc[sa, nfe] else "NO"
-                out.append(f"- bi-anchor {ba} beats single-anchor {sa} at NFE {int(nfe)}: {verdict} "
+                out.append(f"- bi-anchor {ba} beats single-anchor {sa} at NFE {int(nfe)}: {verdict(rows, ba, sa, nfe, nfe)} "
                            f"({table.loc[ba, nfe]:.2e} vs {table.loc[sa, nfe]:.2e})")
         if "euler" in table.index and 100 in table.columns and 10 in table.columns:
-            verdict = "yes" if table.loc[ba, 10] <= table.loc["euler", 100] else "NO"
-            out.append(f"- {ba} at NFE 10 reaches euler at NFE 100: {verdict} "
+            out.append(f"- {ba} at NFE 10 is below euler at NFE 100: {verdict(rows, ba, 'euler', 10, 100)} "
                        f"({table.loc[ba, 10]:.2e} vs {table.loc['euler', 100]:.2e})")
     return out
 
@@ -115,10 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     sidenet_free = {s for s in first.index if s not in analysis and not first.loc[s, "solver"].startswith("ba")}
     sidenet_free |= {s for s in first.index if first.loc[s, "solver"].startswith("ba") and s not in analysis
                      and first.loc[s, "sidenet_params"] == 0}
-    print(f"Trajectory error (mean RMS distance to the reference endpoint) on {grid.backbones[0][0]} "
-          f"{grid.backbones[0][1]}, {grid.num_samples} samples, seed {grid.seeds[0]}, {grid.schedules[0]} grid, "
-          f"{grid.dtype}, reference rtol = atol = {grid.reference['rtol']:g}:\n")
-    print(markdown(table, analysis, sidenet_free))
+    print(f"Trajectory error (mean RMS distance to the reference endpoint) on {grid.backbones[0].name} "
+          f"{dict(grid.backbones[0].params)}, {grid.num_samples} samples, seed {grid.seeds[0]}, {grid.schedules[0]} "
+          f"grid, {grid.dtype}, reference rtol = atol = {grid.tolerance.rtol:g}:\n")
+    print(markdown(rows, analysis, sidenet_free))
     print("\nSideNet training cost:")
     print("\n".join(sidenet_cost(rows)))
     print("\nClaims:")
