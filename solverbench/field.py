@@ -6,7 +6,8 @@ velocity) runs as one doubled batch and also counts one NFE, as in the paper.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
 
 import torch
 
@@ -16,9 +17,11 @@ from solverbench.guidance import NO_GUIDANCE, Guidance
 class VelocityField:
     """``v(x, t)`` for a batch of samples sharing the scalar time ``t``.
 
-    Guidance ``v = v_u + w (v_c - v_u)`` is applied when ``t`` lies in the guidance
-    interval ``(t_lo, t_hi]``; outside it the conditional velocity alone is used (and only
-    the conditional half is evaluated).
+    Guidance ``v = v_u + w (v_c - v_u)`` is applied where ``Guidance.applies_at`` says
+    (by default when ``t`` lies in ``(t_lo, t_hi]``); elsewhere the conditional velocity
+    alone is used (and only the conditional half is evaluated).  Under the ``step``
+    decision a solver's ``with field.at_step(t):`` makes every evaluation of the step decide
+    from ``t``.
     """
 
     def __init__(self, backbone: Any, labels: Optional[torch.Tensor] = None, guidance: Guidance = NO_GUIDANCE):
@@ -33,13 +36,26 @@ class VelocityField:
         self.labels = labels
         self.guidance = guidance
         self.nfe = 0
+        self._step_time: Optional[float] = None  # the start of the step being taken (at_step)
 
     def with_backbone(self, backbone: Any) -> "VelocityField":
         """The same labels and guidance on another backbone (e.g. a float64 copy); fresh counter."""
         return VelocityField(backbone, self.labels, self.guidance)
 
+    @contextmanager
+    def at_step(self, t: float) -> Iterator[None]:
+        """Evaluations inside the block belong to the step starting at ``t`` (for the ``step`` decision)."""
+        outer, self._step_time = self._step_time, float(t)
+        try:
+            yield
+        finally:
+            self._step_time = outer
+
     def guided_at(self, t: float) -> bool:
-        return self.guidance.applies_at(t)
+        """Guidance is on for an evaluation (or node) at ``t``: decided at ``t``, or at the start of
+        the current step under the ``step`` decision."""
+        step = self._step_time if self.guidance.decision == "step" and self._step_time is not None else None
+        return self.guidance.applies_at(t if step is None else step)
 
     def __call__(self, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         """The (guided) velocity at ``(x, t)``: one NFE."""
@@ -65,10 +81,15 @@ class VelocityField:
         return v_c, v_u
 
     def guide(self, v_c: torch.Tensor, v_u: Optional[torch.Tensor], t: float | torch.Tensor) -> torch.Tensor:
-        """Classifier-free guidance ``v_u + w (v_c - v_u)`` where it is on at ``t``."""
+        """Classifier-free guidance ``v_u + w (v_c - v_u)`` where it is on at ``t`` (on the first
+        ``guidance.channels`` channels only, where it names them)."""
         if v_u is None or not self.guided_at(t):
             return v_c
-        return v_u + self.guidance.scale * (v_c - v_u)
+        guided = v_u + self.guidance.scale * (v_c - v_u)
+        k = self.guidance.channels
+        if k is None:
+            return guided
+        return torch.cat([guided[:, :k], v_c[:, k:]], dim=1)
 
     def _backbone(self, x: torch.Tensor, t: float, y: Optional[torch.Tensor]) -> torch.Tensor:
         t_batch = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)

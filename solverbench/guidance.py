@@ -1,20 +1,37 @@
-"""Classifier-free guidance as one checked value: ``v = v_u + w (v_c - v_u)`` for t in ``(t_lo, t_hi]``.
+"""Classifier-free guidance as one checked value: ``v = v_u + w (v_c - v_u)`` inside an interval of t.
 
 A ``Guidance`` is checked when it is made (a grid's ``guidance:`` section, or
 ``sample(cfg_scale=, cfg_interval=)``) and then carried unchanged to the velocity field,
-the reference solve and the metrics.
+the reference solve and the metrics.  Beside scale and interval it fixes three conventions
+on which public samplers differ; the defaults are solverbench's own:
+
+- ``rule``: ``"project"`` guides where ``t_lo < t <= t_hi`` at any scale other than 1;
+  ``"repa"`` where ``t_lo <= t <= t_hi`` and only at a scale above 1 (REPA's samplers.py;
+  the two differ where a grid point falls on ``t_lo``, and for scales below 1).
+- ``decision``: ``"evaluation"`` decides at each evaluation's own time; ``"step"`` once per
+  step from its start time, for every evaluation and node of the step (REPA's Heun; the BA
+  authors' single-anchor sampler).  A solver marks its steps with ``field.at_step(t)``.
+- ``channels``: guide only the first k channels, the others keep the conditional velocity
+  (SiT's and DiT's ``forward_with_cfg`` guide 3 of the 4 latent channels); None guides all.
 """
 from __future__ import annotations
 
 import math
 import numbers
 from dataclasses import dataclass
+from typing import Optional
+
+RULES = ("project", "repa")
+DECISIONS = ("evaluation", "step")
 
 
 @dataclass(frozen=True)
 class Guidance:
     scale: float = 1.0  # w; 1 is no guidance
-    interval: tuple[float, float] = (0.0, 1.0)  # (t_lo, t_hi]: where guidance is on
+    interval: tuple[float, float] = (0.0, 1.0)  # (t_lo, t_hi): where guidance is on (see ``rule``)
+    rule: str = "project"
+    decision: str = "evaluation"
+    channels: Optional[int] = None
 
     def __post_init__(self):
         scale = self.scale
@@ -29,18 +46,35 @@ class Guidance:
             raise ValueError(f"cfg_interval must be a pair (t_lo, t_hi), got {self.interval!r}") from None
         if not 0.0 <= t_lo < t_hi <= 1.0:
             raise ValueError(f"cfg_interval must satisfy 0 <= t_lo < t_hi <= 1, got {tuple(self.interval)}")
+        if self.rule not in RULES:
+            raise ValueError(f"guidance rule must be one of {', '.join(RULES)}, got {self.rule!r}")
+        if self.decision not in DECISIONS:
+            raise ValueError(f"guidance decision must be one of {', '.join(DECISIONS)}, got {self.decision!r}")
+        if self.channels is not None and (isinstance(self.channels, bool) or not isinstance(self.channels, int)
+                                          or self.channels < 1):
+            raise ValueError(f"guidance channels must be a positive integer (or absent: all), got {self.channels!r}")
         object.__setattr__(self, "scale", float(scale))
         object.__setattr__(self, "interval", (t_lo, t_hi))
 
     @property
     def on(self) -> bool:
         """Whether the guided velocity ever differs from the conditional one."""
-        return self.scale != 1.0
+        return self.scale > 1.0 if self.rule == "repa" else self.scale != 1.0
 
     def applies_at(self, t: float) -> bool:
-        """Guidance is on at time ``t``: a scale other than 1 and ``t_lo < t <= t_hi``."""
+        """Guidance is on at time ``t`` (the rule's interval, and a scale that guides)."""
         t_lo, t_hi = self.interval
-        return self.on and t_lo < float(t) <= t_hi
+        t = float(t)
+        inside = t_lo <= t <= t_hi if self.rule == "repa" else t_lo < t <= t_hi
+        return self.on and inside
+
+    @property
+    def convention(self) -> Optional[str]:
+        """The conventions that differ from the defaults, as one line (None where all are default)."""
+        parts = ([f"rule={self.rule}"] if self.rule != RULES[0] else []) + \
+                ([f"decision={self.decision}"] if self.decision != DECISIONS[0] else []) + \
+                ([f"channels={self.channels}"] if self.channels is not None else [])
+        return "; ".join(parts) or None
 
 
 NO_GUIDANCE = Guidance()

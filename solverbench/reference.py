@@ -65,6 +65,7 @@ def reference_key(backbone: Any, seed: int, num_samples: int, dtype: str, guidan
     return {
         "backbone": backbone_identity(backbone), "seed": int(seed), "num_samples": int(num_samples),
         "dtype": dtype, "cfg_scale": guidance.scale, "cfg_interval": list(guidance.interval),
+        **({"cfg_convention": guidance.convention} if guidance.convention else {}),
         "rtol": tolerance.rtol, "atol": tolerance.atol, "method": METHOD,
     }
 

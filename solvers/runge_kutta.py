@@ -64,5 +64,6 @@ class ExplicitRungeKutta(Solver):
     def solve(self, field: VelocityField, x: torch.Tensor, plan: Plan) -> torch.Tensor:
         for t, t_next, stages in plan.steps():
             tableau = self.tableau if stages == self.tableau.stages else self.fallbacks[stages]
-            x = tableau.step(field, x, t, t_next - t)
+            with field.at_step(t):  # the step's stages belong to it (the "step" guidance decision)
+                x = tableau.step(field, x, t, t_next - t)
         return x

@@ -156,11 +156,24 @@ def schedules(raw: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(values)
 
 
+GUIDANCE_KEYS = {"scale": "a number >= 0 or a list of them", "interval": "[t_lo, t_hi] or a list of such pairs",
+                 "rule": "project (t_lo < t <= t_hi, any scale != 1) or repa (t_lo <= t <= t_hi, scale > 1)",
+                 "decision": "evaluation (each evaluation's time) or step (once per step, from its start)",
+                 "channels": "guide only the first k channels (SiT's forward_with_cfg: 3); absent: all"}
+
+
 def guidances(raw: Mapping[str, Any], specs: tuple[BackboneSpec, ...]) -> tuple[Guidance, ...]:
-    """Every (scale, interval) combination, scales outer; each a checked ``Guidance``."""
+    """Every (scale, interval) combination, scales outer; each a checked ``Guidance`` with the
+    section's conventions (solverbench.guidance)."""
     section = raw.get("guidance", {}) or {}
-    if not isinstance(section, dict) or set(section) - {"scale", "interval"}:
-        grid_error("guidance", section, "allowed: a mapping with keys scale and interval")
+    if not isinstance(section, dict) or set(section) - set(GUIDANCE_KEYS):
+        grid_error("guidance", section, "allowed: a mapping with the keys " + "; ".join(
+            f"{k}: {v}" for k, v in GUIDANCE_KEYS.items()))
+    conventions = {k: section[k] for k in ("rule", "decision", "channels") if k in section}
+    try:
+        Guidance(**conventions)
+    except (TypeError, ValueError) as err:
+        grid_error("guidance", {k: section[k] for k in conventions}, str(err))
     scales = as_list(section.get("scale", 1.0))
     interval = section.get("interval", [0.0, 1.0])
     intervals = interval if interval and isinstance(interval[0], (list, tuple)) else [interval]
@@ -171,7 +184,7 @@ def guidances(raw: Mapping[str, Any], specs: tuple[BackboneSpec, ...]) -> tuple[
                 grid_error("guidance.interval", pair, "allowed: [t_lo, t_hi] with 0 <= t_lo < t_hi <= 1, or a list "
                                                       "of such pairs")
             try:
-                out.append(Guidance(scale, tuple(pair)))
+                out.append(Guidance(scale, tuple(pair), **conventions))
             except TypeError:
                 grid_error("guidance.scale", scale, "allowed: non-negative numbers")
             except ValueError as err:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import Optional
 from pathlib import Path
 
 import pandas as pd
@@ -45,10 +46,15 @@ def schedule_text(schedule_json: str) -> str:
     return f"{name}({params_text(json.dumps(spec))})" if spec else name
 
 
-def guidance_text(scale: float, lo: float, hi: float) -> str:
+def guidance_text(scale: float, lo: float, hi: float, convention: Optional[str] = None) -> str:
+    """``CFG 2 on t in (0, 1]``; a convention other than the default is named (REPA's closed interval, ...)."""
+    if pd.isna(convention):
+        convention = None
     if scale == 1.0:
         return "no guidance"
-    return f"CFG {scale:g} on t in ({lo:g}, {hi:g}]"
+    closed = convention is not None and "rule=repa" in convention
+    text = f"CFG {scale:g} on t in {'[' if closed else '('}{lo:g}, {hi:g}]"
+    return text + (f" ({convention})" if convention else "")
 
 
 def _title(values: dict) -> str:
@@ -56,7 +62,7 @@ def _title(values: dict) -> str:
     parts = [f"{values['backbone']}({params})" if params else values["backbone"]]
     if "schedule" in values:
         parts.append(f"{schedule_text(values['schedule'])} time grid")
-    parts.append(guidance_text(values["cfg_scale"], values["cfg_lo"], values["cfg_hi"]))
+    parts.append(guidance_text(values["cfg_scale"], values["cfg_lo"], values["cfg_hi"], values.get("cfg_convention")))
     return f"{values['grid']}: " + ", ".join(parts)
 
 
@@ -70,6 +76,8 @@ def split_settings(frame: pd.DataFrame) -> list[Setting]:
     kinds = is_lte(frame).map({True: "lte", False: "sweep"})
     for (grid, kind), grid_rows in frame.groupby(["grid", kinds], sort=True):
         keys = list(LTE_KEYS if kind == "lte" else SWEEP_KEYS)
+        if "cfg_convention" in grid_rows:  # guidance conventions never share a ranking (absent in older results)
+            keys.append("cfg_convention")
         mixed = kinds[frame["grid"] == grid].nunique() > 1
         groups = list(grid_rows.groupby(keys, sort=True, dropna=False))
         for i, (key, rows) in enumerate(groups):

@@ -66,10 +66,13 @@ def bi_anchor_local_step(field: VelocityField, nodes: NodeVelocities, rule: Quad
 def single_anchor(field: VelocityField, nodes: NodeVelocities, rule: QuadratureRule, x: torch.Tensor,
                   grid: torch.Tensor) -> torch.Tensor:
     """BA_SOLVER.md, "Sampling: single-anchor": per interval ``v0 = v(x, t)`` (1 NFE), node
-    velocities from ``(x, v0, t)`` at ``c_i H``, and ``x <- x - H sum_i w_i v_i``."""
+    velocities from ``(x, v0, t)`` at ``c_i H``, and ``x <- x - H sum_i w_i v_i``.  An interval
+    is one step: under the ``step`` guidance decision its nodes are guided as its anchor is
+    (the authors' sampler)."""
     for k in range(len(grid) - 1):
         t, t_next = float(grid[k]), float(grid[k + 1])
         H = t - t_next
-        anchor0 = field.raw(x, t, both=True)
-        x = x - H * rule.combine(nodes(field, x, anchor0, t, [c * H for c in rule.nodes]))
+        with field.at_step(t):
+            anchor0 = field.raw(x, t, both=True)
+            x = x - H * rule.combine(nodes(field, x, anchor0, t, [c * H for c in rule.nodes]))
     return x
