@@ -1,5 +1,6 @@
 """Guidance conventions other samplers use, each an explicit option checked against its definition,
 and with them set, solverbench's Euler and Heun reproduce REPA's sampler on a random tiny SiT."""
+import pandas as pd
 import pytest
 import torch
 
@@ -175,3 +176,18 @@ def test_a_grid_sets_the_conventions_and_rows_and_cells_carry_them(tmp_path):
 def test_bad_conventions_are_refused_while_reading(section, message):
     with pytest.raises(GridError, match=message):
         parse_grid({**GMM, "guidance": section})
+
+
+def test_a_scale_per_nfe_budget_gives_each_budget_its_own_guidance(tmp_path):
+    """A paper's table: one CFG scale per NFE (BA's Table 5), not every scale at every NFE."""
+    from solverbench.engine import run_grid
+
+    grid = parse_grid({**GMM, "solvers": ["euler", {"name": "reference", "params": {"rtol": 1e-4, "atol": 1e-4}}],
+                       "nfe": [2, 4], "guidance": {"scale": {2: 3.0, 4: 2.0, "default": 1.5}, "interval": [0, 0.7]}})
+    rows = run_grid(grid, tmp_path, progress=False).frame
+    scales = {("adaptive" if pd.isna(r.nfe) else int(r.nfe)): r.cfg_scale for r in rows.itertuples()}
+    assert scales == {2: 3.0, 4: 2.0, "adaptive": 1.5} and len(rows) == 3
+    with pytest.raises(GridError, match="missing: 4"):
+        parse_grid({**GMM, "nfe": [2, 4], "guidance": {"scale": {2: 3.0}}})
+    with pytest.raises(GridError, match="NFE budgets"):
+        parse_grid({**GMM, "guidance": {"scale": {"five": 3.0}}})

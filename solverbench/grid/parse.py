@@ -20,7 +20,8 @@ KEYS = {
     "solvers": "list of solver names or {name, params, nfe}",
     "nfe": "list of NFE budgets",
     "schedule": "a schedule name, {name, ...params}, or a list of them",
-    "guidance": "{scale: number or list, interval: [t_lo, t_hi] or list of them}",
+    "guidance": "{scale: number, list or NFE -> scale mapping, interval: [t_lo, t_hi] or list of them, rule, "
+                "decision, channels} (solverbench.guidance)",
     "seeds": "list of integer seeds",
     "num_samples": "samples per cell",
     "batch_size": "samples per batch",
@@ -93,7 +94,7 @@ def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
     specs = sections.backbones(raw, base)
     budgets = sections.positive_ints("nfe", raw["nfe"]) if "nfe" in raw else ()
     solvers = sections.solvers(raw, base, budgets, need_budgets=study.needs_budgets)
-    guidance = sections.guidances(raw, specs)
+    guidance, guidance_by_nfe = sections.guidances_by_nfe(raw, specs, solvers)
     num_samples, batch_size = sections.sample_counts(raw)
     metrics = sections.metrics(raw, specs, guidance)
     grid = Grid(
@@ -102,7 +103,7 @@ def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
         batch_size=batch_size, device=sections.device(raw), dtype=sections.dtype(raw), metrics=metrics,
         metric_options=sections.metric_options(raw, metrics), tolerance=sections.tolerance(raw),
         save_samples=sections.save_samples(raw), solver_settings=sections.solver_settings(raw, solvers),
-        study=study_settings, raw=raw,
+        study=study_settings, raw=raw, guidance_by_nfe=guidance_by_nfe,
     )
     study.check_grid(grid)
     return grid

@@ -156,10 +156,35 @@ def schedules(raw: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(values)
 
 
-GUIDANCE_KEYS = {"scale": "a number >= 0 or a list of them", "interval": "[t_lo, t_hi] or a list of such pairs",
+GUIDANCE_KEYS = {"scale": "a number >= 0, a list of them, or a mapping NFE -> scale (one scale per budget, e.g. "
+                          "a paper's table; 'default' for adaptive solvers)",
+                 "interval": "[t_lo, t_hi] or a list of such pairs",
                  "rule": "project (t_lo < t <= t_hi, any scale != 1) or repa (t_lo <= t <= t_hi, scale > 1)",
                  "decision": "evaluation (each evaluation's time) or step (once per step, from its start)",
                  "channels": "guide only the first k channels (SiT's forward_with_cfg: 3); absent: all"}
+
+
+def guidances_by_nfe(raw: Mapping[str, Any], specs: tuple[BackboneSpec, ...], solvers: tuple[SolverSpec, ...]
+                     ) -> tuple[tuple[Guidance, ...], Optional[dict[Any, tuple[Guidance, ...]]]]:
+    """``(every guidance of the grid, None)``, or with ``scale`` a mapping NFE -> scale, ``(every guidance,
+    {nfe: guidances of that budget})``; every budget of the grid's solvers must have its scale."""
+    section = raw.get("guidance", {}) or {}
+    scale = section.get("scale") if isinstance(section, dict) else None
+    if not isinstance(scale, dict):
+        return guidances(raw, specs), None
+    by_nfe: dict[Any, tuple[Guidance, ...]] = {}
+    for key, value in scale.items():
+        if not (key == "default" or (isinstance(key, int) and not isinstance(key, bool) and key >= 1)):
+            grid_error("guidance.scale", scale, "allowed as a mapping: NFE budgets (positive integers) or 'default' "
+                                                "-> a scale each")
+        by_nfe[key] = guidances({**raw, "guidance": {**section, "scale": value}}, specs)
+    needed = {nfe for solver in solvers for nfe in solver.budgets}
+    missing = sorted((n for n in needed if (n if n is not None else "default") not in by_nfe), key=str)
+    if missing:
+        grid_error("guidance.scale", scale, "a scale per NFE needs one for every budget of the grid's solvers; "
+                                            f"missing: {', '.join('default (adaptive solvers)' if n is None else str(n) for n in missing)}")
+    every = tuple(dict.fromkeys(g for group in by_nfe.values() for g in group))
+    return every, by_nfe
 
 
 def guidances(raw: Mapping[str, Any], specs: tuple[BackboneSpec, ...]) -> tuple[Guidance, ...]:

@@ -71,11 +71,19 @@ class Grid:
     solver_settings: Mapping[str, Mapping[str, Any]]  # family -> its settings
     study: Any = None  # the settings of the study kind (e.g. the LTE study's step sizes), parsed by it
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    guidance_by_nfe: Optional[Mapping[Any, tuple[Guidance, ...]]] = None  # a scale per NFE budget (paper tables)
 
     @property
     def base(self) -> Path:
         """Where the grid's relative file paths are read from: the grid file's folder."""
         return self.path.parent if self.path is not None else Path.cwd()
+
+    def guidances_for(self, nfe: Optional[int]) -> tuple[Guidance, ...]:
+        """The guidance settings of cells at budget ``nfe`` (every one of the grid unless scales are per NFE;
+        an adaptive solver, NFE None, takes the ``default`` entry)."""
+        if self.guidance_by_nfe is None:
+            return self.guidances
+        return self.guidance_by_nfe[nfe if nfe is not None else "default"]
 
     def settings_for(self, solver: SolverSpec) -> Mapping[str, Any]:
         """The grid-level settings of the solver's family ({} where it has none)."""

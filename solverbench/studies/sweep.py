@@ -47,9 +47,8 @@ class Cell:
 def cells(grid: Grid) -> list[Cell]:
     """Every cell of the grid, in a stable order (adaptive solvers get one cell per setting, NFE None)."""
     return [Cell(backbone, solver, nfe, schedule, guidance, seed)
-            for backbone in grid.backbones for solver in grid.solvers
-            for nfe, schedule, guidance, seed in itertools.product(solver.budgets, grid.schedules, grid.guidances,
-                                                                   grid.seeds)]
+            for backbone in grid.backbones for solver in grid.solvers for nfe in solver.budgets
+            for schedule, guidance, seed in itertools.product(grid.schedules, grid.guidances_for(nfe), grid.seeds)]
 
 
 @register_study("sweep")

@@ -85,6 +85,9 @@ class LTEStudy(Study):
     def check_grid(cls, grid: Grid) -> None:
         """Fixed-step solvers only, and every history time ``t + j H`` in (0, 1], before any work."""
         settings: LTESettings = grid.study
+        if grid.guidance_by_nfe is not None:
+            raise GridError("grid key 'guidance.scale': a scale per NFE budget has no meaning in the LTE study "
+                            "(it takes single steps, not budgets); give a scale or a list of them")
         t, step = max(settings.start_times), max(settings.step_sizes)
         for spec in grid.solvers:
             solver = spec.instance
