@@ -10,7 +10,18 @@ from typing import Any
 
 
 def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    """Sorted-key JSON; mapping keys become strings first, as JSON writes them (so keys of mixed
+    types, ``{5: ..., "default": ...}``, sort)."""
+    return json.dumps(_string_keys(obj), sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _string_keys(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k if isinstance(k, str) else json.dumps(k) if isinstance(k, (int, float, bool)) or k is None
+                else str(k): _string_keys(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_string_keys(v) for v in obj]
+    return obj
 
 
 def spec_hash(obj: Any, length: int = 16) -> str:
