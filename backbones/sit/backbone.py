@@ -36,6 +36,16 @@ unconditional branch, also used when ``y`` is None.  Weights come from ``checkpo
 "module." prefix), or ``random_weights: true`` (for throughput runs and tests).
 ``to_images`` decodes latents with the AutoencoderKL saved in the local folder ``vae``.
 Nothing is ever downloaded.
+
+Data.  With ``data`` (an ImageFolder: one subfolder of images per class, class index =
+sorted subfolder order, so ImageNet's 1000 synset folders give labels 0-999) the backbone
+draws data (``sample_data``) for the image metrics' reference statistics, the distribution
+metrics and the BA-solver's SideNet chains: the images center-cropped as ADM does, encoded
+once by the ``vae`` (posterior sample x 0.18215) and cached as latent shards under
+``latent_cache`` (default ``results/.cache/sit_latents``, read from the working directory);
+see ``backbones/sit/latents.py``.  ``data_identity()`` names the folder's and the VAE's
+digests and the resolution, and ``identity()`` carries it (a SideNet trained on data is kept
+apart from one trained without).
 """
 from __future__ import annotations
 
@@ -50,7 +60,8 @@ from backbones.checkpoints import CheckpointError, extract_state_dict, fit_state
 from backbones.class_labels import labels_or_null
 from backbones.sit.sizes import SIT_SIZES
 from backbones.sit.transformer import SiTTransformer
-from backbones.sit.vae import DOWNSAMPLING, decode_latents
+from backbones.sit.latents import ImageFolderLatents
+from backbones.sit.vae import DOWNSAMPLING, check_vae_folder, decode_latents
 from solverbench import Backbone, register_backbone
 from solverbench.hashing import file_sha256
 
@@ -157,7 +168,7 @@ def check_training_args(stored: Any, path: Path) -> None:
 class SiTBackbone(Backbone):
     """SiT-S/B/L/XL on SD-VAE latents (SiT/REPA checkpoints); 1000 classes, null label 1000."""
 
-    path_params = ("checkpoint", "vae")
+    path_params = ("checkpoint", "vae", "data")
 
     num_classes = NUM_CLASSES
     null_label = NUM_CLASSES
@@ -166,7 +177,8 @@ class SiTBackbone(Backbone):
     def __init__(self, size: str = "XL", resolution: int = 256, patch_size: int = 2,
                  checkpoint: Optional[str | Path] = None, weights_key: Optional[str] = None,
                  random_weights: bool = False, seed: int = 0, convention: str = "auto",
-                 learn_sigma: Optional[bool] = None, vae: Optional[str | Path] = None):
+                 learn_sigma: Optional[bool] = None, vae: Optional[str | Path] = None,
+                 data: Optional[str | Path] = None, latent_cache: Optional[str | Path] = None):
         super().__init__()
         if size not in SIT_SIZES:
             raise ValueError(f"unknown SiT size {size!r}; known sizes: {', '.join(SIT_SIZES)}")
@@ -183,6 +195,15 @@ class SiTBackbone(Backbone):
         if (checkpoint is None) == (not random_weights):
             raise ValueError("sit needs its weights: give checkpoint=PATH (a SiT/REPA checkpoint) "
                              "or random_weights=true (throughput runs and tests), not both")
+        if vae is not None:
+            check_vae_folder(vae, LATENT_CHANNELS)
+        if data is None and latent_cache is not None:
+            raise ValueError("sit: latent_cache names where the latents of a data folder are kept; give data=FOLDER "
+                             "(an ImageFolder) with it, or leave latent_cache out")
+        if data is not None and vae is None:
+            raise ValueError(f"sit: data folder {str(data)!r} is encoded into latents by the SD-VAE: give vae=FOLDER "
+                             "(a local AutoencoderKL folder, e.g. stabilityai/sd-vae-ft-ema) with it")
+        data_source = None if data is None else ImageFolderLatents(data, vae, resolution, latent_cache)
         if checkpoint is not None:
             path = Path(checkpoint)
             stored = read_checkpoint(path)
@@ -224,10 +245,9 @@ class SiTBackbone(Backbone):
             self.net.randomize(torch.Generator().manual_seed(int(seed)))
             self.weights = {"random_weights_seed": int(seed)}
         self.net.eval().requires_grad_(False)
-        if vae is not None and not (Path(vae) / "config.json").is_file():
-            raise ValueError(f"vae folder {str(vae)!r} holds no AutoencoderKL (no config.json): give a local folder "
-                             "written by diffusers' AutoencoderKL.save_pretrained, e.g. a copy of stabilityai/sd-vae-ft-ema")
         self.vae = None if vae is None else str(vae)
+        self.data = data_source
+
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         y = labels_or_null(y, x.shape[0], self.null_label, x.device, "SiT")
         t = t.to(x)
@@ -235,7 +255,27 @@ class SiTBackbone(Backbone):
         return self.sign * out
 
     def identity(self) -> dict[str, Any]:
-        return {"class": "sit", **self.settings, **self.weights}
+        data = {} if self.data is None else {"data": self.data.identity()}
+        return {"class": "sit", **self.settings, **self.weights, **data}
+
+    @property
+    def has_data(self) -> bool:
+        return self.data is not None
+
+    def data_identity(self) -> dict[str, Any]:
+        """The data ``sample_data`` draws: the folder's and VAE's digests, the resolution, the recipe."""
+        return self.identity() if self.data is None else self.data.identity()
+
+    def sample_data(self, n: int, generator: torch.Generator, labels: Optional[torch.Tensor] = None):
+        """``n`` cached latents of the data folder (on the backbone's device) and their labels (CPU):
+        uniformly, or each of its given label's class; distinct while the folder (the class) has images
+        left.  The first call encodes what the cache lacks, on the backbone's device."""
+        if self.data is None:
+            raise ValueError("sit draws data only with data=FOLDER (an ImageFolder, encoded by the vae)")
+        device = next(self.net.parameters()).device
+        self.data.encode(device)
+        index = self.data.draw_indices(n, generator, labels)
+        return self.data.read(index).to(device), self.data.labels[index]
 
     def to_images(self, samples: torch.Tensor) -> torch.Tensor:
         """Latents (N, 4, h, w) -> uint8 RGB images (N, 3, 8h, 8w), decoded by the VAE in ``vae``."""
