@@ -1,13 +1,19 @@
-"""SideNet models: ``S_phi(x, v, t, h, y) -> dv``, chosen from the backbone's sample shape."""
+"""SideNet models: ``S_phi(x, v, t, h, y) -> dv``, chosen from the backbone's sample shape.
+
+Two architectures: ``project`` (this project's own, for vector and image samples; the
+default) and ``official`` (the authors' image SideNet, ``official.py``)."""
 from __future__ import annotations
 
 from typing import Any
 
-from solvers.ba.sidenet.base import SideNet
+from solvers.ba.sidenet.base import ProjectSideNet, SideNet
 from solvers.ba.sidenet.image import ImageSideNet
 from solvers.ba.sidenet.mlp import MLPSideNet
+from solvers.ba.sidenet.official import OfficialImageSideNet
 
 KINDS = {MLPSideNet.kind: MLPSideNet, ImageSideNet.kind: ImageSideNet}
+ARCHITECTURES = ("project", "official")
+OFFICIAL = {ImageSideNet.kind: OfficialImageSideNet}  # the authors' SideNet, by kind
 
 
 def sidenet_kind(sample_shape) -> str:
@@ -21,18 +27,28 @@ def sidenet_kind(sample_shape) -> str:
 
 
 def build_sidenet(spec: dict[str, Any]) -> SideNet:
-    """A SideNet from its spec (``SideNet.spec``: kind, sample shape, labels, architecture)."""
+    """A SideNet from its spec (``SideNet.spec``: kind, architecture (``project`` where absent),
+    sample shape, labels, sizes)."""
     spec = dict(spec)
     kind = spec.pop("kind")
+    architecture = spec.pop("architecture", "project")
     if kind not in KINDS:
         raise ValueError(f"unknown SideNet kind {kind!r}; known kinds: {', '.join(KINDS)}")
-    return KINDS[kind](spec.pop("sample_shape"), spec.pop("num_classes"), spec.pop("null_label"), **spec)
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown SideNet architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
+    if architecture == "official" and kind not in OFFICIAL:
+        raise ValueError(f"the official (authors') SideNet exists for image samples (C, H, W) only, not for "
+                         f"{kind} samples of shape {tuple(spec['sample_shape'])}; use architecture: project")
+    cls = OFFICIAL[kind] if architecture == "official" else KINDS[kind]
+    return cls(spec.pop("sample_shape"), spec.pop("num_classes"), spec.pop("null_label"), **spec)
 
 
-def sidenet_for(backbone: Any, architecture: dict[str, int]) -> SideNet:
-    """A fresh (zero-output) SideNet for ``backbone``: its kind from the sample shape."""
+def sidenet_for(backbone: Any, network: dict[str, Any]) -> SideNet:
+    """A fresh (zero-output) SideNet for ``backbone``: its kind from the sample shape, its
+    architecture and sizes from ``network`` (``SideNetConfig.network``)."""
     return build_sidenet({"kind": sidenet_kind(backbone.sample_shape), "sample_shape": list(backbone.sample_shape),
-                          "num_classes": backbone.num_classes, "null_label": backbone.null_label, **architecture})
+                          "num_classes": backbone.num_classes, "null_label": backbone.null_label, **network})
 
 
-__all__ = ["SideNet", "MLPSideNet", "ImageSideNet", "build_sidenet", "sidenet_for", "sidenet_kind"]
+__all__ = ["SideNet", "ProjectSideNet", "MLPSideNet", "ImageSideNet", "OfficialImageSideNet", "ARCHITECTURES",
+           "build_sidenet", "sidenet_for", "sidenet_kind"]

@@ -1,10 +1,15 @@
 """The SideNet contract: ``S_phi(x, v, t, h, y) -> dv`` with ``v_hat(t - h) = v + S_phi``.
 
+``SideNet`` is the contract every SideNet meets (``forward``, ``velocity``, ``velocities_at``,
+its ``spec``); ``ProjectSideNet`` is this project's own network body, shared by the vector
+(``mlp.py``) and image (``image.py``) SideNets.  The authors' image SideNet
+(``official.py``) meets the same contract with its own body.
+
 The output is multiplied by ``h`` and the last layer is zero-initialised, so ``v_hat = v``
 at ``h = 0`` and an untrained SideNet leaves every velocity as it is.  ``h > 0`` looks
 toward the data, ``h < 0`` back toward the noise (BA_SOLVER.md).
 
-The last layer has two parts (``output_head="gated"``, the default):
+The project's last layer has two parts (``output_head="gated"``, the default):
 
     S_phi = h * (W u + alpha(u) * x + beta(u) * v)
 
@@ -29,12 +34,41 @@ OUTPUT_HEADS = ("gated", "plain")
 
 
 class SideNet(nn.Module):
-    """``input`` (x and v on the channel axis -> width), the subclass's ``trunk`` of
-    conditioned residual blocks, a modulated RMS-norm, then the zero-initialised last
-    layers ``output`` (u -> W u) and ``gates`` (u -> alpha, beta; None for the plain head).
-    Subclasses give ``pointwise`` (a per-position linear map) and ``trunk``."""
+    """The contract: ``forward(x, v, t, h, y) -> dv`` (``t``, ``h`` of shape (B,), ``dv`` already
+    multiplied by ``h``), ``spec`` (what ``build_sidenet`` rebuilds it from), ``kind``."""
 
     kind: str = "?"
+    spec: dict
+
+    def forward(self, x: torch.Tensor, v: torch.Tensor, t: torch.Tensor, h: torch.Tensor,
+                y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def velocity(self, x: torch.Tensor, v: torch.Tensor, t: torch.Tensor, h: torch.Tensor,
+                 y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``v_hat(t - h) = v + S_phi(x, v, t, h, y)``."""
+        return v + self(x, v, t, h, y)
+
+    def velocities_at(self, x: torch.Tensor, v: torch.Tensor, t: float, offsets: Sequence[float],
+                      y: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
+        """``v_hat(t - h)`` for each offset ``h`` from one anchor ``(x, v, t)``: one batched call."""
+        n, k = len(x), len(offsets)
+        t_all = torch.full((n * k,), float(t), dtype=x.dtype, device=x.device)
+        h_all = torch.tensor([float(h) for h in offsets], dtype=x.dtype, device=x.device).repeat_interleave(n)
+        reps = (k,) + (1,) * (x.dim() - 1)
+        y_all = None if y is None else y.repeat(k)
+        v_hat = self.velocity(x.repeat(reps), v.repeat(reps), t_all, h_all, y_all)
+        return list(v_hat.split(n))
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class ProjectSideNet(SideNet):
+    """The project's own SideNet body: ``input`` (x and v on the channel axis -> width), the
+    subclass's ``trunk`` of conditioned residual blocks, a modulated RMS-norm, then the
+    zero-initialised last layers ``output`` (u -> W u) and ``gates`` (u -> alpha, beta; None
+    for the plain head).  Subclasses give ``pointwise`` (a per-position linear map) and ``trunk``."""
 
     def __init__(self, sample_shape: Sequence[int], num_classes: Optional[int], null_label: Optional[int],
                  *, width: int, depth: int, embed_dim: int, heads: int, output_head: str = "gated"):
@@ -82,22 +116,3 @@ class SideNet(nn.Module):
             alpha, beta = self.gates(u).chunk(2, dim=1)
             dv = dv + alpha * x_in + beta * v_in
         return (h.to(weight_dtype).reshape(-1, *(1,) * (dv.dim() - 1)) * dv).to(x.dtype)
-
-    def velocity(self, x: torch.Tensor, v: torch.Tensor, t: torch.Tensor, h: torch.Tensor,
-                 y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``v_hat(t - h) = v + S_phi(x, v, t, h, y)``."""
-        return v + self(x, v, t, h, y)
-
-    def velocities_at(self, x: torch.Tensor, v: torch.Tensor, t: float, offsets: Sequence[float],
-                      y: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
-        """``v_hat(t - h)`` for each offset ``h`` from one anchor ``(x, v, t)``: one batched call."""
-        n, k = len(x), len(offsets)
-        t_all = torch.full((n * k,), float(t), dtype=x.dtype, device=x.device)
-        h_all = torch.tensor([float(h) for h in offsets], dtype=x.dtype, device=x.device).repeat_interleave(n)
-        reps = (k,) + (1,) * (x.dim() - 1)
-        y_all = None if y is None else y.repeat(k)
-        v_hat = self.velocity(x.repeat(reps), v.repeat(reps), t_all, h_all, y_all)
-        return list(v_hat.split(n))
-
-    def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.parameters())

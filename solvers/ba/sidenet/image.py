@@ -1,12 +1,13 @@
-"""The image SideNet (paper Table 4): depthwise-separable residual blocks with channel
-RMS-norm and scale/shift modulation, one self-attention block in the middle."""
+"""The project's image SideNet (``architecture: project``, the default; after paper Table 4):
+depthwise-separable residual blocks with channel RMS-norm and scale/shift modulation, one
+self-attention block in the middle.  The authors' own image SideNet is ``official.py``."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from solvers.ba.sidenet.base import SideNet
+from solvers.ba.sidenet.base import ProjectSideNet
 from solvers.ba.sidenet.conditioning import Modulation, RMSNorm, modulate
 
 
@@ -52,7 +53,7 @@ class AttentionBlock(nn.Module):
         return u + self.proj(out.transpose(-1, -2).reshape(b, ch, height, width))
 
 
-class ImageSideNet(SideNet):
+class ImageSideNet(ProjectSideNet):
     """For backbones whose samples are images or latents, shape ``(C, H, W)``."""
 
     kind = "image"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from solvers.ba.sidenet.base import SideNet
+from solvers.ba.sidenet.base import ProjectSideNet
 from solvers.ba.sidenet.conditioning import Modulation, RMSNorm, modulate
 
 
@@ -22,7 +22,7 @@ class MLPBlock(nn.Module):
         return u + self.mlp(modulate(self.norm(u), scale, shift))
 
 
-class MLPSideNet(SideNet):
+class MLPSideNet(ProjectSideNet):
     """For backbones whose samples are vectors, shape ``(D,)``."""
 
     kind = "mlp"
