@@ -46,7 +46,7 @@ def held_out_loss(sidenet, backbone, config):
 def test_loss_falls_within_a_few_dozen_iterations(backbone, data):
     config = SideNetConfig(iterations=30, data=data, **TINY)
     raw, ema, stats = train_sidenet(backbone, config, progress=False)
-    before = held_out_loss(sidenet_for(backbone, config.architecture), backbone, config)
+    before = held_out_loss(sidenet_for(backbone, config.network), backbone, config)
     after = held_out_loss(raw, backbone, config)
     assert after < 0.75 * before, (before, after)
     mode = "data" if data == "data" else "noise"
@@ -146,3 +146,18 @@ def test_image_backbone_trains_data_free_and_samples(tmp_path):
     assert solver.row_fields()["sidenet_param_ratio"] == solver.loaded.sidenet.parameter_count() / 38
     result = sb.sample(backbone, solver, torch.randn(3, 2, 6, 6), torch.tensor([0, 1, 3]), nfe=3, cfg_scale=2.0)
     assert result.nfe == 3 and torch.isfinite(result.samples).all()
+
+
+def test_auto_data_mode_says_when_it_trains_data_free(tmp_path, capsys):
+    """data: auto never falls back to data-free chains silently: one stderr line, and the row says it."""
+    free = sb.get_solver("ba", iterations=1, **TINY)
+    free.prepare(NoData(), sb.PrepareContext(cache_dir=tmp_path, progress=False))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "data-free" in lines[0] and "NoData has no sample_data" in lines[0], lines
+    assert free.row_fields()["sidenet_data_mode"] == "noise"
+    with_data = sb.get_solver("ba", iterations=1, **TINY)
+    with_data.prepare(tiny_gmm(), sb.PrepareContext(cache_dir=tmp_path, progress=False))
+    assert "data-free" not in capsys.readouterr().err and with_data.row_fields()["sidenet_data_mode"] == "data"
+    explicit = sb.get_solver("ba", iterations=1, data="noise", **TINY)  # chosen, so nothing to announce
+    explicit.prepare(NoData(), sb.PrepareContext(cache_dir=tmp_path, progress=False))
+    assert "data-free" not in capsys.readouterr().err and explicit.row_fields()["sidenet_data_mode"] == "noise"

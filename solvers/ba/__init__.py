@@ -2,10 +2,13 @@
 
 - ``quadrature``: the rules as data (Gauss-Lobatto, Simpson, the two-interior-node rule,
   Gauss-Legendre);
-- ``sidenet``: the SideNet models (MLP for vector samples, convolutional for images);
-- ``config``: the SideNet settings (architecture and training knobs);
+- ``sidenet``: the SideNet models (this project's: MLP for vector samples, convolutional for
+  images; and the authors' image SideNet, ``architecture: official``);
+- ``config``: the SideNet settings (architecture and training knobs, the ``architecture`` and
+  ``recipe`` presets);
 - ``chains``, ``training``: chain training beside the frozen backbone;
 - ``checkpoint``, ``cache``: checkpoints, and the cache keyed by backbone + settings;
+- ``released``: the authors' SideNet files, read into ``architecture: official``;
 - ``node_velocities``, ``schemes``: the bi- and single-anchor samplers;
 - ``samplers``: the registered solvers ``ba``, ``ba-single`` and ``ba-oracle``;
 - ``training_cli``: what ``python -m solverbench train-sidenet`` asks of ``ba``;

@@ -12,18 +12,33 @@ from solvers.ba.quadrature import QuadratureRule
 from solvers.ba.sidenet import SideNet
 
 
-def backbone_velocity(backbone: Any, x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
-    """The frozen backbone's ``v(x, t, y)``, per-sample ``t``; never a gradient."""
+def backbone_velocity(backbone: Any, x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor],
+                      autocast: Optional[torch.dtype] = None) -> torch.Tensor:
+    """The frozen backbone's ``v(x, t, y)``, per-sample ``t``; never a gradient.  With ``autocast``
+    (a reduced precision) the backbone runs under ``torch.autocast`` and ``v`` comes back in ``x``'s dtype."""
     with torch.no_grad():
-        return backbone(x, t, y)
+        if autocast is None:
+            return backbone(x, t, y)
+        with torch.autocast(x.device.type, dtype=autocast):
+            return backbone(x, t, y).to(x.dtype)
 
 
-def signed_steps(t: torch.Tensor, rate: float, generator: torch.Generator) -> torch.Tensor:
+def backbone_autocast(config: SideNetConfig, device: Any) -> Optional[torch.dtype]:
+    """The precision the chains run the backbone in: the official recipe's float16 autocast
+    (bfloat16 off CUDA, where float16 autocast is slow or missing); full precision otherwise."""
+    if config.recipe != "official":
+        return None
+    return torch.float16 if torch.device(device).type == "cuda" else torch.bfloat16
+
+
+def signed_steps(t: torch.Tensor, rate: float, generator: torch.Generator, min_room: float = 0.0) -> torch.Tensor:
     """Signed steps ``h``: toward data (``h > 0``) or noise with probability 1/2 each, sizes from
     an exponential law of rate ``lambda`` truncated at the distance to the end of [0, 1]
-    (``t`` toward data, ``1 - t`` toward noise), drawn by inverting its CDF."""
+    (``t`` toward data, ``1 - t`` toward noise; at least ``min_room``), drawn by inverting its CDF."""
     toward_data = torch.rand(t.shape, generator=generator, dtype=torch.float64) < 0.5
     room = torch.where(toward_data, t.double().cpu(), 1.0 - t.double().cpu())
+    if min_room > 0:
+        room = room.clamp(min=min_room)
     u = torch.rand(t.shape, generator=generator, dtype=torch.float64)
     size = -torch.log1p(-u * -torch.expm1(-rate * room)) / rate  # in [0, room]
     size = torch.minimum(size, room)  # guard the last ulp
@@ -62,7 +77,8 @@ def data_start(backbone: Any, n: int, generator: torch.Generator, device: str):
     return (1 - tb) * x0 + tb * eps, t, None if y is None else y.to(device)
 
 
-def noise_start(backbone: Any, n: int, generator: torch.Generator, device: str, steps: int):
+def noise_start(backbone: Any, n: int, generator: torch.Generator, device: str, steps: int,
+                autocast: Optional[torch.dtype] = None):
     """Data-free start: noise at t = 1 carried to ``t ~ U(0, 1)`` by ``steps`` Heun steps of the
     frozen backbone (per-sample step ``(1 - t) / steps``), labels uniform over the classes."""
     x = torch.randn(n, *backbone.sample_shape, generator=generator).to(device)
@@ -73,16 +89,17 @@ def noise_start(backbone: Any, n: int, generator: torch.Generator, device: str, 
     dt = ((1 - t_end) / steps).reshape(-1, *(1,) * (x.dim() - 1))
     t = torch.ones(n, device=device)
     for _ in range(steps):
-        v = backbone_velocity(backbone, x, t, y)
+        v = backbone_velocity(backbone, x, t, y, autocast)
         x_euler = x - dt * v
         t_next = t - dt.flatten()
-        x = x - dt * 0.5 * (v + backbone_velocity(backbone, x_euler, t_next, y))
+        x = x - dt * 0.5 * (v + backbone_velocity(backbone, x_euler, t_next, y, autocast))
         t = t_next
     return x, t_end, y
 
 
 def resolve_data_mode(backbone: Any, mode: str) -> str:
-    """``auto``: ``data`` where the backbone can draw data, else ``noise``."""
+    """``auto``: ``data`` where the backbone can draw data, else ``noise`` (``train_sidenet``
+    says so in one line on stderr)."""
     if mode == "auto":
         return "data" if has_data(backbone) else "noise"
     if mode == "data" and not has_data(backbone):
@@ -96,5 +113,5 @@ def chain_start(backbone: Any, config: SideNetConfig, n: int, generator: torch.G
     if resolve_data_mode(backbone, config.data) == "data":
         x, t, y = data_start(backbone, n, generator, device)
     else:
-        x, t, y = noise_start(backbone, n, generator, device, config.noise_steps)
+        x, t, y = noise_start(backbone, n, generator, device, config.noise_steps, backbone_autocast(config, device))
     return x, t, drop_labels(y, backbone.null_label, config.label_dropout, generator)

@@ -1,21 +1,49 @@
 """SideNet settings: architecture and chain-training knobs, validated, in one flat mapping.
 
-The same keys serve a grid's ``sidenet:`` mapping, per-solver overrides in a grid's solver
-params, and the options of ``python -m solverbench train-sidenet``.  Together with the
-backbone's identity they key the SideNet cache.  The official BA-solver values (ImageNet,
-BA_SOLVER.md) are K = 8, lambda = 50, lr 1e-4, clip 1, EMA 0.9996, label dropout 0.1, 250
-iterations at batch 4096; the defaults here keep those except where a CPU-sized run
-(smaller batch, more iterations) needs otherwise.
+The same keys serve a grid's ``solver_settings: {ba: ...}`` (or the older ``sidenet:``
+mapping), per-solver overrides in a grid's solver params, and the options of
+``python -m solverbench train-sidenet``.  Together with the backbone's identity they key
+the SideNet cache.
+
+Two of them are presets that give the other knobs their defaults (a knob given explicitly
+always wins):
+
+- ``architecture``: ``project`` (this project's SideNets, the default) or ``official`` (the
+  authors' image SideNet, ``sidenet/official.py``: width 256, depth 4 counting the attention
+  block, embed_dim 256, 4 heads, their plain head).
+- ``recipe``: ``project`` (the defaults below, sized for a CPU: lr 1e-3 with a cosine
+  decay, EMA 0.999 with warm-up, batch 256, 1200 iterations) or ``official`` (the authors'
+  train_BA_side.py, ``OFFICIAL_RECIPE``: lr 1e-4 constant, EMA 0.9996 without warm-up, batch
+  168 as in their README's command, their script's 300,000 iterations at most, chains on
+  data).  The official recipe also runs the backbone under float16 autocast (bfloat16 on a
+  CPU) in the chains, lets a step size be 1e-5 where no room is left and clamps t' to [0, 1].
+  Both use K = 8, lambda = 50, 3-point Gauss-Legendre moves, label dropout 0.1, no weight
+  decay and a gradient clip of 1.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
+from solvers.ba.sidenet import ARCHITECTURES
 from solvers.ba.sidenet.base import OUTPUT_HEADS
 
 DATA_MODES = ("auto", "data", "noise")
 LR_SCHEDULES = ("constant", "cosine")
+RECIPES = ("project", "official")
+
+# What each preset gives the knobs not set explicitly ("project": the dataclass defaults).
+OFFICIAL_ARCHITECTURE = {"width": 256, "depth": 4, "embed_dim": 256, "heads": 4, "output_head": "plain"}
+OFFICIAL_RECIPE = {  # HKUST-LongGroup/BA-solver, train_BA_side.py and the README's training command
+    "iterations": 300_000, "batch_size": 168, "chain_length": 8, "step_rate": 50.0, "sim_nodes": 3,
+    "label_dropout": 0.1, "lr": 1e-4, "lr_schedule": "constant", "weight_decay": 0.0, "grad_clip": 1.0,
+    "ema_decay": 0.9996, "data": "data",
+}
+PRESETS = {"architecture": {"project": {}, "official": OFFICIAL_ARCHITECTURE},
+           "recipe": {"project": {}, "official": OFFICIAL_RECIPE}}
+# Settings added after SideNets were cached: left out of ``as_dict`` at these values, so the
+# cache keys of the settings that existed before them stay what they were.
+LATER_SETTINGS = {"architecture": "project", "recipe": "project"}
 
 
 @dataclass(frozen=True)
@@ -26,7 +54,9 @@ class SideNetConfig:
     embed_dim: int = 128  # sinusoidal embedding size of t and h
     heads: int = 4  # attention heads of the image SideNet's middle block
     output_head: str = "gated"  # gated: W u + alpha x + beta v (sidenet/base.py); plain: W u (the paper's)
+    architecture: str = "project"  # project: this project's SideNets; official: the authors' image SideNet
     # chain training
+    recipe: str = "project"  # project: the knobs' defaults below; official: the authors' (OFFICIAL_RECIPE)
     iterations: int = 1200
     batch_size: int = 256
     chain_length: int = 8  # K steps per chain (K + 1 backbone calls)
@@ -49,7 +79,7 @@ class SideNetConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"SideNet setting {name!r} must be a positive integer, got {value!r}")
-        if self.embed_dim % 2:
+        if self.embed_dim % 2 and self.architecture == "project":  # the official one's sinusoids are 256 wide
             raise ValueError(f"SideNet setting 'embed_dim' must be even, got {self.embed_dim}")
         for name in ("step_rate", "lr", "grad_clip"):
             value = getattr(self, name)
@@ -71,6 +101,14 @@ class SideNetConfig:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(
                 f"SideNet setting 'lr_schedule' must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        for name, allowed in (("architecture", ARCHITECTURES), ("recipe", RECIPES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"SideNet setting {name!r} must be one of {', '.join(allowed)}, "
+                                 f"got {getattr(self, name)!r}")
+        if self.architecture == "official" and self.output_head != "plain":
+            raise ValueError(f"SideNet setting 'output_head' is {self.output_head!r}, but the official architecture "
+                             "has the authors' plain head only (norm, SiLU, 3x3 conv); drop output_head or set it "
+                             "to plain")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"SideNet setting 'seed' must be a non-negative integer, got {self.seed!r}")
 
@@ -80,7 +118,8 @@ class SideNetConfig:
 
     @classmethod
     def from_settings(cls, *layers: Mapping[str, Any], where: str = "sidenet") -> "SideNetConfig":
-        """Defaults, then each mapping in turn (a grid's ``sidenet:``, then a solver's overrides)."""
+        """Defaults, then each mapping in turn (a grid's family settings, then a solver's
+        overrides); the ``architecture`` and ``recipe`` presets fill the knobs none of them gives."""
         merged: dict[str, Any] = {}
         for layer in layers:
             unknown = sorted(set(layer) - set(cls.keys()))
@@ -88,15 +127,26 @@ class SideNetConfig:
                 raise ValueError(f"{where}: unknown SideNet setting(s) {', '.join(map(repr, unknown))}; "
                                  f"known settings: {', '.join(cls.keys())}")
             merged.update(layer)
+        for preset, values in PRESETS.items():
+            chosen = merged.get(preset, LATER_SETTINGS[preset])
+            if chosen not in values:
+                raise ValueError(f"{where}: SideNet setting {preset!r} must be one of {', '.join(values)}, "
+                                 f"got {chosen!r}")
+            merged = {**values[chosen], **merged}
         floats = {f.name for f in fields(cls) if f.type == "float"}
         merged = {k: float(v) if k in floats and isinstance(v, int) and not isinstance(v, bool) else v
                   for k, v in merged.items()}
         return cls(**merged)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every setting, but those of ``LATER_SETTINGS`` only where they differ from their default."""
+        return {k: v for k, v in asdict(self).items() if k not in LATER_SETTINGS or v != LATER_SETTINGS[k]}
 
     @property
-    def architecture(self) -> dict[str, Any]:
+    def network(self) -> dict[str, Any]:
+        """What ``sidenet_for`` builds the SideNet from: its architecture and sizes."""
+        if self.architecture == "official":
+            return {"architecture": "official", "width": self.width, "depth": self.depth,
+                    "embed_dim": self.embed_dim, "heads": self.heads}
         return {"width": self.width, "depth": self.depth, "embed_dim": self.embed_dim, "heads": self.heads,
                 "output_head": self.output_head}

@@ -1,7 +1,9 @@
 """The registered BA solvers: ``ba`` (bi-anchor), ``ba-single`` (single-anchor), ``ba-oracle``.
 
 Every one spends exactly one NFE per interval.  ``ba`` and ``ba-single`` need a SideNet,
-obtained in ``prepare(backbone, context)``: loaded from ``checkpoint=PATH`` if given, else
+obtained in ``prepare(backbone, context)``: loaded from ``checkpoint=PATH`` if given (a
+checkpoint of this project, or an authors' SideNet file, read as ``architecture: official``;
+``architecture`` is the one setting a checkpoint takes, and then must match the file), else
 trained once and cached under the context's cache folder keyed by the backbone's identity
 and the SideNet settings (the family's grid settings, ``solver_settings: {ba: ...}``, or
 the older top-level ``sidenet:``, overridden by the solver's own params).
@@ -83,8 +85,10 @@ class SideNetSolver(Solver):
         SideNetConfig.from_settings(settings, where=f"{self.registered_name} params")  # bad values fail here
         if not self.sidenet_on and (checkpoint or settings):
             raise ValueError("sidenet=off takes neither a checkpoint nor SideNet settings")
-        if checkpoint and settings:
-            raise ValueError(f"a checkpoint fixes the SideNet; drop the settings {', '.join(sorted(settings))}")
+        if checkpoint and set(settings) - {"architecture"}:
+            raise ValueError("a checkpoint fixes the SideNet; drop the settings "
+                             f"{', '.join(sorted(set(settings) - {'architecture'}))} (architecture alone may stay: "
+                             "it is checked against the file)")
         self.checkpoint = checkpoint
         self.overrides = dict(settings)
         self.loaded: Optional[LoadedSideNet] = None
@@ -105,7 +109,8 @@ class SideNetSolver(Solver):
         if not self.sidenet_on:
             return
         if self.checkpoint:
-            self.loaded = load_checkpoint(Path(self.checkpoint), backbone, device=context.device)
+            self.loaded = load_checkpoint(Path(self.checkpoint), backbone, device=context.device,
+                                          architecture=self.overrides.get("architecture"))
         else:
             config = SideNetConfig.from_settings(context.settings, self.overrides,
                                                  where=f"{self.label()}: SideNet settings")
@@ -146,6 +151,9 @@ class SideNetSolver(Solver):
             "sidenet_iterations": stats.get("iterations"),
             "sidenet_batch_size": stats.get("batch_size"),
             "sidenet_final_loss": stats.get("final_loss"),
+            "sidenet_architecture": self.loaded.config.architecture if self.loaded is not None else None,
+            "sidenet_recipe": stats.get("recipe"),  # None for an authors' file (it does not say)
+            "sidenet_data_mode": stats.get("data_mode"),  # data, or noise: data-free chains
             "sidenet_checkpoint": str(self.loaded.path) if self.loaded is not None and self.loaded.path else None,
         }
 

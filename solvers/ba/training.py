@@ -7,20 +7,28 @@ add ``|| v + S(x, v, t, h, y) - v' ||^2`` to the loss and move on to ``(x', t - 
 The loss is the mean of the K terms; AdamW, grad-norm clipping, EMA of the weights.
 
 Data come from ``backbone.sample_data``; a backbone without data trains data-free (chains
-start from noise carried to a random ``t`` by the backbone itself, ``chains.noise_start``).
+start from noise carried to a random ``t`` by the backbone itself, ``chains.noise_start``),
+which ``data: auto`` announces in one line on stderr.
+
+The ``recipe`` setting (config.py) picks the knobs' defaults and three behaviours: the
+official recipe's EMA has no warm-up, its chains run the backbone under reduced-precision
+autocast, and its steps may be 1e-5 where no room is left, with t' clamped to [0, 1]
+(as the authors' BALoss does).
 """
 from __future__ import annotations
 
 import copy
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from tqdm import tqdm
 
-from solvers.ba.chains import backbone_velocity, chain_start, resolve_data_mode, signed_steps, simulate_step
+from solvers.ba.chains import (backbone_autocast, backbone_velocity, chain_start, resolve_data_mode, signed_steps,
+                               simulate_step)
 from solvers.ba.config import SideNetConfig
 from solvers.ba.quadrature import gauss_legendre
 from solvers.ba.sidenet import SideNet, sidenet_for
@@ -36,23 +44,27 @@ class TrainingStats:
     backbone_calls: int  # batched backbone calls (K + 1 per iteration, more in data-free mode)
     final_loss: float  # mean loss over the last 5% of iterations
     loss: list[float] = field(default_factory=list)  # per iteration
+    recipe: str = "project"  # the training recipe (SideNetConfig.recipe)
+    backbone_autocast: Optional[str] = None  # the chains' backbone precision under autocast, None: full
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 class EMA:
-    """Exponential moving average of a model's weights, ``decay_k = min(decay, (1 + k) / (10 + k))``
-    so that a short run is not dominated by its initial weights."""
+    """Exponential moving average of a model's weights.  With ``warmup`` (the project recipe)
+    ``decay_k = min(decay, (1 + k) / (10 + k))``, so that a short run is not dominated by its
+    initial weights; without (the official recipe) ``decay`` from the first update."""
 
-    def __init__(self, model: torch.nn.Module, decay: float):
+    def __init__(self, model: torch.nn.Module, decay: float, warmup: bool = True):
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
         self.decay = decay
+        self.warmup = warmup
         self.updates = 0
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates)) if self.warmup else self.decay
         self.updates += 1
         for ema_p, p in zip(self.model.parameters(), model.parameters()):
             ema_p.lerp_(p, 1 - decay)
@@ -62,13 +74,15 @@ def chain_loss(sidenet: SideNet, backbone: Any, x: torch.Tensor, t: torch.Tensor
                generator: torch.Generator) -> torch.Tensor:
     """Mean over the K steps of ``|| v + S(x, v, t, h, y) - v' ||^2``."""
     rule = gauss_legendre(config.sim_nodes)
-    v = backbone_velocity(backbone, x, t, y)
+    autocast = backbone_autocast(config, x.device)
+    official = config.recipe == "official"
+    v = backbone_velocity(backbone, x, t, y, autocast)
     terms = []
     for _ in range(config.chain_length):
-        h = signed_steps(t, config.step_rate, generator)
+        h = signed_steps(t, config.step_rate, generator, min_room=1e-5 if official else 0.0)
         x_next = simulate_step(sidenet, x, v, t, h, y, rule)
-        t_next = t - h
-        v_next = backbone_velocity(backbone, x_next, t_next, y)  # target, reused as the next anchor
+        t_next = (t - h).clamp(0.0, 1.0) if official else t - h
+        v_next = backbone_velocity(backbone, x_next, t_next, y, autocast)  # target, reused as the next anchor
         terms.append((sidenet.velocity(x, v, t, h, y) - v_next).pow(2).mean())
         x, t, v = x_next, t_next, v_next
     return torch.stack(terms).mean()
@@ -78,9 +92,13 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
                   ) -> tuple[SideNet, SideNet, TrainingStats]:
     """Train a SideNet for ``backbone``; returns (raw, EMA, statistics).  Sample with the EMA."""
     data_mode = resolve_data_mode(backbone, config.data)
+    if config.data == "auto" and data_mode == "noise":
+        print(f"SideNet training is data-free: data is auto and the backbone {type(backbone).__name__} has no "
+              f"sample_data, so chains start from noise carried to their t by the backbone ({config.noise_steps} "
+              "Heun steps); set data: noise to choose this explicitly", file=sys.stderr)
     torch.manual_seed(config.seed)  # the SideNet's initial weights
-    sidenet = sidenet_for(backbone, config.architecture).to(device).train()
-    ema = EMA(sidenet, config.ema_decay)
+    sidenet = sidenet_for(backbone, config.network).to(device).train()
+    ema = EMA(sidenet, config.ema_decay, warmup=config.recipe == "project")
     optimizer = torch.optim.AdamW(sidenet.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = None
     if config.lr_schedule == "cosine":
@@ -105,10 +123,12 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
     bar.close()
     tail = losses[-max(1, len(losses) // 20):]
     start_calls = 0 if data_mode == "data" else 2 * config.noise_steps
+    autocast = backbone_autocast(config, device)
     stats = TrainingStats(
         iterations=config.iterations, batch_size=config.batch_size, seconds=time.perf_counter() - start,
         data_mode=data_mode, parameters=sidenet.parameter_count(),
         backbone_calls=config.iterations * (config.chain_length + 1 + start_calls),
-        final_loss=sum(tail) / len(tail), loss=losses,
+        final_loss=sum(tail) / len(tail), loss=losses, recipe=config.recipe,
+        backbone_autocast=None if autocast is None else str(autocast).removeprefix("torch."),
     )
     return sidenet.eval(), ema.model, stats

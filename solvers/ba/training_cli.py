@@ -19,14 +19,20 @@ from solverbench.cli import ArgumentParser, add_checkpoint_options, command, one
 from solverbench.registry import load_plugin_file
 
 from solvers.ba.cache import cache_path, train_checkpoint
-from solvers.ba.config import DATA_MODES, LR_SCHEDULES, OUTPUT_HEADS, SideNetConfig
+from solvers.ba.config import ARCHITECTURES, DATA_MODES, LR_SCHEDULES, OUTPUT_HEADS, RECIPES, SideNetConfig
 
 
 # What each SideNet setting means (``--help`` of train-sidenet); the values are checked by SideNetConfig.
 SETTING_HELP = {
+    "architecture": "project: this project's SideNets; official: the authors' image SideNet (its sizes become "
+                    "width 256, depth 4 counting the attention block, embed_dim 256, plain head, unless given)",
+    "recipe": "project: the defaults shown here; official: the authors' train_BA_side.py (lr 1e-4 constant, EMA "
+              "0.9996 without warm-up, batch 168, 300000 iterations, data, backbone in float16/bfloat16 autocast) "
+              "as the defaults of the knobs not given",
     "width": "hidden width (MLP) or base channels (image SideNet)",
-    "depth": "residual blocks",
-    "embed_dim": "size of the sinusoidal embeddings of t and h (even)",
+    "depth": "residual blocks (official architecture: blocks counting the attention block)",
+    "embed_dim": "size of the sinusoidal embeddings of t and h (even; official architecture: the conditioning "
+                 "width, the sinusoids being 256 wide)",
     "heads": "attention heads of the image SideNet's middle block",
     "output_head": "gated: W u + alpha x + beta v; plain: W u (the paper's)",
     "iterations": "training iterations",
@@ -44,8 +50,8 @@ SETTING_HELP = {
     "noise_steps": "data-free mode: Heun steps from t = 1 to a chain's start",
     "seed": "seed of initialisation and chains (>= 0)",
 }
-SETTING_CHOICES = {"output_head": OUTPUT_HEADS, "data": DATA_MODES, "lr_schedule": LR_SCHEDULES,
-                   "sim_nodes": (1, 2, 3, 4, 5)}
+SETTING_CHOICES = {"architecture": ARCHITECTURES, "recipe": RECIPES, "output_head": OUTPUT_HEADS, "data": DATA_MODES,
+                   "lr_schedule": LR_SCHEDULES, "sim_nodes": (1, 2, 3, 4, 5)}
 
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:
@@ -84,9 +90,9 @@ def train_to_file(backbone: Any, settings: dict[str, Any], out: Optional[str | P
         backbone = backbone.to(device).eval()
     loaded = train_checkpoint(backbone, config, path, device=device, progress=progress)
     s = loaded.stats
-    return (f"SideNet ({loaded.sidenet.spec['kind']}, {s['parameters']:,} parameters) trained in "
-            f"{s['seconds']:.1f} s: {s['iterations']} iterations at batch {s['batch_size']}, "
-            f"{s['data_mode']} mode, final loss {s['final_loss']:.4g}\n"
+    return (f"SideNet ({loaded.sidenet.spec['kind']}, {loaded.config.architecture} architecture, "
+            f"{s['parameters']:,} parameters) trained in {s['seconds']:.1f} s: {s['iterations']} iterations at batch "
+            f"{s['batch_size']}, {s['recipe']} recipe, {s['data_mode']} mode, final loss {s['final_loss']:.4g}\n"
             f"checkpoint: {path}\n"
             f"use it with: solvers: [{{name: ba, params: {{checkpoint: {path}}}}}]")
 
