@@ -23,7 +23,7 @@ from solvers.ba.sidenet import build_sidenet
 
 
 def sidenet(shape: list[int], classes: int, width: int) -> torch.nn.Module:
-    architecture = SideNetConfig(width=width).architecture
+    architecture = SideNetConfig(width=width).network
     net = build_sidenet({"kind": "image", "sample_shape": shape, "num_classes": classes, "null_label": classes,
                          **architecture})
     for p in net.parameters():  # not zero: every layer does its work
