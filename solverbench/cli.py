@@ -54,12 +54,22 @@ def _run(parser: argparse.ArgumentParser):
                         help="redo cells that are already in the results, and take over a results folder that "
                              "another grid file of the same name wrote")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--export-npz", action="store_true",
+                        help="also write every cell's samples as an ADM evaluation .npz (RESULTS/<grid name>/npz/"
+                             "<cell id>.npz), as the grid's export: {npz: true} does; cell ids stay the same")
 
     def run(args: argparse.Namespace) -> int:
         from solverbench.engine import run_grid
+        from solverbench.errors import GridError
         from solverbench.grid import load_grid
+        from solverbench.registry import STUDIES
 
         grid = load_grid(args.grid)
+        if args.export_npz:
+            with_npz_export = getattr(STUDIES.get(grid.kind), "with_npz_export", None)
+            if with_npz_export is None:
+                raise GridError(f"--export-npz: a grid of kind {grid.kind} has no samples to export")
+            grid = with_npz_export(grid)
         table = run_grid(grid, args.results, force=args.force, progress=not args.no_progress)
         current, stored = len(table.current()), len(table.frame)
         print(f"{current} rows in {table.path}" + (f" ({stored - current} more of cells that the grid no longer "

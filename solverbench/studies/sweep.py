@@ -3,25 +3,42 @@
 A cell is one (backbone, solver, NFE, schedule, guidance, seed); its row holds the measured
 NFE, the solver's own counters, wall time, every metric with its interval, and provenance.
 Samples are drawn in batches (``batch_size`` changes no sample: noise is drawn per index).
+
+With ``export: {npz: true}`` in the grid (or ``run --export-npz``) each cell also writes all
+its samples as an ADM evaluation batch, ``RESULTS/<grid>/npz/<cell id>.npz`` (``arr_0`` the
+images of ``backbone.to_images`` as uint8 NHWC RGB, ``arr_1`` the labels where the backbone is
+class-conditional), to feed OpenAI's evaluator.  Export is an output, not part of what defines
+the numbers: the cell ids stay the same.  A cell counts as done only once its file is written
+(written whole, by a rename); a cell done before export was asked is not sampled again for it
+(the run says how many lack their file; ``--force`` redoes them, from the same noise).
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
+import sys
 import traceback
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
 
+import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 from solverbench.engine import Study, Unit
 from solverbench.engine.rows import cell_identity, row_head
+from solverbench.errors import GridError, grid_error
 from solverbench.grid.values import BackboneSpec, Grid, SolverSpec
 from solverbench.guidance import Guidance
-from solverbench.hashing import canonical_json, spec_hash
+from solverbench.hashing import canonical_json, file_sha256, spec_hash
 from solverbench.metrics.context import MetricContext, NotApplicable
+from solverbench.metrics.image.adm_npz import LABELS, BatchWriter
 from solverbench.registry import METRICS, register_study
+from solverbench.results import TABLE, read_table
 from solverbench.sampling import sample
 from solverbench.solver import Solver
 
@@ -38,10 +55,43 @@ class Cell:
     seed: int
 
     def identity(self, grid: Grid) -> dict[str, Any]:
-        """Everything that defines this cell's numbers (not batch size or device)."""
+        """Everything that defines this cell's numbers (not batch size or device, not what is exported)."""
+        files = metric_files(grid)
         return cell_identity(grid, self.backbone, self.solver, self.guidance, self.seed, nfe=self.nfe,
                              schedule=self.schedule, metrics=sorted(grid.metrics),
-                             **({"metric_options": grid.metric_options} if grid.metric_options else {}))
+                             **({"metric_options": grid.metric_options} if grid.metric_options else {}),
+                             **({"metric_files_sha256": files} if files else {}))
+
+
+def metric_hooks(grid: Grid, name: str) -> list[Callable]:
+    """The distinct ``name`` hooks of the grid's metrics (image metrics share theirs)."""
+    return [hook for hook in dict.fromkeys(getattr(METRICS.get(m), name, None) for m in grid.metrics) if hook]
+
+
+def metric_files(grid: Grid) -> dict[str, str]:
+    """SHA-256 of the files the grid's metric options name (a reference batch: ``fn.files(options, grid
+    folder)``): their bytes define the numbers, so they are part of the cell ids."""
+    return {key: file_sha256(path) for files in metric_hooks(grid, "files")
+            for key, path in files(grid.metric_options, grid.base).items()}
+
+
+@dataclass(frozen=True)
+class Export:
+    """What a sweep writes besides its rows (the grid's ``export:``, or ``run --export-npz``)."""
+
+    npz: bool = False  # every sample of each cell as an ADM batch, RESULTS/<grid>/npz/<cell id>.npz
+
+
+def parse_export(raw: Mapping[str, Any]) -> Export:
+    section = raw.get("export")
+    if section is None:
+        return Export()
+    if not isinstance(section, dict) or set(section) - {"npz"}:
+        grid_error("export", section, "allowed: {npz: true or false} (npz: write each cell's samples as an ADM "
+                                      "evaluation .npz, RESULTS/<grid>/npz/<cell id>.npz)")
+    if not isinstance(section.get("npz", False), bool):
+        grid_error("export.npz", section["npz"], "allowed: true or false")
+    return Export(npz=section.get("npz", False))
 
 
 def cells(grid: Grid) -> list[Cell]:
@@ -56,6 +106,30 @@ class Sweep(Study):
     """Sample every solver at its NFE budgets and measure the samples (the paper's Table 1)."""
 
     needs_budgets = True
+    settings_key = "export"
+
+    @classmethod
+    def parse_settings(cls, raw: Mapping[str, Any]) -> Export:
+        return parse_export(raw)
+
+    @classmethod
+    def check_grid(cls, grid: Grid) -> None:
+        """What the grid's metrics cannot compute, refused before any work (their ``check_grid`` hooks:
+        e.g. a reference batch that lacks what they compare with)."""
+        for check in metric_hooks(grid, "check_grid"):
+            try:
+                check(grid)
+            except ValueError as err:
+                raise GridError(str(err)) from None
+
+    @classmethod
+    def with_npz_export(cls, grid: Grid) -> Grid:
+        """``grid`` exporting every cell's samples as an ADM .npz (``run --export-npz``); same cell ids."""
+        return dataclasses.replace(grid, study=dataclasses.replace(grid.study or Export(), npz=True))
+
+    @property
+    def export(self) -> Export:
+        return self.grid.study or Export()
 
     def units(self) -> list[Unit]:
         varying = self.varying_keys()
@@ -64,6 +138,8 @@ class Sweep(Study):
             cell_id = spec_hash(cell.identity(self.grid))
             units.append(Unit([cell_id], self.cell_text(cell, varying),
                               lambda cell=cell, cell_id=cell_id: [self.run_cell(cell, cell_id)]))
+        if self.export.npz:
+            self.note_missing_exports([cid for unit in units for cid in unit.ids])
         return units
 
     def describe(self, row: pd.Series) -> str:
@@ -100,8 +176,12 @@ class Sweep(Study):
             if bad:
                 row.update(status="failed", error=f"{bad} of {len(samples)} samples are not finite (NaN or inf)")
                 return row
-            row.update(self.measure(cell, backbone, samples))
-            self.save_samples(cell_id, samples, workspace.draws(cell.backbone, cell.seed).labels())
+            labels = workspace.draws(cell.backbone, cell.seed).labels()
+            with (self.npz_writer(cell_id, len(samples)) if self.export.npz else nullcontext()) as export:
+                row.update(self.measure(cell, backbone, samples, None if export is None else export.add))
+                if export is not None:
+                    self.export_rest(export, backbone, samples, labels)
+            self.save_samples(cell_id, samples, labels)
             row.update(status="ok", error=None)
         except Exception as err:  # recorded, reported at the end of the sweep
             row.update(status="error", error=f"{type(err).__name__}: {err}",
@@ -132,7 +212,9 @@ class Sweep(Study):
         }
         return torch.cat(out), stats
 
-    def measure(self, cell: Cell, backbone: Any, samples: torch.Tensor) -> dict[str, Any]:
+    def measure(self, cell: Cell, backbone: Any, samples: torch.Tensor,
+                sample_images: Optional[Callable[[torch.Tensor], None]] = None) -> dict[str, Any]:
+        """Every metric of the grid; ``sample_images`` gets the samples' images where an image metric makes them."""
         workspace = self.workspace
         draws = workspace.draws(cell.backbone, cell.seed)
         labels = draws.labels()
@@ -140,7 +222,8 @@ class Sweep(Study):
                             backbone=backbone, guidance=cell.guidance, seed=cell.seed,
                             reference_fn=lambda: workspace.reference(cell.backbone, cell.seed, cell.guidance),
                             data_fn=draws.data,
-                            extras={"cache_dir": workspace.cache_dir, "metric_options": self.grid.metric_options},
+                            extras={"cache_dir": workspace.cache_dir, "metric_options": self.grid.metric_options,
+                                    "grid_dir": self.grid.base, "sample_images": sample_images},
                             memo=workspace.metric_memo)
         values: dict[str, Any] = {}
         skipped = {}
@@ -162,3 +245,32 @@ class Sweep(Study):
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # written whole or not at all
         torch.save({"samples": samples[:n].cpu(), "labels": None if labels is None else labels[:n]}, tmp)
         os.replace(tmp, path)
+
+    # -- the ADM .npz export ----------------------------------------------------------------
+    def npz_path(self, cell_id: str) -> Path:
+        return self.workspace.results_dir / self.grid.name / "npz" / f"{cell_id}.npz"
+
+    def npz_writer(self, cell_id: str, num_samples: int) -> BatchWriter:
+        """The cell's ADM batch, fed with the images the image metrics make (else ``export_rest`` makes them)."""
+        return BatchWriter(self.npz_path(cell_id), num_samples)
+
+    def export_rest(self, export: BatchWriter, backbone: Any, samples: torch.Tensor,
+                    labels: Optional[torch.Tensor]) -> None:
+        """Images no image metric made (none ran), then ``arr_1`` the labels of a class-conditional backbone."""
+        if export.written == 0:
+            for chunk in samples.split(self.grid.batch_size):
+                export.add(backbone.to_images(chunk))
+        if labels is not None:
+            export.add_array(LABELS, labels.cpu().numpy().astype(np.int64))
+
+    def note_missing_exports(self, cell_ids: list[str]) -> None:
+        """One line naming how many cells finished before export was asked and have no .npz."""
+        rows = read_table(self.workspace.results_dir / self.grid.name / TABLE)
+        if "cell_id" not in rows:
+            return
+        done = set(rows.loc[rows["status"] == "ok", "cell_id"]) & set(cell_ids)
+        missing = [cell_id for cell_id in done if not self.npz_path(cell_id).is_file()]
+        if missing:
+            tqdm.write(f"export: {len(missing)} cell(s) finished before export was asked have no .npz in "
+                       f"{self.npz_path('x').parent}; a finished cell is not sampled again for it (--force redoes "
+                       "the grid's cells, from the same noise)", file=sys.stderr)

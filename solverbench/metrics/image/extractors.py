@@ -10,6 +10,8 @@ A feature extractor is a factory registered with ``@register_feature_extractor(n
 - named: ``module(images) -> {feature name: (N, D)}``, and the factory declares
   ``metric_layers``, the feature each metric uses (keys among fid, kid, prc, isc, sfid).
 
+A factory may also declare ``feature_dims`` (feature name -> dimension): a reference batch's
+statistics are then checked against them while the grid is read, not only once features exist.
 A metric the extractor has no feature for is not applicable with it.  Each extractor is
 registered with torch-fidelity under its name (as a ``FeatureExtractorBase``), built
 through it here, and usable in ``torch_fidelity.calculate_metrics(feature_extractor=name)``.
@@ -55,6 +57,12 @@ def declared_layers(name: str) -> Optional[dict[str, str]]:
         raise TypeError(f"feature extractor {name!r}: metric_layers must map metrics among "
                         f"{', '.join(METRIC_KEYS)} to feature names, got {layers!r}")
     return None if layers is None else dict(layers)
+
+
+def declared_dims(name: str) -> Optional[dict[str, int]]:
+    """The ``feature_dims`` the factory of extractor ``name`` declares, else None."""
+    dims = getattr(FEATURE_EXTRACTORS.get(name), "feature_dims", None)
+    return None if dims is None else dict(dims)
 
 
 def named_network(name: str, weights_path: Optional[str]) -> tuple[nn.Module, dict[str, str]]:

@@ -25,6 +25,8 @@ def frechet_distance(features: torch.Tensor, reference: dict[str, torch.Tensor],
     """Frechet distance between the Gaussian fits of ``features`` and of the reference statistics."""
     mine = {k: v.numpy() for k, v in frechet_statistics(features).items()}
     theirs = {k: v.numpy() for k, v in reference.items()}
+    if any(mine[k].dtype != theirs[k].dtype for k in mine):  # stored statistics (ADM's: float64): both in float64
+        mine, theirs = ({k: v.astype("float64") for k, v in stats.items()} for stats in (mine, theirs))
     if backend == "torch-fidelity":
         from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
 

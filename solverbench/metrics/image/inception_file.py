@@ -11,7 +11,11 @@ from typing import Optional
 
 import torch
 
-from solverbench.metrics.image.inception_network import METRIC_LAYERS_WITH_CLASSIFIER, InceptionV3Features
+from solverbench.metrics.image.inception_network import (
+    FEATURE_DIMS_WITH_CLASSIFIER,
+    METRIC_LAYERS_WITH_CLASSIFIER,
+    InceptionV3Features,
+)
 from solverbench.registry import register_feature_extractor
 
 
@@ -40,3 +44,4 @@ def inception_file(weights_path: Optional[str] = None) -> InceptionV3Features:
 
 
 inception_file.metric_layers = METRIC_LAYERS_WITH_CLASSIFIER
+inception_file.feature_dims = FEATURE_DIMS_WITH_CLASSIFIER

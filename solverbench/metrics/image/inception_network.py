@@ -102,3 +102,6 @@ class InceptionV3Features(nn.Module):
 # metric -> feature name, the layout the feature-extractor contract asks for
 METRIC_LAYERS = {"fid": POOL_FEATURES, "kid": POOL_FEATURES, "prc": POOL_FEATURES, "sfid": SPATIAL_FEATURES}
 METRIC_LAYERS_WITH_CLASSIFIER = {**METRIC_LAYERS, "isc": LOGITS}
+# feature name -> its dimension (checked against a reference batch's statistics while the grid is read)
+FEATURE_DIMS = {POOL_FEATURES: 2048, SPATIAL_FEATURES: SPATIAL_CHANNELS * 17 * 17}
+FEATURE_DIMS_WITH_CLASSIFIER = {**FEATURE_DIMS, LOGITS: NUM_CLASSES}

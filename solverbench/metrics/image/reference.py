@@ -5,14 +5,16 @@ turned into images by ``backbone.to_images``.  Its features (every feature the e
 gives) and the Frechet statistics (mean, covariance) of the features FID and sFID use are
 stored under ``<cache dir>/image_reference/`` keyed by the data's identity (the backbone's
 ``data_identity()``: every checkpoint of a data set shares it), the extractor (name and a
-digest of its weights) and ``n``.
+digest of its weights) and ``n``.  (Where the grid names an ADM reference batch instead, it is the
+reference: ``reference_batch``.)
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 
@@ -27,9 +29,23 @@ CACHE_SUBDIR = "image_reference"
 
 @dataclass
 class ReferenceSet:
-    features: dict[str, torch.Tensor]
+    """What the image metrics compare with: Frechet statistics per feature name, and every feature of
+    the reference images (``features``, loaded on first use)."""
+
     statistics: dict[str, dict[str, torch.Tensor]]  # feature name -> {"mu", "sigma"}
-    path: Path
+    path: Path  # the cache file, or the reference batch
+    load_features: Callable[[], dict[str, torch.Tensor]] = field(repr=False)
+    batch: Optional[Any] = None  # a ReferenceBatch where the reference is an ADM reference batch
+
+    @cached_property
+    def features(self) -> dict[str, torch.Tensor]:
+        return self.load_features()
+
+    def frechet_statistics(self, metric: str, layer: str) -> dict[str, torch.Tensor]:
+        """The statistics ``metric`` (fid or sfid) compares with; a reference batch without them is refused."""
+        if self.batch is not None:
+            self.batch.require(metric)
+        return self.statistics[layer]
 
 
 def image_batches(backbone: Any, x: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
@@ -51,7 +67,7 @@ def reference_set(backbone: Any, *, extractor_name: str, extractor: Any, weights
     if path.is_file():
         stored = torch.load(path, map_location="cpu", weights_only=True)
         if stored["key"] == canonical_json(key) and set(frechet_layers) <= set(stored["statistics"]):
-            return ReferenceSet(stored["features"], stored["statistics"], path)
+            return ReferenceSet(stored["statistics"], path, lambda: stored["features"])
     x0, _ = backbone.sample_data(n, torch.Generator().manual_seed(REFERENCE_SEED))
     features = extract_features(extractor, image_batches(backbone, x0, batch_size), device)
     statistics = {layer: frechet_statistics(features[layer]) for layer in frechet_layers}
@@ -59,4 +75,4 @@ def reference_set(backbone: Any, *, extractor_name: str, extractor: Any, weights
     partial = path.with_suffix(f".{os.getpid()}.partial")
     torch.save({"key": canonical_json(key), "features": features, "statistics": statistics}, partial)
     os.replace(partial, path)
-    return ReferenceSet(features, statistics, path)
+    return ReferenceSet(statistics, path, lambda: features)
