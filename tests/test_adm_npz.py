@@ -313,19 +313,20 @@ def test_sweep_exports_each_cell_as_an_adm_batch_that_reads_back_as_a_reference(
     assert again["precision"] == 1.0 and again["recall"] == 1.0
 
 
-def test_export_keeps_cell_ids_and_a_cell_done_before_is_named_not_resampled(tmp_path, capsys):
+def test_export_keeps_cell_ids_and_a_cell_done_before_gets_its_file_on_the_next_run(tmp_path, capsys):
     plain = parse_grid(grid(metrics=["trajectory_error"]))
     exporting = parse_grid(grid(metrics=["trajectory_error"], export={"npz": True}))
     assert cell_ids(plain) == cell_ids(exporting) == cell_ids(Sweep.with_npz_export(plain))
     results = tmp_path / "results"
     (cell_id,) = cell_ids(plain)
-    run_grid(plain, results, progress=False)
+    before = run_grid(plain, results, progress=False).frame
     npz = results / "grid" / "npz" / f"{cell_id}.npz"  # a grid given in Python is named grid
-    run_grid(exporting, results, progress=False)
-    assert not npz.exists()
+    after = run_grid(exporting, results, progress=False).frame  # no image metric: the export makes the images
     assert "export: 1 cell(s) finished before export was asked have no .npz" in capsys.readouterr().err
-    run_grid(exporting, results, force=True, progress=False)  # no image metric: the export makes the images
     assert npz_arrays(npz)["arr_0"].shape == (24, 8, 8, 3) and npz_arrays(npz)["arr_1"].shape == (24,)
+    assert after["trajectory_error"].tolist() == before["trajectory_error"].tolist()  # the same noise, same row
+    run_grid(exporting, results, progress=False)
+    assert "0 run now" in capsys.readouterr().err  # the file is there: nothing owed
 
 
 def test_reference_batch_bytes_are_part_of_the_cell_id(tmp_path):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import pandas as pd
 from tqdm import tqdm
@@ -28,6 +28,10 @@ class Unit:
     ids: list[str]  # the cell ids whose rows the unit writes
     label: str  # what the progress bar shows while it runs
     run: Callable[[], list[dict[str, Any]]]
+    redo: Optional[Callable[[], bool]] = None  # True where a unit already done still owes an output (run it again)
+
+    def owed(self) -> bool:
+        return self.redo is not None and self.redo()
 
 
 @dataclass
@@ -58,7 +62,7 @@ def run_units(table: ResultsTable, units: list[Unit], current_ids: list[str], *,
     """Run every unit not done yet; the summary covers ``current_ids`` (the grid's cells)."""
     outcome = Outcome(table)
     done = set() if force else table.done()
-    todo = [u for u in units if force or not set(u.ids) <= done]
+    todo = [u for u in units if force or not set(u.ids) <= done or u.owed()]
     skipped = sum(len(u.ids) for u in units) - sum(len(u.ids) for u in todo)
     if skipped:
         tqdm.write(f"{skipped} of {len(current_ids)} {what}s already done in {table.path}; skipping them "
@@ -89,7 +93,7 @@ def _run_claimed(table: ResultsTable, unit: Unit, force: bool, bar: tqdm, outcom
     with table.claim(unit.ids[0]) as mine:
         if not mine:
             return False
-        if force or not set(unit.ids) <= table.done():  # another run may have finished it meanwhile
+        if force or not set(unit.ids) <= table.done() or unit.owed():  # another run may have finished it meanwhile
             bar.set_postfix_str(unit.label, refresh=True)
             rows = unit.run()
             table.put_many(rows)

@@ -9,8 +9,8 @@ its samples as an ADM evaluation batch, ``RESULTS/<grid>/npz/<cell id>.npz`` (``
 images of ``backbone.to_images`` as uint8 NHWC RGB, ``arr_1`` the labels where the backbone is
 class-conditional), to feed OpenAI's evaluator.  Export is an output, not part of what defines
 the numbers: the cell ids stay the same.  A cell counts as done only once its file is written
-(written whole, by a rename); a cell done before export was asked is not sampled again for it
-(the run says how many lack their file; ``--force`` redoes them, from the same noise).
+(written whole, by a rename); a cell done before export was asked owes its file, so the next
+run with export runs it again from the same noise (same row) and writes it (``Unit.redo``).
 """
 from __future__ import annotations
 
@@ -136,8 +136,9 @@ class Sweep(Study):
         units = []
         for cell in cells(self.grid):
             cell_id = spec_hash(cell.identity(self.grid))
+            owes_npz = (lambda cell_id=cell_id: not self.npz_path(cell_id).is_file()) if self.export.npz else None
             units.append(Unit([cell_id], self.cell_text(cell, varying),
-                              lambda cell=cell, cell_id=cell_id: [self.run_cell(cell, cell_id)]))
+                              lambda cell=cell, cell_id=cell_id: [self.run_cell(cell, cell_id)], redo=owes_npz))
         if self.export.npz:
             self.note_missing_exports([cid for unit in units for cid in unit.ids])
         return units
@@ -272,5 +273,5 @@ class Sweep(Study):
         missing = [cell_id for cell_id in done if not self.npz_path(cell_id).is_file()]
         if missing:
             tqdm.write(f"export: {len(missing)} cell(s) finished before export was asked have no .npz in "
-                       f"{self.npz_path('x').parent}; a finished cell is not sampled again for it (--force redoes "
-                       "the grid's cells, from the same noise)", file=sys.stderr)
+                       f"{self.npz_path('x').parent}; they run again now, from the same noise (same rows)",
+                       file=sys.stderr)
