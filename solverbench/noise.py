@@ -25,10 +25,22 @@ def noise_for(seed: int, indices: Sequence[int], shape: Sequence[int], dtype=tor
     ).to(dtype)
 
 
-def labels_for(seed: int, indices: Sequence[int], num_classes: Optional[int]) -> Optional[torch.Tensor]:
-    """Uniform class labels, one per sample index; ``None`` for unconditional backbones."""
+LABEL_RULES = {
+    "uniform": "each sample's class drawn uniformly from its own (seed, index) stream (the default)",
+    "balanced": "sample i gets class i mod num_classes, as the BA authors' and DiT's generate.py give them "
+                "(50 per class at 50,000 samples and 1000 classes)",
+}
+
+
+def labels_for(seed: int, indices: Sequence[int], num_classes: Optional[int],
+               rule: str = "uniform") -> Optional[torch.Tensor]:
+    """Class labels, one per sample index (``rule``: LABEL_RULES); ``None`` for unconditional backbones."""
     if num_classes is None:
         return None
+    if rule == "balanced":
+        return torch.tensor([int(i) % num_classes for i in indices], dtype=torch.long)
+    if rule != "uniform":
+        raise ValueError(f"label rule {rule!r}: allowed: {', '.join(LABEL_RULES)}")
     return torch.tensor(
         [int(torch.randint(num_classes, (1,), generator=sample_generator(seed, i, _LABEL))) for i in indices],
         dtype=torch.long,

@@ -61,9 +61,10 @@ def reference_trajectory(field: VelocityField, x: torch.Tensor, times: Any, tole
 
 
 def reference_key(backbone: Any, seed: int, num_samples: int, dtype: str, guidance: Guidance,
-                  tolerance: Tolerance) -> dict[str, Any]:
+                  tolerance: Tolerance, label_rule: str = "uniform") -> dict[str, Any]:
     return {
         "backbone": backbone_identity(backbone), "seed": int(seed), "num_samples": int(num_samples),
+        **({"labels": label_rule} if label_rule != "uniform" else {}),
         "dtype": dtype, "cfg_scale": guidance.scale, "cfg_interval": list(guidance.interval),
         **({"cfg_convention": guidance.convention} if guidance.convention else {}),
         "rtol": tolerance.rtol, "atol": tolerance.atol, "method": METHOD,
@@ -108,11 +109,13 @@ def solve_reference(backbone: Any, noise: torch.Tensor, labels: Optional[torch.T
 
 
 def reference_endpoints(backbone: Any, noise: torch.Tensor, labels: Optional[torch.Tensor], *, seed: int,
-                        dtype_name: str, guidance: Guidance, tolerance: Tolerance, batch_size: int = 1024,
+                        dtype_name: str, guidance: Guidance, tolerance: Tolerance, label_rule: str = "uniform",
+                        batch_size: int = 1024,
                         cache_dir: Optional[Path] = None, progress: bool = False) -> torch.Tensor:
     """Float64 endpoints of the reference solve from ``noise`` (samples ``0 .. N - 1`` of ``seed``,
-    drawn in ``dtype_name``), read from the cache where an earlier run stored them."""
-    key = reference_key(backbone, seed, len(noise), dtype_name, guidance, tolerance)
+    drawn in ``dtype_name``, with ``labels`` drawn by ``label_rule``), read from the cache where an
+    earlier run stored them."""
+    key = reference_key(backbone, seed, len(noise), dtype_name, guidance, tolerance, label_rule)
     path = Path(cache_dir) / f"{spec_hash(key)}.pt" if cache_dir is not None else None
     if path is not None and path.is_file():
         stored = torch.load(path, weights_only=True)

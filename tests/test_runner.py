@@ -7,6 +7,7 @@ import solverbench as sb
 from backbones.gmm import GaussianMixture
 from solverbench.cli import main
 from solverbench.grid import GridError, parse_grid
+from solverbench.hashing import spec_hash
 from solverbench.studies.sweep import Sweep, cells as expand_cells
 from solverbench.engine import run_grid
 
@@ -104,6 +105,25 @@ def test_samples_do_not_depend_on_batch_size(tmp_path):
     torch.testing.assert_close(a["samples"], b["samples"], rtol=1e-5, atol=1e-6)
 
 
+def test_balanced_labels_give_sample_i_class_i_mod_k_and_their_own_cells_and_references(tmp_path):
+    """``labels: balanced`` (the BA authors' and DiT's generate.py) gives sample i class i mod K; it is part
+    of the cell's id and of the reference solve's key, while the default keeps the ids it always had."""
+    grid = {**SMALL, "solvers": ["euler"], "nfe": [2], "guidance": {"scale": 2.0}, "metrics": ["trajectory_error"]}
+    uniform = run_small(tmp_path, **grid)
+    both = run_small(tmp_path, **grid, labels="balanced")  # the table keeps the earlier cell
+    balanced = both[~both["cell_id"].isin(uniform["cell_id"])].reset_index(drop=True)
+    assert list(uniform["label_rule"]) == ["uniform"] and list(balanced["label_rule"]) == ["balanced"]
+    assert set(uniform["cell_id"]).isdisjoint(balanced["cell_id"])
+    assert len(list((tmp_path / ".cache" / "references").glob("*.pt"))) == 2
+    stored = torch.load(tmp_path / "small" / "samples" / f"{balanced['cell_id'][0]}.pt", weights_only=True)
+    k = GaussianMixture(preset="gmm2d").num_classes
+    assert stored["labels"].tolist() == [i % k for i in range(len(stored["labels"]))]
+    explicit = parse_grid({**SMALL, **grid, "labels": "uniform"})
+    default = parse_grid({**SMALL, **grid})
+    assert ([spec_hash(c.identity(explicit)) for c in expand_cells(explicit)]
+            == [spec_hash(c.identity(default)) for c in expand_cells(default)])
+
+
 @sb.register_solver("test-nan-after-3")
 class NanSolver(sb.Solver):
     """Euler that blows up to NaN when given more than 3 steps."""
@@ -156,6 +176,7 @@ def test_raising_cell_is_recorded_reported_and_retried(tmp_path, capsys):
     ({"metrics": ["fdi"]}, "metrics[0]", "known metrics:"),
     ({"device": "cuda"}, "device", "not available"),
     ({"sedes": [1]}, "sedes", "allowed keys"),
+    ({"labels": "stratified"}, "labels", "balanced (sample i gets class i mod num_classes"),
     ({"plugins": ["missing.py"]}, "plugins[0]", "no such file"),
 ])
 def test_bad_grid_fails_before_any_work(tmp_path, change, key, fragment):

@@ -15,8 +15,8 @@ from solverbench.noise import data_generator, labels_for, noise_for
 
 
 class Draws:
-    def __init__(self, backbone: Any, seed: int, num_samples: int):
-        self.backbone, self.seed, self.num_samples = backbone, seed, num_samples
+    def __init__(self, backbone: Any, seed: int, num_samples: int, label_rule: str = "uniform"):
+        self.backbone, self.seed, self.num_samples, self.label_rule = backbone, seed, num_samples, label_rule
         self._noise: dict[torch.dtype, torch.Tensor] = {}
         self._labels: Optional[torch.Tensor] = None
         self._labels_drawn = False
@@ -30,7 +30,7 @@ class Draws:
     def labels(self) -> Optional[torch.Tensor]:
         """Class labels of samples ``0 .. N - 1`` on the CPU; None for an unconditional backbone."""
         if not self._labels_drawn:
-            self._labels = labels_for(self.seed, range(self.num_samples), self.backbone.num_classes)
+            self._labels = labels_for(self.seed, range(self.num_samples), self.backbone.num_classes, self.label_rule)
             self._labels_drawn = True
         return self._labels
 

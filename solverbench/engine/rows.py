@@ -23,7 +23,7 @@ def row_head(grid: Grid, kind: str, cell_id: str, backbone: BackboneSpec, solver
         "solver": solver.name, "solver_params": canonical_json(solver.params), "solver_label": solver.label,
         "solver_order": instance.order, "analysis_only": instance.analysis_only,
         "cfg_scale": guidance.scale, "cfg_lo": guidance.interval[0], "cfg_hi": guidance.interval[1],
-        "cfg_convention": guidance.convention, "seed": seed,
+        "cfg_convention": guidance.convention, "seed": seed, "label_rule": grid.labels,
         "num_samples": grid.num_samples, "dtype": grid.dtype, "device": grid.device,
         "device_name": device_name(grid.device), "config_hash": cell_id, "grid_hash": spec_hash(grid.raw),
         "versions": canonical_json(package_versions()), "git_commit": git_commit(),
@@ -40,7 +40,9 @@ def cell_identity(grid: Grid, backbone: BackboneSpec, solver: SolverSpec, guidan
     return {
         "kind": grid.kind, "backbone": backbone.name, "backbone_params": backbone.params, "solver": solver.name,
         "solver_params": solver.params, "cfg_scale": guidance.scale, "cfg_interval": list(guidance.interval),
-        **({"cfg_convention": guidance.convention} if guidance.convention else {}), "seed": seed, "num_samples": grid.num_samples, "dtype": grid.dtype,
+        **({"cfg_convention": guidance.convention} if guidance.convention else {}), "seed": seed,
+        **({"labels": grid.labels} if grid.labels != "uniform" else {}), "num_samples": grid.num_samples,
+        "dtype": grid.dtype,
         "reference": {"rtol": grid.tolerance.rtol, "atol": grid.tolerance.atol}, **specific,
         **({"solver_settings": settings} if settings else {}), **({"file_sha256": files} if files else {}),
     }

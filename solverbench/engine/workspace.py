@@ -59,7 +59,7 @@ class Workspace:
     def draws(self, backbone: BackboneSpec, seed: int) -> Draws:
         key = (backbone.key, seed)
         if key not in self._draws:
-            self._draws[key] = Draws(self.backbone(backbone), seed, self.grid.num_samples)
+            self._draws[key] = Draws(self.backbone(backbone), seed, self.grid.num_samples, self.grid.labels)
         return self._draws[key]
 
     def reference(self, backbone: BackboneSpec, seed: int, guidance: Guidance) -> torch.Tensor:
@@ -71,6 +71,7 @@ class Workspace:
             self._references[key] = reference_endpoints(
                 self.backbone(backbone), draws.noise(self.dtype).to(self.grid.device),
                 None if labels is None else labels.to(self.grid.device), seed=seed, dtype_name=self.grid.dtype,
-                guidance=guidance, tolerance=self.grid.tolerance, batch_size=self.grid.batch_size,
+                guidance=guidance, tolerance=self.grid.tolerance, label_rule=self.grid.labels,
+                batch_size=self.grid.batch_size,
                 cache_dir=self.cache_dir / "references", progress=self.progress)
         return self._references[key]

@@ -23,6 +23,8 @@ KEYS = {
     "guidance": "{scale: number, list or NFE -> scale mapping, interval: [t_lo, t_hi] or list of them, rule, "
                 "decision, channels} (solverbench.guidance)",
     "seeds": "list of integer seeds",
+    "labels": "how samples get class labels: uniform (the default: drawn per sample) or balanced (sample i gets "
+              "class i mod num_classes)",
     "num_samples": "samples per cell",
     "batch_size": "samples per batch",
     "device": "cpu, cuda, cuda:N",
@@ -103,7 +105,7 @@ def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
         batch_size=batch_size, device=sections.device(raw), dtype=sections.dtype(raw), metrics=metrics,
         metric_options=sections.metric_options(raw, metrics), tolerance=sections.tolerance(raw),
         save_samples=sections.save_samples(raw), solver_settings=sections.solver_settings(raw, solvers),
-        study=study_settings, raw=raw, guidance_by_nfe=guidance_by_nfe,
+        study=study_settings, raw=raw, guidance_by_nfe=guidance_by_nfe, labels=sections.labels(raw),
     )
     study.check_grid(grid)
     return grid

@@ -19,6 +19,7 @@ from solverbench.file_params import file_digests, resolve_paths
 from solverbench.grid.values import DTYPE_NAMES, BackboneSpec, SolverSpec
 from solverbench.guidance import Guidance
 from solverbench.reference import Tolerance
+from solverbench.noise import LABEL_RULES
 from solverbench.registry import BACKBONES, METRICS, SOLVERS, load_plugin_file
 from solverbench.solver import Solver, solver_label
 from solverbench.timegrid import GRIDS, make_time_grid
@@ -230,6 +231,13 @@ def seeds(raw: Mapping[str, Any]) -> tuple[int, ...]:
     if not values or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in values):
         grid_error("seeds", raw.get("seeds"), "allowed: a list of non-negative integers")
     return tuple(values)
+
+
+def labels(raw: Mapping[str, Any]) -> str:
+    rule = raw.get("labels", "uniform")
+    if rule not in LABEL_RULES:
+        grid_error("labels", rule, "allowed: " + "; ".join(f"{name} ({what})" for name, what in LABEL_RULES.items()))
+    return rule
 
 
 def sample_counts(raw: Mapping[str, Any]) -> tuple[int, int]:

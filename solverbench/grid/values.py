@@ -72,6 +72,7 @@ class Grid:
     study: Any = None  # the settings of the study kind (e.g. the LTE study's step sizes), parsed by it
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     guidance_by_nfe: Optional[Mapping[Any, tuple[Guidance, ...]]] = None  # a scale per NFE budget (paper tables)
+    labels: str = "uniform"  # how sample indices get class labels (solverbench.noise.LABEL_RULES)
 
     @property
     def base(self) -> Path:
