@@ -214,6 +214,18 @@ def test_bad_metric_options_fail_before_any_work(options, message):
         parse_grid(grid(metric_options=options))
 
 
+def test_the_weights_file_is_read_next_to_the_grid_file_and_its_bytes_are_in_the_cell_ids(tmp_path):
+    from solverbench.metrics.image.cell_features import image_option_files
+
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "inception.pth").write_bytes(b"weights")
+    options = {"feature_extractor_weights_path": "weights/inception.pth"}
+    with pytest.raises(GridError, match="not an existing file"):  # the working directory does not count
+        parse_grid(grid(metric_options=options))
+    parse_grid(grid(metric_options=options), path=tmp_path / "g.yaml")
+    assert image_option_files(options, tmp_path) == {"feature_extractor_weights_path": tmp_path / "weights" / "inception.pth"}
+
+
 def test_runner_computes_image_metrics_with_cached_reference(tmp_path):
     parsed = parse_grid(grid(metric_options={"reference_samples": 50, "backend": "clean-fid"}))
     row = run_grid(parsed, tmp_path, progress=False).frame.iloc[0]

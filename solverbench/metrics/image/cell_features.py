@@ -28,7 +28,7 @@ from solverbench.metrics.image.extractors import (
     metric_layers,
     weights_digest,
 )
-from solverbench.metrics.image.options import ImageMetricOptions, parse_image_options
+from solverbench.metrics.image.options import ImageMetricOptions, parse_image_options, weights_file
 from solverbench.metrics.image.reference import ReferenceSet, image_batches, reference_set
 from solverbench.metrics.image.reference_batch import batch_path, batch_reference, floor_draw, open_reference_batch
 
@@ -96,6 +96,10 @@ def check_image_grid(grid: Any) -> None:
     another dimension than the extractor's features; or, without one, backbones that have no data."""
     options = parse_image_options(grid.metric_options or {})
     keys = [METRIC_KEYS[m] for m in grid.metrics if m in METRIC_KEYS]
+    weights = weights_file(options, grid.base)
+    if weights is not None and not Path(weights).is_file():
+        raise ValueError(f"metric option feature_extractor_weights_path: {weights} is not an existing file "
+                         "(relative paths are read next to the grid file)")
     makers = [spec.instance for spec in grid.backbones if image_metrics_apply(spec.instance) is None]
     if options.reference_batch is None:
         if makers and not any(has_data(b) for b in makers):
@@ -116,9 +120,11 @@ def check_image_grid(grid: Any) -> None:
 
 def image_option_files(options: dict[str, Any], grid_dir: Optional[Path]) -> dict[str, Path]:
     """The files the image metric options name whose bytes define a cell's numbers: the reference batch
-    (the sweep puts their SHA-256 in the cell's id)."""
-    batch = parse_image_options(options or {}).reference_batch
-    return {} if batch is None else {"reference_batch": batch_path(batch, grid_dir)}
+    and the extractor's weights file (the sweep puts their SHA-256 in the cell's id)."""
+    parsed = parse_image_options(options or {})
+    files = {} if parsed.reference_batch is None else {"reference_batch": batch_path(parsed.reference_batch, grid_dir)}
+    weights = weights_file(parsed, grid_dir)
+    return files if weights is None else {**files, "feature_extractor_weights_path": Path(weights)}
 
 
 def cell_features(ctx: MetricContext, metric: str) -> tuple[str, CellFeatures]:
@@ -133,7 +139,7 @@ def cell_features(ctx: MetricContext, metric: str) -> tuple[str, CellFeatures]:
     if options.reference_batch is None and not has_data(ctx.backbone):
         raise NotApplicable(NO_DATA)
     name = extractor_name(ctx, options)
-    layer = metric_layers(name, options.feature_extractor_weights_path, str(ctx.samples.device)).get(metric)
+    layer = metric_layers(name, weights_file(options, ctx.extras.get("grid_dir")), str(ctx.samples.device)).get(metric)
     if layer is None:
         raise NotApplicable(f"feature extractor {name!r} gives no features for {metric}"
                             + (" (it has no classifier head)" if metric == "isc" else ""))
@@ -145,7 +151,7 @@ def cell_features(ctx: MetricContext, metric: str) -> tuple[str, CellFeatures]:
 
 def _extract(ctx: MetricContext, name: str, options: ImageMetricOptions, cache_dir: Path) -> CellFeatures:
     device = str(ctx.samples.device)
-    weights = options.feature_extractor_weights_path
+    weights = weights_file(options, ctx.extras.get("grid_dir"))
     extractor = build_extractor(name, weights, device)
     batch = options.feature_batch_size
 

@@ -11,7 +11,8 @@ from solverbench.registry import FEATURE_EXTRACTORS
 OPTIONS = {
     "feature_extractor": "registered feature extractor for the image metrics (default: the backbone's "
                          "default_feature_extractor)",
-    "feature_extractor_weights_path": "weights file of extractors that take one (inception-file)",
+    "feature_extractor_weights_path": "weights file of extractors that take one (inception-file); a relative path "
+                                      "is read next to the grid file",
     "backend": "whose Frechet-distance math gives fid and sfid: torch-fidelity (default) or clean-fid",
     "reference_samples": "data samples behind the reference statistics (default 10000)",
     "reference_batch": "an ADM evaluation reference batch (.npz with mu, sigma, mu_s, sigma_s and arr_0 images) to "
@@ -34,6 +35,20 @@ class ImageMetricOptions:
     kid_subset_size: Optional[int] = None
 
 
+def grid_relative(value: str, grid_dir: Optional[Path]) -> Path:
+    """A file a metric option names: a relative path is read next to the grid file (``grid_dir``; the
+    working directory outside a grid)."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else Path(grid_dir if grid_dir is not None else Path.cwd()) / path
+
+
+def weights_file(options: ImageMetricOptions, grid_dir: Optional[Path]) -> Optional[str]:
+    """The extractor's weights file the options name, resolved (None where they name none)."""
+    if options.feature_extractor_weights_path is None:
+        return None
+    return str(grid_relative(options.feature_extractor_weights_path, grid_dir))
+
+
 def _positive_int(key: str, value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"metric option {key}: bad value {value!r}; allowed: a positive integer")
@@ -48,8 +63,9 @@ def parse_image_options(options: dict[str, Any]) -> ImageMetricOptions:
         raise ValueError(f"metric option feature_extractor: unknown {extractor!r}; known feature extractors: "
                          + ", ".join(FEATURE_EXTRACTORS.names()))
     weights = mine.get("feature_extractor_weights_path")
-    if weights is not None and not (isinstance(weights, str) and Path(weights).expanduser().is_file()):
-        raise ValueError(f"metric option feature_extractor_weights_path: {weights!r} is not an existing file")
+    if weights is not None and not (isinstance(weights, str) and weights.strip()):
+        raise ValueError(f"metric option feature_extractor_weights_path: bad value {weights!r}; allowed: the path "
+                         "of a weights file")
     if mine.get("backend", "torch-fidelity") not in BACKENDS:
         raise ValueError(f"metric option backend: bad value {mine['backend']!r}; allowed: {', '.join(BACKENDS)}")
     batch = mine.get("reference_batch")

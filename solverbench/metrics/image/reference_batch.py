@@ -48,6 +48,7 @@ from solverbench.metrics.image.adm_npz import (
     read_images,
 )
 from solverbench.metrics.image.extractors import extract_features
+from solverbench.metrics.image.options import grid_relative
 from solverbench.metrics.image.reference import CACHE_SUBDIR, ReferenceSet
 from solverbench.noise import data_generator
 
@@ -58,8 +59,7 @@ OWN_STATISTICS_TOLERANCE = 0.1  # arr_0's mean within this many sampling errors 
 
 def batch_path(value: str, grid_dir: Optional[Path]) -> Path:
     """The reference batch a metric option names: a relative path is read next to the grid file."""
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else Path(grid_dir if grid_dir is not None else Path.cwd()) / path
+    return grid_relative(value, grid_dir)
 
 
 @dataclass(frozen=True)
