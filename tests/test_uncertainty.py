@@ -51,6 +51,16 @@ def test_frechet_bootstrap_statistic_equals_torch_fidelity_fid():
     assert frechet_distance_resampled(features, stats)(torch.arange(300)) == pytest.approx(expected, rel=1e-6)
 
 
+def test_frechet_bootstrap_statistic_with_fewer_samples_than_features_is_the_same_distance():
+    """Below n = D the statistic works on the n x n Gram matrix; the distance is unchanged."""
+    g = torch.Generator().manual_seed(1)
+    features, reference = torch.randn(9, 40, generator=g), torch.randn(300, 40, generator=g) * 1.3 + 0.2
+    stats = frechet_statistics(reference)
+    idx = torch.tensor([0, 3, 3, 5, 8, 1, 1, 2, 7])
+    expected = frechet_distance(features[idx].double(), {k: v.double() for k, v in stats.items()}, "clean-fid")
+    assert frechet_distance_resampled(features, stats)(idx) == pytest.approx(expected, rel=1e-6)
+
+
 def test_bootstrap_interval_is_reproducible_and_centred_on_the_estimate():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(256, 8, generator=g), torch.randn(256, 8, generator=g)
