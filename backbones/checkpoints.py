@@ -17,11 +17,10 @@ from typing import Any, Iterable, Mapping, Optional
 import torch
 from torch import nn
 
-from solverbench.weights_file import read_weights
+from solverbench.weights_file import first_keys, read_weights, state_dict_mismatches
 
 STATE_DICT_KEYS = ("ema", "model")  # where training scripts put the weights, in order of preference
 DDP_PREFIX = "module."
-SHOWN_KEYS = 5  # how many offending keys an error message lists
 
 
 class CheckpointError(ValueError):
@@ -50,13 +49,13 @@ def extract_state_dict(stored: Any, path: str | Path, key: Optional[str] = None)
     if key is not None:
         if key not in stored:
             raise CheckpointError(f"checkpoint file {str(path)!r} has no entry {key!r}; "
-                                  f"its top-level keys: {_first(stored)}")
+                                  f"its top-level keys: {first_keys(stored)}")
         state = stored[key]
     else:
         state = next((stored[k] for k in STATE_DICT_KEYS if isinstance(stored.get(k), Mapping)), stored)
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"checkpoint file {str(path)!r} holds no state dict of tensors "
-                              f"(top-level keys: {_first(stored)}); give the entry to use explicitly")
+                              f"(top-level keys: {first_keys(stored)}); give the entry to use explicitly")
     return {k.removeprefix(DDP_PREFIX): v for k, v in state.items()}
 
 
@@ -69,13 +68,7 @@ def fit_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], path: st
     """
     ignore = tuple(ignore_prefixes)
     state = {k: v for k, v in state.items() if not (ignore and k.startswith(ignore))}
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    misshapen = [f"{k} (file {tuple(state[k].shape)}, model {tuple(expected[k].shape)})"
-                 for k in expected if k in state and state[k].shape != expected[k].shape]
-    problems = [f"{what}: {_first(keys)}" for what, keys in
-                (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", misshapen)) if keys]
+    problems = state_dict_mismatches(model.state_dict(), state)
     if problems:
         raise CheckpointError(f"checkpoint file {str(path)!r} does not fit {type(model).__name__}: "
                               + "; ".join(problems) + (f". {hint}" if hint else ""))
@@ -93,7 +86,3 @@ def save_checkpoint(path: str | Path, state_dict: Mapping[str, torch.Tensor], co
     return path
 
 
-def _first(keys: Iterable[Any]) -> str:
-    keys = list(keys)
-    shown = ", ".join(str(k) for k in keys[:SHOWN_KEYS])
-    return shown + (f" (and {len(keys) - SHOWN_KEYS} more)" if len(keys) > SHOWN_KEYS else "")

@@ -12,9 +12,30 @@ import pickletools
 import re
 import zipfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import torch
+
+
+SHOWN_KEYS = 5  # how many offending keys an error message lists
+
+
+def first_keys(keys: Iterable[Any]) -> str:
+    """The first few ``keys`` for an error message, with how many more there are."""
+    keys = list(keys)
+    shown = ", ".join(str(k) for k in keys[:SHOWN_KEYS])
+    return shown + (f" (and {len(keys) - SHOWN_KEYS} more)" if len(keys) > SHOWN_KEYS else "")
+
+
+def state_dict_mismatches(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]) -> list[str]:
+    """How ``state`` fails to fit a module whose state dict is ``expected``: missing keys, unexpected
+    keys and shape mismatches, each as one phrase naming the first keys ([] where it fits)."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    misshapen = [f"{k} (file {tuple(state[k].shape)}, model {tuple(expected[k].shape)})"
+                 for k in expected if k in state and state[k].shape != expected[k].shape]
+    return [f"{what}: {first_keys(keys)}" for what, keys in
+            (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", misshapen)) if keys]
 
 
 class WeightsFileError(ValueError):

@@ -21,7 +21,7 @@ import torch
 
 from solverbench.backbone import backbone_identity
 from solverbench.hashing import canonical_json
-from solverbench.weights_file import read_weights
+from solverbench.weights_file import first_keys, read_weights, state_dict_mismatches
 from solvers.ba import released
 from solvers.ba.config import SideNetConfig
 from solvers.ba.sidenet import SideNet, build_sidenet
@@ -76,13 +76,7 @@ def identity_mismatch(trained_for: dict[str, Any], backbone: dict[str, Any]) -> 
 
 def fit_weights(sidenet: SideNet, weights: dict[str, torch.Tensor], path: Path, hint: str = "") -> None:
     """Load ``weights`` into ``sidenet`` strictly; a mismatch names the file and the first keys."""
-    expected = sidenet.state_dict()
-    missing = [k for k in expected if k not in weights]
-    unexpected = [k for k in weights if k not in expected]
-    misshapen = [f"{k} (file {tuple(weights[k].shape)}, model {tuple(expected[k].shape)})"
-                 for k in expected if k in weights and weights[k].shape != expected[k].shape]
-    problems = [f"{what}: {released.first(keys)}" for what, keys in
-                (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", misshapen)) if keys]
+    problems = state_dict_mismatches(sidenet.state_dict(), weights)
     if problems:
         raise CheckpointMismatchError(f"SideNet checkpoint {str(path)!r} does not fit the "
                                       f"{sidenet.spec.get('architecture', 'project')} SideNet it describes: "
@@ -133,7 +127,7 @@ def load_released(path: Path, stored: Any, backbone: Any, *, device: str = "cpu"
         raise CheckpointMismatchError(
             f"SideNet checkpoint {str(path)!r} is not a SideNet checkpoint: neither solverbench's format ({FORMAT}) "
             f"nor the authors' SideNet ({', '.join(released.MARKERS)}, ...); its top-level keys: "
-            f"{released.first(keys)}")
+            f"{first_keys(keys)}")
     if architecture not in (None, "official"):
         raise CheckpointMismatchError(
             f"SideNet checkpoint {str(path)!r} holds the authors' SideNet (models/side_net.py), not the {architecture} "

@@ -19,19 +19,13 @@ from typing import Any, Mapping, Optional
 
 import torch
 
+from solverbench.weights_file import first_keys
 from solvers.ba.sidenet.official import HEADS
 
 ENTRIES = ("ema_side_model", "side_model")  # train_BA_side.py's entries, EMA preferred (as generate.py)
 PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel / accelerate, torch.compile
 MARKERS = ("input_conv.weight", "emb_fusion.0.weight")  # keys only the authors' SideNet has
 PROJECT_MARKERS = ("input.weight", "conditioning.t_mlp.0.weight")  # keys of this project's SideNets
-SHOWN = 5  # offending keys an error message lists
-
-
-def first(keys) -> str:
-    keys = list(keys)
-    shown = ", ".join(str(k) for k in keys[:SHOWN])
-    return shown + (f" (and {len(keys) - SHOWN} more)" if len(keys) > SHOWN else "")
 
 
 def strip_prefixes(key: str) -> str:
@@ -76,7 +70,7 @@ def official_spec(weights: Mapping[str, torch.Tensor], path: Path, backbone: Any
               "y_embedder.embedding_table.weight")
     absent = [k for k in needed if k not in weights]
     if absent:
-        raise ValueError(f"SideNet checkpoint {str(path)!r} looks like the authors' SideNet but lacks {first(absent)}, "
+        raise ValueError(f"SideNet checkpoint {str(path)!r} looks like the authors' SideNet but lacks {first_keys(absent)}, "
                          "which its architecture is read from")
     width, double_channels = weights["input_conv.weight"].shape[:2]
     embed_dim = weights["emb_fusion.0.weight"].shape[0]
