@@ -164,3 +164,20 @@ def test_the_paper_grid_runs_every_solver_of_table_1_on_a_tiny_sit(tiny_paper_se
 def test_the_whole_paper_grid_runs_on_a_tiny_sit(tiny_paper_setup):
     """All 20 cells (about 4 minutes on 2 CPU cores: FID and sFID on 2048-D features, per cell)."""
     run_tiny_paper_grid(tiny_paper_setup, [5, 7, 10, 15])
+
+
+def test_the_time_projection_counts_guided_evaluations_twice(capsys, monkeypatch):
+    """benchmarks/paper_time_projection.py, behind the README's projected times: Euler at NFE 10 on
+    (0, 0.7] evaluates 3 times unguided and 7 times on both branches."""
+    import runpy
+
+    from solverbench.guidance import Guidance
+
+    script = runpy.run_path(str(ROOT / "benchmarks" / "paper_time_projection.py"))
+    euler = script["solver_of"]("euler")
+    assert script["rows_per_sample"](euler, 10, Guidance(2.0, (0.0, 0.7))) == 17
+    assert script["rows_per_sample"](euler, 10, Guidance(1.0, (0.0, 0.7))) == 10
+    monkeypatch.setattr("sys.argv", ["paper_time_projection.py"])
+    script["main"]()
+    out = capsys.readouterr().out
+    assert "euler NFE 15" in out and "GPU-hours" in out and "on 8 GPUs" in out
