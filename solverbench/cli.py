@@ -59,18 +59,25 @@ def _run(parser: argparse.ArgumentParser):
                              "<cell id>.npz), as the grid's export: {npz: true} does; cell ids stay the same")
 
     def run(args: argparse.Namespace) -> int:
+        from solverbench import distributed
         from solverbench.engine import run_grid
         from solverbench.errors import GridError
         from solverbench.grid import load_grid
         from solverbench.registry import STUDIES
 
         grid = load_grid(args.grid)
+        ranks = distributed.init_from_environment(grid.device)
         if args.export_npz:
             with_npz_export = getattr(STUDIES.get(grid.kind), "with_npz_export", None)
             if with_npz_export is None:
                 raise GridError(f"--export-npz: a grid of kind {grid.kind} has no samples to export")
             grid = with_npz_export(grid)
-        table = run_grid(grid, args.results, force=args.force, progress=not args.no_progress)
+        try:
+            table = run_grid(grid, args.results, force=args.force, progress=not args.no_progress)
+        finally:
+            distributed.close()
+        if not ranks.main:
+            return 0
         current, stored = len(table.current()), len(table.frame)
         print(f"{current} rows in {table.path}" + (f" ({stored - current} more of cells that the grid no longer "
                                                     "has, kept as a cache and left out of reports)"
@@ -271,12 +278,15 @@ def main(argv: list[str] | None = None) -> int:
         handlers[name] = make(sub.add_parser(name, help=help_line, description=help_line))
     args = parser.parse_args(argv)
     try:
+        from solverbench.distributed import PeerFailed
         from solverbench.engine import SweepFailed
         from solverbench.errors import GridError
         from solverbench.registry import UnknownNameError
 
         try:
             return handlers[args.command](args)
+        except PeerFailed:  # under torchrun: the rank that failed says why
+            return 1
         except SweepFailed as err:  # cells failed; the rest of the sweep ran
             print(f"solverbench {args.command}: error: {err}", file=sys.stderr)
             return 1
@@ -286,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
             # (GridError, CheckpointError and PluginError are ValueErrors); SOLVERBENCH_TRACEBACK=1 shows where.
             if os.environ.get("SOLVERBENCH_TRACEBACK"):
                 raise
-            print(f"solverbench {args.command}: error: {one_line(err)}", file=sys.stderr)
+            if os.environ.get("RANK", "0") == "0":  # under torchrun every rank meets a bad input: rank 0 says it
+                print(f"solverbench {args.command}: error: {one_line(err)}", file=sys.stderr)
             return 2
     except KeyboardInterrupt as interrupt:
         message = interrupt.args[0] if interrupt.args and isinstance(interrupt.args[0], str) else ""

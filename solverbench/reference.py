@@ -7,7 +7,8 @@ solver against it, and the registered ``reference`` solver is a thin wrapper of 
 ``reference_endpoints`` gives the endpoints from given noise, labels and guidance, cached
 on disk keyed by everything that defines them (backbone identity, seed, sample count,
 sample dtype, guidance, tolerances), so every solver of a sweep, and every later sweep,
-reuses one solve.
+reuses one solve.  Under torchrun the batches of a solve are split across the ranks (each
+batch solved as in one process, so the endpoints are the same), and rank 0 writes the cache.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from torchdiffeq import odeint
 from tqdm import tqdm
 
 from solverbench.backbone import backbone_identity, backbone_in_dtype
+from solverbench.distributed import world
 from solverbench.field import VelocityField
 from solverbench.guidance import Guidance
 from solverbench.hashing import spec_hash
@@ -91,21 +93,29 @@ class ProgressBackbone:
 
 def solve_reference(backbone: Any, noise: torch.Tensor, labels: Optional[torch.Tensor], guidance: Guidance,
                     tolerance: Tolerance, batch_size: int, progress: bool = False) -> torch.Tensor:
-    """Float64 endpoints at t = 0 of the reference solve from ``noise`` at t = 1, in batches."""
+    """Float64 endpoints at t = 0 of the reference solve from ``noise`` at t = 1, in batches (split
+    across the ranks under torchrun; the bar follows rank 0's)."""
     backbone64 = backbone_in_dtype(backbone, torch.float64)  # once, not per batch
-    batches = range(0, len(noise), batch_size)
-    bar = tqdm(total=len(batches) * ProgressBackbone.STEPS, disable=not progress, file=sys.stderr,
+    ranks = world()
+    starts = range(0, len(noise), batch_size)
+    mine = len(ranks.my_batches(len(starts)))
+    bar = tqdm(total=mine * ProgressBackbone.STEPS, disable=not progress, file=sys.stderr,
                desc=f"reference solve ({METHOD}, float64, rtol={tolerance.rtol:g}, atol={tolerance.atol:g}) "
-                    f"of {len(noise)} samples",
+                    f"of {len(noise)} samples" + (f" ({mine} of {len(starts)} batches here)" if ranks.sharded else ""),
                bar_format="{desc}: {percentage:3.0f}% of t from 1 to 0 [{elapsed}<{remaining}]")
-    out = []
+    done = [0]  # batches this rank finished
+
+    def solve(b: int) -> torch.Tensor:
+        sl = slice(starts[b], starts[b] + batch_size)
+        field = VelocityField(ProgressBackbone(backbone64, bar, done[0]), None if labels is None else labels[sl],
+                              guidance)
+        endpoint = reference_trajectory(field, noise[sl].double(), [1.0, 0.0], tolerance)[-1]
+        done[0] += 1
+        bar.update(done[0] * ProgressBackbone.STEPS - bar.n)  # this batch reached t = 0
+        return endpoint
+
     with bar:
-        for i, start in enumerate(batches):
-            sl = slice(start, start + batch_size)
-            field = VelocityField(ProgressBackbone(backbone64, bar, i), None if labels is None else labels[sl], guidance)
-            out.append(reference_trajectory(field, noise[sl].double(), [1.0, 0.0], tolerance)[-1])
-            bar.update((i + 1) * ProgressBackbone.STEPS - bar.n)  # this batch reached t = 0
-    return torch.cat(out)
+        return torch.cat(ranks.map_batches(solve, len(starts)))
 
 
 def reference_endpoints(backbone: Any, noise: torch.Tensor, labels: Optional[torch.Tensor], *, seed: int,
@@ -117,11 +127,12 @@ def reference_endpoints(backbone: Any, noise: torch.Tensor, labels: Optional[tor
     earlier run stored them."""
     key = reference_key(backbone, seed, len(noise), dtype_name, guidance, tolerance, label_rule)
     path = Path(cache_dir) / f"{spec_hash(key)}.pt" if cache_dir is not None else None
-    if path is not None and path.is_file():
+    ranks = world()
+    if path is not None and ranks.decide(path.is_file):
         stored = torch.load(path, weights_only=True)
         return stored["endpoints"].to(noise.device)
-    endpoints = solve_reference(backbone, noise, labels, guidance, tolerance, batch_size, progress)
-    if path is not None:
+    endpoints = solve_reference(backbone, noise, labels, guidance, tolerance, batch_size, progress and ranks.main)
+    if path is not None and ranks.main:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # concurrent runs never share a temporary file
         torch.save({"endpoints": endpoints.cpu(), "key": str(key)}, tmp)

@@ -4,15 +4,19 @@
 
 The study kind (``grid.kind``, found in the ``STUDIES`` registry) cuts the grid into units
 of work; the engine claims the results folder for the grid file, runs every unit not done
-yet (``engine.loop``), and closes with the summary of the grid's cells.
+yet (``engine.loop``), and closes with the summary of the grid's cells.  Under torchrun
+(``solverbench.distributed``) every rank runs it; rank 0 alone writes the results folder.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from solverbench.distributed import world
+
 from solverbench.engine.loop import SweepFailed, Unit, report_outcome, run_units
 from solverbench.engine.study import Study
 from solverbench.engine.workspace import Workspace
+from solverbench.errors import GridError
 from solverbench.grid.values import Grid
 from solverbench.hashing import spec_hash
 from solverbench.registry import STUDIES
@@ -24,13 +28,19 @@ __all__ = ["run_grid", "Study", "Unit", "Workspace", "SweepFailed"]
 def run_grid(grid: Grid, results_dir: str | Path = "results", *, force: bool = False,
              progress: bool = True) -> ResultsTable:
     """Run every cell of ``grid`` not in ``results_dir`` yet (all of them with ``force``)."""
+    ranks = world()
+    kind = STUDIES.get(grid.kind)
+    if ranks.sharded and not kind.sharded:
+        raise GridError(f"kind: {grid.kind} runs in one process; run it without torchrun (only kind: sweep splits "
+                        f"its samples across processes)")
     table = ResultsTable(Path(results_dir) / grid.name)
-    table.adopt(grid.path, spec_hash(grid.raw), force=force)
-    study = STUDIES.get(grid.kind)(grid, Workspace(grid, results_dir, progress=progress))
+    ranks.decide(lambda: table.adopt(grid.path, spec_hash(grid.raw), force=force))
+    study = kind(grid, Workspace(grid, results_dir, progress=progress and ranks.main))
     units = study.units()
     ids = [cell_id for unit in units for cell_id in unit.ids]
-    table.set_current(ids)
+    ranks.decide(lambda: table.set_current(ids))
     outcome = run_units(table, units, ids, force=force, progress=progress, desc=grid.name, what=study.unit,
                         describe=study.describe)
-    report_outcome(outcome, study.unit)
+    if ranks.main:
+        report_outcome(outcome, study.unit)
     return table

@@ -6,16 +6,22 @@ units already done, claims each unit before running it (so concurrent runs of on
 share the work), writes its rows at once, waits at the end for units another run was
 busy with, and closes with a summary that names every cell that did not finish ``ok``.
 Ctrl-C ends it with one line saying what was kept.
+
+Under torchrun every rank runs every unit (each doing its share of the unit's samples);
+rank 0 alone decides what runs (what is done, which claims it holds), tells the others,
+and writes the rows (``solverbench.distributed``).
 """
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import pandas as pd
 from tqdm import tqdm
 
+from solverbench.distributed import World, world
 from solverbench.results import ResultsTable
 
 
@@ -61,10 +67,12 @@ def run_units(table: ResultsTable, units: list[Unit], current_ids: list[str], *,
               desc: str, what: str, describe: Callable[[pd.Series], str]) -> Outcome:
     """Run every unit not done yet; the summary covers ``current_ids`` (the grid's cells)."""
     outcome = Outcome(table)
-    done = set() if force else table.done()
-    todo = [u for u in units if force or not set(u.ids) <= done or u.owed()]
+    ranks = world()
+    progress = progress and ranks.main
+    todo_at = ranks.decide(lambda: _todo(table, units, force))
+    todo = [units[i] for i in todo_at]
     skipped = sum(len(u.ids) for u in units) - sum(len(u.ids) for u in todo)
-    if skipped:
+    if skipped and ranks.main:
         tqdm.write(f"{skipped} of {len(current_ids)} {what}s already done in {table.path}; skipping them "
                    "(--force redoes them)", file=sys.stderr)
     bar = tqdm(total=sum(len(u.ids) for u in todo), desc=desc, unit=what, disable=not progress, file=sys.stderr,
@@ -72,31 +80,42 @@ def run_units(table: ResultsTable, units: list[Unit], current_ids: list[str], *,
     busy: list[Unit] = []
     try:
         for unit in todo:
-            if not _run_claimed(table, unit, force, bar, outcome):
+            if not _run_claimed(table, unit, force, bar, outcome, ranks):
                 busy.append(unit)
-        if busy:
+        if busy and ranks.main:
             tqdm.write(f"waiting for {len(busy)} {what}(s) that another run of this grid is running", file=sys.stderr)
         for unit in busy:
-            table.wait_for_claim(unit.ids[0])
-            _run_claimed(table, unit, force=False, bar=bar, outcome=outcome)
+            if ranks.main:
+                table.wait_for_claim(unit.ids[0])
+            _run_claimed(table, unit, False, bar, outcome, ranks)
     except KeyboardInterrupt:
         bar.close()
         raise KeyboardInterrupt(f"interrupted: the {outcome.ran} {what}(s) finished in this run are kept in "
                                 f"{table.path}; run the same command again to do the rest") from None
     bar.close()
-    _summarise(outcome, current_ids, describe)
+    if ranks.main:
+        _summarise(outcome, current_ids, describe)
     return outcome
 
 
-def _run_claimed(table: ResultsTable, unit: Unit, force: bool, bar: tqdm, outcome: Outcome) -> bool:
-    """Run the unit under its claim; False where another run holds the claim (left for later)."""
-    with table.claim(unit.ids[0]) as mine:
-        if not mine:
+def _todo(table: ResultsTable, units: list[Unit], force: bool) -> list[int]:
+    """The positions of the units to run: all with ``force``, else those not done or still owing an output."""
+    done = set() if force else table.done()
+    return [i for i, u in enumerate(units) if force or not set(u.ids) <= done or u.owed()]
+
+
+def _run_claimed(table: ResultsTable, unit: Unit, force: bool, bar: tqdm, outcome: Outcome, ranks: World) -> bool:
+    """Run the unit under its claim (rank 0 holds it for every rank); False where another run holds
+    the claim (left for later)."""
+    with table.claim(unit.ids[0]) if ranks.main else nullcontext(True) as mine:
+        if not ranks.agree(mine):
             return False
-        if force or not set(unit.ids) <= table.done() or unit.owed():  # another run may have finished it meanwhile
+        # another run may have finished it meanwhile
+        if ranks.decide(lambda: force or not set(unit.ids) <= table.done() or unit.owed()):
             bar.set_postfix_str(unit.label, refresh=True)
             rows = unit.run()
-            table.put_many(rows)
+            if ranks.main:
+                table.put_many(rows)
             outcome.ran += len(rows)
         bar.update(len(unit.ids))
     return True

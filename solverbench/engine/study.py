@@ -23,6 +23,7 @@ class Study:
     settings_key: Optional[str] = None  # the grid key of this kind's own settings
     unused_keys: tuple[str, ...] = ()  # common grid keys a grid of this kind has no use for (refused)
     needs_budgets: bool = False  # every fixed-step solver of the grid needs NFE budgets
+    sharded: bool = False  # its units split their samples across torchrun's processes (solverbench.distributed)
 
     @classmethod
     def parse_settings(cls, raw: Mapping[str, Any]) -> Any:

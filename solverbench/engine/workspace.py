@@ -1,7 +1,9 @@
 """What the cells of one run share: the grid's backbones on its device, each solver prepared once
 per backbone, the draws of noise, labels and data, and the reference solves.
 
-Built lazily, once per run: a study asks and the workspace makes or reuses.
+Built lazily, once per run: a study asks and the workspace makes or reuses.  Under torchrun
+rank 0 prepares each solver first (training and caching what it trains), then the other
+ranks prepare theirs from rank 0's files, so every rank samples with the same SideNet.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 import torch
 
 from solverbench.backbone import backbone_in_dtype
+from solverbench.distributed import world
 from solverbench.engine.draws import Draws
 from solverbench.grid.values import BackboneSpec, Grid, SolverSpec
 from solverbench.guidance import Guidance
@@ -51,8 +54,11 @@ class Workspace:
         if key not in self._solvers:
             taken = {id(s) for s in self._solvers.values()}
             instance = solver.instance if id(solver.instance) not in taken else solver.build()
-            instance.prepare(self.backbone(backbone) if prepared_backbone is None else prepared_backbone,
-                             self.context(solver))
+            target = self.backbone(backbone) if prepared_backbone is None else prepared_backbone
+            ranks = world()
+            ranks.decide(lambda: instance.prepare(target, self.context(solver)))  # rank 0 first: it writes caches
+            if not ranks.main:
+                instance.prepare(target, self.context(solver))
             self._solvers[key] = instance
         return self._solvers[key]
 

@@ -30,6 +30,7 @@ import torch
 from tqdm import tqdm
 
 from solverbench.engine import Study, Unit
+from solverbench.distributed import world
 from solverbench.engine.rows import cell_identity, row_head
 from solverbench.errors import GridError, grid_error
 from solverbench.grid.values import BackboneSpec, Grid, SolverSpec
@@ -106,6 +107,7 @@ class Sweep(Study):
     """Sample every solver at its NFE budgets and measure the samples (the paper's Table 1)."""
 
     needs_budgets = True
+    sharded = True  # under torchrun each rank samples its share of a cell's batches
     settings_key = "export"
 
     @classmethod
@@ -139,7 +141,7 @@ class Sweep(Study):
             owes_npz = (lambda cell_id=cell_id: not self.npz_path(cell_id).is_file()) if self.export.npz else None
             units.append(Unit([cell_id], self.cell_text(cell, varying),
                               lambda cell=cell, cell_id=cell_id: [self.run_cell(cell, cell_id)], redo=owes_npz))
-        if self.export.npz:
+        if self.export.npz and world().main:
             self.note_missing_exports([cid for unit in units for cid in unit.ids])
         return units
 
@@ -178,11 +180,13 @@ class Sweep(Study):
                 row.update(status="failed", error=f"{bad} of {len(samples)} samples are not finite (NaN or inf)")
                 return row
             labels = workspace.draws(cell.backbone, cell.seed).labels()
-            with (self.npz_writer(cell_id, len(samples)) if self.export.npz else nullcontext()) as export:
+            writes = world().main  # every rank measures the gathered samples; rank 0 writes
+            with (self.npz_writer(cell_id, len(samples)) if self.export.npz and writes else nullcontext()) as export:
                 row.update(self.measure(cell, backbone, samples, None if export is None else export.add))
                 if export is not None:
                     self.export_rest(export, backbone, samples, labels)
-            self.save_samples(cell_id, samples, labels)
+            if writes:
+                self.save_samples(cell_id, samples, labels)
             row.update(status="ok", error=None)
         except Exception as err:  # recorded, reported at the end of the sweep
             row.update(status="error", error=f"{type(err).__name__}: {err}",
@@ -190,25 +194,36 @@ class Sweep(Study):
         return row
 
     def sample_cell(self, cell: Cell, backbone: Any, solver: Solver) -> tuple[torch.Tensor, dict[str, Any]]:
-        grid, draws = self.grid, self.workspace.draws(cell.backbone, cell.seed)
-        noise = draws.noise(self.workspace.dtype).to(grid.device)
+        """The cell's samples in batches (under torchrun each rank solves its batches and all gather them)
+        and what solving them cost, summed over the batches (and ranks)."""
+        grid, draws, ranks = self.grid, self.workspace.draws(cell.backbone, cell.seed), world()
+        noise = draws.noise(self.workspace.dtype)
         labels = draws.labels()
-        labels = None if labels is None else labels.to(grid.device)
-        out, nfe, wall, counters = [], set(), 0.0, {}
-        for start in range(0, grid.num_samples, grid.batch_size):
-            sl = slice(start, start + grid.batch_size)
-            result = sample(backbone, solver, noise[sl], None if labels is None else labels[sl], nfe=cell.nfe,
+        batches = [slice(start, start + grid.batch_size) for start in range(0, grid.num_samples, grid.batch_size)]
+        costs: list[tuple[int, float, dict[str, float]]] = []
+
+        def solve(b: int) -> torch.Tensor:
+            sl = batches[b]
+            result = sample(backbone, solver, noise[sl].to(grid.device),
+                            None if labels is None else labels[sl].to(grid.device), nfe=cell.nfe,
                             schedule=cell.schedule, guidance=cell.guidance)
-            out.append(result.samples)
-            nfe.add(result.nfe)
-            wall += result.wall_time
-            for name, value in result.counters.items():  # a cell's total over its batches
+            costs.append((result.nfe, result.wall_time, result.counters))
+            return result.samples
+
+        out = ranks.map_batches(solve, len(batches))
+        costs = [cost for part in ranks.all_objects(costs) for cost in part]
+        nfe = {n for n, _, _ in costs}
+        wall = sum(w for _, w, _ in costs)
+        counters: dict[str, float] = {}
+        for _, _, counted in costs:  # a cell's total over its batches
+            for name, value in counted.items():
                 counters[name] = counters.get(name, 0) + value
         stats = {
             "nfe_measured": max(nfe) if len(nfe) == 1 else float("nan"),
             "nfe_measured_max": max(nfe),
             "wall_time": wall,
             "wall_time_per_sample": wall / grid.num_samples,
+            "processes": ranks.size,
             **counters,
         }
         return torch.cat(out), stats

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from solverbench.backbone import backbone_identity
+from solverbench.distributed import World
 from solverbench.hashing import spec_hash
 from solvers.ba.checkpoint import FORMAT, LoadedSideNet, load_checkpoint, save_checkpoint
 from solvers.ba.config import SideNetConfig
@@ -22,10 +23,13 @@ def cache_path(cache_dir: str | Path, backbone: Any, config: SideNetConfig) -> P
 
 
 def train_checkpoint(backbone: Any, config: SideNetConfig, path: str | Path, *, device: str = "cpu",
-                     progress: bool = True) -> LoadedSideNet:
-    """Train and write a checkpoint at ``path``; returns it as loaded (EMA weights)."""
-    raw, ema, stats = train_sidenet(backbone, config, device=device, progress=progress)
-    save_checkpoint(path, raw=raw, ema=ema, config=config, stats=stats.as_dict(), backbone=backbone)
+                     progress: bool = True, ranks: World = World()) -> LoadedSideNet:
+    """Train and write a checkpoint at ``path``; returns it as loaded (EMA weights).  With ``ranks``
+    (torchrun's processes, all calling this) the training is data-parallel and rank 0 writes."""
+    raw, ema, stats = train_sidenet(backbone, config, device=device, progress=progress, ranks=ranks)
+    if ranks.main:
+        save_checkpoint(path, raw=raw, ema=ema, config=config, stats=stats.as_dict(), backbone=backbone)
+    ranks.barrier()
     return load_checkpoint(path, backbone, device=device)
 
 

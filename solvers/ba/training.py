@@ -10,6 +10,12 @@ Data come from ``backbone.sample_data``; a backbone without data trains data-fre
 start from noise carried to a random ``t`` by the backbone itself, ``chains.noise_start``),
 which ``data: auto`` announces in one line on stderr.
 
+Under torchrun (``torchrun --nproc_per_node=N -m solverbench train-sidenet ...``) the training
+is data-parallel: DistributedDataParallel averages the gradients of N ranks, each running
+its share of the batch's chains from its own stream; rank 0 writes the checkpoint.  (A
+grid's run trains a missing SideNet on rank 0 alone, so its samples stay those of one
+process.)
+
 The ``recipe`` setting (config.py) picks the knobs' defaults and three behaviours: the
 official recipe's EMA has no warm-up, its chains run the backbone under reduced-precision
 autocast, and its steps may be 1e-5 where no room is left, with t' clamped to [0, 1]
@@ -25,7 +31,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
+
+from solverbench.distributed import World
 
 from solvers.ba.chains import (backbone_autocast, backbone_velocity, chain_start, resolve_data_mode, signed_steps,
                                simulate_step)
@@ -45,6 +54,7 @@ class TrainingStats:
     final_loss: float  # mean loss over the last 5% of iterations
     loss: list[float] = field(default_factory=list)  # per iteration
     recipe: str = "project"  # the training recipe (SideNetConfig.recipe)
+    processes: int = 1  # data-parallel ranks (torchrun), each running batch_size / processes chains
     backbone_autocast: Optional[str] = None  # the chains' backbone precision under autocast, None: full
 
     def as_dict(self) -> dict[str, Any]:
@@ -71,8 +81,10 @@ class EMA:
 
 
 def chain_loss(sidenet: SideNet, backbone: Any, x: torch.Tensor, t: torch.Tensor, y, config: SideNetConfig,
-               generator: torch.Generator) -> torch.Tensor:
-    """Mean over the K steps of ``|| v + S(x, v, t, h, y) - v' ||^2``."""
+               generator: torch.Generator, trained: Optional[torch.nn.Module] = None) -> torch.Tensor:
+    """Mean over the K steps of ``|| v + S(x, v, t, h, y) - v' ||^2`` (``S`` called through ``trained``,
+    the DistributedDataParallel wrapper of ``sidenet`` where there is one)."""
+    S = sidenet if trained is None else trained
     rule = gauss_legendre(config.sim_nodes)
     autocast = backbone_autocast(config, x.device)
     official = config.recipe == "official"
@@ -83,34 +95,40 @@ def chain_loss(sidenet: SideNet, backbone: Any, x: torch.Tensor, t: torch.Tensor
         x_next = simulate_step(sidenet, x, v, t, h, y, rule)
         t_next = (t - h).clamp(0.0, 1.0) if official else t - h
         v_next = backbone_velocity(backbone, x_next, t_next, y, autocast)  # target, reused as the next anchor
-        terms.append((sidenet.velocity(x, v, t, h, y) - v_next).pow(2).mean())
+        terms.append((v + S(x, v, t, h, y) - v_next).pow(2).mean())
         x, t, v = x_next, t_next, v_next
     return torch.stack(terms).mean()
 
 
-def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", progress: bool = True
-                  ) -> tuple[SideNet, SideNet, TrainingStats]:
-    """Train a SideNet for ``backbone``; returns (raw, EMA, statistics).  Sample with the EMA."""
+def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", progress: bool = True,
+                  ranks: World = World()) -> tuple[SideNet, SideNet, TrainingStats]:
+    """Train a SideNet for ``backbone``; returns (raw, EMA, statistics).  Sample with the EMA.
+
+    ``ranks``: the processes that train it together (``solverbench.distributed.world()`` under
+    torchrun; every one of them must call this); one process by default."""
     data_mode = resolve_data_mode(backbone, config.data)
     if config.data == "auto" and data_mode == "noise":
         print(f"SideNet training is data-free: data is auto and the backbone {type(backbone).__name__} has no "
               f"sample_data, so chains start from noise carried to their t by the backbone ({config.noise_steps} "
               "Heun steps); set data: noise to choose this explicitly", file=sys.stderr)
-    torch.manual_seed(config.seed)  # the SideNet's initial weights
+    batch_size = rank_batch(config.batch_size, ranks)
+    torch.manual_seed(config.seed)  # the SideNet's initial weights (the same on every rank)
     sidenet = sidenet_for(backbone, config.network).to(device).train()
+    trained = DistributedDataParallel(sidenet) if ranks.sharded else None
     ema = EMA(sidenet, config.ema_decay, warmup=config.recipe == "project")
     optimizer = torch.optim.AdamW(sidenet.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = None
     if config.lr_schedule == "cosine":
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda k: 0.5 * (1 + math.cos(math.pi * k / config.iterations)))
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed + ranks.rank)  # rank 0's: one process's stream
     losses: list[float] = []
     start = time.perf_counter()
-    bar = tqdm(range(config.iterations), desc="SideNet", unit="it", disable=not progress, leave=False)
+    bar = tqdm(range(config.iterations), desc="SideNet", unit="it", disable=not (progress and ranks.main),
+               leave=False)
     for _ in bar:
-        x, t, y = chain_start(backbone, config, config.batch_size, generator, device)
-        loss = chain_loss(sidenet, backbone, x, t, y, config, generator)
+        x, t, y = chain_start(backbone, config, batch_size, generator, device)
+        loss = chain_loss(sidenet, backbone, x, t, y, config, generator, trained)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(sidenet.parameters(), config.grad_clip)
@@ -118,7 +136,7 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
         if schedule is not None:
             schedule.step()
         ema.update(sidenet)
-        losses.append(loss.item())
+        losses.append(ranks.mean(loss.detach()).item())  # over every rank's chains
         bar.set_postfix(loss=f"{losses[-1]:.3e}")
     bar.close()
     tail = losses[-max(1, len(losses) // 20):]
@@ -128,7 +146,15 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
         iterations=config.iterations, batch_size=config.batch_size, seconds=time.perf_counter() - start,
         data_mode=data_mode, parameters=sidenet.parameter_count(),
         backbone_calls=config.iterations * (config.chain_length + 1 + start_calls),
-        final_loss=sum(tail) / len(tail), loss=losses, recipe=config.recipe,
+        final_loss=sum(tail) / len(tail), loss=losses, recipe=config.recipe, processes=ranks.size,
         backbone_autocast=None if autocast is None else str(autocast).removeprefix("torch."),
     )
     return sidenet.eval(), ema.model, stats
+
+
+def rank_batch(batch_size: int, ranks: World) -> int:
+    """This rank's chains per iteration: ``batch_size`` split over the ranks (refused where it does not divide)."""
+    if batch_size % ranks.size:
+        raise ValueError(f"SideNet setting 'batch_size' {batch_size} does not split over {ranks.size} processes; "
+                         f"give a multiple of {ranks.size}")
+    return batch_size // ranks.size

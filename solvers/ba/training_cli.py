@@ -14,7 +14,9 @@ from typing import Any, Optional
 import torch
 import yaml
 
+from solverbench import distributed
 from solverbench.backbone import resolve_backbone
+from solverbench.distributed import World
 from solverbench.cli import ArgumentParser, add_checkpoint_options, command, one_line
 from solverbench.registry import load_plugin_file
 
@@ -81,18 +83,21 @@ def describe_settings() -> str:
 
 
 def train_to_file(backbone: Any, settings: dict[str, Any], out: Optional[str | Path], *, cache_dir: str | Path,
-                  device: str = "cpu", progress: bool = True) -> str:
+                  device: str = "cpu", progress: bool = True, ranks: World = World()) -> str:
     """Train a SideNet for ``backbone`` and write its checkpoint to ``out`` (default: the cache entry a
-    grid with these settings would use); returns a summary."""
+    grid with these settings would use); returns a summary.  ``ranks``: torchrun's processes, which
+    train it data-parallel (DistributedDataParallel)."""
     config = SideNetConfig.from_settings(settings, where="train-sidenet options")
     path = Path(out) if out else cache_path(cache_dir, backbone, config)
     if isinstance(backbone, torch.nn.Module):
         backbone = backbone.to(device).eval()
-    loaded = train_checkpoint(backbone, config, path, device=device, progress=progress)
+    loaded = train_checkpoint(backbone, config, path, device=device, progress=progress, ranks=ranks)
     s = loaded.stats
+    split = f" over {ranks.size} processes (DistributedDataParallel)" if ranks.sharded else ""
     return (f"SideNet ({loaded.sidenet.spec['kind']}, {loaded.config.architecture} architecture, "
             f"{s['parameters']:,} parameters) trained in {s['seconds']:.1f} s: {s['iterations']} iterations at batch "
-            f"{s['batch_size']}, {s['recipe']} recipe, {s['data_mode']} mode, final loss {s['final_loss']:.4g}\n"
+            f"{s['batch_size']}{split}, {s['recipe']} recipe, {s['data_mode']} mode, final loss "
+            f"{s['final_loss']:.4g}\n"
             f"checkpoint: {path}\n"
             f"use it with: solvers: [{{name: ba, params: {{checkpoint: {path}}}}}]")
 
@@ -132,8 +137,14 @@ def train_sidenet_command(parser: argparse.ArgumentParser):
             for path in opts.plugins:
                 load_plugin_file(path)
             backbone = resolve_backbone(args.backbone, **params)
-            print(train_to_file(backbone, settings, opts.out, cache_dir=f"{opts.results}/.cache",
-                                device=opts.device, progress=not opts.no_progress))
+            ranks = distributed.init_from_environment(opts.device)
+            try:
+                summary = train_to_file(backbone, settings, opts.out, cache_dir=f"{opts.results}/.cache",
+                                        device=opts.device, progress=not opts.no_progress, ranks=ranks)
+            finally:
+                distributed.close()
+            if ranks.main:
+                print(summary)
         except (TypeError, ValueError) as err:  # bad backbone parameters or SideNet settings
             print(f"solverbench train-sidenet: error: {one_line(err)}", file=sys.stderr)
             return 2
