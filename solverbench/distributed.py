@@ -124,6 +124,27 @@ class World:
         self.check_all(error)
         return self._gather(mine, num_batches)
 
+    def map_batch_dicts(self, fn: Callable[[int], dict[str, torch.Tensor]], num_batches: int
+                        ) -> list[dict[str, torch.Tensor]]:
+        """``map_batches`` for an ``fn`` that gives a dict of tensors per batch (e.g. features by name)."""
+        if not self.sharded:
+            return [fn(b) for b in range(num_batches)]
+        mine: dict[int, dict[str, torch.Tensor]] = {}
+        error: Optional[BaseException] = None
+        try:
+            for b in self.my_batches(num_batches):
+                mine[b] = fn(b)
+        except Exception as err:
+            error = err
+        self.check_all(error)
+        keys = sorted({key for part in self.all_objects(sorted({k for d in mine.values() for k in d}))
+                       for key in part})
+        out: list[dict[str, torch.Tensor]] = [{} for _ in range(num_batches)]
+        for key in keys:
+            for b, value in enumerate(self._gather({b: d[key] for b, d in mine.items()}, num_batches)):
+                out[b][key] = value
+        return out
+
     def _gather(self, mine: dict[int, torch.Tensor], num_batches: int) -> list[torch.Tensor]:
         """Every rank's batches, in batch order: one padded all_gather of the flattened tensors (on the
         collective's device: the rank's GPU under NCCL, the CPU under gloo)."""

@@ -182,7 +182,10 @@ class Sweep(Study):
             labels = workspace.draws(cell.backbone, cell.seed).labels()
             writes = world().main  # every rank measures the gathered samples; rank 0 writes
             with (self.npz_writer(cell_id, len(samples)) if self.export.npz and writes else nullcontext()) as export:
-                row.update(self.measure(cell, backbone, samples, None if export is None else export.add))
+                # under torchrun the image metrics split their images across ranks: rank 0 makes them all again
+                # for the export (export_rest)
+                sink = None if export is None or world().sharded else export.add
+                row.update(self.measure(cell, backbone, samples, sink))
                 if export is not None:
                     self.export_rest(export, backbone, samples, labels)
             if writes:

@@ -29,7 +29,7 @@ from solverbench.metrics.image.extractors import (
     weights_digest,
 )
 from solverbench.metrics.image.options import ImageMetricOptions, parse_image_options, weights_file
-from solverbench.metrics.image.reference import ReferenceSet, image_batches, reference_set
+from solverbench.metrics.image.reference import ReferenceSet, features_of, image_batches, reference_set
 from solverbench.metrics.image.reference_batch import batch_path, batch_reference, floor_draw, open_reference_batch
 
 FRECHET_METRICS = ("fid", "sfid")
@@ -156,7 +156,7 @@ def _extract(ctx: MetricContext, name: str, options: ImageMetricOptions, cache_d
     batch = options.feature_batch_size
 
     def extract(x: torch.Tensor) -> dict[str, Any]:
-        return extract_features(extractor, image_batches(ctx.backbone, x.to(device), batch), device)
+        return features_of(extractor, ctx.backbone, x.to(device), batch, device)
 
     def sample_images() -> Iterator[torch.Tensor]:  # handed to the sweep's export as they are made, too
         sink = ctx.extras.get("sample_images")
@@ -165,7 +165,10 @@ def _extract(ctx: MetricContext, name: str, options: ImageMetricOptions, cache_d
                 sink(images)
             yield images
 
-    samples = extract_features(extractor, sample_images(), device)
+    if ctx.extras.get("sample_images") is None:  # split across torchrun's ranks
+        samples = features_of(extractor, ctx.backbone, ctx.samples.to(device), batch, device)
+    else:  # every image made here, in order, for the export
+        samples = extract_features(extractor, sample_images(), device)
     layers = metric_layers(name, weights, device)
     digest = weights_digest(name, weights, device)
     if options.reference_batch is not None:
