@@ -106,6 +106,10 @@ class Solver:
         and their seconds); each becomes a result column holding a cell's total."""
         return {}
 
+    def use_precision(self, precision: Any) -> None:
+        """Run the solver's own networks (none by default) as ``precision`` (solverbench.precision)
+        says: under its autocast, compiled.  A sweep calls it once the solver is prepared."""
+
     def row_fields(self) -> dict[str, Any]:
         """Extra columns for every result row of this solver, once prepared (e.g. a network's size)."""
         return {}

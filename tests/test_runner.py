@@ -172,7 +172,7 @@ def test_raising_cell_is_recorded_reported_and_retried(tmp_path, capsys):
     ({"backbones": [{"name": "gmm", "params": {"preset": "huge"}}]}, "backbones[0].params", "known presets"),
     ({"schedule": "cosine"}, "schedule[0]", "known schedules"),
     ({"guidance": {"scale": 2.0, "interval": [0.9, 0.1]}}, "guidance.interval", "t_lo < t_hi"),
-    ({"dtype": "float16"}, "dtype", "float32, float64"),
+    ({"dtype": "float8"}, "dtype", "float32, float64, bfloat16, float16"),
     ({"metrics": ["fdi"]}, "metrics[0]", "known metrics:"),
     ({"device": "cuda"}, "device", "not available"),
     ({"sedes": [1]}, "sedes", "allowed keys"),

@@ -24,7 +24,8 @@ def row_head(grid: Grid, kind: str, cell_id: str, backbone: BackboneSpec, solver
         "solver_order": instance.order, "analysis_only": instance.analysis_only,
         "cfg_scale": guidance.scale, "cfg_lo": guidance.interval[0], "cfg_hi": guidance.interval[1],
         "cfg_convention": guidance.convention, "seed": seed, "label_rule": grid.labels,
-        "num_samples": grid.num_samples, "dtype": grid.dtype, "device": grid.device,
+        "num_samples": grid.num_samples, "dtype": grid.dtype, "tf32": grid.precision.tf32,
+        "compiled": grid.precision.compile, "device": grid.device,
         "device_name": device_name(grid.device), "config_hash": cell_id, "grid_hash": spec_hash(grid.raw),
         "versions": canonical_json(package_versions()), "git_commit": git_commit(),
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -42,7 +43,7 @@ def cell_identity(grid: Grid, backbone: BackboneSpec, solver: SolverSpec, guidan
         "solver_params": solver.params, "cfg_scale": guidance.scale, "cfg_interval": list(guidance.interval),
         **({"cfg_convention": guidance.convention} if guidance.convention else {}), "seed": seed,
         **({"labels": grid.labels} if grid.labels != "uniform" else {}), "num_samples": grid.num_samples,
-        "dtype": grid.dtype,
+        "dtype": grid.dtype, **grid.precision.identity(),
         "reference": {"rtol": grid.tolerance.rtol, "atol": grid.tolerance.atol}, **specific,
         **({"solver_settings": settings} if settings else {}), **({"file_sha256": files} if files else {}),
     }

@@ -27,9 +27,11 @@ class Workspace:
         self.results_dir = Path(results_dir)
         self.cache_dir = self.results_dir / ".cache"
         self.progress = progress
-        self.dtype = getattr(torch, grid.dtype)
+        self.precision = grid.precision
+        self.dtype = grid.precision.state_dtype  # of the noise and the ODE state
         self.metric_memo: dict = {}  # what metrics compute once per run (noise floors)
         self._backbones: dict[tuple[str, str], Any] = {}
+        self._sampling: dict[str, Any] = {}
         self._solvers: dict[tuple[str, str], Solver] = {}
         self._draws: dict[tuple[str, int], Draws] = {}
         self._references: dict[tuple, torch.Tensor] = {}
@@ -43,6 +45,12 @@ class Workspace:
                 backbone = backbone.to(self.grid.device).eval()
             self._backbones[key] = backbone
         return self._backbones[key]
+
+    def sampling_backbone(self, spec: BackboneSpec) -> Any:
+        """The backbone as cells sample with it: under the grid's autocast and compiled where it asks."""
+        if spec.key not in self._sampling:
+            self._sampling[spec.key] = self.precision.backbone(self.backbone(spec))
+        return self._sampling[spec.key]
 
     def context(self, solver: SolverSpec) -> PrepareContext:
         return PrepareContext(cache_dir=self.cache_dir, device=self.grid.device, progress=self.progress,
@@ -59,6 +67,7 @@ class Workspace:
             ranks.decide(lambda: instance.prepare(target, self.context(solver)))  # rank 0 first: it writes caches
             if not ranks.main:
                 instance.prepare(target, self.context(solver))
+            instance.use_precision(self.precision)
             self._solvers[key] = instance
         return self._solvers[key]
 
@@ -76,7 +85,7 @@ class Workspace:
             labels = draws.labels()
             self._references[key] = reference_endpoints(
                 self.backbone(backbone), draws.noise(self.dtype).to(self.grid.device),
-                None if labels is None else labels.to(self.grid.device), seed=seed, dtype_name=self.grid.dtype,
+                None if labels is None else labels.to(self.grid.device), seed=seed, dtype_name=self.precision.state_dtype_name,
                 guidance=guidance, tolerance=self.grid.tolerance, label_rule=self.grid.labels,
                 batch_size=self.grid.batch_size,
                 cache_dir=self.cache_dir / "references", progress=self.progress)

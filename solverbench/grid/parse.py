@@ -28,7 +28,10 @@ KEYS = {
     "num_samples": "samples per cell",
     "batch_size": "samples per batch",
     "device": "cpu, cuda, cuda:N",
-    "dtype": "float32 or float64",
+    "dtype": "float32 or float64; bfloat16 or float16: the networks under autocast, the ODE state in float32 "
+             "(solverbench.precision)",
+    "tf32": "true: CUDA float32 matmuls and convolutions in TF32 while cells sample",
+    "compile": "true: torch.compile the backbone and the solver's networks (once per input shape)",
     "metrics": "list of metric names",
     "metric_options": "mapping of options the grid's metrics read (image metrics: feature_extractor, backend, ...)",
     "reference": "{rtol, atol}: tolerances of the reference solve",
@@ -106,6 +109,7 @@ def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
         metric_options=sections.metric_options(raw, metrics), tolerance=sections.tolerance(raw),
         save_samples=sections.save_samples(raw), solver_settings=sections.solver_settings(raw, solvers),
         study=study_settings, raw=raw, guidance_by_nfe=guidance_by_nfe, labels=sections.labels(raw),
+        precision=sections.precision(raw),
     )
     study.check_grid(grid)
     return grid

@@ -16,6 +16,7 @@ import torch
 from solverbench.backbone import resolve_backbone
 from solverbench.errors import GridError, grid_error
 from solverbench.file_params import file_digests, resolve_paths
+from solverbench.precision import Precision
 from solverbench.grid.values import DTYPE_NAMES, BackboneSpec, SolverSpec
 from solverbench.guidance import Guidance
 from solverbench.reference import Tolerance
@@ -265,6 +266,14 @@ def dtype(raw: Mapping[str, Any]) -> str:
     if name not in DTYPE_NAMES:
         grid_error("dtype", name, "allowed: " + ", ".join(DTYPE_NAMES))
     return name
+
+
+def precision(raw: Mapping[str, Any]) -> Precision:
+    """The grid's ``dtype``, ``tf32`` and ``compile`` (solverbench.precision)."""
+    for key in ("tf32", "compile"):
+        if not isinstance(raw.get(key, False), bool):
+            grid_error(key, raw[key], "allowed: true or false")
+    return Precision(dtype(raw), raw.get("tf32", False), raw.get("compile", False))
 
 
 def metrics(raw: Mapping[str, Any], specs: tuple[BackboneSpec, ...], guidance: tuple[Guidance, ...]

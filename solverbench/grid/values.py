@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from solverbench.precision import DTYPES, Precision
 from solverbench.guidance import Guidance
 from solverbench.hashing import canonical_json
 from solverbench.reference import Tolerance
 from solverbench.registry import SOLVERS
 from solverbench.solver import Solver
 
-DTYPE_NAMES = ("float32", "float64")
+DTYPE_NAMES = DTYPES
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Grid:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     guidance_by_nfe: Optional[Mapping[Any, tuple[Guidance, ...]]] = None  # a scale per NFE budget (paper tables)
     labels: str = "uniform"  # how sample indices get class labels (solverbench.noise.LABEL_RULES)
+    precision: Precision = Precision()  # dtype (again), tf32, compile: how the networks compute
 
     @property
     def base(self) -> Path:

@@ -173,7 +173,7 @@ class Sweep(Study):
             backbone = workspace.backbone(cell.backbone)
             solver = workspace.solver(cell.solver, cell.backbone)
             row.update(solver.row_fields())
-            samples, stats = self.sample_cell(cell, backbone, solver)
+            samples, stats = self.sample_cell(cell, workspace.sampling_backbone(cell.backbone), solver)
             row.update(stats)
             bad = (~torch.isfinite(samples.flatten(1)).all(dim=1)).sum().item()
             if bad:
@@ -207,9 +207,10 @@ class Sweep(Study):
 
         def solve(b: int) -> torch.Tensor:
             sl = batches[b]
-            result = sample(backbone, solver, noise[sl].to(grid.device),
-                            None if labels is None else labels[sl].to(grid.device), nfe=cell.nfe,
-                            schedule=cell.schedule, guidance=cell.guidance)
+            with grid.precision.matmuls():
+                result = sample(backbone, solver, noise[sl].to(grid.device),
+                                None if labels is None else labels[sl].to(grid.device), nfe=cell.nfe,
+                                schedule=cell.schedule, guidance=cell.guidance)
             costs.append((result.nfe, result.wall_time, result.counters))
             return result.samples
 

@@ -85,6 +85,9 @@ class LTEStudy(Study):
     def check_grid(cls, grid: Grid) -> None:
         """Fixed-step solvers only, and every history time ``t + j H`` in (0, 1], before any work."""
         settings: LTESettings = grid.study
+        if not grid.precision.plain or grid.precision.tf32:
+            raise GridError(f"grid keys dtype: {grid.dtype}, tf32, compile: the LTE study measures one-step errors "
+                            "in float32 or float64 without autocast, TF32 or compilation")
         if grid.guidance_by_nfe is not None:
             raise GridError("grid key 'guidance.scale': a scale per NFE budget has no meaning in the LTE study "
                             "(it takes single steps, not budgets); give a scale or a list of them")
