@@ -143,6 +143,10 @@ class Sweep(Study):
                               lambda cell=cell, cell_id=cell_id: [self.run_cell(cell, cell_id)], redo=owes_npz))
         if self.export.npz and world().main:
             self.note_missing_exports([cid for unit in units for cid in unit.ids])
+        batches, ranks = -(-self.grid.num_samples // self.grid.batch_size), world()
+        if batches < ranks.size and ranks.main:
+            tqdm.write(f"{ranks.size} processes share the {batches} batch(es) of each cell: {ranks.size - batches} "
+                       f"idle; give batch_size at most num_samples / {ranks.size}", file=sys.stderr)
         return units
 
     def describe(self, row: pd.Series) -> str:
