@@ -10,9 +10,9 @@ solver samples a tiny stand-in backbone with the cell's guidance (scale and inte
 NFE) and NFE budget, and a guided evaluation counts its two branches.  It assumes a row
 costs the same guided or not (the GPU is saturated at batch 64); BA is counted with its
 SideNet off (the same backbone evaluations; the SideNet's own time is not included).  VAE
-decoding and Inception features are not included.  The grid's cells are then dealt to
-``--gpus`` runs in grid order, each taking the next free cell, as concurrent runs of one
-grid do.
+decoding and Inception features are not included.  On ``--gpus`` GPUs under torchrun every
+cell's batches are dealt round-robin to the ranks, so a cell takes as long as its busiest
+rank's ``ceil(batches / gpus)`` batches.
 """
 from __future__ import annotations
 
@@ -91,11 +91,10 @@ def main() -> None:
             minutes = raw["num_samples"] / batch * rows * ms / 1000 / 60
             cells.append(minutes)
             print(f"{f'{solver.label()} NFE {nfe}':<{width}} {rows:>11.0f} {minutes:>11.0f}")
-    runs = [0.0] * args.gpus
-    for minutes in cells:  # each run takes the next cell when it is free
-        runs[runs.index(min(runs))] += minutes
-    print(f"total {sum(cells) / 60:.1f} GPU-hours; on {args.gpus} GPUs {max(runs) / 60:.1f} h with cells taken in "
-          f"grid order ({sum(cells) / 60 / args.gpus:.1f} h if they packed perfectly)")
+    batches = -(-raw["num_samples"] // batch)
+    split = sum(cells) * -(-batches // args.gpus) / batches  # each cell: its busiest rank's batches
+    print(f"total {sum(cells) / 60:.1f} GPU-hours; on {args.gpus} GPUs under torchrun {split / 60:.1f} h (each cell's "
+          f"{batches} batches dealt to the {args.gpus} ranks)")
 
 
 if __name__ == "__main__":
