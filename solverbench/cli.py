@@ -66,7 +66,8 @@ def _run(parser: argparse.ArgumentParser):
         from solverbench.registry import STUDIES
 
         grid = load_grid(args.grid)
-        ranks = distributed.init_from_environment(grid.device)
+        ranks = distributed.init_from_environment(grid.device) if distributed.launched_by_torchrun() else \
+            distributed.world()
         if args.export_npz:
             with_npz_export = getattr(STUDIES.get(grid.kind), "with_npz_export", None)
             if with_npz_export is None:
