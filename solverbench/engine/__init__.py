@@ -18,7 +18,6 @@ from solverbench.engine.study import Study
 from solverbench.engine.workspace import Workspace
 from solverbench.errors import GridError
 from solverbench.grid.values import Grid
-from solverbench.hashing import spec_hash
 from solverbench.registry import STUDIES
 from solverbench.results import ResultsTable
 
@@ -34,7 +33,7 @@ def run_grid(grid: Grid, results_dir: str | Path = "results", *, force: bool = F
         raise GridError(f"kind: {grid.kind} runs in one process; run it without torchrun (only kind: sweep splits "
                         f"its samples across processes)")
     table = ResultsTable(Path(results_dir) / grid.name)
-    ranks.decide(lambda: table.adopt(grid.path, spec_hash(grid.raw), force=force))
+    ranks.decide(lambda: table.adopt(grid.path, grid.hash, force=force))
     study = kind(grid, Workspace(grid, results_dir, progress=progress and ranks.main))
     units = study.units()
     ids = [cell_id for unit in units for cell_id in unit.ids]

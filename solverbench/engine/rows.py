@@ -10,7 +10,7 @@ from typing import Any
 
 from solverbench.grid.values import BackboneSpec, Grid, SolverSpec
 from solverbench.guidance import Guidance
-from solverbench.hashing import canonical_json, spec_hash
+from solverbench.hashing import canonical_json
 from solverbench.provenance import device_name, git_commit, package_versions
 
 
@@ -26,7 +26,7 @@ def row_head(grid: Grid, kind: str, cell_id: str, backbone: BackboneSpec, solver
         "cfg_convention": guidance.convention, "seed": seed, "label_rule": grid.labels,
         "num_samples": grid.num_samples, "dtype": grid.dtype, "tf32": grid.precision.tf32,
         "compiled": grid.precision.compile, "device": grid.device,
-        "device_name": device_name(grid.device), "config_hash": cell_id, "grid_hash": spec_hash(grid.raw),
+        "device_name": device_name(grid.device), "config_hash": cell_id, "grid_hash": grid.hash,
         "versions": canonical_json(package_versions()), "git_commit": git_commit(),
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -7,12 +7,13 @@ use them, so a grid moved with its files keeps its cells.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from solverbench.precision import DTYPES, Precision
 from solverbench.guidance import Guidance
-from solverbench.hashing import canonical_json
+from solverbench.hashing import canonical_json, spec_hash
 from solverbench.reference import Tolerance
 from solverbench.registry import SOLVERS
 from solverbench.solver import Solver
@@ -75,6 +76,11 @@ class Grid:
     guidance_by_nfe: Optional[Mapping[Any, tuple[Guidance, ...]]] = None  # a scale per NFE budget (paper tables)
     labels: str = "uniform"  # how sample indices get class labels (solverbench.noise.LABEL_RULES)
     precision: Precision = Precision()  # dtype (again), tf32, compile: how the networks compute
+
+    @cached_property
+    def hash(self) -> str:
+        """``spec_hash(raw)``, every row's ``grid_hash``: computed once (a grid that lists many cells is long)."""
+        return spec_hash(self.raw)
 
     @property
     def base(self) -> Path:
