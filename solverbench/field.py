@@ -69,7 +69,8 @@ class VelocityField:
         ``v_u`` is ``None`` where guidance is off at ``t``.  ``both=True`` evaluates the
         unconditional half wherever the field guides at all (a scale other than 1), even at a
         ``t`` outside the guidance interval: for solvers that guide predicted velocities at
-        other times than the one evaluated (the BA-solver's node times).  Still one NFE.
+        other times than the one evaluated (the BA-solver's node times; it asks for ``both``
+        only where one of them is guided).  Still one NFE.
         """
         self.nfe += 1
         t = float(t)

@@ -73,7 +73,7 @@ def test_train_sidenet_help_shows_the_allowed_values(capsys):
     with pytest.raises(SystemExit):
         main(["train-sidenet", "gmm", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    for option in ("--output-head {gated,plain}", "--data {auto,data,noise}", "--lr-schedule {constant,cosine}",
+    for option in ("--output-head {gated,plain,poly}", "--data {auto,data,noise}", "--lr-schedule {constant,cosine}",
                    "--sim-nodes {1,2,3,4,5}"):
         assert option in out
     assert "chain_length" not in out and "K steps per chain" in out

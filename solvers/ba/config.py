@@ -43,7 +43,7 @@ PRESETS = {"architecture": {"project": {}, "official": OFFICIAL_ARCHITECTURE},
            "recipe": {"project": {}, "official": OFFICIAL_RECIPE}}
 # Settings added after SideNets were cached: left out of ``as_dict`` at these values, so the
 # cache keys of the settings that existed before them stay what they were.
-LATER_SETTINGS = {"architecture": "project", "recipe": "project"}
+LATER_SETTINGS = {"architecture": "project", "recipe": "project", "poly_degree": 3}
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,9 @@ class SideNetConfig:
     depth: int = 3  # residual blocks
     embed_dim: int = 128  # sinusoidal embedding size of t and h
     heads: int = 4  # attention heads of the image SideNet's middle block
-    output_head: str = "gated"  # gated: W u + alpha x + beta v (sidenet/base.py); plain: W u (the paper's)
+    output_head: str = "gated"  # gated: W u + alpha x + beta v (sidenet/base.py); plain: W u (the paper's);
+    # poly: sum_p s (h/s)^p (W_p u + alpha_p x + beta_p v), a trunk of (t, y) only, one pass per anchor
+    poly_degree: int = 3  # P of the poly head (output_head: poly only)
     architecture: str = "project"  # project: this project's SideNets; official: the authors' image SideNet
     # chain training
     recipe: str = "project"  # project: the knobs' defaults below; official: the authors' (OFFICIAL_RECIPE)
@@ -73,8 +75,8 @@ class SideNetConfig:
     seed: int = 0
 
     def __post_init__(self):
-        positive_ints = ("width", "depth", "embed_dim", "heads", "iterations", "batch_size", "chain_length",
-                         "noise_steps")
+        positive_ints = ("width", "depth", "embed_dim", "heads", "poly_degree", "iterations", "batch_size",
+                         "chain_length", "noise_steps")
         for name in positive_ints:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -98,6 +100,9 @@ class SideNetConfig:
         if self.output_head not in OUTPUT_HEADS:
             raise ValueError(
                 f"SideNet setting 'output_head' must be one of {', '.join(OUTPUT_HEADS)}, got {self.output_head!r}")
+        if self.output_head != "poly" and self.poly_degree != LATER_SETTINGS["poly_degree"]:
+            raise ValueError(f"SideNet setting 'poly_degree' is for output_head poly, not {self.output_head!r}; "
+                             "set output_head: poly or drop poly_degree")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(
                 f"SideNet setting 'lr_schedule' must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
@@ -148,5 +153,6 @@ class SideNetConfig:
         if self.architecture == "official":
             return {"architecture": "official", "width": self.width, "depth": self.depth,
                     "embed_dim": self.embed_dim, "heads": self.heads}
+        poly = {"poly_degree": self.poly_degree} if self.output_head == "poly" else {}
         return {"width": self.width, "depth": self.depth, "embed_dim": self.embed_dim, "heads": self.heads,
-                "output_head": self.output_head}
+                "output_head": self.output_head, **poly}

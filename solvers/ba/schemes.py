@@ -4,8 +4,15 @@ Symbols as in BA_SOLVER.md: an interval ``[t, t - H]``, its rule's nodes ``c`` o
 (a node ``c`` sits at time ``t - c H``) and weights ``w``; ``v0`` the anchor velocity at the
 start, ``v1`` the terminal anchor.  For the 4-point rules ``c = (0, a, 1 - a, 1)`` and
 ``w = (w0, w1, w2, w3)``.
+
+With guidance an anchor's unconditional velocity is evaluated (in the same NFE) only where
+guidance applies at some time its velocities are used for (``cfg_anchor``): its own time, the
+node times of the forward probe it anchors and, as an interval's terminal anchor, those of
+the backward refinement.
 """
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 
@@ -14,13 +21,38 @@ from solvers.ba.node_velocities import Anchor, NodeVelocities
 from solvers.ba.quadrature import QuadratureRule
 
 
+def cfg_anchor(field: VelocityField, x: torch.Tensor, t: float, used_at: Sequence[float]) -> Anchor:
+    """``(v_c, v_u)`` at ``(x, t)``: one NFE; ``v_u`` only if guidance applies at ``t`` or at a time of
+    ``used_at`` (the times its velocities are carried to)."""
+    return field.raw(x, t, both=any(field.guided_at(s) for s in used_at))
+
+
+def node_times(t: float, offsets: Sequence[float]) -> list[float]:
+    """The times ``t - h`` of the nodes at ``offsets`` from an anchor at ``t``, computed as the node
+    sources compute them (so a guidance decision made on them is theirs to the last bit)."""
+    return [t - h for h in offsets]
+
+
+def probe_offsets(rule: QuadratureRule, H: float) -> list[float]:
+    """The forward probe's offsets ``a H, (1 - a) H, H``."""
+    return [c * H for c in rule.interior] + [H]
+
+
+def refinement_offsets(rule: QuadratureRule, H: float) -> list[float]:
+    """The backward refinement's offsets ``-(1 - c) H`` of the nodes ``c >= 1/2`` (proximity-based partition)."""
+    return [-(1 - c) * H for c in rule.interior if c >= 0.5]
+
+
 def bi_anchor_interval(field: VelocityField, nodes: NodeVelocities, rule: QuadratureRule, x: torch.Tensor,
-                       anchor0: Anchor, t: float, H: float, last: bool) -> tuple[torch.Tensor, Anchor | None]:
+                       anchor0: Anchor, t: float, H: float, last: bool, next_times: Sequence[float] = ()
+                       ) -> tuple[torch.Tensor, Anchor | None]:
     """One interval of the bi-anchor scheme (BA_SOLVER.md, "Sampling: bi-anchor").
 
     1. forward probe from ``(x, v0, t)`` at ``a H, (1 - a) H, H``: ``f_a, f_b, f_end``;
     2. predictor ``x_pred = x - H (w0 v0 + w1 f_a + w2 f_b + w3 f_end)`` (returned on the last interval);
-    3. terminal anchor ``v1 = v(x_pred, t - H)``: the interval's only NFE;
+    3. terminal anchor ``v1 = v(x_pred, t - H)``: the interval's only NFE (its unconditional half where
+       guidance applies at its own time, its backward nodes or ``next_times``, where the next
+       interval uses it);
     4. backward refinement from ``(x_pred, v1, t - H)`` of the nodes nearer the terminal
        (``c >= 1/2``; offset ``-(1 - c) H``): ``g_b``; nodes nearer the start keep ``f``;
     5. corrector ``x <- x - H (w0 v0 + w1 f_a + w2 g_b + w3 v1)``.
@@ -30,15 +62,15 @@ def bi_anchor_interval(field: VelocityField, nodes: NodeVelocities, rule: Quadra
         raise ValueError(f"the bi-anchor scheme needs a rule with both end points as nodes, not {rule.name}")
     interior = rule.interior
     v0 = field.guide(*anchor0, t)
-    *f, f_end = nodes(field, x, anchor0, t, [c * H for c in interior] + [H])  # f_a, f_b, f_end
+    *f, f_end = nodes(field, x, anchor0, t, probe_offsets(rule, H))  # f_a, f_b, f_end
     x_pred = x - H * rule.combine([v0, *f, f_end])
     if last:
         return x_pred, None
-    anchor1 = field.raw(x_pred, t - H, both=True)
+    back = refinement_offsets(rule, H)
+    anchor1 = cfg_anchor(field, x_pred, t - H, node_times(t - H, back) + list(next_times))
     v1 = field.guide(*anchor1, t - H)
-    near_end = [i for i, c in enumerate(interior) if c >= 0.5]  # proximity-based partition
-    g = nodes(field, x_pred, anchor1, t - H, [-(1 - interior[i]) * H for i in near_end])  # g_b
-    for i, g_i in zip(near_end, g):
+    near_end = [i for i, c in enumerate(interior) if c >= 0.5]
+    for i, g_i in zip(near_end, nodes(field, x_pred, anchor1, t - H, back)):  # g_b
         f[i] = g_i
     return x - H * rule.combine([v0, *f, v1]), anchor1
 
@@ -47,10 +79,14 @@ def bi_anchor(field: VelocityField, nodes: NodeVelocities, rule: QuadratureRule,
               grid: torch.Tensor) -> torch.Tensor:
     """N intervals for N NFE: ``v0`` at t = 1, then each interval's ``v1`` is the next ``v0``."""
     n = len(grid) - 1
-    anchor = field.raw(x, float(grid[0]), both=True)
+    starts = [float(grid[k]) for k in range(n)]
+    sizes = [float(grid[k]) - float(grid[k + 1]) for k in range(n)]
+    # where interval k's start anchor is used: its own time and its forward probe
+    uses = [[starts[k]] + node_times(starts[k], probe_offsets(rule, sizes[k])) for k in range(n)]
+    anchor = cfg_anchor(field, x, starts[0], uses[0])
     for k in range(n):
-        t, t_next = float(grid[k]), float(grid[k + 1])
-        x, anchor = bi_anchor_interval(field, nodes, rule, x, anchor, t, t - t_next, last=k == n - 1)
+        x, anchor = bi_anchor_interval(field, nodes, rule, x, anchor, starts[k], sizes[k], last=k == n - 1,
+                                       next_times=uses[k + 1] if k + 1 < n else ())
     return x
 
 
@@ -58,7 +94,7 @@ def bi_anchor_local_step(field: VelocityField, nodes: NodeVelocities, rule: Quad
                          t: float, t_next: float) -> torch.Tensor:
     """One mid-run interval (predictor and corrector) from an exact state with an exact ``v0``,
     for the local-truncation-error study: 2 NFE (``v0`` and ``v1``)."""
-    anchor0 = field.raw(x, t, both=True)
+    anchor0 = cfg_anchor(field, x, t, node_times(t, probe_offsets(rule, t - t_next)))
     x, _ = bi_anchor_interval(field, nodes, rule, x, anchor0, t, t - t_next, last=False)
     return x
 
@@ -73,6 +109,7 @@ def single_anchor(field: VelocityField, nodes: NodeVelocities, rule: QuadratureR
         t, t_next = float(grid[k]), float(grid[k + 1])
         H = t - t_next
         with field.at_step(t):
-            anchor0 = field.raw(x, t, both=True)
-            x = x - H * rule.combine(nodes(field, x, anchor0, t, [c * H for c in rule.nodes]))
+            offsets = [c * H for c in rule.nodes]
+            anchor0 = cfg_anchor(field, x, t, node_times(t, offsets))
+            x = x - H * rule.combine(nodes(field, x, anchor0, t, offsets))
     return x

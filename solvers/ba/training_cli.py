@@ -36,7 +36,9 @@ SETTING_HELP = {
     "embed_dim": "size of the sinusoidal embeddings of t and h (even; official architecture: the conditioning "
                  "width, the sinusoids being 256 wide)",
     "heads": "attention heads of the image SideNet's middle block",
-    "output_head": "gated: W u + alpha x + beta v; plain: W u (the paper's)",
+    "output_head": "gated: W u + alpha x + beta v; plain: W u (the paper's); poly: a polynomial in h of gated "
+                   "terms from a trunk of (t, y) only (one trunk pass per anchor serves every node offset)",
+    "poly_degree": "degree P of the poly head's polynomial in h (output_head poly only)",
     "iterations": "training iterations",
     "batch_size": "chains per iteration",
     "chain_length": "K steps per chain (K + 1 backbone calls)",

@@ -20,6 +20,15 @@ for images), both zero-initialised.  Along the trajectory of one Gaussian compon
 (``output_head="plain"``, the paper's) must learn that product of a feature and its own
 input, which it does far more slowly (configs/ablation.yaml compares the two; the README's
 ablation table gives the figures).
+
+The polynomial head (``output_head="poly"``, ``poly_degree`` P) takes ``h`` out of the
+network: the trunk is conditioned on ``(t, y)`` only and outputs P gated coefficient maps,
+
+    S_phi = sum_{p=1..P} s (h / s)^p (W_p u + alpha_p(u) x + beta_p(u) v),   s = POLY_SCALE,
+
+so one trunk pass per anchor serves every offset of a BA interval (``velocities_at``).  The
+fixed scale ``s`` (a typical interval) only rescales the coefficients, so that their
+O(1) outputs are the velocity change over an interval rather than over a unit of t.
 """
 from __future__ import annotations
 
@@ -30,7 +39,8 @@ from torch import nn
 
 from solvers.ba.sidenet.conditioning import Conditioning, Modulation, RMSNorm, modulate
 
-OUTPUT_HEADS = ("gated", "plain")
+OUTPUT_HEADS = ("gated", "plain", "poly")
+POLY_SCALE = 0.1  # s of the polynomial head: its terms are s (h / s)^p
 
 
 class SideNet(nn.Module):
@@ -52,13 +62,28 @@ class SideNet(nn.Module):
     def velocities_at(self, x: torch.Tensor, v: torch.Tensor, t: float, offsets: Sequence[float],
                       y: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
         """``v_hat(t - h)`` for each offset ``h`` from one anchor ``(x, v, t)``: one batched call."""
-        n, k = len(x), len(offsets)
-        t_all = torch.full((n * k,), float(t), dtype=x.dtype, device=x.device)
-        h_all = torch.tensor([float(h) for h in offsets], dtype=x.dtype, device=x.device).repeat_interleave(n)
-        reps = (k,) + (1,) * (x.dim() - 1)
-        y_all = None if y is None else y.repeat(k)
-        v_hat = self.velocity(x.repeat(reps), v.repeat(reps), t_all, h_all, y_all)
-        return list(v_hat.split(n))
+        return [v_c for v_c, _ in self.cfg_velocities_at(x, v, None, t, offsets, [False] * len(offsets), y, None)]
+
+    def cfg_velocities_at(self, x: torch.Tensor, v_c: torch.Tensor, v_u: Optional[torch.Tensor], t: float,
+                          offsets: Sequence[float], guided: Sequence[bool], y: Optional[torch.Tensor],
+                          y_null: Optional[torch.Tensor]) -> list[tuple[torch.Tensor, Optional[torch.Tensor]]]:
+        """``(v_hat_c, v_hat_u)`` at ``t - h`` for each offset ``h`` from one anchor: the conditional
+        branch (``v_c``, labels ``y``) at every offset, the unconditional one (``v_u``, ``y_null``) only
+        where ``guided`` (None elsewhere).  One batched call; per offset its conditional rows, then
+        its unconditional ones."""
+        n = len(x)
+        branches = [[(v_c, y)] + ([(v_u, y_null)] if g else []) for g in guided]
+        rows = [(v, label, h) for h, pair in zip(offsets, branches) for v, label in pair]
+        h_all = torch.tensor([float(h) for _, _, h in rows], dtype=x.dtype, device=x.device).repeat_interleave(n)
+        t_all = torch.full((len(h_all),), float(t), dtype=x.dtype, device=x.device)
+        y_all = None if y is None else torch.cat([label for _, label, _ in rows])
+        v_hat = self.velocity(x.repeat(len(rows), *(1,) * (x.dim() - 1)), torch.cat([v for v, _, _ in rows]),
+                              t_all, h_all, y_all).split(n)
+        out, i = [], 0
+        for pair in branches:
+            out.append((v_hat[i], v_hat[i + 1] if len(pair) == 2 else None))
+            i += len(pair)
+        return out
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -68,23 +93,31 @@ class ProjectSideNet(SideNet):
     """The project's own SideNet body: ``input`` (x and v on the channel axis -> width), the
     subclass's ``trunk`` of conditioned residual blocks, a modulated RMS-norm, then the
     zero-initialised last layers ``output`` (u -> W u) and ``gates`` (u -> alpha, beta; None
-    for the plain head).  Subclasses give ``pointwise`` (a per-position linear map) and ``trunk``."""
+    for the plain head), P of each for the polynomial head.  Subclasses give ``pointwise`` (a
+    per-position linear map) and ``trunk``."""
 
     def __init__(self, sample_shape: Sequence[int], num_classes: Optional[int], null_label: Optional[int],
-                 *, width: int, depth: int, embed_dim: int, heads: int, output_head: str = "gated"):
+                 *, width: int, depth: int, embed_dim: int, heads: int, output_head: str = "gated",
+                 poly_degree: Optional[int] = None):
         super().__init__()
         if output_head not in OUTPUT_HEADS:
             raise ValueError(f"SideNet output_head must be one of {', '.join(OUTPUT_HEADS)}, got {output_head!r}")
+        poly = output_head == "poly"
+        if poly != (poly_degree is not None) or (poly and not (isinstance(poly_degree, int) and poly_degree >= 1)):
+            raise ValueError(f"SideNet poly_degree must be a positive integer with output_head poly and absent "
+                             f"otherwise, got {poly_degree!r} with output_head {output_head!r}")
         self.spec = {"kind": self.kind, "sample_shape": list(sample_shape), "num_classes": num_classes,
                      "null_label": null_label, "width": width, "depth": depth, "embed_dim": embed_dim,
-                     "heads": heads, "output_head": output_head}
-        self.conditioning = Conditioning(width, embed_dim, num_classes, null_label)
+                     "heads": heads, "output_head": output_head, **({"poly_degree": poly_degree} if poly else {})}
+        self.degree = poly_degree if poly else 1  # P coefficient maps (1: the gated and plain heads)
+        self.conditioning = Conditioning(width, embed_dim, num_classes, null_label, with_h=not poly)
         channels = sample_shape[0]
         self.input = self.pointwise(2 * channels, width)
         self.out_norm = RMSNorm(width)
         self.out_modulation = Modulation(width, width)
-        self.output = self.zero_init(self.pointwise(width, channels))
-        self.gates = self.zero_init(self.pointwise(width, 2)) if output_head == "gated" else None  # alpha, beta
+        self.output = self.zero_init(self.pointwise(width, self.degree * channels))
+        gated = output_head != "plain"
+        self.gates = self.zero_init(self.pointwise(width, 2 * self.degree)) if gated else None  # alpha_p, beta_p
 
     @staticmethod
     def pointwise(n_in: int, n_out: int) -> nn.Module:
@@ -104,15 +137,46 @@ class ProjectSideNet(SideNet):
         nn.init.zeros_(layer.bias)
         return layer
 
-    def forward(self, x: torch.Tensor, v: torch.Tensor, t: torch.Tensor, h: torch.Tensor,
-                y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``dv = h (W u + alpha x + beta v)``; ``t`` and ``h`` of shape (B,)."""
+    def coefficients(self, x: torch.Tensor, v: torch.Tensor, t: torch.Tensor, h: Optional[torch.Tensor],
+                     y: Optional[torch.Tensor]) -> list[torch.Tensor]:
+        """``W_p u + alpha_p x + beta_p v`` for p = 1..P, in the weights' dtype (``h`` None: the
+        polynomial head, whose trunk does not see it)."""
         weight_dtype = next(self.parameters()).dtype
         x_in, v_in = x.to(weight_dtype), v.to(weight_dtype)
-        u = self.features(torch.cat([x_in, v_in], dim=1), self.conditioning(t.to(weight_dtype),
-                                                                            h.to(weight_dtype), y))
-        dv = self.output(u)
-        if self.gates is not None:
-            alpha, beta = self.gates(u).chunk(2, dim=1)
-            dv = dv + alpha * x_in + beta * v_in
-        return (h.to(weight_dtype).reshape(-1, *(1,) * (dv.dim() - 1)) * dv).to(x.dtype)
+        u = self.features(torch.cat([x_in, v_in], dim=1),
+                          self.conditioning(t.to(weight_dtype), None if h is None else h.to(weight_dtype), y))
+        out = self.output(u).chunk(self.degree, dim=1)
+        if self.gates is None:
+            return list(out)
+        gates = self.gates(u).chunk(2 * self.degree, dim=1)
+        return [w + alpha * x_in + beta * v_in for w, alpha, beta in zip(out, gates[0::2], gates[1::2])]
+
+    def polynomial(self, coefficients: list[torch.Tensor], h: torch.Tensor) -> torch.Tensor:
+        """``sum_p s (h / s)^p c_p`` with ``h`` of shape (B,) (P = 1: ``h c_1``)."""
+        h = h.to(coefficients[0].dtype).reshape(-1, *(1,) * (coefficients[0].dim() - 1))
+        if self.degree == 1:
+            return h * coefficients[0]
+        return sum(POLY_SCALE * (h / POLY_SCALE) ** p * c for p, c in enumerate(coefficients, start=1))
+
+    def forward(self, x: torch.Tensor, v: torch.Tensor, t: torch.Tensor, h: torch.Tensor,
+                y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``dv = h (W u + alpha x + beta v)`` (polynomial head: ``sum_p s (h / s)^p (...)_p``);
+        ``t`` and ``h`` of shape (B,)."""
+        poly = self.spec["output_head"] == "poly"
+        return self.polynomial(self.coefficients(x, v, t, None if poly else h, y), h).to(x.dtype)
+
+    def cfg_velocities_at(self, x, v_c, v_u, t, offsets, guided, y, y_null):
+        """The polynomial head: one trunk pass per anchor (both branches in one batch where any offset
+        is guided), then every offset from its coefficients."""
+        if self.spec["output_head"] != "poly":
+            return super().cfg_velocities_at(x, v_c, v_u, t, offsets, guided, y, y_null)
+        n, both = len(x), any(guided)
+        xs, vs = (torch.cat([x, x]), torch.cat([v_c, v_u])) if both else (x, v_c)
+        ys = (None if y is None else torch.cat([y, y_null])) if both else y
+        coefficients = self.coefficients(xs, vs, torch.full((len(xs),), float(t), dtype=x.dtype, device=x.device),
+                                         None, ys)
+        out = []
+        for h, g in zip(offsets, guided):
+            v_hat = vs + self.polynomial(coefficients, torch.full((len(xs),), float(h), device=x.device)).to(x.dtype)
+            out.append((v_hat[:n], v_hat[n:] if g else None))
+        return out

@@ -26,19 +26,23 @@ def embedding_mlp(embed_dim: int, dim: int) -> nn.Sequential:
 
 
 class Conditioning(nn.Module):
-    """``c = MLP_t(emb(t)) + MLP_h(emb(h)) + E[y]`` (no table for an unconditional backbone)."""
+    """``c = MLP_t(emb(t)) + MLP_h(emb(h)) + E[y]`` (no table for an unconditional backbone; no ``h``
+    term with ``with_h=False``, the polynomial head's)."""
 
-    def __init__(self, dim: int, embed_dim: int, num_classes: Optional[int], null_label: Optional[int]):
+    def __init__(self, dim: int, embed_dim: int, num_classes: Optional[int], null_label: Optional[int],
+                 with_h: bool = True):
         super().__init__()
         self.embed_dim = embed_dim
         self.t_mlp = embedding_mlp(embed_dim, dim)
-        self.h_mlp = embedding_mlp(embed_dim, dim)
+        self.h_mlp = embedding_mlp(embed_dim, dim) if with_h else None  # None: c does not depend on h
         self.num_classes = num_classes
         self.null_label = null_label
         self.labels = nn.Embedding(num_classes + 1, dim) if num_classes else None  # row num_classes: null
 
-    def forward(self, t: torch.Tensor, h: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
-        c = self.t_mlp(sinusoidal_embedding(t, self.embed_dim)) + self.h_mlp(sinusoidal_embedding(h, self.embed_dim))
+    def forward(self, t: torch.Tensor, h: Optional[torch.Tensor], y: Optional[torch.Tensor]) -> torch.Tensor:
+        c = self.t_mlp(sinusoidal_embedding(t, self.embed_dim))
+        if self.h_mlp is not None:
+            c = c + self.h_mlp(sinusoidal_embedding(h, self.embed_dim))
         if self.labels is not None:
             if y is None:
                 row = torch.full((len(t),), self.num_classes, dtype=torch.long, device=t.device)
