@@ -43,7 +43,9 @@ MODES = {"fp32": Precision("float32"), "bf16-compiled": Precision("bfloat16", tf
 SOLVERS = ("euler", {"name": "flow-dpm", "order": 2}, {"name": "flow-unipc", "variant": "bh2", "order": 2},
            "ba", "ba-single")
 # SideNet variants (SideNet settings, as a grid's solver_settings: {ba: ...} gives them)
-VARIANTS = {"official": {"architecture": "official"}, "project": {}}
+# (benchmarks/sidenet_variants.py compares what they cost on a CPU and what they are worth)
+VARIANTS = {"official": {"architecture": "official"}, "project": {}, "poly": {"output_head": "poly"},
+            "poly-slim": {"output_head": "poly", "width": 64, "depth": 2}}
 EULER_TARGET = 90.0  # images/s at NFE 10 with CFG, bf16 + compile
 BA_TARGET = 1.05  # BA's wall time / euler's at equal NFE
 

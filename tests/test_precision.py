@@ -1,6 +1,8 @@
 """A grid's dtype (bfloat16/float16 autocast), tf32 and compile (solverbench.precision)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
@@ -12,6 +14,8 @@ from solverbench.errors import GridError
 from solverbench.grid import parse_grid
 from solverbench.noise import noise_for
 from solverbench.precision import Precision
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # bfloat16 keeps 8 bits of mantissa: on digits (Euler, NFE 10, CFG 2) its samples lie within
 # 0.004 rms of float32's per sample (0.0005 for float16), against a solver error of about 0.05
@@ -96,3 +100,38 @@ def test_the_lte_study_refuses_autocast():
     raw.update(kind="lte", lte={"step_sizes": [0.1, 0.05], "start_times": [0.5]})
     with pytest.raises(GridError, match="LTE study measures one-step errors"):
         parse_grid(raw)
+
+
+def ba_samples(digits, precision: Precision):
+    """BA with the shipped digits SideNet under ``precision``; the dtypes its output layer computed in."""
+    backbone, noise, labels, _ = digits
+    solver = sb.get_solver("ba", checkpoint=str(ROOT / "solvers" / "ba" / "checkpoints" / "digits.pt"))
+    solver.prepare(backbone, sb.PrepareContext())
+    solver.use_precision(precision)
+    seen = set()
+    solver.velocities.sidenet.output.register_forward_hook(lambda module, args, out: seen.add(out.dtype))
+    result = sb.sample(precision.backbone(backbone), solver, noise, labels, nfe=10, cfg_scale=2.0)
+    assert result.nfe == 10 and result.samples.dtype == torch.float32
+    return result.samples, seen
+
+
+def test_the_ba_sidenet_runs_under_the_grid_autocast_too(digits):
+    exact, exact_dtypes = ba_samples(digits, Precision())
+    half, half_dtypes = ba_samples(digits, Precision("bfloat16"))
+    assert exact_dtypes == {torch.float32} and half_dtypes == {torch.bfloat16}
+    per_sample = (half - exact).pow(2).flatten(1).mean(1).sqrt()
+    assert 0 < per_sample.max() < BF16_TOLERANCE
+
+
+@pytest.mark.slow
+def test_a_compiled_sidenet_gives_the_eager_samples():
+    backbone = resolve_backbone("gmm", preset="gmm64")
+    noise = noise_for(0, range(64), backbone.sample_shape)
+    checkpoint = str(ROOT / "solvers" / "ba" / "checkpoints" / "gmm64.pt")
+    runs = []
+    for precision in (Precision(), Precision(compile=True)):
+        solver = sb.get_solver("ba", checkpoint=checkpoint)
+        solver.prepare(backbone, sb.PrepareContext())
+        solver.use_precision(precision)
+        runs.append(sb.sample(precision.backbone(backbone), solver, noise, nfe=5).samples)
+    assert torch.allclose(runs[0], runs[1], atol=1e-5)

@@ -4,9 +4,9 @@ Each source answers one question: given an anchor ``(x, t)`` with its raw backbo
 velocities ``anchor = (v_c, v_u)`` (``v_u`` None without guidance), what is the guided
 velocity at time ``t - h`` along the trajectory through ``(x, t)``, for each offset ``h``?
 
-- ``SideNetVelocities``: ``v + S_phi(x, v, t, h, y)`` on the conditional and unconditional
-  velocities (doubled batch, null label for the second half), guidance applied at each
-  node's own time ``t - h``.  One batched SideNet call per question.
+- ``SideNetVelocities``: ``v + S_phi(x, v, t, h, y)`` on the conditional velocity at every
+  node, and on the unconditional one (null label) only at the nodes whose own time ``t - h``
+  is guided; guidance applied at each node's own time.  One batched SideNet call per question.
 - ``AnchorVelocities``: the SideNet switched off, ``v_hat = v`` (guided at the node time).
 - ``OracleVelocities``: exact velocities on the reference trajectory through ``(x, t)``
   (a tight float64 solve of the guided ODE), for the scheme's error floor.
@@ -23,6 +23,7 @@ import torch
 
 from solverbench.backbone import backbone_in_dtype
 from solverbench.field import VelocityField
+from solverbench.precision import Precision
 from solverbench.reference import Tolerance, reference_trajectory
 from solverbench.stopwatch import Stopwatch
 from solvers.ba.sidenet import SideNet
@@ -67,16 +68,28 @@ class SideNetVelocities(NodeVelocities):
     def __init__(self, sidenet: SideNet):
         super().__init__()
         self.sidenet = sidenet
+        self.precision = Precision()  # the run's autocast for the SideNet's calls (use_precision)
+
+    def use_precision(self, precision: Precision) -> None:
+        """Call the SideNet under ``precision``'s autocast, its parts compiled where it asks (each
+        submodule, so that every path through the network, one trunk pass or one per offset, is)."""
+        self.precision = precision
+        for part in self.sidenet.children():
+            precision.compiled(part)
 
     def answer(self, field, x, anchor, t, offsets):
+        with self.precision.networks(x.device):
+            return self.answer_now(field, x, anchor, t, offsets)
+
+    def answer_now(self, field, x, anchor, t, offsets):
         v_c, v_u = anchor
         labels = field.labels
-        if v_u is None:
+        guided = [v_u is not None and field.guided_at(t - h) for h in offsets]
+        if not any(guided):
             return self.sidenet.velocities_at(x, v_c, t, offsets, labels)
         null = torch.full_like(labels, field.backbone.null_label)
-        paired = self.sidenet.velocities_at(torch.cat([x, x]), torch.cat([v_c, v_u]), t, offsets,
-                                            torch.cat([labels, null]))
-        return [field.guide(*v_hat.chunk(2), t - h) for h, v_hat in zip(offsets, paired)]
+        paired = self.sidenet.cfg_velocities_at(x, v_c, v_u, t, offsets, guided, labels, null)
+        return [field.guide(v_c_hat, v_u_hat, t - h) for h, (v_c_hat, v_u_hat) in zip(offsets, paired)]
 
 
 class OracleVelocities(NodeVelocities):

@@ -128,6 +128,11 @@ class SideNetSolver(Solver):
                                      f"not for {canonical_json(backbone_identity(field.backbone))}")
         return self.velocities
 
+    def use_precision(self, precision: Any) -> None:
+        """The SideNet under the run's autocast, compiled where it asks (solverbench.precision)."""
+        if isinstance(self.velocities, SideNetVelocities):
+            self.velocities.use_precision(precision)
+
     # -- reporting ----------------------------------------------------------------
     def counters(self) -> dict[str, float]:
         """SideNet calls (batched questions, not NFE) and the seconds spent in them."""
