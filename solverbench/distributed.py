@@ -110,33 +110,17 @@ class World:
 
         Every ``fn(b)`` must give a tensor of one dtype and trailing shape (its first dimension
         may differ, e.g. a last partial batch)."""
-        mine: dict[int, torch.Tensor] = {}
-        error: Optional[BaseException] = None
-        try:
-            for b in self.my_batches(num_batches):
-                mine[b] = fn(b)
-        except Exception as err:  # every rank must learn of it before the gather
-            error = err
+        mine = self._my_results(fn, num_batches)
         if not self.sharded:
-            if error is not None:
-                raise error
             return [mine[b] for b in range(num_batches)]
-        self.check_all(error)
         return self._gather(mine, num_batches)
 
     def map_batch_dicts(self, fn: Callable[[int], dict[str, torch.Tensor]], num_batches: int
                         ) -> list[dict[str, torch.Tensor]]:
         """``map_batches`` for an ``fn`` that gives a dict of tensors per batch (e.g. features by name)."""
+        mine = self._my_results(fn, num_batches)
         if not self.sharded:
-            return [fn(b) for b in range(num_batches)]
-        mine: dict[int, dict[str, torch.Tensor]] = {}
-        error: Optional[BaseException] = None
-        try:
-            for b in self.my_batches(num_batches):
-                mine[b] = fn(b)
-        except Exception as err:
-            error = err
-        self.check_all(error)
+            return [mine[b] for b in range(num_batches)]
         keys = sorted({key for part in self.all_objects(sorted({k for d in mine.values() for k in d}))
                        for key in part})
         out: list[dict[str, torch.Tensor]] = [{} for _ in range(num_batches)]
@@ -144,6 +128,18 @@ class World:
             for b, value in enumerate(self._gather({b: d[key] for b, d in mine.items()}, num_batches)):
                 out[b][key] = value
         return out
+
+    def _my_results(self, fn: Callable[[int], Any], num_batches: int) -> dict[int, Any]:
+        """``fn(b)`` for this rank's batches; where any rank raised, every rank raises (``check_all``)."""
+        mine: dict[int, Any] = {}
+        error: Optional[BaseException] = None
+        try:
+            for b in self.my_batches(num_batches):
+                mine[b] = fn(b)
+        except Exception as err:  # every rank must learn of it before the gather
+            error = err
+        self.check_all(error)
+        return mine
 
     def _gather(self, mine: dict[int, torch.Tensor], num_batches: int) -> list[torch.Tensor]:
         """Every rank's batches, in batch order: one padded all_gather of the flattened tensors (on the
