@@ -3,8 +3,8 @@
 - ``dtype: float32`` or ``float64``: the backbone, the solver's networks and the ODE state in
   that type.
 - ``dtype: bfloat16`` or ``float16``: mixed precision, as the field samples at scale.  The
-  backbone and the solver's own networks (the BA SideNet) run under ``torch.autocast`` in that
-  type and hand back float32 velocities; the ODE state, the noise and every sum a solver
+  backbone and the solver's own networks (``Solver.use_precision``) run under
+  ``torch.autocast`` in that type and hand back float32 velocities; the ODE state, the noise and every sum a solver
   forms (quadratures, multistep combinations) stay float32.  The reference solve is float64
   as always, from the same float32 noise: a bfloat16 cell and its float32 twin share it.
 - ``tf32: true``: CUDA matmuls and convolutions of float32 tensors in TF32 while the cell

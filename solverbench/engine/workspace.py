@@ -3,7 +3,7 @@ per backbone, the draws of noise, labels and data, and the reference solves.
 
 Built lazily, once per run: a study asks and the workspace makes or reuses.  Under torchrun
 rank 0 prepares each solver first (training and caching what it trains), then the other
-ranks prepare theirs from rank 0's files, so every rank samples with the same SideNet.
+ranks prepare theirs from rank 0's files, so every rank samples with the same prepared networks.
 """
 from __future__ import annotations
 
