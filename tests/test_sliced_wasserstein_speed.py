@@ -1,0 +1,111 @@
+"""The sliced Wasserstein metric's fast implementation (numpy sorts of contiguous rows, bootstrap draws
+in place in one buffer, a few projections at a time) gives the numbers of the plain one, bit for bit:
+the point estimate, every bootstrap draw, and the intervals built from them."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+
+import solverbench.metrics.distribution as distribution
+from solverbench.metrics.distribution import _directions, sliced_wasserstein2, sliced_wasserstein_resampled
+from solverbench.uncertainty import bootstrap_generator, bootstrap_interval, resample_indices
+
+
+# --- the implementation before it was made fast (slow reference) -----------------------------------------
+def reference_sliced_wasserstein2(x: torch.Tensor, y: torch.Tensor, n_projections: int = 256, seed: int = 0) -> float:
+    x, y = x.double().flatten(1), y.double().flatten(1)
+    if x.shape != y.shape:
+        raise ValueError("equal-size sets")
+    theta = _directions(x.shape[1], seed, n_projections)
+    px, _ = torch.sort(x.cpu() @ theta, dim=0)
+    py, _ = torch.sort(y.cpu() @ theta, dim=0)
+    return (px - py).pow(2).mean().sqrt().item()
+
+
+def reference_sliced_wasserstein_resampled(x: torch.Tensor, y: torch.Tensor, seed: int
+                                           ) -> Callable[[torch.Tensor], float]:
+    theta = _directions(x[0].numel(), seed)
+    px = (x.double().flatten(1).cpu() @ theta).T.float().contiguous().numpy()  # (projections, n)
+    py = np.sort((y.double().flatten(1).cpu() @ theta).T.float().numpy(), axis=1)
+    return lambda idx: float(np.sqrt(np.mean((np.sort(np.take(px, idx.numpy(), axis=1), axis=1) - py) ** 2)))
+# -----------------------------------------------------------------------------------------------------------
+
+
+def clouds(kind: str, n: int, dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(n, dim, generator=g) * 1.3 + 0.2, torch.randn(n, dim, generator=g)
+    if kind == "ties":  # few distinct values: many equal projections, equal in x, in y and between them
+        x, y = torch.round(x), torch.round(y)
+    elif kind == "repeated rows":  # whole samples repeated, and zero rows (projections 0.0 and -0.0)
+        x = x[torch.randint(max(1, n // 4), (n,), generator=g)]
+        x[: n // 5] = 0.0
+        y[-(n // 7):] = -0.0
+    elif kind == "float64":
+        x, y = x.double() * 1e3, y.double() * 1e-3
+    elif kind == "images":  # flattened like the metric flattens samples
+        x, y = x.reshape(n, 1, dim // 4, 4), y.reshape(n, 1, dim // 4, 4)
+    return x, y
+
+
+CASES = [("normal", 1, 3), ("normal", 2, 5), ("normal", 7, 2), ("normal", 257, 8), ("normal", 1000, 64),
+         ("normal", 3001, 16), ("ties", 500, 3), ("ties", 2048, 2), ("repeated rows", 999, 8),
+         ("float64", 640, 12), ("images", 300, 16)]
+
+
+@pytest.mark.parametrize("kind, n, dim", CASES)
+def test_point_estimate_is_bitwise_the_reference(kind, n, dim):
+    x, y = clouds(kind, n, dim, seed=n)
+    for seed, n_projections in ((0, 256), (3, 256), (1, 17)):
+        assert sliced_wasserstein2(x, y, n_projections, seed) == reference_sliced_wasserstein2(x, y, n_projections, seed)
+    assert sliced_wasserstein2(x, x) == reference_sliced_wasserstein2(x, x) == 0.0
+
+
+@pytest.mark.parametrize("kind, n, dim", CASES)
+@pytest.mark.parametrize("cache_elements", [distribution.CACHE_ELEMENTS, 1000])  # 1000: many blocks, a ragged last
+def test_every_bootstrap_draw_is_bitwise_the_reference(kind, n, dim, cache_elements, monkeypatch):
+    monkeypatch.setattr(distribution, "CACHE_ELEMENTS", cache_elements)
+    x, y = clouds(kind, n, dim, seed=n + 1)
+    fast, slow = sliced_wasserstein_resampled(x, y, 2), reference_sliced_wasserstein_resampled(x, y, 2)
+    g = torch.Generator().manual_seed(n)
+    draws = [torch.arange(n), torch.zeros(n, dtype=torch.long), torch.full((n,), n - 1)]
+    draws += list(torch.randint(n, (6, n), generator=g))
+    for idx in draws:  # one statistic, many draws: its buffer is reused
+        assert fast(idx) == slow(idx)
+
+
+def test_bootstrap_intervals_and_floor_are_bitwise_the_reference_with_and_without_strata():
+    """As the metric computes them: samples against data draw 0, and data draw 1 against it (the floor)."""
+    g = torch.Generator().manual_seed(4)
+    n = 1500
+    labels = torch.randint(5, (n,), generator=g)
+    data, data1 = torch.randn(n, 8, generator=g) + labels[:, None], torch.randn(n, 8, generator=g) + labels[:, None]
+    samples = torch.round(4 * (torch.randn(n, 8, generator=g) * 1.1 + labels[:, None])) / 4  # with ties
+    for x, name in ((samples, "sliced_wasserstein"), (data1, "sliced_wasserstein_floor")):
+        value = sliced_wasserstein2(x, data, seed=7)
+        assert value == reference_sliced_wasserstein2(x, data, seed=7)
+        for strata in (None, labels):
+            kwargs = dict(seed=7, name=name, resamples=40, nonnegative=True, strata=strata)
+            assert (bootstrap_interval(sliced_wasserstein_resampled(x, data, 7), value, n, **kwargs)
+                    == bootstrap_interval(reference_sliced_wasserstein_resampled(x, data, 7), value, n, **kwargs))
+
+
+def test_stratified_draws_are_bitwise_the_reference():
+    g = torch.Generator().manual_seed(9)
+    labels = torch.randint(3, (700,), generator=g)
+    x, y = torch.randn(700, 6, generator=g), torch.randn(700, 6, generator=g)
+    fast, slow = sliced_wasserstein_resampled(x, y, 0), reference_sliced_wasserstein_resampled(x, y, 0)
+    for chunk in resample_indices(700, 10, bootstrap_generator(0, "sw"), strata=labels):
+        for idx in chunk:
+            assert fast(idx) == slow(idx)
+
+
+def test_unequal_sizes_are_refused():
+    """The metric compares as many data samples as samples; both forms say so."""
+    x, y = torch.randn(10, 3), torch.randn(12, 3)
+    with pytest.raises(ValueError, match="equal-size"):
+        sliced_wasserstein2(x, y)
+    with pytest.raises(ValueError, match="equal-size"):
+        sliced_wasserstein_resampled(x, y, 0)
