@@ -16,9 +16,10 @@ initialised; ``init_from_environment`` initialises it from torchrun's variables.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -145,13 +146,12 @@ class World:
         """Every rank's batches, in batch order: one padded all_gather of the flattened tensors (on the
         collective's device: the rank's GPU under NCCL, the CPU under gloo)."""
         shapes = self.all_objects({b: (tuple(x.shape), str(x.dtype)) for b, x in mine.items()})
-        every = {b: shape for part in shapes for b, shape in part.items()}
-        dtypes = {dtype for _, dtype in every.values()}
+        dtypes = {dtype for part in shapes for _, dtype in part.values()}
         if len(dtypes) > 1:
             raise RuntimeError(f"ranks gave batches of different dtypes: {sorted(dtypes)}")
         dtype = getattr(torch, dtypes.pop().removeprefix("torch."))
         device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-        sizes = [sum(_numel(s) for s, _ in part.values()) for part in shapes]
+        sizes = [sum(math.prod(s) for s, _ in part.values()) for part in shapes]
         flat = torch.zeros(max(sizes), dtype=dtype, device=device)
         if mine:
             local = torch.cat([mine[b].reshape(-1) for b in sorted(mine)])
@@ -163,17 +163,10 @@ class World:
             offset = 0
             for b in sorted(shapes[rank]):
                 shape = shapes[rank][b][0]
-                n = _numel(shape)
+                n = math.prod(shape)
                 out[b] = part[offset:offset + n].reshape(shape)
                 offset += n
         return out  # type: ignore[return-value]
-
-
-def _numel(shape: Sequence[int]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
 
 
 def world() -> World:
