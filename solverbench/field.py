@@ -24,7 +24,8 @@ class VelocityField:
     from ``t``.
     """
 
-    def __init__(self, backbone: Any, labels: Optional[torch.Tensor] = None, guidance: Guidance = NO_GUIDANCE):
+    def __init__(self, backbone: Any, labels: Optional[torch.Tensor] = None, guidance: Guidance = NO_GUIDANCE,
+                 *, differentiable: bool = False):
         if guidance.on:
             if labels is None:
                 raise ValueError("classifier-free guidance (cfg_scale != 1) needs class labels")
@@ -36,26 +37,29 @@ class VelocityField:
         self.labels = labels
         self.guidance = guidance
         self.nfe = 0
+        # differentiable: the backbone runs under autograd, and a time given as a tensor reaches it as one (a
+        # learned time grid backpropagates through the solver); otherwise under no_grad, as sampling needs
+        self.differentiable = differentiable
         self._step_time: Optional[float] = None  # the start of the step being taken (at_step)
 
     def with_backbone(self, backbone: Any) -> "VelocityField":
         """The same labels and guidance on another backbone (e.g. a float64 copy); fresh counter."""
-        return VelocityField(backbone, self.labels, self.guidance)
+        return VelocityField(backbone, self.labels, self.guidance, differentiable=self.differentiable)
 
     @contextmanager
     def at_step(self, t: float) -> Iterator[None]:
         """Evaluations inside the block belong to the step starting at ``t`` (for the ``step`` decision)."""
-        outer, self._step_time = self._step_time, float(t)
+        outer, self._step_time = self._step_time, time_value(t)
         try:
             yield
         finally:
             self._step_time = outer
 
-    def guided_at(self, t: float) -> bool:
+    def guided_at(self, t: float | torch.Tensor) -> bool:
         """Guidance is on for an evaluation (or node) at ``t``: decided at ``t``, or at the start of
         the current step under the ``step`` decision."""
         step = self._step_time if self.guidance.decision == "step" and self._step_time is not None else None
-        return self.guidance.applies_at(t if step is None else step)
+        return self.guidance.applies_at(time_value(t) if step is None else step)
 
     def __call__(self, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         """The (guided) velocity at ``(x, t)``: one NFE."""
@@ -73,7 +77,6 @@ class VelocityField:
         only where one of them is guided).  Still one NFE.
         """
         self.nfe += 1
-        t = float(t)
         if not (self.guided_at(t) or (both and self.guidance.on)):
             return self._backbone(x, t, self.labels), None
         null = torch.full_like(self.labels, self.backbone.null_label)
@@ -92,7 +95,15 @@ class VelocityField:
             return guided
         return torch.cat([guided[:, :k], v_c[:, k:]], dim=1)
 
-    def _backbone(self, x: torch.Tensor, t: float, y: Optional[torch.Tensor]) -> torch.Tensor:
-        t_batch = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
-        with torch.no_grad():
+    def _backbone(self, x: torch.Tensor, t: float | torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
+        if isinstance(t, torch.Tensor) and self.differentiable:
+            t_batch = t.to(device=x.device, dtype=x.dtype).reshape(()).expand(x.shape[0])
+        else:
+            t_batch = torch.full((x.shape[0],), time_value(t), dtype=x.dtype, device=x.device)
+        with torch.set_grad_enabled(self.differentiable and torch.is_grad_enabled()):
             return self.backbone(x, t_batch, y)
+
+
+def time_value(t: float | torch.Tensor) -> float:
+    """A time as a float, also from a 0-d tensor that carries a gradient (for decisions, not arithmetic)."""
+    return float(t.detach()) if isinstance(t, torch.Tensor) else float(t)

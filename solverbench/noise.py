@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-_NOISE, _LABEL, _DATA = 0, 1, 2
+_NOISE, _LABEL, _DATA, _TRAINING_NOISE, _TRAINING_LABEL = 0, 1, 2, 3, 4
 
 
 def sample_generator(seed: int, index: int, stream: int = _NOISE) -> torch.Generator:
@@ -51,3 +51,16 @@ def data_generator(seed: int, draw: int = 0) -> torch.Generator:
     """The generator of fresh data samples: draw 0 is what distribution metrics compare the
     samples with; draw 1 an independent second set (their data-versus-data noise floor)."""
     return sample_generator(seed, draw, _DATA)
+
+
+def training_draws(seed: int, n: int, shape: Sequence[int], num_classes: Optional[int],
+                   dtype=torch.float32) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Noise and uniform labels of ``n`` training trajectories (a learned time grid's): streams of their own,
+    so no evaluated sample of any seed is ever trained on."""
+    noise = torch.stack([torch.randn(tuple(shape), generator=sample_generator(seed, i, _TRAINING_NOISE),
+                                     dtype=torch.float64) for i in range(n)]).to(dtype)
+    if num_classes is None:
+        return noise, None
+    labels = torch.tensor([int(torch.randint(num_classes, (1,), generator=sample_generator(seed, i, _TRAINING_LABEL)))
+                           for i in range(n)], dtype=torch.long)
+    return noise, labels

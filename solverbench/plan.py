@@ -36,10 +36,21 @@ class Plan:
         """The evaluations the plan spends; None for an adaptive solver (it is only measured)."""
         return None if self.adaptive else sum(self.stages)
 
-    def steps(self) -> Iterator[tuple[float, float, int]]:
-        """``(t, t_next, stages)`` of every interval, in order."""
+    @property
+    def differentiable(self) -> bool:
+        """The times carry gradients (a time grid being learned through the solver)."""
+        return self.times.requires_grad
+
+    def time_values(self) -> list:
+        """The grid's times as Python floats, or as 0-d tensors where they carry gradients: what a solver
+        computes with, so that a solver declaring ``differentiable_times`` passes the gradients on."""
+        return list(self.times.unbind()) if self.differentiable else [float(t) for t in self.times]
+
+    def steps(self) -> Iterator[tuple[Any, Any, int]]:
+        """``(t, t_next, stages)`` of every interval, in order (times as ``time_values`` gives them)."""
+        times = self.time_values()
         for k in range(self.intervals):
-            yield float(self.times[k]), float(self.times[k + 1]), self.stages[k]
+            yield times[k], times[k + 1], self.stages[k]
 
 
 def check_nfe(nfe: Any) -> Optional[int]:
@@ -63,8 +74,10 @@ def make_plan(solver: Any, *, nfe: Any = None, schedule: str | dict = "uniform",
 
     A budget of ``s (N - 1) + r`` evaluations (``s`` the solver's stages, ``0 < r <= s``) makes
     N intervals, the last spending r; ``r`` must be ``s`` or one of the solver's
-    ``partial_stages``.  An explicit grid spends ``s`` per interval; ``partial=True`` lets it
-    start below 1 or end above 0.  Adaptive solvers take neither.
+    ``partial_stages``.  An explicit grid alone spends ``s`` per interval; given with a budget
+    (a grid learned for that budget) it must have the N intervals the budget makes, which spend
+    as the budget says.  ``partial=True`` lets it start below 1 or end above 0.  Adaptive solvers
+    take neither.
     """
     name = solver.label()
     nfe = check_nfe(nfe)
@@ -75,9 +88,7 @@ def make_plan(solver: Any, *, nfe: Any = None, schedule: str | dict = "uniform",
             raise ValueError(f"{name} is adaptive: give neither nfe nor time_grid")
         return Plan(check_time_grid(list(WHOLE_SPAN)), (), adaptive=True)
     stages = int(solver.stages)
-    if times is not None:
-        if nfe is not None:
-            raise ValueError("give either nfe or time_grid, not both")
+    if times is not None and nfe is None:
         grid = check_time_grid(times, partial=partial)
         return Plan(grid, (stages,) * (len(grid) - 1))
     if nfe is None:
@@ -88,4 +99,11 @@ def make_plan(solver: Any, *, nfe: Any = None, schedule: str | dict = "uniform",
         spendable = ", ".join(str(r) for r in sorted(solver.partial_stages)) or "none"
         raise ValueError(f"{name} spends {stages} NFE per interval and cannot end on an interval of {last} "
                          f"(the remainders it takes: {spendable}); give a budget it can spend")
-    return Plan(make_time_grid(schedule, intervals), (stages,) * (intervals - 1) + (last,))
+    spending = (stages,) * (intervals - 1) + (last,)
+    if times is None:
+        return Plan(make_time_grid(schedule, intervals), spending)
+    grid = check_time_grid(times, partial=partial)
+    if len(grid) - 1 != intervals:
+        raise ValueError(f"{name} spends a budget of {nfe} NFE on {intervals} interval(s), but the time grid given "
+                         f"with it has {len(grid) - 1}")
+    return Plan(grid, spending)

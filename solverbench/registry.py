@@ -111,6 +111,7 @@ BACKBONES = Registry("backbone")
 METRICS = Registry("metric")
 FEATURE_EXTRACTORS = Registry("feature extractor")
 STUDIES = Registry("study kind")  # a grid's kind: (sweep, lte, ...) -> its Study class
+SCHEDULES = Registry("learned schedule")  # a schedule: {name: ...} learned per (backbone, solver, NFE, guidance)
 COMMANDS = Registry("command")  # solverbench COMMAND -> a function that sets up its parser (solverbench.cli)
 
 register_solver = SOLVERS.register
@@ -119,6 +120,7 @@ register_metric = METRICS.register
 register_feature_extractor = FEATURE_EXTRACTORS.register
 register_study = STUDIES.register
 register_command = COMMANDS.register
+register_schedule = SCHEDULES.register
 
 _builtins_loaded = False
 

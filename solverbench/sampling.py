@@ -43,10 +43,11 @@ def sample(
 ) -> SampleResult:
     """Integrate the flow from noise (t = 1) to data (t = 0).
 
-    Give either an NFE budget ``nfe`` (a whole number >= 1; the solver builds a
-    ``schedule`` grid with as many intervals as the budget allows) or an explicit
-    decreasing ``time_grid`` (a tensor or list) from 1 to 0; adaptive solvers need neither.
-    The measured NFE is checked against the budget.
+    Give an NFE budget ``nfe`` (a whole number >= 1; the solver builds a ``schedule`` grid
+    with as many intervals as the budget allows), an explicit decreasing ``time_grid`` (a
+    tensor or list) from 1 to 0, or both (a grid made for the budget: it must have the
+    intervals the budget makes); adaptive solvers need neither.  The measured NFE is checked
+    against the budget.
 
     ``noise`` is a tensor of shape ``(N, *backbone.sample_shape)``; ``labels`` (a tensor
     or list of N integers in ``[0, num_classes)``, or the backbone's null label) only for

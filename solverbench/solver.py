@@ -13,6 +13,10 @@ under the grid's ``solver_settings:``) and checks them in ``check_settings``.  W
 solver counts besides NFE (network calls of its own, their seconds) it reports in
 ``counters()``; the harness stores each as a result column without knowing what it is.
 
+A solver whose ``solve`` passes gradients from ``plan.times`` through to its result (it computes with
+``plan.time_values()`` / ``plan.steps()`` in torch arithmetic) declares ``differentiable_times``: a
+time grid can then be learned by backpropagating through it (LD3, ``solverbench.schedules``).
+
 For the local-truncation-error study a solver takes one step from exact states
 (``local_step``); ``history_length`` says how many states that step uses (1 for one-step
 methods, k for a k-step multistep method, which then implements ``local_step`` itself).
@@ -37,13 +41,16 @@ class NoExactHistoryStep(NotImplementedError):
 @dataclass(frozen=True)
 class PrepareContext:
     """What ``Solver.prepare`` may use: where to cache, on which device, whether to show progress,
-    the grid file's folder, and the solver family's grid settings."""
+    the grid file's folder, the solver family's grid settings, and the (NFE budget, guidance) pairs
+    the grid will sample with this solver (``uses``; for what is learned per budget and guidance,
+    e.g. a Bespoke transformation)."""
 
     cache_dir: Optional[Path] = None  # None: keep what is made in memory only
     device: str = "cpu"
     progress: bool = True
     grid_dir: Optional[Path] = None  # None outside a grid (the Python API)
     settings: Mapping[str, Any] = field(default_factory=dict)
+    uses: tuple[tuple[Optional[int], Any], ...] = ()  # (nfe, Guidance) pairs; () outside a grid
 
 
 class Solver:
@@ -59,6 +66,7 @@ class Solver:
     history_length: int = 1  # states one step uses: 1 for one-step methods, k for a k-step multistep method
     family: Optional[str] = None  # the key of this family's settings under a grid's solver_settings:
     legacy_settings_keys: tuple[str, ...] = ()  # older top-level grid keys of those settings (deprecated)
+    differentiable_times: bool = False  # solve() backpropagates into plan.times (see the module docstring)
 
     def prepare(self, backbone: Any, context: PrepareContext) -> None:
         """One-off preparation for a backbone (e.g. training a network of its own); no-op by default."""

@@ -5,6 +5,8 @@ from typing import Callable
 
 import torch
 
+from solverbench.registry import SCHEDULES
+
 GRIDS: dict[str, Callable[..., torch.Tensor]] = {}
 
 
@@ -35,6 +37,9 @@ def make_time_grid(schedule: str | dict, n_intervals: int) -> torch.Tensor:
     """A grid by name (``"uniform"``) or spec (``{"name": "shifted", "shift": 3}``)."""
     spec = {"name": schedule} if isinstance(schedule, str) else dict(schedule)
     name = spec.pop("name", None)
+    if name not in GRIDS and isinstance(name, str) and name in SCHEDULES:
+        raise ValueError(f"schedule {name!r} is learned per (backbone, solver, NFE, guidance): name it in a grid file, "
+                         f"or learn it with solverbench.schedules.learn_time_grid and sample with time_grid=")
     if name not in GRIDS:
         raise ValueError(f"unknown schedule {name!r}; known schedules: {', '.join(sorted(GRIDS))}")
     if int(n_intervals) < 1:
@@ -53,10 +58,20 @@ def check_time_grid(grid, *, partial: bool = False) -> torch.Tensor:
     """
     if isinstance(grid, (str, bytes)):
         raise TypeError(f"a time grid must be a 1-D sequence of times, got the string {grid!r}")
+    if isinstance(grid, torch.Tensor) and grid.requires_grad:  # a grid being learned keeps its graph
+        if grid.dtype != torch.float64:
+            raise TypeError(f"a time grid that carries gradients must be float64, got {grid.dtype}")
+        _check_values(grid.detach(), partial)
+        return grid
     try:
         grid = torch.as_tensor(grid, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError):
         raise TypeError(f"a time grid must be a 1-D sequence of times, got {grid!r}") from None
+    _check_values(grid, partial)
+    return grid
+
+
+def _check_values(grid: torch.Tensor, partial: bool) -> None:
     if grid.dim() != 1:
         raise ValueError(f"a time grid must be 1-D, got shape {tuple(grid.shape)}")
     if grid.numel() < 2:
@@ -73,7 +88,6 @@ def check_time_grid(grid, *, partial: bool = False) -> torch.Tensor:
         raise ValueError(f"a time grid must run from noise t=1 to data t=0, this one {where}; pass partial=True "
                          "to integrate only part of the way (the result is then the state at the grid's last time, "
                          "not a sample)")
-    return grid
 
 
 def _short(value: float, differs_from: float) -> str:

@@ -55,12 +55,14 @@ def sigma(t: float) -> float:
 
 
 def log_snr(t: float) -> float:
-    """``lambda_t = log(alpha_t / sigma_t)``: -inf at t = 1, +inf at t = 0."""
+    """``lambda_t = log(alpha_t / sigma_t)``: -inf at t = 1, +inf at t = 0 (a 0-d tensor stays one, so a
+    time that carries a gradient passes it on)."""
     if t >= 1.0:
         return -math.inf
     if t <= 0.0:
         return math.inf
-    return math.log(alpha(t) / sigma(t))
+    ratio = alpha(t) / sigma(t)
+    return torch.log(ratio) if isinstance(ratio, torch.Tensor) else math.log(ratio)
 
 
 def exp_neg_h(s: float, t: float) -> float:
@@ -73,7 +75,7 @@ def exp_neg_h(s: float, t: float) -> float:
 
 def phis(h: float, n: int) -> list[float]:
     """``[phi_1, ..., phi_n]`` with ``phi_1 = 1 - e^{-h}`` and ``phi_{k+1} = 1/k! - phi_k / h``."""
-    out = [-math.expm1(-h)]
+    out = [-(torch.expm1(-h) if isinstance(h, torch.Tensor) else math.expm1(-h))]
     for k in range(1, n):
         out.append(1.0 / math.factorial(k) - out[-1] / h)
     return out
@@ -91,6 +93,7 @@ class FlowDPM(Solver):
     ORDERS = (2, 3)
     COMPAT = (None, "diffusers")
     order = 2
+    differentiable_times = True  # the step's coefficients are torch arithmetic on plan.time_values()
 
     def __init__(self, order: int = 2, compat: Optional[str] = None):
         if order not in self.ORDERS or isinstance(order, bool):
@@ -108,7 +111,7 @@ class FlowDPM(Solver):
         return {"order": self.solver_order, **({"compat": self.compat} if self.compat else {})}
 
     def solve(self, field: VelocityField, x: torch.Tensor, plan: Plan) -> torch.Tensor:
-        ts = [float(t) for t in plan.times]
+        ts = plan.time_values()
         n = len(ts) - 1
         history: list[tuple[float, torch.Tensor]] = []  # (lambda_i, m_i) with finite lambda, newest last
         for k in range(n):

@@ -55,6 +55,7 @@ class ExplicitRungeKutta(Solver):
 
     tableau: ButcherTableau = EULER
     fallbacks: dict[int, ButcherTableau] = {}
+    differentiable_times = True  # plan.steps() hands over tensors that carry gradients; the step is torch arithmetic
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

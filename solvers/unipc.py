@@ -52,6 +52,7 @@ class FlowUniPC(Solver):
     VARIANTS = ("bh1", "bh2")
     ORDERS = (1, 2, 3)
     order = 3
+    differentiable_times = True  # the coefficients (rho included) are torch arithmetic on plan.time_values()
 
     def __init__(self, variant: str = "bh2", order: int = 2):
         if variant not in self.VARIANTS:
@@ -67,7 +68,7 @@ class FlowUniPC(Solver):
         return {"variant": self.variant, "order": self.p}
 
     def solve(self, field: VelocityField, x: torch.Tensor, plan: Plan) -> torch.Tensor:
-        ts = [float(t) for t in plan.times]
+        ts = plan.time_values()
         n = len(ts) - 1
         history: list[Node] = []  # the last p - 1 data predictions with finite lambda, newest last
         last = None  # the predictor step that led to x: (x_s, s, m_s, nodes)
@@ -143,6 +144,12 @@ class FlowUniPC(Solver):
         if K == 1:
             return [0.5]
         phi = phis(h, K + 1)
+        if any(isinstance(v, torch.Tensor) for v in (*rks, h, B_h)):  # times that carry gradients
+            R = torch.stack([torch.stack([torch.as_tensor(r, dtype=torch.float64) ** i for r in rks])
+                             for i in range(K)])
+            b = torch.stack([torch.as_tensor(math.factorial(i) * phi[i] / B_h, dtype=torch.float64)
+                             for i in range(1, K + 1)])
+            return list(torch.linalg.solve(R, b).unbind())
         R = torch.tensor([[r**i for r in rks] for i in range(K)], dtype=torch.float64)
         b = torch.tensor([math.factorial(i) * phi[i] / B_h for i in range(1, K + 1)], dtype=torch.float64)
         return torch.linalg.solve(R, b).tolist()

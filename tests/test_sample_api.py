@@ -21,6 +21,14 @@ def test_sample_with_a_plain_module_and_explicit_grid(linear_backbone):
     assert result.plan.stages == (2, 2, 2)
 
 
+def test_a_budget_on_an_explicit_grid_spends_as_the_budget_says(linear_backbone):
+    """A grid learned for a budget: Heun's 5 NFE on 3 intervals, the last an Euler one."""
+    grid = [1.0, 0.6, 0.25, 0.0]
+    result = sb.sample(linear_backbone, "heun", torch.randn(3, 4), nfe=5, time_grid=grid)
+    assert result.nfe == 5 and result.plan.stages == (2, 2, 1)
+    torch.testing.assert_close(result.plan.times, torch.tensor(grid, dtype=torch.float64))
+
+
 def test_reference_counts_its_nfe(linear_backbone):
     result = sb.sample(linear_backbone, "reference", torch.randn(3, 4).double())
     assert result.nfe > 6 and result.plan.adaptive and result.plan.nfe is None
@@ -28,7 +36,7 @@ def test_reference_counts_its_nfe(linear_backbone):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({}, "give an NFE budget"),
-    ({"nfe": 4, "time_grid": [1.0, 0.0]}, "either nfe or time_grid"),
+    ({"nfe": 4, "time_grid": [1.0, 0.0]}, "budget of 4 NFE on 4 interval.*the time grid given with it has 1"),
     ({"time_grid": [0.0, 1.0]}, "strictly decreasing"),
     ({"time_grid": [1.5, 0.0]}, r"in \[0, 1\]"),
     ({"nfe": 0}, "at least 1"),

@@ -17,7 +17,10 @@ from solverbench.distributed import world
 from solverbench.engine.draws import Draws
 from solverbench.grid.values import BackboneSpec, Grid, SolverSpec
 from solverbench.guidance import Guidance
+from solverbench.hashing import canonical_json
 from solverbench.reference import reference_endpoints
+from solverbench.schedules import LearnedGrid, ScheduleProblem, is_learned, learned_schedule
+from solverbench.schedules.cache import cached_time_grid
 from solverbench.solver import PrepareContext, Solver
 
 
@@ -35,6 +38,7 @@ class Workspace:
         self._solvers: dict[tuple[str, str], Solver] = {}
         self._draws: dict[tuple[str, int], Draws] = {}
         self._references: dict[tuple, torch.Tensor] = {}
+        self._learned_grids: dict[tuple, LearnedGrid] = {}
 
     def backbone(self, spec: BackboneSpec, dtype: torch.dtype | None = None) -> Any:
         """The backbone on the grid's device, in eval mode (a copy in ``dtype`` where one is asked)."""
@@ -53,8 +57,9 @@ class Workspace:
         return self._sampling[spec.key]
 
     def context(self, solver: SolverSpec) -> PrepareContext:
+        uses = tuple((nfe, guidance) for nfe in solver.budgets for guidance in self.grid.guidances_for(nfe))
         return PrepareContext(cache_dir=self.cache_dir, device=self.grid.device, progress=self.progress,
-                              grid_dir=self.grid.base, settings=self.grid.settings_for(solver))
+                              grid_dir=self.grid.base, settings=self.grid.settings_for(solver), uses=uses)
 
     def solver(self, solver: SolverSpec, backbone: BackboneSpec, prepared_backbone: Any = None) -> Solver:
         """The solver prepared for the backbone (``prepared_backbone``: the instance it samples with), once."""
@@ -70,6 +75,20 @@ class Workspace:
             instance.use_precision(self.precision)
             self._solvers[key] = instance
         return self._solvers[key]
+
+    def learned_grid(self, backbone: BackboneSpec, solver: SolverSpec, nfe: Any, guidance: Guidance,
+                     schedule: Any) -> LearnedGrid | None:
+        """The time grid a learned ``schedule`` makes for the cell (learned once, by rank 0, and cached);
+        None for a closed-form schedule."""
+        if not is_learned(schedule):
+            return None
+        key = (backbone.key, solver.key, nfe, guidance, canonical_json(schedule))
+        if key not in self._learned_grids:
+            problem = ScheduleProblem(self.backbone(backbone), self.solver(solver, backbone), int(nfe), guidance,
+                                      self.grid.device, self.progress and world().main, self.dtype)
+            learner = learned_schedule(schedule)
+            self._learned_grids[key] = world().decide(lambda: cached_time_grid(learner, problem, self.cache_dir))
+        return self._learned_grids[key]
 
     def draws(self, backbone: BackboneSpec, seed: int) -> Draws:
         key = (backbone.key, seed)

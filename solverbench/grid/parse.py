@@ -104,7 +104,7 @@ def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
     metrics = sections.metrics(raw, specs, guidance)
     grid = Grid(
         name=sections.name_of(raw, path), path=path, kind=kind, backbones=specs, solvers=solvers,
-        schedules=sections.schedules(raw), guidances=guidance, seeds=sections.seeds(raw), num_samples=num_samples,
+        schedules=sections.schedules(raw, solvers), guidances=guidance, seeds=sections.seeds(raw), num_samples=num_samples,
         batch_size=batch_size, device=sections.device(raw), dtype=sections.dtype(raw), metrics=metrics,
         metric_options=sections.metric_options(raw, metrics), tolerance=sections.tolerance(raw),
         save_samples=sections.save_samples(raw), solver_settings=sections.solver_settings(raw, solvers),

@@ -21,7 +21,8 @@ from solverbench.grid.values import DTYPE_NAMES, BackboneSpec, SolverSpec
 from solverbench.guidance import Guidance
 from solverbench.reference import Tolerance
 from solverbench.noise import LABEL_RULES
-from solverbench.registry import BACKBONES, METRICS, SOLVERS, load_plugin_file
+from solverbench.registry import BACKBONES, METRICS, SCHEDULES, SOLVERS, load_plugin_file
+from solverbench.schedules import is_learned, learned_schedule
 from solverbench.solver import Solver, solver_label
 from solverbench.timegrid import GRIDS, make_time_grid
 from solverbench.uncertainty import OPTIONS as UNCERTAINTY_OPTIONS
@@ -129,7 +130,7 @@ def solvers(raw: Mapping[str, Any], base: Path, budgets: tuple[int, ...], need_b
     specs = []
     for i, entry in enumerate(as_list(raw["solvers"])):
         key = f"solvers[{i}]"
-        name, params, spec = named(key, entry, ("name", "params", "nfe"))
+        name, params, spec = named(key, entry, ("name", "params", "nfe", "schedule"))
         if name not in SOLVERS:
             grid_error(f"{key}.name", name, "known solvers: " + ", ".join(SOLVERS.names()))
         own = positive_ints(f"{key}.nfe", spec["nfe"]) if "nfe" in spec else None
@@ -143,18 +144,39 @@ def solvers(raw: Mapping[str, Any], base: Path, budgets: tuple[int, ...], need_b
                 grid_error("nfe", raw.get("nfe"), f"required for solver {name!r}: a list of NFE budgets")
             else:
                 cell_budgets = own or budgets
+            own_schedules = (checked_schedules(f"{key}.schedule", spec["schedule"], solver)
+                             if "schedule" in spec else None)
             specs.append(SolverSpec(name, written, resolved, cell_budgets, solver, written_label(solver, written),
-                                    file_digests(base, SOLVERS.get(name), written)))
+                                    file_digests(base, SOLVERS.get(name), written), own_schedules))
     return tuple(specs)
 
 
-def schedules(raw: Mapping[str, Any]) -> tuple[Any, ...]:
-    values = as_list(raw.get("schedule", "uniform"))
+def schedules(raw: Mapping[str, Any], solver_specs: tuple[SolverSpec, ...] = ()) -> tuple[Any, ...]:
+    """The grid's schedules (every solver without a ``schedule:`` of its own samples on each), checked
+    against those solvers."""
+    values = checked_schedules("schedule", raw.get("schedule", "uniform"))
+    for spec in solver_specs:
+        if spec.schedules is None:
+            checked_schedules("schedule", values, spec.instance)
+    return values
+
+
+def checked_schedules(key: str, value: Any, solver: Optional[Solver] = None) -> tuple[Any, ...]:
+    """A schedule or list of them: closed-form ones by name or ``{name, ...params}``, learned ones
+    (``solverbench.schedules``) with their settings checked, and checked against ``solver``."""
+    values = as_list(value)
+    known = ", ".join(sorted(GRIDS)) + "; learned: " + ", ".join(SCHEDULES.names())
     for i, schedule in enumerate(values):
+        where = f"{key}[{i}]" if isinstance(value, list) else key
         try:
-            make_time_grid(schedule, 2)
+            if is_learned(schedule):
+                learner = learned_schedule(schedule)
+                if solver is not None:
+                    learner.check_solver(solver)
+            else:
+                make_time_grid(schedule, 2)
         except (TypeError, ValueError) as err:
-            grid_error(f"schedule[{i}]", schedule, f"known schedules: {', '.join(sorted(GRIDS))} ({err})")
+            grid_error(where, schedule, f"known schedules: {known} ({err})")
     return tuple(values)
 
 

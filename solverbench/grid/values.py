@@ -42,6 +42,7 @@ class SolverSpec:
     instance: Solver = field(compare=False, repr=False)  # built once from ``resolved``
     label: str = ""  # as the tables name it (file paths as written)
     files: Mapping[str, str] = field(default_factory=dict)
+    schedules: Optional[tuple[Any, ...]] = None  # its own schedule list (the entry's schedule:); None: the grid's
 
     @property
     def key(self) -> str:
@@ -86,6 +87,10 @@ class Grid:
     def base(self) -> Path:
         """Where the grid's relative file paths are read from: the grid file's folder."""
         return self.path.parent if self.path is not None else Path.cwd()
+
+    def schedules_for(self, solver: SolverSpec) -> tuple[Any, ...]:
+        """The schedules ``solver`` samples on: its own (its entry's ``schedule:``) or the grid's."""
+        return solver.schedules if solver.schedules is not None else self.schedules
 
     def guidances_for(self, nfe: Optional[int]) -> tuple[Guidance, ...]:
         """The guidance settings of cells at budget ``nfe`` (every one of the grid unless scales are per NFE;

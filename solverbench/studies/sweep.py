@@ -99,7 +99,8 @@ def cells(grid: Grid) -> list[Cell]:
     """Every cell of the grid, in a stable order (adaptive solvers get one cell per setting, NFE None)."""
     return [Cell(backbone, solver, nfe, schedule, guidance, seed)
             for backbone in grid.backbones for solver in grid.solvers for nfe in solver.budgets
-            for schedule, guidance, seed in itertools.product(grid.schedules, grid.guidances_for(nfe), grid.seeds)]
+            for schedule, guidance, seed in itertools.product(grid.schedules_for(solver), grid.guidances_for(nfe),
+                                                              grid.seeds)]
 
 
 @register_study("sweep")
@@ -156,7 +157,8 @@ class Sweep(Study):
     def varying_keys(self) -> list[str]:
         """The cell keys besides solver and NFE that take more than one value in this grid."""
         grid = self.grid
-        counts = {"backbone": len(grid.backbones), "schedule": len(grid.schedules), "guidance": len(grid.guidances),
+        schedules = {canonical_json(s) for solver in grid.solvers for s in grid.schedules_for(solver)}
+        counts = {"backbone": len(grid.backbones), "schedule": len(schedules), "guidance": len(grid.guidances),
                   "seed": len(grid.seeds)}
         return [key for key, n in counts.items() if n > 1]
 
@@ -177,7 +179,11 @@ class Sweep(Study):
             backbone = workspace.backbone(cell.backbone)
             solver = workspace.solver(cell.solver, cell.backbone)
             row.update(solver.row_fields())
-            samples, stats = self.sample_cell(cell, workspace.sampling_backbone(cell.backbone), solver)
+            learned = workspace.learned_grid(cell.backbone, cell.solver, cell.nfe, cell.guidance, cell.schedule)
+            if learned is not None:
+                row.update(learned.row_fields())
+            samples, stats = self.sample_cell(cell, workspace.sampling_backbone(cell.backbone), solver,
+                                              None if learned is None else learned.times)
             row.update(stats)
             bad = (~torch.isfinite(samples.flatten(1)).all(dim=1)).sum().item()
             if bad:
@@ -200,9 +206,10 @@ class Sweep(Study):
                        traceback=traceback.format_exc(limit=8))
         return row
 
-    def sample_cell(self, cell: Cell, backbone: Any, solver: Solver) -> tuple[torch.Tensor, dict[str, Any]]:
+    def sample_cell(self, cell: Cell, backbone: Any, solver: Solver, times: Optional[torch.Tensor] = None
+                    ) -> tuple[torch.Tensor, dict[str, Any]]:
         """The cell's samples in batches (under torchrun each rank solves its batches and all gather them)
-        and what solving them cost, summed over the batches (and ranks)."""
+        and what solving them cost, summed over the batches (and ranks); ``times``: a learned grid."""
         grid, draws, ranks = self.grid, self.workspace.draws(cell.backbone, cell.seed), world()
         noise = draws.noise(self.workspace.dtype)
         labels = draws.labels()
@@ -214,7 +221,8 @@ class Sweep(Study):
             with grid.precision.matmuls():
                 result = sample(backbone, solver, noise[sl].to(grid.device),
                                 None if labels is None else labels[sl].to(grid.device), nfe=cell.nfe,
-                                schedule=cell.schedule, guidance=cell.guidance)
+                                time_grid=times, schedule="uniform" if times is not None else cell.schedule,
+                                guidance=cell.guidance)
             costs.append((result.nfe, result.wall_time, result.counters))
             return result.samples
 
