@@ -85,8 +85,7 @@ def test_gits_lowers_its_cost_below_the_uniform_grid_and_is_strictly_decreasing(
     from solverbench.schedules.gits import euler_step_costs
     p = problem(gmm, "euler", 5)
     s = torch.linspace(1.0, 0.0, 41, dtype=torch.float64)
-    noise, labels = p.draws(0, 16)
-    cost = euler_step_costs(p, p.teacher(noise, labels, s, 1e-6), s, labels)
+    cost = euler_step_costs(p, p.teacher(0, 16, s, 1e-6).states, s, p.draws(0, 16)[1])
     uniform = sum(cost[i, i + 8].item() for i in range(0, 40, 8))
     assert grid.stats["cost"] < uniform
 
@@ -178,11 +177,19 @@ def test_a_learned_schedule_by_name_outside_a_grid_says_how_to_learn_it(gmm):
         sb.sample(gmm, "euler", torch.randn(2, 64), nfe=3, schedule={"name": "gits"})
 
 
-def test_a_sweep_samples_on_learned_grids_at_its_budget_and_records_their_cost(tmp_path):
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """A sweep of euler on three schedules and heun on gits, at 5 NFE."""
+    results = tmp_path_factory.mktemp("results")
     grid = parse_grid({**GMM, "nfe": [5], "solvers": [
         {"name": "euler", "schedule": ["uniform", SMALL_GITS, SMALL_LD3]},
         {"name": "heun", "schedule": [SMALL_GITS]}]})
-    run_grid(grid, tmp_path, progress=False)
+    run_grid(grid, results, progress=False)
+    return results
+
+
+def test_a_sweep_samples_on_learned_grids_at_its_budget_and_records_their_cost(swept):
+    tmp_path = swept
     table = pd.read_parquet(tmp_path / "g" / "results.parquet")
     assert (table["status"] == "ok").all() and len(table) == 4
     assert (table["nfe_measured"] == 5).all()
@@ -193,3 +200,19 @@ def test_a_sweep_samples_on_learned_grids_at_its_budget_and_records_their_cost(t
     assert table.loc[table["schedule"] == '"uniform"', "schedule_train_seconds"].isna().all()
     cached = list((tmp_path / ".cache" / "schedules").rglob("*.pt"))
     assert len(cached) == 3  # gits for 5 and for 3 intervals, ld3 for euler
+
+
+def test_the_report_ranks_learned_and_uniform_grids_together_beside_their_cost(swept, tmp_path):
+    from solverbench.report import write_report
+
+    write_report(swept, tmp_path / "report")
+    folder = tmp_path / "report" / "g"
+    table = pd.read_csv(folder / "training_cost.csv")
+    gits = "gits(fine_steps=40, samples=16, teacher_rtol=1e-06)"  # canonical (sorted) settings
+    ld3 = "ld3(batch_size=24, epochs=4, samples=48, teacher_rtol=1e-06, validation=24)"
+    assert set(table["solver"]) == {"euler", f"euler @ {gits}", f"euler @ {ld3}", f"heun @ {gits}"}  # one ranking
+    assert table.loc[table["solver"] == "euler", "train_seconds"].item() == 0
+    assert (table.loc[table["solver"] != "euler", "train_seconds"] > 0).all()
+    assert table.loc[table["solver"] == f"euler @ {ld3}", "trainable_params"].item() == 4
+    assert (folder / "training_cost.png").stat().st_size > 10_000
+    assert f"euler @ {ld3}" in (folder / "table1.md").read_text()

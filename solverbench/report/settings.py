@@ -1,7 +1,11 @@
 """Split results into report settings: one per grid, backbone, schedule and guidance.
 
 Every table and figure of the report shows one setting, so numbers from different
-backbones, schedules or guidance scales never share a ranking.
+backbones, schedules or guidance scales never share a ranking.  A grid whose cells sample on
+learned time grids (LD3, GITS: each row records its ``schedule_times``) compares its schedules
+instead: its settings do not split by schedule, and every solver on a schedule other than the
+uniform grid is labelled with it (``flow-unipc(...) @ ld3``), so learned and closed-form grids
+share one ranking.
 """
 from __future__ import annotations
 
@@ -70,12 +74,33 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=-]+", "-", text).strip("-")[:60]
 
 
+UNIFORM = json.dumps("uniform")
+
+
+def compares_schedules(rows: pd.DataFrame) -> bool:
+    """Whether a grid's sweep rows include cells on learned time grids."""
+    return "schedule_times" in rows and rows["schedule_times"].notna().any()
+
+
+def labelled_with_schedules(frame: pd.DataFrame) -> pd.Series:
+    """The solver labels, ``label @ schedule`` for every sweep row not on the uniform grid of a grid that
+    compares schedules (``compares_schedules``); the others as they are."""
+    labels = frame["solver_label"].copy()
+    for _, rows in frame[~is_lte(frame)].groupby("grid", sort=False):
+        if compares_schedules(rows):
+            moved = rows["schedule"] != UNIFORM
+            labels.loc[rows.index[moved]] += rows.loc[moved, "schedule"].map(lambda s: f" @ {schedule_text(s)}")
+    return labels
+
+
 def split_settings(frame: pd.DataFrame) -> list[Setting]:
     """The settings of every grid in ``frame``, in grid order (a grid's LTE rows apart from its sweep rows)."""
     settings = []
     kinds = is_lte(frame).map({True: "lte", False: "sweep"})
     for (grid, kind), grid_rows in frame.groupby(["grid", kinds], sort=True):
         keys = list(LTE_KEYS if kind == "lte" else SWEEP_KEYS)
+        if kind == "sweep" and compares_schedules(grid_rows):  # labelled_with_schedules names them
+            keys.remove("schedule")
         if "cfg_convention" in grid_rows:  # guidance conventions never share a ranking (absent in older results)
             keys.append("cfg_convention")
         mixed = kinds[frame["grid"] == grid].nunique() > 1

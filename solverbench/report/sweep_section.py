@@ -6,6 +6,7 @@ from pathlib import Path
 from solverbench.report.figures.convergence import plot_convergence
 from solverbench.report.figures.order_curves import plot_order_curves
 from solverbench.report.figures.samples import plot_samples
+from solverbench.report.figures.training_cost import plot_training_cost
 from solverbench.report.figures.style import SolverStyles
 from solverbench.report.items import Item, Section, figure_item, write_table
 from solverbench.report.metric_columns import metric_columns
@@ -14,6 +15,7 @@ from solverbench.report.settings import Setting
 from solverbench.report.tables.ablation import ablation_tables
 from solverbench.report.tables.slopes import slope_table
 from solverbench.report.tables.table1 import table1
+from solverbench.report.tables.training_cost import has_training_costs, training_cost_table
 
 GLOBAL_X = "NFE (network evaluations per sample)"
 GLOBAL_Y = "trajectory error (RMS to reference endpoint, data units)"
@@ -42,6 +44,8 @@ def sweep_section(setting: Setting, out_dir: Path, results_dir: Path, styles: So
             figure, out_dir, f"Convergence: {metric.label} against NFE, one line per solver; grey lines are "
             "high-NFE and adaptive runs for reference.",
             f"No convergence plot of {metric.label}: no finished run with an NFE budget has it."))
+    if primary is not None and has_training_costs(rows):
+        section.items += _training_cost(setting, primary, out_dir, styles)
     section.items += _global_order(setting, out_dir, styles)
     section.items.append(_samples(setting, out_dir, results_dir))
     return section
@@ -63,6 +67,18 @@ def _global_order(setting: Setting, out_dir: Path, styles: SolverStyles) -> list
                         "No global-error order figure: no solver finished two NFE budgets."),
             write_table(table, out_dir, setting.directory / "global_order_slopes",
                         "Fitted global-error slopes against theory (-order), with the points each fit used.")]
+
+
+def _training_cost(setting: Setting, metric, out_dir: Path, styles: SolverStyles) -> list[Item]:
+    where = setting.directory
+    table = training_cost_table(setting.rows, metric, setting.title)
+    figure = plot_training_cost(setting.rows, metric, setting.title, out_dir / where / "training_cost.png", styles)
+    return [write_table(table, out_dir, where / "training_cost",
+                        f"{metric.label} (the first ranked metric) by NFE beside each sampler's training or "
+                        "optimisation wall time and trainable parameters; bold marks the best at each NFE."),
+            figure_item(figure, out_dir, f"Error against training cost: {metric.label} against the wall time each "
+                        "sampler cost to make, one panel per NFE (training-free samplers at 0).",
+                        "No error-against-training-cost figure: no finished cell with an NFE budget.")]
 
 
 def _samples(setting: Setting, out_dir: Path, results_dir: Path) -> Item:

@@ -9,7 +9,7 @@ from solverbench.report.figures.style import SolverStyles
 from solverbench.report.index import write_index
 from solverbench.report.labels import shorter_labels
 from solverbench.report.lte_section import lte_section
-from solverbench.report.settings import split_settings
+from solverbench.report.settings import labelled_with_schedules, split_settings
 from solverbench.report.sweep_section import sweep_section
 from solverbench.results import current_rows, read_tables
 
@@ -35,7 +35,7 @@ def write_report(results_dir: str | Path = "results", out_dir: str | Path = "rep
         raise NoResultsError(f"no results under {results_dir}/ (no <grid>/results.parquet there): run a grid "
                              "first, e.g. `python -m solverbench run configs/quick.yaml`")
     out_dir.mkdir(parents=True, exist_ok=True)
-    frame["solver_label"] = shorter_labels(frame["solver_label"])
+    frame["solver_label"] = shorter_labels(labelled_with_schedules(frame))
     styles = SolverStyles(frame["solver_label"])
     sections = []
     for setting in split_settings(frame):

@@ -7,12 +7,15 @@ explicit grid.  A subclass registered with ``register_schedule(name)`` declares 
 """
 from __future__ import annotations
 
+import dataclasses
 import numbers
+import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 import torch
 
+from solverbench.backbone import backbone_identity
 from solverbench.field import VelocityField
 from solverbench.guidance import Guidance
 from solverbench.hashing import canonical_json
@@ -49,10 +52,39 @@ class ScheduleProblem:
     def field(self, labels: Optional[torch.Tensor], *, differentiable: bool = False) -> VelocityField:
         return VelocityField(self.backbone, labels, self.guidance, differentiable=differentiable)
 
-    def teacher(self, noise: torch.Tensor, labels: Optional[torch.Tensor], times: Any, rtol: float) -> torch.Tensor:
-        """The reference solve's float64 states at ``times`` (the first 1), ``(len(times), *noise.shape)``."""
+    def teacher(self, seed: int, n: int, times: Any, rtol: float) -> "Teacher":
+        """The reference solve's float64 states at ``times`` (the first 1) from the ``n`` training draws of
+        ``seed``, ``(len(times), n, ...)``; the last few are kept in memory, so the grids of several solvers
+        and budgets share one solve (each is still charged its seconds: ``Teacher.charged``)."""
+        times = [float(t) for t in times]
+        key = (canonical_json(backbone_identity(self.backbone)), self.guidance, seed, n, tuple(times), rtol,
+               str(self.device))
+        if key in _TEACHERS:
+            return dataclasses.replace(_TEACHERS[key], reused=True)
+        start = time.perf_counter()
+        noise, labels = self.draws(seed, n)
         with torch.no_grad():
-            return reference_trajectory(self.field(labels), noise, times, Tolerance(rtol, rtol))
+            states = reference_trajectory(self.field(labels), noise, times, Tolerance(rtol, rtol))
+        while len(_TEACHERS) >= TEACHERS_KEPT:
+            _TEACHERS.pop(next(iter(_TEACHERS)))
+        _TEACHERS[key] = Teacher(states, time.perf_counter() - start)
+        return _TEACHERS[key]
+
+
+@dataclass(frozen=True)
+class Teacher:
+    states: torch.Tensor  # (times, n, ...) float64
+    seconds: float  # what the solve took
+    reused: bool = False  # read from memory: its seconds were not spent now, but are charged (``charged``)
+
+    @property
+    def charged(self) -> float:
+        """Seconds to add to a learning's wall time: the solve's, where this learning did not pay them."""
+        return self.seconds if self.reused else 0.0
+
+
+TEACHERS_KEPT = 4
+_TEACHERS: dict[tuple, torch.Tensor] = {}
 
 
 @dataclass

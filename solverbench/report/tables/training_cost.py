@@ -1,0 +1,71 @@
+"""Error against what a sampler cost to make: each solver's metric beside its training or optimisation
+wall time and its trainable parameters.
+
+A row's cost is what its sampler needed before sampling: the solver's own training
+(``train_seconds``, ``trainable_params``: a network beside the backbone, a Bespoke
+transformation) plus its learned time grid's (``schedule_train_seconds``, ``schedule_params``).
+Training-free samplers cost 0.  Costs are per (budget, solver); the metric is the mean over
+seeds with its 95% interval, bold where it ties the best of its NFE block.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from solverbench.report.metric_columns import MetricColumn
+from solverbench.report.tables.aggregate import aggregate, best_flags, nfe_block
+from solverbench.report.tables.model import Cell, Row, Table, format_number, format_with_interval
+from solverbench.uncertainty import ci_columns
+
+SECONDS = ("train_seconds", "schedule_train_seconds")
+PARAMETERS = ("trainable_params", "schedule_params")
+
+
+def has_training_costs(rows: pd.DataFrame) -> bool:
+    """Whether any row of the setting records a training or optimisation cost."""
+    return any(column in rows and rows[column].notna().any() for column in SECONDS)
+
+
+def cost_records(rows: pd.DataFrame, metric: MetricColumn) -> pd.DataFrame:
+    """One record per (NFE block, solver label): the metric with its interval, ``cost_seconds`` and
+    ``cost_parameters`` (sums of the solver's and the schedule's; 0 for a training-free sampler)."""
+    records = aggregate(rows, [metric])
+    records = records[~records["analysis_only"]].reset_index(drop=True)
+    ok = rows[rows["status"] == "ok"].assign(nfe_block=rows["nfe"].map(nfe_block))
+    totals = pd.DataFrame({
+        "nfe_block": ok["nfe_block"], "solver_label": ok["solver_label"],
+        "cost_seconds": sum(ok[c].fillna(0.0) if c in ok else 0.0 for c in SECONDS),
+        "cost_parameters": sum(ok[c].fillna(0).astype(float) if c in ok else 0.0 for c in PARAMETERS),
+    }).groupby(["nfe_block", "solver_label"], sort=False).mean().reset_index()
+    return records.merge(totals, on=["nfe_block", "solver_label"], how="left")
+
+
+def training_cost_table(rows: pd.DataFrame, metric: MetricColumn, title: str) -> Table:
+    records = cost_records(rows, metric)
+    table = Table(f"Error against training cost. {title}: {metric.label} by NFE, with what each sampler cost "
+                  "to make.", ["NFE", "solver", metric.label + metric.arrow, "training / optimisation (s)",
+                               "trainable parameters"], text_columns=(0, 1))
+    bold = pd.Series(False, index=records.index)
+    for _, group in records.groupby("nfe_block", sort=False):
+        bold.loc[group.index] = best_flags(group, pd.Series(True, index=group.index), metric)
+    low, high = ci_columns(metric.name)
+    previous = None
+    for i, record in records.iterrows():
+        first = record["nfe_block"] != previous
+        previous = record["nfe_block"]
+        seconds, parameters = record["cost_seconds"], record["cost_parameters"]
+        table.rows.append(Row([
+            Cell(record["nfe_block"] if first else ""), Cell(record["solver_label"]),
+            Cell(format_with_interval(record[metric.name], record[low], record[high]), bool(bold[i])),
+            Cell("0 (training-free)" if not seconds else format_number(seconds, 3)),
+            Cell(f"{int(parameters):,}"),
+        ], {"nfe": record["nfe_block"], "solver": record["solver_label"], metric.name: record[metric.name],
+            low: record[low], high: record[high], "train_seconds": seconds, "trainable_params": int(parameters),
+            "best": bool(bold[i])}, rule_above=first))
+    table.notes = [
+        "Bold: the best value in each NFE block and every value whose 95% interval overlaps it.",
+        "Training / optimisation: wall time of the solver's own training (a network beside the backbone, a Bespoke "
+        "transformation) plus its learned time grid's (teacher solves included), on the machine that ran the grid; "
+        "a cached result keeps the time it took when it was made.  Trainable parameters: the same, summed (a "
+        "learned grid counts its interior times).",
+    ]
+    return table
