@@ -216,3 +216,16 @@ def test_the_report_ranks_learned_and_uniform_grids_together_beside_their_cost(s
     assert table.loc[table["solver"] == f"euler @ {ld3}", "trainable_params"].item() == 4
     assert (folder / "training_cost.png").stat().st_size > 10_000
     assert f"euler @ {ld3}" in (folder / "table1.md").read_text()
+
+
+def test_a_solver_entry_can_run_on_some_backbones_only():
+    """A SideNet checkpoint fits one backbone: its entry names it (``backbones: [gmm]``)."""
+    from solverbench.studies.sweep import cells
+
+    two = {**GMM, "backbones": [{"name": "gmm", "params": {"preset": "gmm64"}}, "digits"],
+           "solvers": ["euler", {"name": "heun", "backbones": "digits"}]}
+    grid = parse_grid(two)
+    assert sorted((c.backbone.name, c.solver.name) for c in cells(grid)) == [
+        ("digits", "euler"), ("digits", "heun"), ("gmm", "euler")]
+    with pytest.raises(GridError, match=r"solvers\[1\]\.backbones.*the grid's backbones are: digits, gmm"):
+        parse_grid({**two, "solvers": ["euler", {"name": "heun", "backbones": ["sit"]}]})

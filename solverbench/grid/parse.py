@@ -99,6 +99,7 @@ def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
     specs = sections.backbones(raw, base)
     budgets = sections.positive_ints("nfe", raw["nfe"]) if "nfe" in raw else ()
     solvers = sections.solvers(raw, base, budgets, need_budgets=study.needs_budgets)
+    sections.solver_backbones(raw, specs, solvers)
     guidance, guidance_by_nfe = sections.guidances_by_nfe(raw, specs, solvers)
     num_samples, batch_size = sections.sample_counts(raw)
     metrics = sections.metrics(raw, specs, guidance)

@@ -130,7 +130,13 @@ def solvers(raw: Mapping[str, Any], base: Path, budgets: tuple[int, ...], need_b
     specs = []
     for i, entry in enumerate(as_list(raw["solvers"])):
         key = f"solvers[{i}]"
-        name, params, spec = named(key, entry, ("name", "params", "nfe", "schedule"))
+        name, params, spec = named(key, entry, ("name", "params", "nfe", "schedule", "backbones"))
+        only_on = None
+        if "backbones" in spec:
+            only_on = tuple(as_list(spec["backbones"]))
+            if not only_on or not all(isinstance(b, str) for b in only_on):
+                grid_error(f"{key}.backbones", spec["backbones"], "allowed: a backbone name or a list of them (the "
+                                                                  "grid's backbones this solver runs on)")
         if name not in SOLVERS:
             grid_error(f"{key}.name", name, "known solvers: " + ", ".join(SOLVERS.names()))
         own = positive_ints(f"{key}.nfe", spec["nfe"]) if "nfe" in spec else None
@@ -147,8 +153,22 @@ def solvers(raw: Mapping[str, Any], base: Path, budgets: tuple[int, ...], need_b
             own_schedules = (checked_schedules(f"{key}.schedule", spec["schedule"], solver)
                              if "schedule" in spec else None)
             specs.append(SolverSpec(name, written, resolved, cell_budgets, solver, written_label(solver, written),
-                                    file_digests(base, SOLVERS.get(name), written), own_schedules))
+                                    file_digests(base, SOLVERS.get(name), written), own_schedules, only_on))
     return tuple(specs)
+
+
+def solver_backbones(raw: Mapping[str, Any], backbone_specs: tuple[BackboneSpec, ...],
+                     solver_specs: tuple[SolverSpec, ...]) -> None:
+    """Refuse a solver entry's ``backbones:`` naming a backbone the grid does not have."""
+    names = {b.name for b in backbone_specs}
+    entries = as_list(raw["solvers"])
+    for spec in solver_specs:
+        unknown = sorted(set(spec.backbones or ()) - names)
+        if unknown:
+            i = next(i for i, e in enumerate(entries) if isinstance(e, dict) and e.get("backbones") is not None
+                     and set(unknown) <= set(as_list(e["backbones"])))
+            grid_error(f"solvers[{i}].backbones", entries[i]["backbones"],
+                       f"the grid's backbones are: {', '.join(sorted(names))}")
 
 
 def schedules(raw: Mapping[str, Any], solver_specs: tuple[SolverSpec, ...] = ()) -> tuple[Any, ...]:

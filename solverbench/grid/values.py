@@ -43,6 +43,10 @@ class SolverSpec:
     label: str = ""  # as the tables name it (file paths as written)
     files: Mapping[str, str] = field(default_factory=dict)
     schedules: Optional[tuple[Any, ...]] = None  # its own schedule list (the entry's schedule:); None: the grid's
+    backbones: Optional[tuple[str, ...]] = None  # the backbone names it runs on (the entry's backbones:); None: all
+
+    def runs_on(self, backbone: "BackboneSpec") -> bool:
+        return self.backbones is None or backbone.name in self.backbones
 
     @property
     def key(self) -> str:

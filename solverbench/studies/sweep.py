@@ -98,7 +98,8 @@ def parse_export(raw: Mapping[str, Any]) -> Export:
 def cells(grid: Grid) -> list[Cell]:
     """Every cell of the grid, in a stable order (adaptive solvers get one cell per setting, NFE None)."""
     return [Cell(backbone, solver, nfe, schedule, guidance, seed)
-            for backbone in grid.backbones for solver in grid.solvers for nfe in solver.budgets
+            for backbone in grid.backbones for solver in grid.solvers if solver.runs_on(backbone)
+            for nfe in solver.budgets
             for schedule, guidance, seed in itertools.product(grid.schedules_for(solver), grid.guidances_for(nfe),
                                                               grid.seeds)]
 

@@ -118,7 +118,7 @@ class LTEStudy(Study):
             for guidance in grid.guidances:
                 for seed in grid.seeds:
                     traj = Trajectory(backbone, guidance, seed)
-                    for spec in grid.solvers:
+                    for spec in (s for s in grid.solvers if s.runs_on(backbone)):
                         label = f"{spec.label} seed={seed}" + (f" cfg={guidance.scale:g}"
                                                                if len(grid.guidances) > 1 else "")
                         units.append(Unit(self.step_ids(traj, spec), label,
