@@ -90,18 +90,19 @@ def _run(parser: argparse.ArgumentParser):
 
 @command("list", "the registered solvers, backbones and metrics, with their parameters")
 def _list(parser: argparse.ArgumentParser):
-    parser.description = ("List the registered solvers, backbones, metrics and study kinds: each one's description "
-                          "and parameters with their defaults (for a metric, the metric_options it reads; for a "
-                          "study kind, the grid section of its settings).")
+    parser.description = ("List the registered solvers, backbones, metrics, study kinds and learned schedules: each "
+                          "one's description and parameters with their defaults (for a metric, the metric_options it "
+                          "reads; for a study kind, the grid section of its settings; for a learned schedule, its "
+                          "settings).")
     parser.add_argument("--plugins", nargs="*", default=[], help="plugin files to load first")
 
     def run(args: argparse.Namespace) -> int:
-        from solverbench.registry import BACKBONES, METRICS, SOLVERS, STUDIES
+        from solverbench.registry import BACKBONES, METRICS, SCHEDULES, SOLVERS, STUDIES
 
         for path in args.plugins:
             load_plugin_file(path)
         shown_options: dict[str, str] = {}  # an options block already printed -> the metric it was printed for
-        for registry in (SOLVERS, BACKBONES, METRICS, STUDIES):
+        for registry in (SOLVERS, BACKBONES, METRICS, STUDIES, SCHEDULES):
             print(f"{registry.kind}s:")
             for name in registry.names():
                 factory = registry.get(name)
@@ -116,6 +117,8 @@ def _list(parser: argparse.ArgumentParser):
                     section = factory.settings_key
                     lines = [f"grid kind: {name}; its settings: " + (f"the grid's {section}: section" if section
                                                                          else "none")]
+                elif registry is SCHEDULES:
+                    lines = ["settings: " + ", ".join(f"{k}={v!r}" for k, v in factory.defaults.items())]
                 else:
                     lines = ["params: " + describe_parameters(factory)]
                 for i, text in enumerate(lines):

@@ -26,6 +26,7 @@ from solverbench.schedules.learner import LearnedGrid, LearnedSchedule, Schedule
 
 @register_schedule("gits")
 class GITS(LearnedSchedule):
+    """GITS: the time grid of least summed Euler-step error on teacher trajectories (dynamic programming)."""
     defaults = {"samples": 64, "fine_steps": 100, "teacher_rtol": 1e-5, "seed": 0}
     per_solver = False
 

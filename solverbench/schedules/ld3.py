@@ -39,6 +39,7 @@ from solverbench.timegrid import make_time_grid
 
 @register_schedule("ld3")
 class LD3(LearnedSchedule):
+    """LD3: the time grid learned by backpropagating through the solver against teacher endpoints."""
     defaults = {"samples": 100, "validation": 50, "batch_size": 25, "epochs": 10, "lr": 0.05, "slack": 0.1,
                 "teacher_rtol": 1e-5, "seed": 0, "init": "uniform"}
 
