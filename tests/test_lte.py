@@ -171,6 +171,7 @@ def test_rerun_skips_steps_already_done(tmp_path, capsys):
     ({"lte": {"step_sizes": {"largest": 0.1, "smallest": 0.2, "count": 3}, "start_times": [0.5]}}, "smallest"),
     ({"lte": {"step_sizes": [0.1, 0.05], "start_times": [1.5]}}, "'lte.start_times'"),
     ({"kind": "sweeep"}, "'kind'"),
+    ({"solvers": [{"name": "euler", "schedule": {"name": "gits"}}]}, "has a schedule of its own"),
 ])
 def test_bad_lte_grids_are_refused_before_any_work(change, key):
     raw = lte_grid(["euler"])

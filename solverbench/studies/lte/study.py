@@ -94,6 +94,9 @@ class LTEStudy(Study):
         t, step = max(settings.start_times), max(settings.step_sizes)
         for spec in grid.solvers:
             solver = spec.instance
+            if spec.schedules is not None:
+                raise GridError(f"grid key 'solvers': {spec.label} has a schedule of its own; the LTE study takes "
+                                "single steps of given sizes H on no schedule")
             if solver.adaptive:
                 raise GridError(f"grid key 'solvers': {spec.label} is adaptive (it chooses its own steps); "
                                 "the LTE study takes single steps of given sizes H")
