@@ -12,8 +12,8 @@ teacher") objective lets the student start from a point of a small ball around t
     L(xi) = E_{x_T} min_{||x'_T - x_T|| <= r sigma_T} || Psi_xi(x'_T) - Psi*(x_T) ||^2 / D,
 
 with ``sigma_T = 1`` here (t = 1 is pure standard noise) and ``r`` the ``slack`` setting; the
-slack points ``x'_T`` are optimised with ``xi`` (Adam, projected back onto their balls after
-every step).  The distance is the mean squared error per dimension (the paper uses LPIPS on
+slack points ``x'_T`` are optimised with ``xi`` (Adam, ``slack_lr`` for them, ``lr`` for ``xi``;
+projected back onto their balls after every step); ``slack: 0`` is the hard objective.  The distance is the mean squared error per dimension (the paper uses LPIPS on
 images; solverbench's trajectory error is an L2 distance, so the grid is learned for what is
 measured).  Gradients flow through the solver, the velocity field and the backbone, so the
 solver must declare ``differentiable_times``.  After every epoch the grid is scored on held-out
@@ -41,7 +41,7 @@ from solverbench.timegrid import make_time_grid
 class LD3(LearnedSchedule):
     """LD3: the time grid learned by backpropagating through the solver against teacher endpoints."""
     defaults = {"samples": 100, "validation": 50, "batch_size": 25, "epochs": 10, "lr": 0.05, "slack": 0.1,
-                "teacher_rtol": 1e-5, "seed": 0, "init": "uniform"}
+                "slack_lr": 0.005, "teacher_rtol": 1e-5, "seed": 0, "init": "uniform"}
 
     def check(self) -> None:
         s = self.settings
@@ -74,7 +74,7 @@ class LD3(LearnedSchedule):
         init = make_time_grid(s["init"], problem.intervals)
         xi = torch.log(init[:-1] - init[1:]).clone().requires_grad_(True)
         slack = torch.zeros_like(noise[train], requires_grad=True)
-        optimiser = torch.optim.Adam([xi, slack], lr=s["lr"])
+        optimiser = torch.optim.Adam([{"params": [xi], "lr": s["lr"]}, {"params": [slack], "lr": s["slack_lr"]}])
 
         def held_out() -> float:
             with torch.no_grad():
