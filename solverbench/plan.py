@@ -99,6 +99,12 @@ def make_plan(solver: Any, *, nfe: Any = None, schedule: str | dict = "uniform",
         spendable = ", ".join(str(r) for r in sorted(solver.partial_stages)) or "none"
         raise ValueError(f"{name} spends {stages} NFE per interval and cannot end on an interval of {last} "
                          f"(the remainders it takes: {spendable}); give a budget it can spend")
+    if solver.last_stages and last not in tuple(solver.last_stages):
+        must = " or ".join(str(r) for r in solver.last_stages)
+        near = [n for n in range(max(1, nfe - stages), nfe + stages + 1)
+                if n != nfe and any(n >= r and (n - r) % stages == 0 for r in solver.last_stages)]
+        raise ValueError(f"{name} ends on an interval of {must} NFE, so it cannot spend a budget of {nfe}; "
+                         f"give {' or '.join(map(str, near))}")
     spending = (stages,) * (intervals - 1) + (last,)
     if times is None:
         return Plan(make_time_grid(schedule, intervals), spending)

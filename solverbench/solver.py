@@ -60,6 +60,7 @@ class Solver:
     order: Optional[int] = None
     stages: int = 1  # NFE per interval
     partial_stages: tuple[int, ...] = ()  # stage counts the last interval of an uneven budget may take
+    last_stages: tuple[int, ...] = ()  # if given, the stage counts the last interval must take (a scheduler's own)
     adaptive: bool = False  # adaptive solvers choose their own steps; NFE is only measured
     path_params: tuple[str, ...] = ()  # parameters that name files (solverbench.file_params)
     analysis_only: bool = False  # an analysis tool (e.g. an oracle), never ranked as a sampler
@@ -120,6 +121,11 @@ class Solver:
 
     def row_fields(self) -> dict[str, Any]:
         """Extra columns for every result row of this solver, once prepared (e.g. a network's size)."""
+        return {}
+
+    def cell_fields(self, nfe: Optional[int], guidance: Any) -> dict[str, Any]:
+        """Columns of the row of one cell (budget ``nfe``, ``guidance``), over ``row_fields``: for what a solver
+        prepares per budget (e.g. ``train_seconds`` and ``trainable_params`` of that budget's transformation)."""
         return {}
 
     def __repr__(self) -> str:

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import solverbench
+from swirl_backbone import SwirlBackbone  # tests/swirl_backbone.py
 from solvers.dpm import FlowDPM
 from solvers.unipc import FlowUniPC
 
@@ -24,24 +25,6 @@ diffusers = pytest.importorskip("diffusers")
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 STEP_COUNTS = (5, 8, 12, 16)  # 16: diffusers lowers the order before the last step only below 15
-
-
-class SwirlBackbone(torch.nn.Module):
-    """A fixed smooth nonlinear velocity ``v = tanh(x W) (1 + t) + sin(2 t) x - 1/2``; it records its inputs."""
-
-    sample_shape = (3,)
-    num_classes = None
-    null_label = None
-
-    def __init__(self):
-        super().__init__()
-        self.W = torch.tensor([[0.8, -0.5, 0.3], [0.2, 0.9, -0.4], [-0.6, 0.1, 0.7]], dtype=torch.float64)
-        self.inputs: list[tuple[torch.Tensor, float]] = []
-
-    def forward(self, x, t, y=None):
-        self.inputs.append((x.clone(), float(t[0])))
-        t = t[:, None]
-        return torch.tanh(x @ self.W.to(x.dtype)) * (1 + t) + torch.sin(2 * t) * x - 0.5
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

@@ -16,6 +16,7 @@ import torch
 from solverbench.backbone import resolve_backbone
 from solverbench.errors import GridError, grid_error
 from solverbench.file_params import file_digests, resolve_paths
+from solverbench.plan import make_plan
 from solverbench.precision import Precision
 from solverbench.grid.values import DTYPE_NAMES, BackboneSpec, SolverSpec
 from solverbench.guidance import Guidance
@@ -150,6 +151,11 @@ def solvers(raw: Mapping[str, Any], base: Path, budgets: tuple[int, ...], need_b
                 grid_error("nfe", raw.get("nfe"), f"required for solver {name!r}: a list of NFE budgets")
             else:
                 cell_budgets = own or budgets
+                for nfe in cell_budgets:  # a budget the solver cannot spend is refused now, not per cell
+                    try:
+                        make_plan(solver, nfe=nfe)
+                    except ValueError as err:
+                        grid_error(f"{key}.nfe" if own else "nfe", nfe, str(err))
             own_schedules = (checked_schedules(f"{key}.schedule", spec["schedule"], solver)
                              if "schedule" in spec else None)
             specs.append(SolverSpec(name, written, resolved, cell_budgets, solver, written_label(solver, written),

@@ -180,6 +180,7 @@ class Sweep(Study):
             backbone = workspace.backbone(cell.backbone)
             solver = workspace.solver(cell.solver, cell.backbone)
             row.update(solver.row_fields())
+            row.update(solver.cell_fields(cell.nfe, cell.guidance))
             learned = workspace.learned_grid(cell.backbone, cell.solver, cell.nfe, cell.guidance, cell.schedule)
             if learned is not None:
                 row.update(learned.row_fields())
