@@ -1,2 +1,2 @@
 """Built-in solvers; importing this package registers them all."""
-from solvers import ba, diffusers_schedulers, dpm, euler, heun, midpoint, reference, rk4, unipc  # noqa: F401
+from solvers import ba, bespoke, diffusers_schedulers, dpm, euler, heun, midpoint, reference, rk4, unipc  # noqa: F401
