@@ -33,6 +33,9 @@ def test_a_sweep_trains_once_and_logs_the_sidenet(tmp_path):
     assert (trained["sidenet_params"] > 0).all() and trained["sidenet_param_ratio"].isna().all()
     assert (trained["sidenet_iterations"] == 2).all() and (trained["sidenet_batch_size"] == 16).all()
     assert rows.loc["ba(rule=lobatto, nodes=2, sidenet=off)", "sidenet_params"] == 0
+    # the training-cost columns every trained sampler reports (the report's error-against-training-cost view)
+    assert (trained["train_seconds"] == trained["sidenet_train_seconds"]).all() and (trained["train_seconds"] > 0).all()
+    assert (trained["trainable_params"] == trained["sidenet_params"]).all()
     oracle = rows[rows.index.str.startswith("ba-oracle")]
     assert oracle["analysis_only"].all() and not trained["analysis_only"].any()
 

@@ -150,6 +150,8 @@ class SideNetSolver(Solver):
         count = self.loaded.sidenet.parameter_count() if self.loaded is not None else 0
         stats = self.loaded.stats if self.loaded is not None else {}
         return {
+            "train_seconds": stats.get("seconds"),  # the training cost columns every trained sampler reports
+            "trainable_params": count if self.loaded is not None else None,
             "sidenet_params": count,
             "sidenet_param_ratio": count / self.backbone_parameters if self.backbone_parameters else None,
             "sidenet_train_seconds": stats.get("seconds"),
