@@ -193,7 +193,7 @@ def checked_schedules(key: str, value: Any, solver: Optional[Solver] = None) -> 
     values = as_list(value)
     known = ", ".join(sorted(GRIDS)) + "; learned: " + ", ".join(SCHEDULES.names())
     for i, schedule in enumerate(values):
-        where = f"{key}[{i}]" if isinstance(value, list) else key
+        where = f"{key}[{i}]"
         try:
             if is_learned(schedule):
                 learner = learned_schedule(schedule)
