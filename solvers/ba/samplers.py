@@ -169,6 +169,8 @@ class SideNetSolver(Solver):
 class BiAnchor(SideNetSolver):
     """BA-solver: bi-anchor quadrature (Lobatto/Simpson) with SideNet node velocities; 1 NFE per interval."""
 
+    differentiable_times = True  # times that carry gradients reach the SideNet and the quadrature as tensors
+
     def __init__(self, rule: Optional[str] = None, nodes: int = 2, a: Optional[float] = None, **kwargs: Any):
         self.rule, self.scheme_params = bi_anchor_params(rule, nodes, a)
         super().__init__(**kwargs)
@@ -187,6 +189,8 @@ class BiAnchor(SideNetSolver):
 @register_solver("ba-single")
 class SingleAnchor(SideNetSolver):
     """Single-anchor BA: SideNet velocities at K Gauss-Legendre nodes from one anchor; 1 NFE per interval."""
+
+    differentiable_times = True
 
     def __init__(self, nodes: int = 3, **kwargs: Any):
         self.rule = gauss_legendre(nodes)

@@ -21,6 +21,11 @@ from solvers.ba.node_velocities import Anchor, NodeVelocities
 from solvers.ba.quadrature import QuadratureRule
 
 
+def grid_times(grid: torch.Tensor) -> list:
+    """The grid's times as floats, or as 0-d tensors where they carry gradients (a grid being learned)."""
+    return list(grid.unbind()) if grid.requires_grad else [float(t) for t in grid]
+
+
 def cfg_anchor(field: VelocityField, x: torch.Tensor, t: float, used_at: Sequence[float]) -> Anchor:
     """``(v_c, v_u)`` at ``(x, t)``: one NFE; ``v_u`` only if guidance applies at ``t`` or at a time of
     ``used_at`` (the times its velocities are carried to)."""
@@ -79,8 +84,9 @@ def bi_anchor(field: VelocityField, nodes: NodeVelocities, rule: QuadratureRule,
               grid: torch.Tensor) -> torch.Tensor:
     """N intervals for N NFE: ``v0`` at t = 1, then each interval's ``v1`` is the next ``v0``."""
     n = len(grid) - 1
-    starts = [float(grid[k]) for k in range(n)]
-    sizes = [float(grid[k]) - float(grid[k + 1]) for k in range(n)]
+    times = grid_times(grid)
+    starts = times[:n]
+    sizes = [times[k] - times[k + 1] for k in range(n)]
     # where interval k's start anchor is used: its own time and its forward probe
     uses = [[starts[k]] + node_times(starts[k], probe_offsets(rule, sizes[k])) for k in range(n)]
     anchor = cfg_anchor(field, x, starts[0], uses[0])
@@ -105,8 +111,9 @@ def single_anchor(field: VelocityField, nodes: NodeVelocities, rule: QuadratureR
     velocities from ``(x, v0, t)`` at ``c_i H``, and ``x <- x - H sum_i w_i v_i``.  An interval
     is one step: under the ``step`` guidance decision its nodes are guided as its anchor is
     (the authors' sampler)."""
+    times = grid_times(grid)
     for k in range(len(grid) - 1):
-        t, t_next = float(grid[k]), float(grid[k + 1])
+        t, t_next = times[k], times[k + 1]
         H = t - t_next
         with field.at_step(t):
             offsets = [c * H for c in rule.nodes]

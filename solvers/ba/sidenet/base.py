@@ -32,7 +32,7 @@ O(1) outputs are the velocity change over an interval rather than over a unit of
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import nn
@@ -74,8 +74,9 @@ class SideNet(nn.Module):
         n = len(x)
         branches = [[(v_c, y)] + ([(v_u, y_null)] if g else []) for g in guided]
         rows = [(v, label, h) for h, pair in zip(offsets, branches) for v, label in pair]
-        h_all = torch.tensor([float(h) for _, _, h in rows], dtype=x.dtype, device=x.device).repeat_interleave(n)
-        t_all = torch.full((len(h_all),), float(t), dtype=x.dtype, device=x.device)
+        h_all = batch_of([h for _, _, h in rows], x).repeat_interleave(n)
+        t_all = batch_of([t], x).expand(len(h_all)) if carries_gradient(t) else \
+            torch.full((len(h_all),), float(t), dtype=x.dtype, device=x.device)
         y_all = None if y is None else torch.cat([label for _, label, _ in rows])
         v_hat = self.velocity(x.repeat(len(rows), *(1,) * (x.dim() - 1)), torch.cat([v for v, _, _ in rows]),
                               t_all, h_all, y_all).split(n)
@@ -87,6 +88,19 @@ class SideNet(nn.Module):
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def carries_gradient(value: Any) -> bool:
+    """A time or offset given as a tensor (a time grid being learned through the solver)."""
+    return isinstance(value, torch.Tensor) and value.requires_grad
+
+
+def batch_of(values: Sequence[Any], x: torch.Tensor) -> torch.Tensor:
+    """``values`` (floats, or 0-d tensors that carry gradients) as a tensor in ``x``'s dtype and device;
+    floats go through ``torch.tensor`` as before, so the float path is unchanged to the bit."""
+    if not any(carries_gradient(v) for v in values):
+        return torch.tensor([float(v) for v in values], dtype=x.dtype, device=x.device)
+    return torch.stack([torch.as_tensor(v, dtype=torch.float64).to(device=x.device) for v in values]).to(x.dtype)
 
 
 class ProjectSideNet(SideNet):
@@ -173,10 +187,13 @@ class ProjectSideNet(SideNet):
         n, both = len(x), any(guided)
         xs, vs = (torch.cat([x, x]), torch.cat([v_c, v_u])) if both else (x, v_c)
         ys = (None if y is None else torch.cat([y, y_null])) if both else y
-        coefficients = self.coefficients(xs, vs, torch.full((len(xs),), float(t), dtype=x.dtype, device=x.device),
-                                         None, ys)
+        t_all = batch_of([t], x).expand(len(xs)) if carries_gradient(t) else \
+            torch.full((len(xs),), float(t), dtype=x.dtype, device=x.device)
+        coefficients = self.coefficients(xs, vs, t_all, None, ys)
         out = []
         for h, g in zip(offsets, guided):
-            v_hat = vs + self.polynomial(coefficients, torch.full((len(xs),), float(h), device=x.device)).to(x.dtype)
+            h_all = batch_of([h], x).to(torch.float32).expand(len(xs)) if carries_gradient(h) else \
+                torch.full((len(xs),), float(h), device=x.device)
+            v_hat = vs + self.polynomial(coefficients, h_all).to(x.dtype)
             out.append((v_hat[:n], v_hat[n:] if g else None))
         return out
