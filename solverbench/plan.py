@@ -44,13 +44,18 @@ class Plan:
     def time_values(self) -> list:
         """The grid's times as Python floats, or as 0-d tensors where they carry gradients: what a solver
         computes with, so that a solver declaring ``differentiable_times`` passes the gradients on."""
-        return list(self.times.unbind()) if self.differentiable else [float(t) for t in self.times]
+        return time_values(self.times)
 
     def steps(self) -> Iterator[tuple[Any, Any, int]]:
         """``(t, t_next, stages)`` of every interval, in order (times as ``time_values`` gives them)."""
         times = self.time_values()
         for k in range(self.intervals):
             yield times[k], times[k + 1], self.stages[k]
+
+
+def time_values(times: torch.Tensor) -> list:
+    """``times`` as Python floats, or as 0-d tensors where they carry gradients (``Plan.time_values``)."""
+    return list(times.unbind()) if times.requires_grad else [float(t) for t in times]
 
 
 def check_nfe(nfe: Any) -> Optional[int]:

@@ -31,7 +31,11 @@ def cache_key(schedule: LearnedSchedule, problem: ScheduleProblem) -> dict[str, 
 
 
 def cache_path(cache_dir: str | Path, schedule: LearnedSchedule, problem: ScheduleProblem) -> Path:
-    return Path(cache_dir) / "schedules" / schedule.registered_name / f"{spec_hash(cache_key(schedule, problem))}.pt"
+    return path_of(cache_dir, schedule, cache_key(schedule, problem))
+
+
+def path_of(cache_dir: str | Path, schedule: LearnedSchedule, key: dict[str, Any]) -> Path:
+    return Path(cache_dir) / "schedules" / schedule.registered_name / f"{spec_hash(key)}.pt"
 
 
 def cached_time_grid(schedule: LearnedSchedule, problem: ScheduleProblem,
@@ -40,14 +44,15 @@ def cached_time_grid(schedule: LearnedSchedule, problem: ScheduleProblem,
     schedule.check_solver(problem.solver)
     if cache_dir is None:
         return schedule.learn(problem)
-    path = cache_path(cache_dir, schedule, problem)
+    key = cache_key(schedule, problem)
+    path = path_of(cache_dir, schedule, key)
     if path.is_file():
-        return read_grid(path, cache_key(schedule, problem))
+        return read_grid(path, key)
     grid = schedule.learn(problem)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save({"times": grid.times, "seconds": grid.seconds, "parameters": grid.parameters,
-                "stats": canonical_json(grid.stats), "key": canonical_json(cache_key(schedule, problem))}, tmp)
+                "stats": canonical_json(grid.stats), "key": canonical_json(key)}, tmp)
     os.replace(tmp, path)
     return grid
 

@@ -17,13 +17,9 @@ from typing import Sequence
 import torch
 
 from solverbench.field import VelocityField
+from solverbench.plan import time_values
 from solvers.ba.node_velocities import Anchor, NodeVelocities
 from solvers.ba.quadrature import QuadratureRule
-
-
-def grid_times(grid: torch.Tensor) -> list:
-    """The grid's times as floats, or as 0-d tensors where they carry gradients (a grid being learned)."""
-    return list(grid.unbind()) if grid.requires_grad else [float(t) for t in grid]
 
 
 def cfg_anchor(field: VelocityField, x: torch.Tensor, t: float, used_at: Sequence[float]) -> Anchor:
@@ -84,7 +80,7 @@ def bi_anchor(field: VelocityField, nodes: NodeVelocities, rule: QuadratureRule,
               grid: torch.Tensor) -> torch.Tensor:
     """N intervals for N NFE: ``v0`` at t = 1, then each interval's ``v1`` is the next ``v0``."""
     n = len(grid) - 1
-    times = grid_times(grid)
+    times = time_values(grid)
     starts = times[:n]
     sizes = [times[k] - times[k + 1] for k in range(n)]
     # where interval k's start anchor is used: its own time and its forward probe
@@ -111,7 +107,7 @@ def single_anchor(field: VelocityField, nodes: NodeVelocities, rule: QuadratureR
     velocities from ``(x, v0, t)`` at ``c_i H``, and ``x <- x - H sum_i w_i v_i``.  An interval
     is one step: under the ``step`` guidance decision its nodes are guided as its anchor is
     (the authors' sampler)."""
-    times = grid_times(grid)
+    times = time_values(grid)
     for k in range(len(grid) - 1):
         t, t_next = times[k], times[k + 1]
         H = t - t_next
