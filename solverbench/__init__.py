@@ -18,6 +18,7 @@ from solverbench.registry import (
     register_solver,
     register_study,
 )
+from solverbench.inversion import InversionResult, NotInvertible, invert
 from solverbench.sampling import SampleResult, sample
 from solverbench.solver import PrepareContext, Solver, get_solver
 from solverbench.timegrid import make_time_grid
@@ -26,7 +27,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Backbone", "VelocityField", "Guidance", "Plan", "make_plan", "Solver", "PrepareContext", "SampleResult",
-    "sample", "get_solver", "resolve_backbone", "make_time_grid", "register_solver", "register_backbone",
+    "sample", "invert", "InversionResult", "NotInvertible", "get_solver", "resolve_backbone", "make_time_grid", "register_solver", "register_backbone",
     "register_metric", "register_feature_extractor", "register_study", "register_command", "load_plugin_file",
     "FEATURE_EXTRACTORS", "SOLVERS", "BACKBONES", "METRICS", "STUDIES", "COMMANDS",
 ]

@@ -3,6 +3,9 @@
 Solvers never call a backbone themselves, so the NFE a result reports is counted, not
 claimed.  One call of the field is one NFE; a CFG pair (conditional and unconditional
 velocity) runs as one doubled batch and also counts one NFE, as in the paper.
+
+A mirrored field is the flow seen backwards (docs/inversion.md): in solver time ``s`` it is
+``u(x, s) = -v(x, 1 - s)``, so sampling it from s = 1 to 0 runs the flow from data to noise.
 """
 from __future__ import annotations
 
@@ -22,10 +25,15 @@ class VelocityField:
     alone is used (and only the conditional half is evaluated).  Under the ``step``
     decision a solver's ``with field.at_step(t):`` makes every evaluation of the step decide
     from ``t``.
+
+    ``mirrored=True``: the times a solver gives are mirrored times ``s``; the backbone runs at the
+    path time ``t = 1 - s`` (``path_time``), velocities come back negated, and guidance is decided
+    at the path time.  ``unmirrored()`` is the same field in path time, for what a solver asks
+    beside the backbone (a network of its own).
     """
 
     def __init__(self, backbone: Any, labels: Optional[torch.Tensor] = None, guidance: Guidance = NO_GUIDANCE,
-                 *, differentiable: bool = False):
+                 *, differentiable: bool = False, mirrored: bool = False):
         if guidance.on:
             if labels is None:
                 raise ValueError("classifier-free guidance (cfg_scale != 1) needs class labels")
@@ -40,26 +48,44 @@ class VelocityField:
         # differentiable: the backbone runs under autograd, and a time given as a tensor reaches it as one (a
         # learned time grid backpropagates through the solver); otherwise under no_grad, as sampling needs
         self.differentiable = differentiable
-        self._step_time: Optional[float] = None  # the start of the step being taken (at_step)
+        self.mirrored = mirrored
+        self._step_time: Optional[float] = None  # the path time where the step being taken starts (at_step)
+        self._unmirrored: Optional[VelocityField] = None
 
     def with_backbone(self, backbone: Any) -> "VelocityField":
-        """The same labels and guidance on another backbone (e.g. a float64 copy); fresh counter."""
-        return VelocityField(backbone, self.labels, self.guidance, differentiable=self.differentiable)
+        """The same labels, guidance and direction on another backbone (e.g. a float64 copy); fresh counter."""
+        return VelocityField(backbone, self.labels, self.guidance, differentiable=self.differentiable,
+                             mirrored=self.mirrored)
+
+    def path_time(self, t: float | torch.Tensor) -> float | torch.Tensor:
+        """The time on the flow's path (the backbone's ``t``) of the solver time ``t``: ``1 - t`` if mirrored."""
+        return 1 - t if self.mirrored else t
+
+    def unmirrored(self) -> "VelocityField":
+        """This field in path time (itself where it is not mirrored): same backbone, labels, guidance and
+        current step; its own NFE counter (what asks it spends no NFE of this field's budget)."""
+        if not self.mirrored:
+            return self
+        if self._unmirrored is None:
+            self._unmirrored = VelocityField(self.backbone, self.labels, self.guidance,
+                                             differentiable=self.differentiable)
+        self._unmirrored._step_time = self._step_time
+        return self._unmirrored
 
     @contextmanager
     def at_step(self, t: float) -> Iterator[None]:
         """Evaluations inside the block belong to the step starting at ``t`` (for the ``step`` decision)."""
-        outer, self._step_time = self._step_time, time_value(t)
+        outer, self._step_time = self._step_time, time_value(self.path_time(t))
         try:
             yield
         finally:
             self._step_time = outer
 
     def guided_at(self, t: float | torch.Tensor) -> bool:
-        """Guidance is on for an evaluation (or node) at ``t``: decided at ``t``, or at the start of
-        the current step under the ``step`` decision."""
+        """Guidance is on for an evaluation (or node) at ``t``: decided at its path time, or at the start
+        of the current step under the ``step`` decision."""
         step = self._step_time if self.guidance.decision == "step" and self._step_time is not None else None
-        return self.guidance.applies_at(time_value(t) if step is None else step)
+        return self.guidance.applies_at(time_value(self.path_time(t)) if step is None else step)
 
     def __call__(self, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         """The (guided) velocity at ``(x, t)``: one NFE."""
@@ -96,6 +122,11 @@ class VelocityField:
         return torch.cat([guided[:, :k], v_c[:, k:]], dim=1)
 
     def _backbone(self, x: torch.Tensor, t: float | torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
+        """The backbone's velocity at the path time of ``t`` (negated where mirrored: ``u = -v``)."""
+        v = self._path_velocity(x, self.path_time(t), y)
+        return -v if self.mirrored else v
+
+    def _path_velocity(self, x: torch.Tensor, t: float | torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
         if isinstance(t, torch.Tensor) and self.differentiable:
             t_batch = t.to(device=x.device, dtype=x.dtype).reshape(()).expand(x.shape[0])
         else:

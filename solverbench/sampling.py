@@ -59,34 +59,47 @@ def sample(
     the result the state at ``time_grid[-1]`` (not a sample unless it ends at 0).  Without
     it such a grid is refused.
     """
+    backbone, solver, labels, guidance = checked_call(backbone, solver, noise, labels, cfg_scale, cfg_interval,
+                                                      guidance, "noise")
+    plan = make_plan(solver, nfe=nfe, schedule=schedule, times=time_grid, partial=partial)
+    return solve_plan(solver, VelocityField(backbone, labels, guidance), noise, plan)
+
+
+def checked_call(backbone: Any, solver: str | Solver, x: Any, labels: Any, cfg_scale: float,
+                 cfg_interval: tuple[float, float], guidance: Optional[Guidance], what: str
+                 ) -> tuple[Any, Solver, Optional[torch.Tensor], Guidance]:
+    """The backbone, solver, labels and guidance of a ``sample`` or ``invert`` call, checked (``x`` is the
+    start state, named ``what`` in the messages)."""
     backbone = resolve_backbone(backbone)
     solver = get_solver(solver)
-    if not isinstance(noise, torch.Tensor):
-        raise TypeError(f"noise must be a torch.Tensor of shape (N, {', '.join(map(str, backbone.sample_shape))}), "
-                        f"got {type(noise).__name__}")
-    if tuple(noise.shape[1:]) != tuple(backbone.sample_shape):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor of shape (N, {', '.join(map(str, backbone.sample_shape))}), "
+                        f"got {type(x).__name__}")
+    if tuple(x.shape[1:]) != tuple(backbone.sample_shape):
         raise ValueError(
-            f"noise has sample shape {tuple(noise.shape[1:])}, the backbone expects {tuple(backbone.sample_shape)}"
+            f"{what} has sample shape {tuple(x.shape[1:])}, the backbone expects {tuple(backbone.sample_shape)}"
         )
-    labels = check_labels(labels, backbone, len(noise))
+    labels = check_labels(labels, backbone, len(x))
     if guidance is None:
         guidance = Guidance(cfg_scale, cfg_interval)
     elif (cfg_scale, tuple(cfg_interval)) != (1.0, (0.0, 1.0)):
         raise ValueError("give guidance either as cfg_scale/cfg_interval or as guidance=Guidance(...), not both")
-    plan = make_plan(solver, nfe=nfe, schedule=schedule, times=time_grid, partial=partial)
+    return backbone, solver, labels, guidance
 
-    field = VelocityField(backbone, labels, guidance)
+
+def solve_plan(solver: Solver, field: VelocityField, x: torch.Tensor, plan: Plan) -> SampleResult:
+    """``solver`` along ``plan`` on ``field`` from ``x``, timed, its NFE checked against the plan's budget."""
     before = solver.counters()
     start = time.perf_counter()
-    samples = solver.solve(field, noise, plan)
-    if samples.is_cuda:
-        torch.cuda.synchronize(samples.device)
+    out = solver.solve(field, x, plan)
+    if out.is_cuda:
+        torch.cuda.synchronize(out.device)
     wall = time.perf_counter() - start
 
     if not plan.adaptive and field.nfe != plan.nfe:
         raise NFEMismatchError(f"{solver.label()} spent {field.nfe} NFE for a budget of {plan.nfe}")
     counters = {name: value - before.get(name, 0) for name, value in solver.counters().items()}
-    return SampleResult(samples=samples, nfe=field.nfe, wall_time=wall, counters=counters, plan=plan)
+    return SampleResult(samples=out, nfe=field.nfe, wall_time=wall, counters=counters, plan=plan)
 
 
 def check_labels(labels: Any, backbone: Any, n: int) -> Optional[torch.Tensor]:

@@ -17,6 +17,11 @@ A solver whose ``solve`` passes gradients from ``plan.times`` through to its res
 ``plan.time_values()`` / ``plan.steps()`` in torch arithmetic) declares ``differentiable_times``: a
 time grid can then be learned by backpropagating through it (LD3, ``solverbench.schedules``).
 
+A solver that computes only through the velocity field inverts unchanged on the mirrored field
+(``solverbench.inversion``, docs/inversion.md) and declares ``invertible``; one that holds something made
+for one direction (a learned transformation, a scheduler's own grid) does not, and says why in
+``inversion_refusal``.
+
 For the local-truncation-error study a solver takes one step from exact states
 (``local_step``); ``history_length`` says how many states that step uses (1 for one-step
 methods, k for a k-step multistep method, which then implements ``local_step`` itself).
@@ -68,6 +73,7 @@ class Solver:
     family: Optional[str] = None  # the key of this family's settings under a grid's solver_settings:
     legacy_settings_keys: tuple[str, ...] = ()  # older top-level grid keys of those settings (deprecated)
     differentiable_times: bool = False  # solve() backpropagates into plan.times (see the module docstring)
+    invertible: bool = False  # runs from data to noise on the mirrored field (solverbench.inversion)
 
     def prepare(self, backbone: Any, context: PrepareContext) -> None:
         """One-off preparation for a backbone (e.g. training a network of its own); no-op by default."""
@@ -101,6 +107,13 @@ class Solver:
                              f"got {len(history_times)} and {len(history_states)}")
         plan = make_plan(self, times=[float(history_times[-1]), float(t_next)], partial=True)
         return self.solve(field, history_states[-1], plan)
+
+    def inversion_refusal(self) -> Optional[str]:
+        """Why this solver cannot run from data to noise, or None where it can (``invertible``)."""
+        if self.invertible:
+            return None
+        return ("it does not declare that it inverts (Solver.invertible); a solver that computes only through the "
+                "velocity field inverts unchanged on the mirrored field and may set invertible = True")
 
     def params(self) -> dict[str, Any]:
         """The parameters that distinguish this instance (logged with every result)."""

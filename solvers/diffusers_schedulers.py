@@ -366,6 +366,10 @@ def claimed_order(name: str, config: dict[str, Any]) -> Optional[int]:
 class DiffusersScheduler(Solver):
     """A diffusers scheduler as it ships (``scheduler=`` its class name, its config as keywords), on a flow model."""
 
+    def inversion_refusal(self) -> str:
+        return ("a diffusers scheduler samples from noise to data on its own sigmas, as a pipeline does, and "
+                "diffusers ships no flow-matching inverse scheduler (docs/inversion.md)")
+
     def __init__(self, scheduler: str = "FlowMatchEulerDiscreteScheduler", grid: str = "scheduler",
                  mu: Optional[float] = None, **config: Any):
         if grid not in GRIDS:

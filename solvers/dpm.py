@@ -94,6 +94,7 @@ class FlowDPM(Solver):
     COMPAT = (None, "diffusers")
     order = 2
     differentiable_times = True  # the step's coefficients are torch arithmetic on plan.time_values()
+    invertible = True  # on the mirrored field: the noise-prediction form backwards (docs/inversion.md)
 
     def __init__(self, order: int = 2, compat: Optional[str] = None):
         if order not in self.ORDERS or isinstance(order, bool):

@@ -21,6 +21,7 @@ class Reference(Solver):
 
     order = 5
     adaptive = True
+    invertible = True  # the exact inversion the inversion study measures against
 
     def __init__(self, rtol: float = 1e-9, atol: float = 1e-9, dtype: str = "float64"):
         if not (rtol > 0 and atol > 0):

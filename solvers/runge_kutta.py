@@ -56,6 +56,7 @@ class ExplicitRungeKutta(Solver):
     tableau: ButcherTableau = EULER
     fallbacks: dict[int, ButcherTableau] = {}
     differentiable_times = True  # plan.steps() hands over tensors that carry gradients; the step is torch arithmetic
+    invertible = True  # only the field: the same tableau runs backwards on the mirrored field
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

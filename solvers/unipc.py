@@ -53,6 +53,7 @@ class FlowUniPC(Solver):
     ORDERS = (1, 2, 3)
     order = 3
     differentiable_times = True  # the coefficients (rho included) are torch arithmetic on plan.time_values()
+    invertible = True  # on the mirrored field: the noise-prediction form backwards (docs/inversion.md)
 
     def __init__(self, variant: str = "bh2", order: int = 2):
         if variant not in self.VARIANTS:

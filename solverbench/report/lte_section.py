@@ -17,9 +17,11 @@ LTE_Y = "local truncation error (RMS, data units)"
 def lte_section(setting: Setting, out_dir: Path, styles: SolverStyles) -> Section:
     curves = lte_curves(setting.rows)
     starts = ", ".join(f"{t:g}" for t in sorted(setting.rows["t_start"].unique(), reverse=True))
+    backwards = "direction" in setting.rows and (setting.rows["direction"] == "inversion").any()
+    step = "one step [t, t + H] toward noise (inversion)" if backwards else "one step"
     figure = plot_order_curves(
         curves, out_dir / setting.directory / "lte_order.png",
-        title=f"Local truncation error of one step from exact states (start times t = {starts})\n{setting.title}",
+        title=f"Local truncation error of {step} from exact states (start times t = {starts})\n{setting.title}",
         x_label=LTE_X, y_label=LTE_Y, styles=styles)
     table = slope_table(curves, f"LTE slopes (error of one step ~ H^slope; theory: order + 1). {setting.title}.", "H")
     return Section(setting.title, [

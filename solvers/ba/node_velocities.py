@@ -11,6 +11,12 @@ velocity at time ``t - h`` along the trajectory through ``(x, t)``, for each off
 - ``OracleVelocities``: exact velocities on the reference trajectory through ``(x, t)``
   (a tight float64 solve of the guided ODE), for the scheme's error floor.
 
+On a mirrored field (inversion, docs/inversion.md) a question at solver time ``s`` with
+offsets ``h`` and anchor velocities ``u`` is asked in path time: at ``t = 1 - s``, offsets
+``-h``, velocities ``v = -u``, and the answers negated back (``path_question``); the SideNet
+looks toward noise where the scheme probes forward.  The anchors' own velocities need no
+translation (``AnchorVelocities``).
+
 None of them spends NFE: the anchors are the schemes' only backbone calls.  The sources
 that do work (a network call, a solve) count their calls and time them apart from the
 backbone's evaluations.
@@ -47,6 +53,8 @@ class NodeVelocities:
                  offsets: Sequence[float]) -> list[torch.Tensor]:
         if not offsets:
             return []
+        if field.mirrored:
+            return [-v for v in self(*path_question(field, anchor, t, offsets, x))]
         self.calls += 1
         with self.stopwatch.timing(x.device):
             return self.answer(field, x, anchor, t, offsets)
@@ -54,6 +62,14 @@ class NodeVelocities:
     def answer(self, field: VelocityField, x: torch.Tensor, anchor: Anchor, t: float,
                offsets: Sequence[float]) -> list[torch.Tensor]:
         raise NotImplementedError
+
+
+def path_question(field: VelocityField, anchor: Anchor, s: float, offsets: Sequence[float], x: torch.Tensor
+                  ) -> tuple[VelocityField, torch.Tensor, Anchor, float, list[float]]:
+    """A node question on a mirrored field as the same question in path time: the unmirrored field, the
+    anchor's velocities negated, time ``1 - s`` and offsets negated (its answers are negated back)."""
+    v_c, v_u = anchor
+    return field.unmirrored(), x, (-v_c, None if v_u is None else -v_u), 1 - s, [-h for h in offsets]
 
 
 class AnchorVelocities(NodeVelocities):

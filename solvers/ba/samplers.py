@@ -74,6 +74,7 @@ class SideNetSolver(Solver):
     path_params = ("checkpoint",)
     describe_settings = staticmethod(describe_settings)  # what **settings take (solverbench list)
     family = "ba"  # the grid's solver_settings: {ba: {...}} are the SideNet settings
+    invertible = True  # the mirrored scheme: the SideNet is asked in path time (node_velocities, docs/inversion.md)
     legacy_settings_keys = ("sidenet",)  # the top-level key they had before solver_settings
 
     def __init__(self, *, sidenet: Any = True, checkpoint: Optional[str] = None, **settings: Any):
@@ -207,6 +208,7 @@ class Oracle(Solver):
     """Analysis only: the BA schemes with exact node velocities (the scheme's error floor)."""
 
     analysis_only = True
+    invertible = True  # exact node velocities from a solve in path time (docs/inversion.md)
     SCHEMES = ("bi", "single")
 
     def __init__(self, scheme: str = "bi", rule: Optional[str] = None, nodes: Optional[int] = None,

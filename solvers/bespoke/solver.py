@@ -84,6 +84,10 @@ class Bespoke(Solver):
 
     order = None  # theta is learned per budget: no convergence order is claimed
 
+    def inversion_refusal(self) -> str:
+        return ("its scale-time transformation is learned on trajectories from noise to data, for that direction "
+                "only (docs/inversion.md)")
+
     def __init__(self, base: str = "rk2", *, trajectories: int = 256, iterations: int = 1000, batch_size: int = 64,
                  lr: float = 1e-2, seed: int = 0, lipschitz: float = 1.0, reference_times: int = 200,
                  reference_tolerance: float = 1e-6):

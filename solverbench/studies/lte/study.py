@@ -6,7 +6,9 @@ take the exact state at t on the reference trajectory (and, for a k-step multist
 solver, the exact states at the k - 1 earlier times ``t + H, ..., t + (k - 1) H``), let
 the solver take one step to ``t - H`` (``Solver.local_step``) and measure the per-sample
 RMS distance to the reference state at ``t - H``.  One row per step; ``lte`` is the mean
-over samples.  One solver's steps on one trajectory are one unit of work, written together.
+over samples.  With ``direction: inversion`` every step runs backwards on the mirrored field
+(docs/inversion.md): from ``t`` to ``t + H``, history at ``t - H, ...``; times are path times
+in the settings and the rows, solver times ``1 - t`` in what the solver is handed.  One solver's steps on one trajectory are one unit of work, written together.
 
 Solvers are prepared for each backbone as a sweep prepares them (``Solver.prepare`` with
 the family's settings: a learned solver loads its checkpoint or trains and caches what it
@@ -37,11 +39,6 @@ from solverbench.studies.lte.settings import SWEEP_ONLY_KEYS, LTESettings, parse
 from solverbench.studies.lte.trajectory import reference_states
 
 
-def history_times(t: float, step: float, length: int) -> list[float]:
-    """``t + (length - 1) H, ..., t + H, t``: the times a step from t uses, oldest first."""
-    return [t + j * step for j in reversed(range(length))]
-
-
 @dataclass(frozen=True)
 class Trajectory:
     """What one reference trajectory depends on: backbone, guidance and seed."""
@@ -65,8 +62,8 @@ class ExactStates:
     states: dict[float, torch.Tensor]
     refusals: dict[str, Optional[str]] = field(default_factory=dict)  # solver label -> why no exact-history step
 
-    def velocity_field(self) -> VelocityField:
-        return VelocityField(self.backbone, self.labels, self.trajectory.guidance)
+    def velocity_field(self, mirrored: bool = False) -> VelocityField:
+        return VelocityField(self.backbone, self.labels, self.trajectory.guidance, mirrored=mirrored)
 
 
 @register_study("lte")
@@ -100,12 +97,17 @@ class LTEStudy(Study):
             if solver.adaptive:
                 raise GridError(f"grid key 'solvers': {spec.label} is adaptive (it chooses its own steps); "
                                 "the LTE study takes single steps of given sizes H")
-            oldest = history_times(t, step, solver.history_length)[0]
-            if oldest > 1.0:
+            if settings.inverts and solver.inversion_refusal():
+                raise GridError(f"grid key 'solvers': {spec.label} cannot invert ({solver.inversion_refusal()}); "
+                                "the study runs with direction: inversion")
+            start = min(settings.start_times) if settings.inverts else t
+            oldest = settings.history_times(start, step, solver.history_length)[0]
+            if not 0.0 <= oldest <= 1.0:
                 raise GridError(
-                    f"grid key 'lte': {spec.label} steps from t = {t} with H = {step} using "
-                    f"{solver.history_length} states, so it needs the state at t = {oldest:.6g} > 1; "
-                    "lower the largest start time or step size")
+                    f"grid key 'lte': {spec.label} steps from t = {start} with H = {step} using "
+                    f"{solver.history_length} states, so it needs the state at t = {oldest:.6g}, outside [0, 1]; "
+                    + ("raise the smallest start time or lower the step size" if settings.inverts
+                       else "lower the largest start time or step size"))
 
     def __init__(self, grid: Grid, workspace: Any):
         super().__init__(grid, workspace)
@@ -136,7 +138,8 @@ class LTEStudy(Study):
         return [self.cell_id(traj, spec, t, h) for t in self.settings.start_times for h in self.settings.step_sizes]
 
     def cell_id(self, traj: Trajectory, spec: SolverSpec, t: float, h: float) -> str:
-        return spec_hash(cell_identity(self.grid, traj.backbone, spec, traj.guidance, traj.seed, t_start=t, H=h))
+        return spec_hash(cell_identity(self.grid, traj.backbone, spec, traj.guidance, traj.seed, t_start=t, H=h,
+                                           **({"direction": "inversion"} if self.settings.inverts else {})))
 
     def steps_of(self, traj: Trajectory, spec: SolverSpec) -> list[dict[str, Any]]:
         exact = self.exact_states(traj)
@@ -156,8 +159,8 @@ class LTEStudy(Study):
             times = {1.0}
             for t in self.settings.start_times:
                 for h in self.settings.step_sizes:
-                    times.update(history_times(t, h, length))
-                    times.add(t - h)
+                    times.update(self.settings.history_times(t, h, length))
+                    times.add(self.settings.end_time(t, h))
             states = reference_states(backbone, noise, labels, guidance=traj.guidance, times=times,
                                       tolerance=self.grid.tolerance)
             self._exact[traj.key] = ExactStates(traj, backbone, labels, states)
@@ -173,8 +176,10 @@ class LTEStudy(Study):
             exact.refusals[solver.label()] = None
             if uses_default_local_step(solver):
                 t = max(self.settings.start_times)
+                inverts = self.settings.inverts
                 try:
-                    check_one_step(solver, exact.velocity_field, exact.states[t].to(self.dtype), t)
+                    check_one_step(solver, lambda: exact.velocity_field(mirrored=inverts),
+                                   exact.states[t].to(self.dtype), 1 - t if inverts else t)
                 except NoExactHistoryStep as refusal:
                     exact.refusals[solver.label()] = str(refusal)
         return exact.refusals[solver.label()]
@@ -187,7 +192,8 @@ class LTEStudy(Study):
             "lte_order_theory": None if solver.order is None else solver.order + 1,
             "history_length": solver.history_length, "own_local_step": not uses_default_local_step(solver),
             "reference_rtol": self.grid.tolerance.rtol, "reference_atol": self.grid.tolerance.atol,
-            "t_start": t, "H": h, "t_end": t - h, "nfe_measured": None, "lte": None, "lte_max": None,
+            "direction": self.settings.direction, "t_start": t, "H": h, "t_end": self.settings.end_time(t, h),
+            "nfe_measured": None, "lte": None, "lte_max": None,
             "wall_time": None,
         })
         try:
@@ -196,12 +202,14 @@ class LTEStudy(Study):
             refusal = self.refusal(exact, solver)
             if refusal:
                 return {**row, "status": "error", "error": refusal}
-            times = history_times(t, h, solver.history_length)
-            velocity = exact.velocity_field()
+            times = self.settings.history_times(t, h, solver.history_length)
+            velocity = exact.velocity_field(mirrored=self.settings.inverts)
             start = time.perf_counter()
-            x = solver.local_step(velocity, times, [exact.states[s].to(self.dtype) for s in times], t - h)
+            x = solver.local_step(velocity, [velocity.path_time(p) for p in times],
+                                  [exact.states[p].to(self.dtype) for p in times],
+                                  velocity.path_time(self.settings.end_time(t, h)))
             row["wall_time"] = time.perf_counter() - start
-            error = per_sample_rms(x, exact.states[t - h])
+            error = per_sample_rms(x, exact.states[self.settings.end_time(t, h)])
             finite = bool(torch.isfinite(error).all())
             row.update(nfe_measured=velocity.nfe, lte=error.mean().item(), lte_max=error.max().item(),
                        status="ok" if finite else "failed",
