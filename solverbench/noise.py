@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-_NOISE, _LABEL, _DATA, _TRAINING_NOISE, _TRAINING_LABEL = 0, 1, 2, 3, 4
+_NOISE, _LABEL, _DATA, _TRAINING_NOISE, _TRAINING_LABEL, _EDIT = 0, 1, 2, 3, 4, 5
 
 
 def sample_generator(seed: int, index: int, stream: int = _NOISE) -> torch.Generator:
@@ -45,6 +45,16 @@ def labels_for(seed: int, indices: Sequence[int], num_classes: Optional[int],
         [int(torch.randint(num_classes, (1,), generator=sample_generator(seed, i, _LABEL))) for i in indices],
         dtype=torch.long,
     )
+
+
+def edit_labels_for(seed: int, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """A target class other than its own for each sample: ``(y + k) mod C`` with ``k`` uniform in
+    ``1 .. C - 1`` from the sample's own (seed, index) stream (class edits, docs/inversion.md)."""
+    if num_classes < 2:
+        raise ValueError(f"class edits need at least two classes, got {num_classes}")
+    shifts = [1 + int(torch.randint(num_classes - 1, (1,), generator=sample_generator(seed, i, _EDIT)))
+              for i in range(len(labels))]
+    return (labels.cpu() + torch.tensor(shifts, dtype=torch.long)) % num_classes
 
 
 def data_generator(seed: int, draw: int = 0) -> torch.Generator:

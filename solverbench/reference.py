@@ -63,8 +63,9 @@ def reference_trajectory(field: VelocityField, x: torch.Tensor, times: Any, tole
 
 
 def reference_key(backbone: Any, seed: int, num_samples: int, dtype: str, guidance: Guidance,
-                  tolerance: Tolerance, label_rule: str = "uniform") -> dict[str, Any]:
+                  tolerance: Tolerance, label_rule: str = "uniform", inverting: bool = False) -> dict[str, Any]:
     return {
+        **({"direction": "inversion", "start": "data draw 0"} if inverting else {}),
         "backbone": backbone_identity(backbone), "seed": int(seed), "num_samples": int(num_samples),
         **({"labels": label_rule} if label_rule != "uniform" else {}),
         "dtype": dtype, "cfg_scale": guidance.scale, "cfg_interval": list(guidance.interval),
@@ -74,41 +75,47 @@ def reference_key(backbone: Any, seed: int, num_samples: int, dtype: str, guidan
 
 
 class ProgressBackbone:
-    """A backbone that moves a progress bar to the time it is evaluated at (the solve runs t = 1 -> 0)."""
+    """A backbone that moves a progress bar to the time it is evaluated at (the solve runs t = 1 -> 0, or
+    0 -> 1 when it inverts)."""
 
     STEPS = 1000  # bar units per batch
 
-    def __init__(self, backbone: Any, bar: tqdm, batch: int):
-        self.backbone, self.bar, self.batch = backbone, bar, batch
+    def __init__(self, backbone: Any, bar: tqdm, batch: int, inverting: bool = False):
+        self.backbone, self.bar, self.batch, self.inverting = backbone, bar, batch, inverting
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.backbone, name)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        position = self.batch * self.STEPS + round(self.STEPS * (1.0 - float(t.reshape(-1)[0])))
+        now = float(t.reshape(-1)[0])
+        position = self.batch * self.STEPS + round(self.STEPS * (now if self.inverting else 1.0 - now))
         if position > self.bar.n:
             self.bar.update(position - self.bar.n)
         return self.backbone(x, t, y)
 
 
 def solve_reference(backbone: Any, noise: torch.Tensor, labels: Optional[torch.Tensor], guidance: Guidance,
-                    tolerance: Tolerance, batch_size: int, progress: bool = False) -> torch.Tensor:
+                    tolerance: Tolerance, batch_size: int, progress: bool = False,
+                    inverting: bool = False) -> torch.Tensor:
     """Float64 endpoints at t = 0 of the reference solve from ``noise`` at t = 1, in batches (split
-    across the ranks under torchrun; the bar follows rank 0's)."""
+    across the ranks under torchrun; the bar follows rank 0's).  ``inverting``: from data at t = 0
+    (``noise`` holds it) to t = 1, on the mirrored field (docs/inversion.md)."""
     backbone64 = backbone_in_dtype(backbone, torch.float64)  # once, not per batch
     ranks = world()
     starts = range(0, len(noise), batch_size)
     mine = len(ranks.my_batches(len(starts)))
     bar = tqdm(total=mine * ProgressBackbone.STEPS, disable=not progress, file=sys.stderr,
-               desc=f"reference solve ({METHOD}, float64, rtol={tolerance.rtol:g}, atol={tolerance.atol:g}) "
-                    f"of {len(noise)} samples" + (f" ({mine} of {len(starts)} batches here)" if ranks.sharded else ""),
-               bar_format="{desc}: {percentage:3.0f}% of t from 1 to 0 [{elapsed}<{remaining}]")
+               desc=f"reference {'inversion' if inverting else 'solve'} ({METHOD}, float64, rtol={tolerance.rtol:g}, "
+                    f"atol={tolerance.atol:g}) of {len(noise)} samples"
+                    + (f" ({mine} of {len(starts)} batches here)" if ranks.sharded else ""),
+               bar_format="{desc}: {percentage:3.0f}% of t from " + ("0 to 1" if inverting else "1 to 0")
+                          + " [{elapsed}<{remaining}]")
     done = [0]  # batches this rank finished
 
     def solve(b: int) -> torch.Tensor:
         sl = slice(starts[b], starts[b] + batch_size)
-        field = VelocityField(ProgressBackbone(backbone64, bar, done[0]), None if labels is None else labels[sl],
-                              guidance)
+        field = VelocityField(ProgressBackbone(backbone64, bar, done[0], inverting),
+                              None if labels is None else labels[sl], guidance, mirrored=inverting)
         endpoint = reference_trajectory(field, noise[sl].double(), [1.0, 0.0], tolerance)[-1]
         done[0] += 1
         bar.update(done[0] * ProgressBackbone.STEPS - bar.n)  # this batch reached t = 0
@@ -121,17 +128,20 @@ def solve_reference(backbone: Any, noise: torch.Tensor, labels: Optional[torch.T
 def reference_endpoints(backbone: Any, noise: torch.Tensor, labels: Optional[torch.Tensor], *, seed: int,
                         dtype_name: str, guidance: Guidance, tolerance: Tolerance, label_rule: str = "uniform",
                         batch_size: int = 1024,
-                        cache_dir: Optional[Path] = None, progress: bool = False) -> torch.Tensor:
+                        cache_dir: Optional[Path] = None, progress: bool = False,
+                        inverting: bool = False) -> torch.Tensor:
     """Float64 endpoints of the reference solve from ``noise`` (samples ``0 .. N - 1`` of ``seed``,
     drawn in ``dtype_name``, with ``labels`` drawn by ``label_rule``), read from the cache where an
-    earlier run stored them."""
-    key = reference_key(backbone, seed, len(noise), dtype_name, guidance, tolerance, label_rule)
+    earlier run stored them.  ``inverting``: the exact inversion of data draw 0 of ``seed`` (in
+    ``noise``'s place) from t = 0 to t = 1."""
+    key = reference_key(backbone, seed, len(noise), dtype_name, guidance, tolerance, label_rule, inverting)
     path = Path(cache_dir) / f"{spec_hash(key)}.pt" if cache_dir is not None else None
     ranks = world()
     if path is not None and ranks.decide(path.is_file):
         stored = torch.load(path, weights_only=True)
         return stored["endpoints"].to(noise.device)
-    endpoints = solve_reference(backbone, noise, labels, guidance, tolerance, batch_size, progress and ranks.main)
+    endpoints = solve_reference(backbone, noise, labels, guidance, tolerance, batch_size, progress and ranks.main,
+                                inverting)
     if path is not None and ranks.main:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # concurrent runs never share a temporary file

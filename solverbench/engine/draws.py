@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import torch
 
-from solverbench.noise import data_generator, labels_for, noise_for
+from solverbench.noise import data_generator, edit_labels_for, labels_for, noise_for
 
 
 class Draws:
@@ -33,6 +33,10 @@ class Draws:
             self._labels = labels_for(self.seed, range(self.num_samples), self.backbone.num_classes, self.label_rule)
             self._labels_drawn = True
         return self._labels
+
+    def edit_labels(self) -> torch.Tensor:
+        """A target class other than its own for samples ``0 .. N - 1`` (class edits), on the CPU."""
+        return edit_labels_for(self.seed, self.labels(), self.backbone.num_classes)
 
     def data(self, n: int, draw: int = 0):
         """``n`` fresh data samples ``(x0, y)`` with the labels of samples ``0 .. n - 1``."""

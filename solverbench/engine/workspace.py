@@ -96,6 +96,27 @@ class Workspace:
             self._draws[key] = Draws(self.backbone(backbone), seed, self.grid.num_samples, self.grid.labels)
         return self._draws[key]
 
+    def data(self, backbone: BackboneSpec, seed: int) -> torch.Tensor:
+        """Data draw 0 of the seed with the samples' labels, in the grid's dtype on its device (what an
+        inversion starts from)."""
+        key = ("data", backbone.key, seed)
+        if key not in self._references:
+            x0, _ = self.draws(backbone, seed).data(self.grid.num_samples)
+            self._references[key] = x0.to(device=self.grid.device, dtype=self.dtype)
+        return self._references[key]
+
+    def exact_inversion(self, backbone: BackboneSpec, seed: int, guidance: Guidance) -> torch.Tensor:
+        """Float64 noise of the reference inversion of ``data(backbone, seed)`` (cached as references are)."""
+        key = ("inversion", backbone.key, seed, guidance)
+        if key not in self._references:
+            labels = self.draws(backbone, seed).labels()
+            self._references[key] = reference_endpoints(
+                self.backbone(backbone), self.data(backbone, seed), None if labels is None else labels.to(self.grid.device),
+                seed=seed, dtype_name=self.precision.state_dtype_name, guidance=guidance, tolerance=self.grid.tolerance,
+                label_rule=self.grid.labels, batch_size=self.grid.batch_size, cache_dir=self.cache_dir / "references",
+                progress=self.progress, inverting=True)
+        return self._references[key]
+
     def reference(self, backbone: BackboneSpec, seed: int, guidance: Guidance) -> torch.Tensor:
         """Float64 endpoints of the reference solve from the cell's noise (in the grid's dtype) and labels."""
         key = (backbone.key, seed, guidance)
