@@ -121,6 +121,10 @@ def _list(parser: argparse.ArgumentParser):
                     lines = ["settings: " + ", ".join(f"{k}={v!r}" for k, v in factory.defaults.items())]
                 else:
                     lines = ["params: " + describe_parameters(factory)]
+                if registry is SOLVERS:
+                    refusal = factory.inversion_refusal()
+                    lines.append("inverts (sb.invert, kind: inversion): " + ("yes" if refusal is None
+                                                                             else f"no: {refusal}"))
                 for i, text in enumerate(lines):
                     indent = " " * (25 if i == 0 else 27)
                     for line in textwrap.wrap(text, width=110, initial_indent=indent, subsequent_indent=indent + "  "):

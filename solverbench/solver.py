@@ -108,9 +108,10 @@ class Solver:
         plan = make_plan(self, times=[float(history_times[-1]), float(t_next)], partial=True)
         return self.solve(field, history_states[-1], plan)
 
-    def inversion_refusal(self) -> Optional[str]:
+    @classmethod
+    def inversion_refusal(cls) -> Optional[str]:
         """Why this solver cannot run from data to noise, or None where it can (``invertible``)."""
-        if self.invertible:
+        if cls.invertible:
             return None
         return ("it does not declare that it inverts (Solver.invertible); a solver that computes only through the "
                 "velocity field inverts unchanged on the mirrored field and may set invertible = True")

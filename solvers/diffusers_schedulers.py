@@ -366,7 +366,8 @@ def claimed_order(name: str, config: dict[str, Any]) -> Optional[int]:
 class DiffusersScheduler(Solver):
     """A diffusers scheduler as it ships (``scheduler=`` its class name, its config as keywords), on a flow model."""
 
-    def inversion_refusal(self) -> str:
+    @classmethod
+    def inversion_refusal(cls) -> str:
         return ("a diffusers scheduler samples from noise to data on its own sigmas, as a pipeline does, and "
                 "diffusers ships no flow-matching inverse scheduler (docs/inversion.md)")
 

@@ -47,6 +47,9 @@ def test_list_shows_descriptions_and_parameters(capsys):
     assert re.search(r"params: rule=None, nodes=2, a=None, sidenet=True, checkpoint=None, SideNet settings"
                      r"\s+\(a grid's solver_settings: \{ba: ...\} keys\): width=128", out)
     assert "grid kind: lte; its settings: the grid's lte: section" in out
+    assert "grid kind: inversion; its settings: the grid's inversion: section" in out
+    assert "inverts (sb.invert, kind: inversion): yes" in out
+    assert re.search(r"inverts \(sb.invert, kind: inversion\): no: a diffusers scheduler samples", out)
     assert "metric options:" in out
 
 

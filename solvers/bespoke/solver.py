@@ -84,7 +84,8 @@ class Bespoke(Solver):
 
     order = None  # theta is learned per budget: no convergence order is claimed
 
-    def inversion_refusal(self) -> str:
+    @classmethod
+    def inversion_refusal(cls) -> str:
         return ("its scale-time transformation is learned on trajectories from noise to data, for that direction "
                 "only (docs/inversion.md)")
 
