@@ -73,3 +73,14 @@ def test_class_edits_on_digits_score_the_edits_and_keep_them_for_the_report(tmp_
 def test_what_an_inversion_grid_cannot_run_is_refused_when_it_is_read(overrides, message):
     with pytest.raises(GridError, match=message):
         parse_grid(inversion_grid(**overrides))
+
+
+def test_the_inversion_grid_reads_with_both_backbones_and_edits_on_digits():
+    from pathlib import Path
+
+    from solverbench.grid import load_grid
+
+    grid = load_grid(Path(__file__).parents[1] / "configs" / "inversion.yaml")
+    assert grid.kind == "inversion" and grid.study.edits == ("digits",)
+    assert [b.name for b in grid.backbones] == ["gmm", "digits"] and grid.backbones[0].params == {"preset": "gmm64"}
+    assert {spec.name for spec in grid.solvers} >= {"euler", "heun", "flow-dpm", "flow-unipc", "ba"}
