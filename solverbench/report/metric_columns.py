@@ -57,7 +57,17 @@ KNOWN = (
     MetricColumn("inception_score", "Inception Score", "unitless", False),
     MetricColumn("inception_score_std", "IS spread", "std of IS over its 10 splits, unitless", None,
                  "the spread of IS over its splits, not a quality (IS's interval is its own)"),
+    # kind: inversion (docs/inversion.md)
+    MetricColumn("roundtrip_error", "round-trip error", "RMS of invert-then-regenerate to the data, data units",
+                 True),
+    MetricColumn("inversion_error", "inversion error", "RMS to the exact inversion's noise, noise units", True),
+    MetricColumn("edit_accuracy", "edit accuracy", "fraction the classifier labels as the target class", False),
+    MetricColumn("edit_distance", "edit distance", "RMS of the edit to its source, data units", True),
+    MetricColumn("source_accuracy", "classifier on the sources", "fraction of unedited data labelled right", None,
+                 "the classifier on the unedited data, the same for every solver: the ceiling of edit accuracy"),
 )
+INVERSION_METRICS = ("roundtrip_error", "inversion_error")
+EDIT_METRICS = ("edit_accuracy", "edit_distance", "source_accuracy")
 KNOWN_BY_NAME = {m.name: m for m in KNOWN}
 
 

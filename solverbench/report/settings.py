@@ -25,7 +25,7 @@ LTE_KEYS = ("grid", "backbone", "backbone_params") + GUIDANCE_KEYS
 @dataclass
 class Setting:
     grid: str
-    kind: str  # "sweep" or "lte"
+    kind: str  # "sweep", "lte" or "inversion"
     title: str
     directory: Path  # relative to the report's folder
     rows: pd.DataFrame
@@ -33,6 +33,13 @@ class Setting:
 
 def is_lte(frame: pd.DataFrame) -> pd.Series:
     return frame["kind"].eq("lte") if "kind" in frame else pd.Series(False, index=frame.index)
+
+
+def report_kinds(frame: pd.DataFrame) -> pd.Series:
+    """The report kind of each row: ``lte``, ``inversion`` or ``sweep`` (every other kind, and rows without one)."""
+    if "kind" not in frame:
+        return pd.Series("sweep", index=frame.index)
+    return frame["kind"].where(frame["kind"].isin(["lte", "inversion"]), "sweep")
 
 
 def params_text(params_json: str) -> str:
@@ -96,7 +103,7 @@ def labelled_with_schedules(frame: pd.DataFrame) -> pd.Series:
 def split_settings(frame: pd.DataFrame) -> list[Setting]:
     """The settings of every grid in ``frame``, in grid order (a grid's LTE rows apart from its sweep rows)."""
     settings = []
-    kinds = is_lte(frame).map({True: "lte", False: "sweep"})
+    kinds = report_kinds(frame)
     for (grid, kind), grid_rows in frame.groupby(["grid", kinds], sort=True):
         keys = list(LTE_KEYS if kind == "lte" else SWEEP_KEYS)
         if kind == "sweep" and compares_schedules(grid_rows):  # labelled_with_schedules names them

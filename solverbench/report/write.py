@@ -7,6 +7,7 @@ from typing import Iterable, Optional
 
 from solverbench.report.figures.style import SolverStyles
 from solverbench.report.index import write_index
+from solverbench.report.inversion_section import inversion_section
 from solverbench.report.labels import shorter_labels
 from solverbench.report.lte_section import lte_section
 from solverbench.report.settings import labelled_with_schedules, split_settings
@@ -41,6 +42,8 @@ def write_report(results_dir: str | Path = "results", out_dir: str | Path = "rep
     for setting in split_settings(frame):
         if setting.kind == "lte":
             sections.append(lte_section(setting, out_dir, styles))
+        elif setting.kind == "inversion":
+            sections.append(inversion_section(setting, out_dir, results_dir, styles))
         else:
             sections.append(sweep_section(setting, out_dir, results_dir, styles))
     header = (f"Rendered from {results_dir.resolve()} ({len(frame)} rows from the grids "
