@@ -1,11 +1,13 @@
-"""Regenerate the README's figures: docs/convergence.png, docs/lte_order.png, docs/digits_samples.png.
+"""Regenerate the README's figures: docs/convergence.png, docs/lte_order.png, docs/digits_samples.png,
+docs/inversion_digits.png and docs/inversion_edits.png.
 
     python benchmarks/docs_figures.py [--results results] [--reports reports]
 
-Runs configs/quick.yaml, configs/lte.yaml and configs/digits.yaml (cells already in the
-results are reused, as with ``solverbench run``; digits.yaml takes about 18 minutes from
-scratch), renders the report of those grids, and copies its trajectory-error convergence
-plot, its LTE order curves and the digits sample grid into docs/.
+Runs configs/quick.yaml, configs/lte.yaml, configs/digits.yaml and configs/inversion.yaml
+(cells already in the results are reused, as with ``solverbench run``; digits.yaml takes
+about 18 minutes from scratch, inversion.yaml about 30), renders the report of those grids,
+and copies its trajectory-error convergence plot, its LTE order curves, the digits sample
+grid, the digits inversion errors (no guidance) and the digits edits (CFG 2, NFE 5) into docs/.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ FIGURES = {  # docs/ name -> (grid file, the report's figure, relative to its gr
     "convergence.png": ("configs/quick.yaml", "convergence_trajectory_error.png"),
     "lte_order.png": ("configs/lte.yaml", "lte_order.png"),
     "digits_samples.png": ("configs/digits.yaml", "samples.png"),
+    "inversion_digits.png": ("configs/inversion.yaml", "01-digits-uniform-time-grid-no-guidance/inversion_errors.png"),
+    "inversion_edits.png": ("configs/inversion.yaml", "02-digits-uniform-time-grid-CFG-2-on-t-in-0-1/edits_nfe5.png"),
 }
 
 
