@@ -66,14 +66,30 @@ KNOWN = (
     MetricColumn("source_accuracy", "classifier on the sources", "fraction of unedited data labelled right", None,
                  "the classifier on the unedited data, the same for every solver: the ceiling of edit accuracy"),
 )
+# what a cell cost (Table 1's last columns): never ranked, never drawn against NFE as a quality
+COSTS = (
+    MetricColumn("wall_time_per_sample", "wall time per sample", "seconds, on the run's device", None,
+                 "a cost, not a quality"),
+    MetricColumn("flops_per_sample", "FLOPs per sample", "backbone + solver, torch's flop counter", None,
+                 "a cost, not a quality"),
+    MetricColumn("solver_flops_per_sample", "solver FLOPs per sample",
+                 "beside the backbone (a network of its own), torch's flop counter", None,
+                 "a cost, not a quality"),
+)
+COST_NAMES = tuple(m.name for m in COSTS)
 INVERSION_METRICS = ("roundtrip_error", "inversion_error")
 EDIT_METRICS = ("edit_accuracy", "edit_distance", "source_accuracy")
-KNOWN_BY_NAME = {m.name: m for m in KNOWN}
+KNOWN_BY_NAME = {m.name: m for m in KNOWN + COSTS}
 
 
 def is_derived(column: str) -> bool:
     """A metric's interval or noise-floor column (``fid_ci_low``, ``fid_floor``, ``fid_floor_ci_high``)."""
     return any(column.endswith(suffix) for suffix in DERIVED_SUFFIXES)
+
+
+def cost_columns(frame: pd.DataFrame) -> list[MetricColumn]:
+    """The cost columns of ``frame`` that hold a value (wall time, FLOPs), for Table 1's last columns."""
+    return [m for m in COSTS if m.name in frame and frame[m.name].notna().any()]
 
 
 def metric_columns(frame: pd.DataFrame) -> list[MetricColumn]:

@@ -9,7 +9,7 @@ from solverbench.report.figures.samples import plot_samples
 from solverbench.report.figures.training_cost import plot_training_cost
 from solverbench.report.figures.style import SolverStyles
 from solverbench.report.items import Item, Section, figure_item, write_table
-from solverbench.report.metric_columns import metric_columns
+from solverbench.report.metric_columns import cost_columns, metric_columns
 from solverbench.report.order_fit import global_error_curves
 from solverbench.report.settings import Setting
 from solverbench.report.tables.ablation import ablation_tables
@@ -24,11 +24,12 @@ GLOBAL_Y = "trajectory error (RMS to reference endpoint, data units)"
 def sweep_section(setting: Setting, out_dir: Path, results_dir: Path, styles: SolverStyles) -> Section:
     rows, where, section = setting.rows, setting.directory, Section(setting.title)
     metrics = metric_columns(rows[rows["status"] == "ok"])
-    ranked, analysis = table1(rows, metrics, setting.title)
+    ranked, analysis = table1(rows, metrics + cost_columns(rows[rows["status"] == "ok"]), setting.title)
     if ranked is not None:
         section.items.append(write_table(ranked, out_dir, where / "table1",
-                                         "Table 1 layout: every metric by NFE budget (blocks) and solver; "
-                                         "bold marks the best in each block."))
+                                         "Table 1 layout: every metric by NFE budget (blocks) and solver, then "
+                                         "what each cell cost (wall time, FLOPs); bold marks the best in each "
+                                         "block."))
     if analysis is not None:
         section.items.append(write_table(analysis, out_dir, where / "table1_analysis_only",
                                          "Analysis-only solvers (oracles) by NFE, kept apart and never ranked."))

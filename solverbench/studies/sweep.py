@@ -33,6 +33,7 @@ from solverbench.engine import Study, Unit
 from solverbench.distributed import world
 from solverbench.engine.rows import cell_identity, row_head
 from solverbench.errors import GridError, grid_error
+from solverbench.flops import solve_flops
 from solverbench.grid.values import BackboneSpec, Grid, SolverSpec
 from solverbench.guidance import Guidance
 from solverbench.hashing import canonical_json, file_sha256, spec_hash
@@ -184,9 +185,10 @@ class Sweep(Study):
             learned = workspace.learned_grid(cell.backbone, cell.solver, cell.nfe, cell.guidance, cell.schedule)
             if learned is not None:
                 row.update(learned.row_fields())
-            samples, stats = self.sample_cell(cell, workspace.sampling_backbone(cell.backbone), solver,
-                                              None if learned is None else learned.times)
+            times = None if learned is None else learned.times
+            samples, stats = self.sample_cell(cell, workspace.sampling_backbone(cell.backbone), solver, times)
             row.update(stats)
+            row.update(self.flops(cell, backbone, solver, times))
             bad = (~torch.isfinite(samples.flatten(1)).all(dim=1)).sum().item()
             if bad:
                 row.update(status="failed", error=f"{bad} of {len(samples)} samples are not finite (NaN or inf)")
@@ -245,6 +247,20 @@ class Sweep(Study):
             **counters,
         }
         return torch.cat(out), stats
+
+    def flops(self, cell: Cell, backbone: Any, solver: Solver, times: Optional[torch.Tensor]) -> dict[str, Any]:
+        """FLOPs per sample of the cell's solve, split into backbone and solver (``solverbench.flops``), counted
+        on its first sample; where they cannot be counted, ``flops_error`` says why (the cell still counts)."""
+        draws = self.workspace.draws(cell.backbone, cell.seed)
+        labels = draws.labels()
+        try:
+            counted = solve_flops(backbone, solver, draws.noise(self.workspace.dtype)[:1].to(self.grid.device),
+                                  None if labels is None else labels[:1].to(self.grid.device), nfe=cell.nfe,
+                                  guidance=cell.guidance, schedule="uniform" if times is not None else cell.schedule,
+                                  time_grid=times)
+        except Exception as err:  # a compiled or exotic network the counter cannot see through
+            return {"flops_error": f"{type(err).__name__}: {err}"}
+        return counted.row_fields()
 
     def measure(self, cell: Cell, backbone: Any, samples: torch.Tensor,
                 sample_images: Optional[Callable[[torch.Tensor], None]] = None) -> dict[str, Any]:

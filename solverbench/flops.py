@@ -1,0 +1,65 @@
+"""FLOPs of one cell's solve per sample, counted with ``torch.utils.flop_counter`` (issue: cost columns).
+
+One sample is solved once more under a ``FlopCounterMode``, its backbone calls under a second,
+nested one, so the count splits into the backbone's FLOPs (every NFE; a CFG pair counts as the
+doubled batch it is) and what the solver adds beside them (a network of its own, a learned solver's
+extras, its own arithmetic).  A backbone without parameters (an analytic one, such as ``gmm``)
+reports no backbone FLOPs: its closed form is not a network to cost, though the FLOPs it spends
+are still kept out of the solver's share.  FLOPs count multiply-adds as two, as torch counts them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from solverbench.guidance import Guidance
+from solverbench.sampling import sample
+
+
+class CountedBackbone:
+    """A backbone whose calls are counted in FLOPs of their own (inside the solve's count)."""
+
+    def __init__(self, backbone: Any):
+        self.backbone, self.flops = backbone, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.backbone, name)
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        with FlopCounterMode(display=False) as counter:
+            v = self.backbone(x, t, y)
+        self.flops += counter.get_total_flops()
+        return v
+
+
+@dataclass(frozen=True)
+class SolveFlops:
+    backbone_per_sample: Optional[float]  # None for a backbone without parameters
+    backbone_per_nfe: Optional[float]  # per sample and NFE (a CFG pair: both halves)
+    solver_per_sample: float  # everything else the solve computed
+
+    def row_fields(self) -> dict[str, Optional[float]]:
+        total = None if self.backbone_per_sample is None else self.backbone_per_sample + self.solver_per_sample
+        return {"backbone_flops_per_nfe": self.backbone_per_nfe, "backbone_flops_per_sample": self.backbone_per_sample,
+                "solver_flops_per_sample": self.solver_per_sample, "flops_per_sample": total}
+
+
+def has_parameters(backbone: Any) -> bool:
+    return isinstance(backbone, torch.nn.Module) and any(True for _ in backbone.parameters())
+
+
+def solve_flops(backbone: Any, solver: Any, noise: torch.Tensor, labels: Optional[torch.Tensor], *,
+                nfe: Optional[int], guidance: Guidance, schedule: Any = "uniform",
+                time_grid: Optional[torch.Tensor] = None) -> SolveFlops:
+    """The FLOPs of solving the first sample of ``noise`` as the cell solves it (same budget, grid, guidance)."""
+    counted = CountedBackbone(backbone)
+    with FlopCounterMode(display=False) as counter:
+        result = sample(counted, solver, noise[:1], None if labels is None else labels[:1], nfe=nfe,
+                        time_grid=time_grid, schedule=schedule, guidance=guidance)
+    total, inside = counter.get_total_flops(), counted.flops
+    if not has_parameters(backbone):
+        return SolveFlops(None, None, float(total - inside))
+    return SolveFlops(float(inside), inside / result.nfe, float(total - inside))
