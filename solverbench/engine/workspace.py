@@ -38,6 +38,7 @@ class Workspace:
         self._solvers: dict[tuple[str, str], Solver] = {}
         self._draws: dict[tuple[str, int], Draws] = {}
         self._references: dict[tuple, torch.Tensor] = {}
+        self._data: dict[tuple, torch.Tensor] = {}  # data draw 0 per (backbone, seed): what inversions start from
         self._learned_grids: dict[tuple, LearnedGrid] = {}
 
     def backbone(self, spec: BackboneSpec, dtype: torch.dtype | None = None) -> Any:
@@ -99,11 +100,11 @@ class Workspace:
     def data(self, backbone: BackboneSpec, seed: int) -> torch.Tensor:
         """Data draw 0 of the seed with the samples' labels, in the grid's dtype on its device (what an
         inversion starts from)."""
-        key = ("data", backbone.key, seed)
-        if key not in self._references:
+        key = (backbone.key, seed)
+        if key not in self._data:
             x0, _ = self.draws(backbone, seed).data(self.grid.num_samples)
-            self._references[key] = x0.to(device=self.grid.device, dtype=self.dtype)
-        return self._references[key]
+            self._data[key] = x0.to(device=self.grid.device, dtype=self.dtype)
+        return self._data[key]
 
     def exact_inversion(self, backbone: BackboneSpec, seed: int, guidance: Guidance) -> torch.Tensor:
         """Float64 noise of the reference inversion of ``data(backbone, seed)`` (cached as references are)."""

@@ -38,7 +38,7 @@ from solverbench.metrics.trajectory import per_sample_rms
 from solverbench.registry import FEATURE_EXTRACTORS, register_study
 from solverbench.sampling import sample
 from solverbench.schedules import is_learned
-from solverbench.studies.sweep import Cell, Sweep, cells
+from solverbench.studies.sweep import Cell, Sweep, cells, summed_costs
 from solverbench.uncertainty import mean_interval, with_interval
 
 NO_GUIDANCE_SCALE = 1.0  # edits invert under the source label unguided (docs/inversion.md)
@@ -178,7 +178,7 @@ class InversionStudy(Sweep):
                     guidance: Guidance) -> tuple[torch.Tensor, dict[str, Any]]:
         """``invert`` or ``sample`` over the cell's batches: the results and what they cost, summed."""
         grid, backbone = self.grid, self.workspace.sampling_backbone(cell.backbone)
-        outs, nfe, wall, counters = [], set(), 0.0, {}
+        outs, costs = [], []
         for start in range(0, len(x), grid.batch_size):
             sl = slice(start, start + grid.batch_size)
             with grid.precision.matmuls():
@@ -186,12 +186,9 @@ class InversionStudy(Sweep):
                                    None if labels is None else labels[sl].to(grid.device), nfe=cell.nfe,
                                    schedule=cell.schedule, guidance=guidance)
             outs.append(result.noise if direction is invert else result.samples)
-            nfe.add(result.nfe)
-            wall += result.wall_time
-            for name, value in result.counters.items():
-                counters[name] = counters.get(name, 0) + value
-        return torch.cat(outs), {"nfe": max(nfe) if len(nfe) == 1 else float("nan"), "wall_time": wall,
-                                 "counters": counters}
+            costs.append((result.nfe, result.wall_time, result.counters))
+        nfe, wall, counters = summed_costs(costs)
+        return torch.cat(outs), {"nfe": nfe, "wall_time": wall, "counters": counters}
 
     def mean(self, name: str, values: torch.Tensor, cell: Cell, labels: Optional[torch.Tensor],
              worst: bool = True) -> dict[str, float]:

@@ -77,6 +77,17 @@ def metric_files(grid: Grid) -> dict[str, str]:
             for key, path in files(grid.metric_options, grid.base).items()}
 
 
+def summed_costs(costs: list[tuple[int, float, dict[str, float]]]) -> tuple[float, float, dict[str, float]]:
+    """A cell's cost over its batches, from each batch's ``(nfe, wall time, counters)``: the NFE per sample
+    (NaN where batches differ), the total wall time and each counter's total."""
+    nfe = {n for n, _, _ in costs}
+    counters: dict[str, float] = {}
+    for _, _, counted in costs:
+        for name, value in counted.items():
+            counters[name] = counters.get(name, 0) + value
+    return (max(nfe) if len(nfe) == 1 else float("nan")), sum(w for _, w, _ in costs), counters
+
+
 @dataclass(frozen=True)
 class Export:
     """What a sweep writes besides its rows (the grid's ``export:``, or ``run --export-npz``)."""
@@ -112,6 +123,10 @@ class Sweep(Study):
     needs_budgets = True
     sharded = True  # under torchrun each rank samples its share of a cell's batches
     settings_key = "export"
+
+    def __init__(self, grid: Grid, workspace: Any):
+        super().__init__(grid, workspace)
+        self._flops: dict[tuple, dict[str, Any]] = {}  # a cell shape's FLOP counts (``flops``)
 
     @classmethod
     def parse_settings(cls, raw: Mapping[str, Any]) -> Export:
@@ -232,15 +247,10 @@ class Sweep(Study):
 
         out = ranks.map_batches(solve, len(batches))
         costs = [cost for part in ranks.all_objects(costs) for cost in part]
-        nfe = {n for n, _, _ in costs}
-        wall = sum(w for _, w, _ in costs)
-        counters: dict[str, float] = {}
-        for _, _, counted in costs:  # a cell's total over its batches
-            for name, value in counted.items():
-                counters[name] = counters.get(name, 0) + value
+        nfe, wall, counters = summed_costs(costs)
         stats = {
-            "nfe_measured": max(nfe) if len(nfe) == 1 else float("nan"),
-            "nfe_measured_max": max(nfe),
+            "nfe_measured": nfe,
+            "nfe_measured_max": max(n for n, _, _ in costs),
             "wall_time": wall,
             "wall_time_per_sample": wall / grid.num_samples,
             "processes": ranks.size,
@@ -250,7 +260,16 @@ class Sweep(Study):
 
     def flops(self, cell: Cell, backbone: Any, solver: Solver, times: Optional[torch.Tensor]) -> dict[str, Any]:
         """FLOPs per sample of the cell's solve, split into backbone and solver (``solverbench.flops``), counted
-        on its first sample; where they cannot be counted, ``flops_error`` says why (the cell still counts)."""
+        on its first sample once per cell shape (seeds share it, save an adaptive solver's, whose steps depend on
+        the noise); where they cannot be counted, ``flops_error`` says why (the cell still counts)."""
+        shape = (cell.backbone.key, cell.solver.key, cell.nfe, canonical_json(cell.schedule), cell.guidance,
+                 cell.seed if cell.nfe is None else None)
+        if shape not in self._flops:
+            self._flops[shape] = self.count_flops(cell, backbone, solver, times)
+        return self._flops[shape]
+
+    def count_flops(self, cell: Cell, backbone: Any, solver: Solver, times: Optional[torch.Tensor]
+                    ) -> dict[str, Any]:
         draws = self.workspace.draws(cell.backbone, cell.seed)
         labels = draws.labels()
         try:
