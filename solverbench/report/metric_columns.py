@@ -75,6 +75,9 @@ COSTS = (
     MetricColumn("solver_flops_per_sample", "solver FLOPs per sample",
                  "beside the backbone (a network of its own), torch's flop counter", None,
                  "a cost, not a quality"),
+    MetricColumn("peak_memory_per_sample", "peak memory per sample",
+                 "bytes of tensors a one-sample solve holds at once, weights excluded", None,
+                 "a cost, not a quality"),
 )
 COST_NAMES = tuple(m.name for m in COSTS)
 INVERSION_METRICS = ("roundtrip_error", "inversion_error")

@@ -33,7 +33,7 @@ from solverbench.engine import Study, Unit
 from solverbench.distributed import world
 from solverbench.engine.rows import cell_identity, row_head
 from solverbench.errors import GridError, grid_error
-from solverbench.flops import solve_flops
+from solverbench.flops import solve_cost
 from solverbench.grid.values import BackboneSpec, Grid, SolverSpec
 from solverbench.guidance import Guidance
 from solverbench.hashing import canonical_json, file_sha256, spec_hash
@@ -126,7 +126,7 @@ class Sweep(Study):
 
     def __init__(self, grid: Grid, workspace: Any):
         super().__init__(grid, workspace)
-        self._flops: dict[tuple, dict[str, Any]] = {}  # a cell shape's FLOP counts (``flops``)
+        self._costs: dict[tuple, dict[str, Any]] = {}  # a cell shape's FLOPs and peak memory (``costs``)
 
     @classmethod
     def parse_settings(cls, raw: Mapping[str, Any]) -> Export:
@@ -203,7 +203,7 @@ class Sweep(Study):
             times = None if learned is None else learned.times
             samples, stats = self.sample_cell(cell, workspace.sampling_backbone(cell.backbone), solver, times)
             row.update(stats)
-            row.update(self.flops(cell, backbone, solver, times))
+            row.update(self.costs(cell, backbone, solver, times))
             bad = (~torch.isfinite(samples.flatten(1)).all(dim=1)).sum().item()
             if bad:
                 row.update(status="failed", error=f"{bad} of {len(samples)} samples are not finite (NaN or inf)")
@@ -258,22 +258,23 @@ class Sweep(Study):
         }
         return torch.cat(out), stats
 
-    def flops(self, cell: Cell, backbone: Any, solver: Solver, times: Optional[torch.Tensor]) -> dict[str, Any]:
-        """FLOPs per sample of the cell's solve, split into backbone and solver (``solverbench.flops``), counted
-        on its first sample once per cell shape (seeds share it, save an adaptive solver's, whose steps depend on
-        the noise); where they cannot be counted, ``flops_error`` says why (the cell still counts)."""
+    def costs(self, cell: Cell, backbone: Any, solver: Solver, times: Optional[torch.Tensor]) -> dict[str, Any]:
+        """FLOPs per sample of the cell's solve, split into backbone and solver, and its peak memory per sample
+        (``solverbench.flops``), counted on its first sample once per cell shape (seeds share it, save an adaptive
+        solver's, whose steps depend on the noise); where they cannot be counted, ``flops_error`` says why (the
+        cell still counts)."""
         shape = (cell.backbone.key, cell.solver.key, cell.nfe, canonical_json(cell.schedule), cell.guidance,
                  cell.seed if cell.nfe is None else None)
-        if shape not in self._flops:
-            self._flops[shape] = self.count_flops(cell, backbone, solver, times)
-        return self._flops[shape]
+        if shape not in self._costs:
+            self._costs[shape] = self.count_costs(cell, backbone, solver, times)
+        return self._costs[shape]
 
-    def count_flops(self, cell: Cell, backbone: Any, solver: Solver, times: Optional[torch.Tensor]
+    def count_costs(self, cell: Cell, backbone: Any, solver: Solver, times: Optional[torch.Tensor]
                     ) -> dict[str, Any]:
         draws = self.workspace.draws(cell.backbone, cell.seed)
         labels = draws.labels()
         try:
-            counted = solve_flops(backbone, solver, draws.noise(self.workspace.dtype)[:1].to(self.grid.device),
+            counted = solve_cost(backbone, solver, draws.noise(self.workspace.dtype)[:1].to(self.grid.device),
                                   None if labels is None else labels[:1].to(self.grid.device), nfe=cell.nfe,
                                   guidance=cell.guidance, schedule="uniform" if times is not None else cell.schedule,
                                   time_grid=times)

@@ -1,0 +1,50 @@
+"""Peak tensor memory of a computation, counted the same way on every device (issue: cost columns).
+
+``TensorMemory`` is a dispatch mode that adds up the storages the operators inside it allocate
+while they are alive and keeps the largest total.  A storage counts from the operator that
+created it until Python frees it; outputs that alias an input (views, in-place operators) are
+not new memory.  Tensors made before the mode (the weights, the input noise) are not counted,
+so the peak is the working memory of what runs inside: a solver's state and the backbone's
+transient activations.  Unlike ``torch.cuda.max_memory_allocated`` it does not depend on an
+allocator's caching or rounding, and it works on a CPU, where torch keeps no such statistic.
+"""
+from __future__ import annotations
+
+import weakref
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+
+class TensorMemory(TorchDispatchMode):
+    """``with TensorMemory() as memory: ...``, then ``memory.peak`` (bytes) and ``memory.live``."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._storages: dict[int, weakref.ref] = {}  # id(storage) -> weak reference that frees its bytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        returns = func._schema.returns
+        for i, value in enumerate(tree_leaves(out)):
+            aliased = i < len(returns) and returns[i].alias_info is not None
+            if isinstance(value, torch.Tensor) and not aliased:
+                self.track(value.untyped_storage())
+        return out
+
+    def track(self, storage: torch.UntypedStorage) -> None:
+        key = id(storage)
+        known = self._storages.get(key)
+        if known is not None and known() is storage:
+            return
+        size = storage.nbytes()
+        self._storages[key] = weakref.ref(storage, lambda ref, key=key, size=size: self.free(key, ref, size))
+        self.live += size
+        self.peak = max(self.peak, self.live)
+
+    def free(self, key: int, ref: weakref.ref, size: int) -> None:
+        if self._storages.get(key) is ref:
+            del self._storages[key]
+        self.live -= size
