@@ -1,10 +1,12 @@
-"""The report of one sweep setting: Table 1, ablations, convergence and global-order plots, samples."""
+"""The report of one sweep setting: Table 1, ablations, convergence, quality-against-cost (Pareto) and
+global-order plots, samples."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from solverbench.report.figures.convergence import plot_convergence
 from solverbench.report.figures.order_curves import plot_order_curves
+from solverbench.report.figures.pareto import plot_pareto
 from solverbench.report.figures.samples import plot_samples
 from solverbench.report.figures.training_cost import plot_training_cost
 from solverbench.report.figures.style import SolverStyles
@@ -13,6 +15,7 @@ from solverbench.report.metric_columns import cost_columns, metric_columns
 from solverbench.report.order_fit import global_error_curves
 from solverbench.report.settings import Setting
 from solverbench.report.tables.ablation import ablation_tables
+from solverbench.report.tables.pareto import budget_table
 from solverbench.report.tables.slopes import slope_table
 from solverbench.report.tables.table1 import table1
 from solverbench.report.tables.training_cost import has_training_costs, training_cost_table
@@ -45,6 +48,9 @@ def sweep_section(setting: Setting, out_dir: Path, results_dir: Path, styles: So
             figure, out_dir, f"Convergence: {metric.label} against NFE, one line per solver; grey lines are "
             "high-NFE and adaptive runs for reference.",
             f"No convergence plot of {metric.label}: no finished run with an NFE budget has it."))
+    for metric in metrics:
+        if metric.lower_is_better is not None:
+            section.items += _pareto(setting, metric, out_dir, styles)
     if primary is not None and has_training_costs(rows):
         section.items += _training_cost(setting, primary, out_dir, styles)
     section.items += _global_order(setting, out_dir, styles)
@@ -68,6 +74,20 @@ def _global_order(setting: Setting, out_dir: Path, styles: SolverStyles) -> list
                         "No global-error order figure: no solver finished two NFE budgets."),
             write_table(table, out_dir, setting.directory / "global_order_slopes",
                         "Fitted global-error slopes against theory (-order), with the points each fit used.")]
+
+
+def _pareto(setting: Setting, metric, out_dir: Path, styles: SolverStyles) -> list[Item]:
+    where = setting.directory
+    figure = plot_pareto(setting.rows, metric, setting.title, out_dir / where / f"pareto_{metric.name}.png", styles)
+    if figure is None:
+        return [Item(f"No quality-against-cost figure of {metric.label}: fewer than two finished operating points "
+                     "record it with their costs.")]
+    table = budget_table(setting.rows, metric, setting.title)
+    return [figure_item(figure, out_dir, f"Quality against cost: {metric.label} against NFE, wall time and FLOPs "
+                        "per sample, one line per solver through its NFE budgets; the Pareto front is ringed.", ""),
+            write_table(table, out_dir, where / f"budgets_{metric.name}",
+                        f"Best solver per wall-time and FLOPs budget ({metric.label}): the front of the figure "
+                        "above read as budgets, with the points tied within their 95% intervals.")]
 
 
 def _training_cost(setting: Setting, metric, out_dir: Path, styles: SolverStyles) -> list[Item]:

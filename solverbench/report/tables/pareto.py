@@ -1,0 +1,117 @@
+"""Quality against cost: every solver's operating points, the Pareto front, and the best solver per budget.
+
+An operating point is one (solver, NFE budget) of a setting: the metric's mean over the
+finished seeds with its 95% interval, and what a sample cost there, averaged over the
+seeds: NFE, wall time and FLOPs (backbone and solver together).  A point is on the Pareto
+front of a cost when no other point costs as little or less and is better; the front is the
+answer to "what is the best I can get for this much?".  Analysis-only solvers (oracles) are
+not operating points: they cannot be run for real.
+
+The budget table reads the front as budgets: for each front point's cost (the budgets on the
+grid at which the answer changes), the best solver among the points that cost no more, with
+every point of that budget whose interval overlaps the best's named as a tie.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from solverbench.report.metric_columns import MetricColumn
+from solverbench.report.tables.aggregate import aggregate, nfe_block
+from solverbench.report.tables.model import Cell, Row, Table, format_number, format_with_interval
+from solverbench.uncertainty import ci_columns, intervals_overlap
+
+
+@dataclass(frozen=True)
+class CostAxis:
+    column: str  # the operating points' column
+    label: str  # what a reader calls it
+    unit: str
+
+    @property
+    def axis_label(self) -> str:
+        return f"{self.label} ({self.unit}, log scale)"
+
+
+NFE = CostAxis("nfe_measured", "NFE per sample", "network evaluations")
+WALL_TIME = CostAxis("wall_time_per_sample", "wall time per sample", "s, on the run's device")
+FLOPS = CostAxis("flops_per_sample", "FLOPs per sample", "backbone + solver, torch's flop counter")
+COST_AXES = (NFE, WALL_TIME, FLOPS)
+BUDGET_AXES = (WALL_TIME, FLOPS)  # NFE budgets are Table 1's blocks
+
+
+def operating_points(rows: pd.DataFrame, metric: MetricColumn) -> pd.DataFrame:
+    """One record per (NFE block, solver label) that has the metric: the metric with its interval and the
+    mean cost per sample of each ``COST_AXES`` column (NaN where the rows do not record it)."""
+    records = aggregate(rows, [metric])
+    if records.empty:
+        return records
+    records = records[~records["analysis_only"] & records[metric.name].notna()]
+    ok = rows[rows["status"] == "ok"]
+    costs = [axis.column for axis in COST_AXES if axis is not NFE]
+    means = (ok.assign(nfe_block=ok["nfe"].map(nfe_block))
+             .reindex(columns=["nfe_block", "solver_label", *costs])
+             .groupby(["nfe_block", "solver_label"], sort=False).mean().reset_index())
+    return records.merge(means, on=["nfe_block", "solver_label"], how="left").reset_index(drop=True)
+
+
+def available_axes(points: pd.DataFrame, axes=COST_AXES) -> list[CostAxis]:
+    """The cost axes every operating point has a value on (gmm has no FLOPs: a closed form, not a network)."""
+    return [axis for axis in axes if axis.column in points and len(points) and points[axis.column].notna().all()
+            and (points[axis.column] > 0).all()]
+
+
+def on_front(points: pd.DataFrame, axis: CostAxis, metric: MetricColumn) -> pd.Series:
+    """True for the points on the Pareto front of ``axis``: better than every point that costs as little
+    or less (of points of equal cost, only the best)."""
+    sign = 1.0 if metric.lower_is_better else -1.0
+    order = sorted(points.index, key=lambda i: (points.at[i, axis.column], sign * points.at[i, metric.name]))
+    front, best = pd.Series(False, index=points.index), None
+    for i in order:
+        value = sign * points.at[i, metric.name]
+        if best is None or value < best:
+            front[i], best = True, value
+    return front
+
+
+def point_label(record: pd.Series) -> str:
+    block = record["nfe_block"]
+    return f"{record['solver_label']} @ " + (f"adaptive ({record['nfe_measured']:.0f} NFE)" if block == "adaptive"
+                                              else f"NFE {block}")
+
+
+def budget_table(rows: pd.DataFrame, metric: MetricColumn, title: str) -> Table:
+    """For each wall-time and FLOPs budget on the front, the best solver within it and its ties."""
+    points = operating_points(rows, metric)
+    low, high = ci_columns(metric.name)
+    table = Table(f"Best solver per budget. {title}: {metric.label}, the best operating point (solver, NFE) "
+                  "that costs at most each budget, per sample.",
+                  ["cost", "budget", "best within budget", metric.label + metric.arrow, "tied within 95% CI"],
+                  text_columns=(0, 2, 4))
+    for axis in available_axes(points, BUDGET_AXES):
+        front = points[on_front(points, axis, metric)].sort_values(axis.column)
+        first = True
+        for _, best in front.iterrows():
+            budget = best[axis.column]
+            within = points[(points[axis.column] <= budget) & (points.index != best.name)]
+            ties = [point_label(r) for _, r in within.iterrows()
+                    if pd.notna(r[low]) and pd.notna(best[low]) and intervals_overlap((r[low], r[high]),
+                                                                                      (best[low], best[high]))]
+            table.rows.append(Row([
+                Cell(axis.label if first else ""), Cell(f"≤ {format_number(budget, 3)}"), Cell(point_label(best)),
+                Cell(format_with_interval(best[metric.name], best[low], best[high]), True),
+                Cell(", ".join(ties) if ties else "none"),
+            ], {"cost": axis.column, "budget": budget, "solver": best["solver_label"], "nfe": best["nfe_block"],
+                metric.name: best[metric.name], low: best[low], high: best[high], "ties": "; ".join(ties)},
+                rule_above=first))
+            first = False
+    table.notes = [
+        "Each budget is the cost of one point on the Pareto front: below it the best answer is the row above.",
+        f"Wall time per sample: {WALL_TIME.unit}, the cell's solve over its batches divided by its samples (with "
+        "any network beside the backbone); FLOPs per sample: one sample's solve counted by torch's flop counter "
+        "(matrix products and convolutions, backbone + solver).  Training costs are not included (the training "
+        "cost table has them).",
+        "Tied: points within the budget whose 95% interval overlaps the best's.",
+    ]
+    return table
