@@ -6,7 +6,7 @@ import solverbench as sb
 from backbones.gmm import GaussianMixture
 from solverbench import Backbone
 from solvers.ba.cache import cache_path, cached_sidenet
-from solvers.ba.chains import chain_start, signed_steps
+from solvers.ba.chains import chain_start, exact_step, signed_steps
 from solvers.ba.checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from solvers.ba.config import SideNetConfig
 from solvers.ba.sidenet import sidenet_for
@@ -52,6 +52,33 @@ def test_loss_falls_within_a_few_dozen_iterations(backbone, data):
     mode = "data" if data == "data" else "noise"
     assert stats.iterations == 30 and len(stats.loss) == 30 and stats.data_mode == mode
     assert stats.backbone_calls == 30 * (4 + 1 + (0 if mode == "data" else 2 * config.noise_steps))
+
+
+def test_exact_chain_steps_land_on_the_backbones_trajectory_and_train():
+    """``chain_steps: exact``: each chain's next point is its own trajectory's at ``t - h`` (RK4 with 400 steps
+    per chain as the check), whatever the sign of its step; the loss still falls."""
+    gmm = tiny_gmm().double()
+    generator = torch.Generator().manual_seed(3)
+    x, t, y = chain_start(gmm, SideNetConfig(**TINY), 6, generator, "cpu")
+    x, t = x.double(), t.double()
+    h = signed_steps(t, 3.0, generator)
+    got = exact_step(gmm, x, t, h, y)
+    for i in range(6):
+        z, s, dt = x[i:i + 1], t[i:i + 1], -h[i:i + 1] / 400
+        for _ in range(400):
+            k1 = gmm(z, s, y[i:i + 1])
+            k2 = gmm(z + dt / 2 * k1, s + dt / 2, y[i:i + 1])
+            k3 = gmm(z + dt / 2 * k2, s + dt / 2, y[i:i + 1])
+            k4 = gmm(z + dt * k3, s + dt, y[i:i + 1])
+            z, s = z + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4), s + dt
+        torch.testing.assert_close(got[i:i + 1], z, rtol=1e-5, atol=1e-5)
+    backbone = tiny_gmm()
+    config = SideNetConfig(iterations=30, chain_steps="exact", **TINY)
+    raw, _, stats = train_sidenet(backbone, config, progress=False)
+    assert held_out_loss(raw, backbone, config) < 0.75 * held_out_loss(sidenet_for(backbone, config.network),
+                                                                       backbone, config)
+    assert SideNetConfig(chain_steps="exact").as_dict()["chain_steps"] == "exact"
+    assert "chain_steps" not in SideNetConfig().as_dict()  # older cache keys unchanged
 
 
 def test_steps_are_signed_and_stay_inside_zero_one():
@@ -119,6 +146,7 @@ def test_cache_trains_once_per_backbone_and_settings(tmp_path):
     ({"data": "images"}, "'data' must be one of auto, data, noise"),
     ({"step_rate": -1.0}, "'step_rate' must be a positive number"),
     ({"chain": 3}, "unknown SideNet setting"),
+    ({"chain_steps": "rk4"}, "'chain_steps' must be one of sidenet, exact"),
 ])
 def test_bad_settings_name_the_key(settings, message):
     with pytest.raises(ValueError, match=message):

@@ -1,10 +1,12 @@
 """The pieces of a training chain (BA_SOLVER.md, "Training the SideNet"): where a chain
-starts, the signed step it takes, and the SideNet's no-grad simulation of that step."""
+starts, the signed step it takes, and the SideNet's no-grad simulation of that step (or, with
+``chain_steps: exact``, the backbone's own trajectory to the step's end)."""
 from __future__ import annotations
 
 from typing import Any, Optional
 
 import torch
+from torchdiffeq import odeint
 
 from solverbench.backbone import has_data
 from solvers.ba.config import SideNetConfig
@@ -56,6 +58,25 @@ def simulate_step(sidenet: SideNet, x: torch.Tensor, v: torch.Tensor, t: torch.T
                                  None if y is None else y.repeat(k))
         drift = rule.combine(list(v_hat.split(len(x))))
         return x - h.reshape(-1, *(1,) * (x.dim() - 1)) * drift
+
+
+EXACT_TOLERANCE = 1e-6  # rtol = atol of the exact chain steps' Dormand-Prince solve
+
+
+def exact_step(backbone: Any, x: torch.Tensor, t: torch.Tensor, h: torch.Tensor,
+               y: Optional[torch.Tensor]) -> torch.Tensor:
+    """``x' = x(t - h)`` on the backbone's own trajectory through ``(x, t)`` (no grad): one batched adaptive
+    Dormand-Prince solve of ``dz/ds = -h v(z, t - s h)`` over ``s`` in [0, 1], in float64, so that every
+    chain keeps its own ``h``.  A distillation target: the step the reference solver would take."""
+    h64 = h.double().reshape(-1, *(1,) * (x.dim() - 1))
+
+    def velocity(s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return -h64 * backbone(z, (t.double() - s * h.double()), y).double()
+
+    span = torch.tensor([0.0, 1.0], dtype=torch.float64, device=x.device)
+    with torch.no_grad():
+        end = odeint(velocity, x.double(), span, rtol=EXACT_TOLERANCE, atol=EXACT_TOLERANCE, method="dopri5")[-1]
+    return end.to(x.dtype)
 
 
 def drop_labels(y: Optional[torch.Tensor], null_label: Optional[int], p: float,

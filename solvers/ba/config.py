@@ -29,6 +29,7 @@ from solvers.ba.sidenet import ARCHITECTURES
 from solvers.ba.sidenet.base import OUTPUT_HEADS
 
 DATA_MODES = ("auto", "data", "noise")
+CHAIN_STEPS = ("sidenet", "exact")
 LR_SCHEDULES = ("constant", "cosine")
 RECIPES = ("project", "official")
 
@@ -43,7 +44,7 @@ PRESETS = {"architecture": {"project": {}, "official": OFFICIAL_ARCHITECTURE},
            "recipe": {"project": {}, "official": OFFICIAL_RECIPE}}
 # Settings added after SideNets were cached: left out of ``as_dict`` at these values, so the
 # cache keys of the settings that existed before them stay what they were.
-LATER_SETTINGS = {"architecture": "project", "recipe": "project", "poly_degree": 3}
+LATER_SETTINGS = {"architecture": "project", "recipe": "project", "poly_degree": 3, "chain_steps": "sidenet"}
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class SideNetConfig:
     chain_length: int = 8  # K steps per chain (K + 1 backbone calls)
     step_rate: float = 50.0  # lambda of the truncated exponential step-size law
     sim_nodes: int = 3  # Gauss-Legendre nodes of the no-grad chain simulation
+    chain_steps: str = "sidenet"  # sidenet: x' by the SideNet's quadrature (the paper's chains); exact: x' on
+    # the backbone's own trajectory, an adaptive solve (distillation targets from the reference solver)
     label_dropout: float = 0.1  # probability of replacing a label by the null label
     lr: float = 1e-3
     lr_schedule: str = "cosine"
@@ -95,6 +98,9 @@ class SideNetConfig:
             raise ValueError(f"SideNet setting 'weight_decay' must be a non-negative number, got {self.weight_decay!r}")
         if self.sim_nodes not in range(1, 6):
             raise ValueError(f"SideNet setting 'sim_nodes' must be 1 to 5 Gauss-Legendre nodes, got {self.sim_nodes!r}")
+        if self.chain_steps not in CHAIN_STEPS:
+            raise ValueError(f"SideNet setting 'chain_steps' must be one of {', '.join(CHAIN_STEPS)}, "
+                             f"got {self.chain_steps!r}")
         if self.data not in DATA_MODES:
             raise ValueError(f"SideNet setting 'data' must be one of {', '.join(DATA_MODES)}, got {self.data!r}")
         if self.output_head not in OUTPUT_HEADS:

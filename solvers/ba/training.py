@@ -2,7 +2,8 @@
 
 One iteration: start a batch at ``(x, t)`` with ``v = backbone(x, t, y)``; K times draw a
 signed step ``h``, simulate ``x' = x - h sum_i w_i v_hat_i`` with the SideNet at the
-Gauss-Legendre nodes (no grad), take the stop-gradient target ``v' = backbone(x', t - h, y)``,
+Gauss-Legendre nodes (no grad; ``chain_steps: exact``: solve the backbone's ODE to ``t - h``
+instead, so the targets lie on the true trajectory), take the stop-gradient target ``v' = backbone(x', t - h, y)``,
 add ``|| v + S(x, v, t, h, y) - v' ||^2`` to the loss and move on to ``(x', t - h, v')``.
 The loss is the mean of the K terms; AdamW, grad-norm clipping, EMA of the weights.
 
@@ -36,8 +37,8 @@ from tqdm import tqdm
 
 from solverbench.distributed import World
 
-from solvers.ba.chains import (backbone_autocast, backbone_velocity, chain_start, resolve_data_mode, signed_steps,
-                               simulate_step)
+from solvers.ba.chains import (backbone_autocast, backbone_velocity, chain_start, exact_step, resolve_data_mode,
+                               signed_steps, simulate_step)
 from solvers.ba.config import SideNetConfig
 from solvers.ba.quadrature import gauss_legendre
 from solvers.ba.sidenet import SideNet, sidenet_for
@@ -92,7 +93,8 @@ def chain_loss(sidenet: SideNet, backbone: Any, x: torch.Tensor, t: torch.Tensor
     terms = []
     for _ in range(config.chain_length):
         h = signed_steps(t, config.step_rate, generator, min_room=1e-5 if official else 0.0)
-        x_next = simulate_step(sidenet, x, v, t, h, y, rule)
+        x_next = exact_step(backbone, x, t, h, y) if config.chain_steps == "exact" else \
+            simulate_step(sidenet, x, v, t, h, y, rule)
         t_next = (t - h).clamp(0.0, 1.0) if official else t - h
         v_next = backbone_velocity(backbone, x_next, t_next, y, autocast)  # target, reused as the next anchor
         terms.append((v + S(x, v, t, h, y) - v_next).pow(2).mean())

@@ -21,7 +21,8 @@ from solverbench.cli import ArgumentParser, add_checkpoint_options, command, one
 from solverbench.registry import load_plugin_file
 
 from solvers.ba.cache import cache_path, train_checkpoint
-from solvers.ba.config import ARCHITECTURES, DATA_MODES, LR_SCHEDULES, OUTPUT_HEADS, RECIPES, SideNetConfig
+from solvers.ba.config import (ARCHITECTURES, CHAIN_STEPS, DATA_MODES, LR_SCHEDULES, OUTPUT_HEADS, RECIPES,
+                               SideNetConfig)
 
 
 # What each SideNet setting means (``--help`` of train-sidenet); the values are checked by SideNetConfig.
@@ -44,6 +45,8 @@ SETTING_HELP = {
     "chain_length": "K steps per chain (K + 1 backbone calls)",
     "step_rate": "lambda of the truncated exponential step-size law (> 0)",
     "sim_nodes": "Gauss-Legendre nodes of the no-grad chain simulation",
+    "chain_steps": "sidenet: a chain's next point by the SideNet's quadrature (the paper's); exact: on the "
+                   "backbone's own trajectory (an adaptive solve: distillation targets from the reference solver)",
     "label_dropout": "probability of replacing a label by the null label, in [0, 1)",
     "lr": "peak learning rate (> 0)",
     "lr_schedule": "learning-rate schedule",
@@ -54,7 +57,7 @@ SETTING_HELP = {
     "noise_steps": "data-free mode: Heun steps from t = 1 to a chain's start",
     "seed": "seed of initialisation and chains (>= 0)",
 }
-SETTING_CHOICES = {"architecture": ARCHITECTURES, "recipe": RECIPES, "output_head": OUTPUT_HEADS, "data": DATA_MODES,
+SETTING_CHOICES = {"architecture": ARCHITECTURES, "chain_steps": CHAIN_STEPS, "recipe": RECIPES, "output_head": OUTPUT_HEADS, "data": DATA_MODES,
                    "lr_schedule": LR_SCHEDULES, "sim_nodes": (1, 2, 3, 4, 5)}
 
 
