@@ -35,8 +35,8 @@ class CostAxis:
 
 
 NFE = CostAxis("nfe_measured", "NFE per sample", "network evaluations")
-WALL_TIME = CostAxis("wall_time_per_sample", "wall time per sample", "s, on the run's device")
-FLOPS = CostAxis("flops_per_sample", "FLOPs per sample", "backbone + solver, torch's flop counter")
+WALL_TIME = CostAxis("wall_time_per_sample", "wall time per sample", "s")
+FLOPS = CostAxis("flops_per_sample", "FLOPs per sample", "backbone + solver")
 COST_AXES = (NFE, WALL_TIME, FLOPS)
 BUDGET_AXES = (WALL_TIME, FLOPS)  # NFE budgets are Table 1's blocks
 
@@ -108,8 +108,8 @@ def budget_table(rows: pd.DataFrame, metric: MetricColumn, title: str) -> Table:
             first = False
     table.notes = [
         "Each budget is the cost of one point on the Pareto front: below it the best answer is the row above.",
-        f"Wall time per sample: {WALL_TIME.unit}, the cell's solve over its batches divided by its samples (with "
-        "any network beside the backbone); FLOPs per sample: one sample's solve counted by torch's flop counter "
+        "Wall time per sample: seconds on the run's device, the cell's solve over its batches divided by its "
+        "samples (with any network beside the backbone); FLOPs per sample: one sample's solve counted by torch's flop counter "
         "(matrix products and convolutions, backbone + solver).  Training costs are not included (the training "
         "cost table has them).",
         "Tied: points within the budget whose 95% interval overlaps the best's.",
