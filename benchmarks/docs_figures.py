@@ -1,13 +1,15 @@
 """Regenerate the README's figures: docs/convergence.png, docs/lte_order.png, docs/digits_samples.png,
-docs/inversion_digits.png and docs/inversion_edits.png.
+docs/inversion_digits.png, docs/inversion_edits.png and docs/costs_pareto.png.
 
-    python benchmarks/docs_figures.py [--results results] [--reports reports]
+    OMP_NUM_THREADS=1 python benchmarks/docs_figures.py [--results results] [--reports reports]
 
-Runs configs/quick.yaml, configs/lte.yaml, configs/digits.yaml and configs/inversion.yaml
-(cells already in the results are reused, as with ``solverbench run``; digits.yaml takes
-about 18 minutes from scratch, inversion.yaml about 30), renders the report of those grids,
-and copies its trajectory-error convergence plot, its LTE order curves, the digits sample
-grid, the digits inversion errors (no guidance) and the digits edits (CFG 2, NFE 5) into docs/.
+Runs configs/quick.yaml, configs/lte.yaml, configs/digits.yaml, configs/inversion.yaml and
+configs/costs.yaml (cells already in the results are reused, as with ``solverbench run``;
+digits.yaml takes about 18 minutes from scratch, inversion.yaml about 30), renders the report of
+those grids, and copies its trajectory-error convergence plot, its LTE order curves, the digits
+sample grid, the digits inversion errors (no guidance), the digits edits (CFG 2, NFE 5) and the
+digits trajectory error against NFE, wall time and FLOPs (costs.yaml, whose wall times are one
+thread's: run it alone) into docs/.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ FIGURES = {  # docs/ name -> (grid file, the report's figure, relative to its gr
     "digits_samples.png": ("configs/digits.yaml", "samples.png"),
     "inversion_digits.png": ("configs/inversion.yaml", "01-digits-uniform-time-grid-no-guidance/inversion_errors.png"),
     "inversion_edits.png": ("configs/inversion.yaml", "02-digits-uniform-time-grid-CFG-2-on-t-in-0-1/edits_nfe5.png"),
+    "costs_pareto.png": ("configs/costs.yaml", "pareto_trajectory_error.png"),
 }
 
 

@@ -13,6 +13,7 @@ CHECKPOINTS = ROOT / "solvers" / "ba" / "checkpoints"
 SHIPPED = {
     "gmm64.pt": ("quick.yaml", {"name": "gmm", "params": {"preset": "gmm64"}}, 1.0),
     "digits.pt": ("digits.yaml", "digits", 2.0),
+    "digits_light.pt": ("digits.yaml", "digits", 2.0),
 }
 
 
@@ -29,9 +30,10 @@ def test_the_grid_that_uses_it_points_at_it_with_its_backbone(name):
     grid_file, backbone, cfg_scale = SHIPPED[name]
     grid = yaml.safe_load((ROOT / "configs" / grid_file).read_text())
     assert grid["backbones"] == [backbone] and grid["guidance"]["scale"] == cfg_scale
-    paths = [s["params"]["checkpoint"] for s in grid["solvers"] if isinstance(s, dict)
-             and "checkpoint" in s.get("params", {})]
-    assert paths and all((ROOT / "configs" / p).resolve() == (CHECKPOINTS / name).resolve() for p in paths)
+    paths = {(ROOT / "configs" / s["params"]["checkpoint"]).resolve() for s in grid["solvers"]
+             if isinstance(s, dict) and "checkpoint" in s.get("params", {})}
+    assert (CHECKPOINTS / name).resolve() in paths
+    assert all(p.parent == CHECKPOINTS.resolve() and p.name in SHIPPED for p in paths)
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))

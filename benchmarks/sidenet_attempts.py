@@ -1,0 +1,139 @@
+"""Accuracy per FLOP, pushed (issue 15, point 4): every SideNet training attempt, with what it cost and
+the trajectory error it reached, written to a committed table.
+
+    OMP_NUM_THREADS=1 python benchmarks/sidenet_attempts.py [--results results] [--only gmm64|digits]
+        [--out docs/benchmarks/sidenet_attempts.md]
+
+Each attempt is a set of SideNet settings (the keys of a grid's ``solver_settings: {ba: ...}``) or a
+shipped checkpoint.  Its errors come from the engine: BA at NFE 5 and 10 in the setting of
+configs/ba_gmm.yaml (gmm64, no guidance, 1024 samples, reference at 1e-9) or configs/digits.yaml
+(digits, CFG 2, 500 samples, reference at 1e-5), with Euler at NFE 100 as the goal line.  A SideNet
+that is not cached under RESULTS/.cache/sidenet/ is trained by the run (``python -m solverbench
+train-sidenet ... `` with the same settings writes the same cache entry).  Training times are those
+recorded in each checkpoint, on the machine and load it was trained under (see the notes).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import solverbench as sb  # noqa: E402
+from solverbench.engine import run_grid  # noqa: E402
+from solverbench.grid import parse_grid  # noqa: E402
+from solverbench.report.tables.model import format_number, format_with_interval  # noqa: E402
+
+CHECKPOINTS = ROOT / "solvers" / "ba" / "checkpoints"
+NFES = (5, 10)
+GOAL_NFE = 100
+LIGHT = {"width": 16, "depth": 2, "embed_dim": 16, "heads": 2}  # 6.7-7.2k parameters on digits: 1.2-1.3% of the U-Net
+SETTINGS = {
+    "gmm64": {"backbones": [{"name": "gmm", "params": {"preset": "gmm64"}}], "guidance": {"scale": 1.0},
+              "num_samples": 1024, "batch_size": 1024, "reference": {"rtol": 1e-9, "atol": 1e-9}},
+    "digits": {"backbones": ["digits"], "guidance": {"scale": 2.0}, "num_samples": 500, "batch_size": 500,
+               "reference": {"rtol": 1e-5, "atol": 1e-5}},
+}
+
+
+@dataclass(frozen=True)
+class Attempt:
+    backbone: str  # a key of SETTINGS
+    name: str
+    why: str  # what the evidence said to try
+    settings: dict = field(default_factory=dict)  # SideNet settings; the project's defaults for the rest
+    checkpoint: Optional[str] = None  # a shipped file instead of settings
+
+    @property
+    def params(self) -> dict:
+        return {"checkpoint": str(CHECKPOINTS / self.checkpoint)} if self.checkpoint else dict(self.settings)
+
+
+ATTEMPTS = (
+    Attempt("gmm64", "project recipe (shipped gmm64.pt)", "the baseline: width 128, depth 3, gated head, 1200 "
+            "iterations at batch 256, step rate 50, lr 1e-3 cosine", checkpoint="gmm64.pt"),
+    Attempt("gmm64", "authors' recipe, 1200 iterations", "the authors' lr 1e-4 constant, EMA 0.9996, batch 168, "
+            "at the project's iteration count", {"recipe": "official", "iterations": 1200}),
+    Attempt("gmm64", "step rate 10", "at step rate 50 a chain step is 0.02 on average and one over 0.25 (an NFE-5 "
+            "interval) has probability e^-12.5: the SideNet is asked at offsets it never saw", {"step_rate": 10.0}),
+    Attempt("gmm64", "step rate 5", "steps of 0.2 on average: NFE-5 offsets are common", {"step_rate": 5.0}),
+    Attempt("gmm64", "step rate 20", "between the two", {"step_rate": 20.0}),
+    Attempt("gmm64", "4800 iterations", "longer training (the step law is not the limit: rates 5-20 do no better)",
+            {"iterations": 4800}),
+    Attempt("gmm64", "batch 1024", "four times the chains per iteration", {"batch_size": 1024}),
+    Attempt("gmm64", "exact chain steps", "distillation targets from the reference solver: each chain step ends on "
+            "the backbone's own trajectory (an adaptive solve), not where the SideNet's quadrature puts it",
+            {"chain_steps": "exact"}),
+    Attempt("digits", "136k SideNet (shipped digits.pt)", "the baseline: width 64, depth 3, gated head, 2400 "
+            "iterations, step rate 50", checkpoint="digits.pt"),
+    Attempt("digits", "light gated, 7k", "issue 15: a SideNet within 2% of the backbone's parameters (width 16, "
+            "depth 2, embed 16, 2 heads), the shipped recipe otherwise", {**LIGHT, "iterations": 2400}),
+    Attempt("digits", "light poly, 7k (shipped digits_light.pt)", "the same with the polynomial head: one trunk "
+            "pass per anchor, half the gated head's FLOPs", checkpoint="digits_light.pt"),
+)
+
+
+def entry(attempt: Attempt) -> dict:
+    return {"name": "ba", "params": attempt.params}
+
+
+def measure(backbone: str, attempts: list[Attempt], results: str) -> tuple[dict, dict]:
+    """Per attempt: {nfe: row}; and Euler's goal row at NFE 100."""
+    raw = {**SETTINGS[backbone], "name": f"sidenet_attempts_{backbone}", "schedule": "uniform", "seeds": [0],
+           "solvers": [entry(a) for a in attempts] + [{"name": "euler", "nfe": [GOAL_NFE]}], "nfe": list(NFES),
+           "metrics": ["trajectory_error"], "save_samples": 0, "device": "cpu", "dtype": "float32"}
+    grid = parse_grid(raw, path=ROOT / "configs" / f"{raw['name']}.yaml")
+    rows = run_grid(grid, results, progress=True).current()
+    rows = rows[(rows["grid"] == grid.name) & (rows["status"] == "ok")]
+    out = {}
+    for attempt in attempts:
+        mine = rows[rows["solver_label"] == sb.get_solver("ba", **attempt.params).label()]
+        out[attempt.name] = {int(r["nfe"]): r for _, r in mine.iterrows()}
+    goal = rows[(rows["solver"] == "euler") & (rows["nfe"] == GOAL_NFE)].iloc[0]
+    return out, goal
+
+
+def error(row) -> str:
+    return format_with_interval(row["trajectory_error"], row["trajectory_error_ci_low"], row["trajectory_error_ci_high"])
+
+
+def table(backbone: str, attempts: list[Attempt], measured: dict, goal) -> str:
+    lines = [f"### {backbone}: goal, Euler at NFE {GOAL_NFE}: {error(goal)}", "",
+             "| attempt | settings | training (s) | parameters | NFE 5 | NFE 10 | why |", "|---|---|--:|--:|--:|--:|---|"]
+    for attempt in attempts:
+        rows = measured[attempt.name]
+        first = next(iter(rows.values()), None)
+        seconds = "?" if first is None else format_number(first["train_seconds"], 3)
+        params = "?" if first is None else f"{int(first['trainable_params']):,}"
+        setting = ", ".join(f"{k}={v}" for k, v in attempt.settings.items()) or f"checkpoint {attempt.checkpoint}"
+        cells = [error(rows[n]) if n in rows else "–" for n in NFES]
+        lines.append(f"| {attempt.name} | {setting} | {seconds} | {params} | {' | '.join(cells)} | {attempt.why} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", default="results")
+    parser.add_argument("--only", choices=sorted(SETTINGS), default=None)
+    parser.add_argument("--out", default=None, help="also write the Markdown here")
+    args = parser.parse_args(argv)
+    parts = []
+    for backbone in ([args.only] if args.only else list(SETTINGS)):
+        attempts = [a for a in ATTEMPTS if a.backbone == backbone]
+        measured, goal = measure(backbone, attempts, args.results)
+        parts.append(table(backbone, attempts, measured, goal))
+    text = "\n\n".join(parts)
+    print(text)
+    if args.out:
+        command = "OMP_NUM_THREADS=1 python benchmarks/sidenet_attempts.py " + " ".join(argv or sys.argv[1:])
+        Path(args.out).write_text(f"# SideNet training attempts: accuracy per FLOP\n\nProduced by\n\n    "
+                                  f"{command.strip()}\n\n{text}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
