@@ -65,6 +65,11 @@ ATTEMPTS = (
     Attempt("gmm64", "4800 iterations", "longer training (the step law is not the limit: rates 5-20 do no better)",
             {"iterations": 4800}),
     Attempt("gmm64", "batch 1024", "four times the chains per iteration", {"batch_size": 1024}),
+    Attempt("gmm64", "project recipe, seed 1", "the baseline again from another seed: how far two trainings of one "
+            "recipe fall apart", {"seed": 1}),
+    Attempt("gmm64", "chain length 16", "longer chains: a chain drifts twice as far on its own simulated steps",
+            {"chain_length": 16}),
+    Attempt("gmm64", "width 256", "capacity: twice the width, 4x the parameters", {"width": 256}),
     Attempt("gmm64", "exact chain steps", "distillation targets from the reference solver: each chain step ends on "
             "the backbone's own trajectory (an adaptive solve), not where the SideNet's quadrature puts it",
             {"chain_steps": "exact"}),
