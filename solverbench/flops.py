@@ -7,9 +7,11 @@ nested one, so the count splits into the backbone's FLOPs (every NFE; a CFG pair
 doubled batch it is) and what the solver adds beside them (a network of its own, a learned solver's
 extras, its own arithmetic).  A backbone without parameters (an analytic one, such as ``gmm``)
 reports no backbone FLOPs: its closed form is not a network to cost, though the FLOPs it spends
-are still kept out of the solver's share.  FLOPs count multiply-adds as two, as torch counts them.  The peak memory is that of the same
-one-sample solve: the bytes of the tensors it holds at once (solver state, the backbone's
-activations), weights and the input noise excluded; it grows linearly with the batch.
+are still kept out of the solver's share.  FLOPs count multiply-adds as two, as torch counts them.
+
+The peak memory is that of the same one-sample solve: the bytes of the tensors it holds at once
+(solver state, the backbone's activations), weights and the input noise excluded; it grows
+linearly with the batch.
 """
 from __future__ import annotations
 
@@ -59,8 +61,8 @@ def has_parameters(backbone: Any) -> bool:
 
 
 def solve_cost(backbone: Any, solver: Any, noise: torch.Tensor, labels: Optional[torch.Tensor], *,
-                nfe: Optional[int], guidance: Guidance, schedule: Any = "uniform",
-                time_grid: Optional[torch.Tensor] = None) -> SolveCost:
+               nfe: Optional[int], guidance: Guidance, schedule: Any = "uniform",
+               time_grid: Optional[torch.Tensor] = None) -> SolveCost:
     """The FLOPs and peak memory of solving the first sample of ``noise`` as the cell solves it (same budget,
     grid, guidance)."""
     counted = CountedBackbone(backbone)

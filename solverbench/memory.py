@@ -11,6 +11,7 @@ allocator's caching or rounding, and it works on a CPU, where torch keeps no suc
 from __future__ import annotations
 
 import weakref
+
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves

@@ -275,9 +275,9 @@ class Sweep(Study):
         labels = draws.labels()
         try:
             counted = solve_cost(backbone, solver, draws.noise(self.workspace.dtype)[:1].to(self.grid.device),
-                                  None if labels is None else labels[:1].to(self.grid.device), nfe=cell.nfe,
-                                  guidance=cell.guidance, schedule="uniform" if times is not None else cell.schedule,
-                                  time_grid=times)
+                                 None if labels is None else labels[:1].to(self.grid.device), nfe=cell.nfe,
+                                 guidance=cell.guidance, schedule="uniform" if times is not None else cell.schedule,
+                                 time_grid=times)
         except Exception as err:  # a compiled or exotic network the counter cannot see through
             return {"flops_error": f"{type(err).__name__}: {err}"}
         return counted.row_fields()

@@ -39,6 +39,14 @@ def with_interval(rows: pd.DataFrame, column: str) -> dict[str, float]:
     return {column: mean, low: ci_low, high: ci_high}
 
 
+def block_means(rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Per (NFE block, solver label): the mean over the finished rows (seeds) of each of ``columns`` (NaN
+    where the rows do not record one), to merge beside ``aggregate``'s records."""
+    ok = rows[rows["status"] == "ok"]
+    return (ok.assign(nfe_block=ok["nfe"].map(nfe_block)).reindex(columns=[*BY, *columns])
+            .groupby(list(BY), sort=False).mean().reset_index())
+
+
 def noise_floor(rows: pd.DataFrame, metric: MetricColumn) -> dict[str, float]:
     """The metric's data-versus-data value over the setting's seeds (one per seed), with its interval."""
     column = f"{metric.name}_floor"

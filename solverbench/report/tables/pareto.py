@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from solverbench.report.metric_columns import MetricColumn
-from solverbench.report.tables.aggregate import aggregate, nfe_block
+from solverbench.report.tables.aggregate import BY, aggregate, block_means
 from solverbench.report.tables.model import Cell, Row, Table, format_number, format_with_interval
 from solverbench.uncertainty import ci_columns, intervals_overlap
 
@@ -48,12 +48,8 @@ def operating_points(rows: pd.DataFrame, metric: MetricColumn) -> pd.DataFrame:
     if records.empty:
         return records
     records = records[~records["analysis_only"] & records[metric.name].notna()]
-    ok = rows[rows["status"] == "ok"]
-    costs = [axis.column for axis in COST_AXES if axis is not NFE]
-    means = (ok.assign(nfe_block=ok["nfe"].map(nfe_block))
-             .reindex(columns=["nfe_block", "solver_label", *costs])
-             .groupby(["nfe_block", "solver_label"], sort=False).mean().reset_index())
-    return records.merge(means, on=["nfe_block", "solver_label"], how="left").reset_index(drop=True)
+    costs = block_means(rows, [axis.column for axis in COST_AXES if axis is not NFE])
+    return records.merge(costs, on=list(BY), how="left").reset_index(drop=True)
 
 
 def available_axes(points: pd.DataFrame, axes=COST_AXES) -> list[CostAxis]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from solverbench.report.metric_columns import MetricColumn
-from solverbench.report.tables.aggregate import aggregate, best_flags, nfe_block
+from solverbench.report.tables.aggregate import BY, aggregate, best_flags, block_means
 from solverbench.report.tables.model import Cell, Row, Table, format_number, format_with_interval
 from solverbench.uncertainty import ci_columns
 
@@ -30,13 +30,9 @@ def cost_records(rows: pd.DataFrame, metric: MetricColumn) -> pd.DataFrame:
     ``cost_parameters`` (sums of the solver's and the schedule's; 0 for a training-free sampler)."""
     records = aggregate(rows, [metric])
     records = records[~records["analysis_only"]].reset_index(drop=True)
-    ok = rows[rows["status"] == "ok"].assign(nfe_block=rows["nfe"].map(nfe_block))
-    totals = pd.DataFrame({
-        "nfe_block": ok["nfe_block"], "solver_label": ok["solver_label"],
-        "cost_seconds": sum(ok[c].fillna(0.0) if c in ok else 0.0 for c in SECONDS),
-        "cost_parameters": sum(ok[c].fillna(0).astype(float) if c in ok else 0.0 for c in PARAMETERS),
-    }).groupby(["nfe_block", "solver_label"], sort=False).mean().reset_index()
-    return records.merge(totals, on=["nfe_block", "solver_label"], how="left")
+    totals = rows.assign(cost_seconds=sum(rows[c].fillna(0.0) if c in rows else 0.0 for c in SECONDS),
+                         cost_parameters=sum(rows[c].fillna(0).astype(float) if c in rows else 0.0 for c in PARAMETERS))
+    return records.merge(block_means(totals, ["cost_seconds", "cost_parameters"]), on=list(BY), how="left")
 
 
 def training_cost_table(rows: pd.DataFrame, metric: MetricColumn, title: str) -> Table:
