@@ -189,3 +189,26 @@ def test_auto_data_mode_says_when_it_trains_data_free(tmp_path, capsys):
     explicit = sb.get_solver("ba", iterations=1, data="noise", **TINY)  # chosen, so nothing to announce
     explicit.prepare(NoData(), sb.PrepareContext(cache_dir=tmp_path, progress=False))
     assert "data-free" not in capsys.readouterr().err and explicit.row_fields()["sidenet_data_mode"] == "noise"
+
+
+def test_noise_starts_put_a_share_of_chains_at_pure_noise_stepping_toward_data():
+    """``noise_starts``: that share of chains starts at t = 1 from standard normal noise, and their first step goes
+    toward data; 0 leaves the chains, their random stream and the cache key as they were."""
+    gmm = tiny_gmm()
+    x, t, y = chain_start(gmm, SideNetConfig(noise_starts=0.5, **TINY), 4000, torch.Generator().manual_seed(0), "cpu")
+    at_noise = t == 1
+    assert 0.45 < at_noise.float().mean() < 0.55
+    assert abs(x[at_noise].std().item() - 1) < 0.05 and abs(x[at_noise].mean().item()) < 0.05
+    h = signed_steps(t, 50.0, torch.Generator().manual_seed(1), inward_at_noise=True)
+    assert (h[at_noise] > 0).all() and ((t - h) >= 0).all()
+    assert 0.45 < (h[~at_noise] > 0).float().mean() < 0.55
+    plain = chain_start(gmm, SideNetConfig(**TINY), 64, torch.Generator().manual_seed(2), "cpu")
+    zero = chain_start(gmm, SideNetConfig(noise_starts=0.0, **TINY), 64, torch.Generator().manual_seed(2), "cpu")
+    for a, b in zip(plain, zero):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert "noise_starts" not in SideNetConfig().as_dict()  # older cache keys unchanged
+    assert SideNetConfig.from_settings({"noise_starts": 1}).noise_starts == 1.0
+    with pytest.raises(ValueError, match=r"'noise_starts' must lie in \[0, 1\], got 1.5"):
+        SideNetConfig(noise_starts=1.5)
+    raw, _, _ = train_sidenet(gmm, SideNetConfig(iterations=2, noise_starts=0.25, **TINY), progress=False)
+    assert all(torch.isfinite(p).all() for p in raw.parameters())

@@ -1,5 +1,5 @@
 """The pieces of a training chain (BA_SOLVER.md, "Training the SideNet"): where a chain
-starts, the signed step it takes, and the SideNet's no-grad simulation of that step (or, with
+starts (``noise_starts``: a share of them at t = 1), the signed step it takes, and the SideNet's no-grad simulation of that step (or, with
 ``chain_steps: exact``, the backbone's own trajectory to the step's end)."""
 from __future__ import annotations
 
@@ -33,11 +33,15 @@ def backbone_autocast(config: SideNetConfig, device: Any) -> Optional[torch.dtyp
     return torch.float16 if torch.device(device).type == "cuda" else torch.bfloat16
 
 
-def signed_steps(t: torch.Tensor, rate: float, generator: torch.Generator, min_room: float = 0.0) -> torch.Tensor:
+def signed_steps(t: torch.Tensor, rate: float, generator: torch.Generator, min_room: float = 0.0,
+                 inward_at_noise: bool = False) -> torch.Tensor:
     """Signed steps ``h``: toward data (``h > 0``) or noise with probability 1/2 each, sizes from
     an exponential law of rate ``lambda`` truncated at the distance to the end of [0, 1]
-    (``t`` toward data, ``1 - t`` toward noise; at least ``min_room``), drawn by inverting its CDF."""
+    (``t`` toward data, ``1 - t`` toward noise; at least ``min_room``), drawn by inverting its CDF.
+    ``inward_at_noise``: a chain at ``t = 1`` steps toward data, the only way there is (``noise_starts``)."""
     toward_data = torch.rand(t.shape, generator=generator, dtype=torch.float64) < 0.5
+    if inward_at_noise:
+        toward_data |= t.double().cpu() >= 1
     room = torch.where(toward_data, t.double().cpu(), 1.0 - t.double().cpu())
     if min_room > 0:
         room = room.clamp(min=min_room)
@@ -118,6 +122,15 @@ def noise_start(backbone: Any, n: int, generator: torch.Generator, device: str, 
     return x, t_end, y
 
 
+def move_to_noise(x: torch.Tensor, t: torch.Tensor, share: float,
+                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each chain moved, with probability ``share``, to ``t = 1`` at fresh pure noise: where every
+    sampling trajectory starts, and the first interval of a few-step solve asks its largest offsets."""
+    moved = (torch.rand(t.shape, generator=generator) < share).to(x.device)
+    noise = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
+    return torch.where(moved.reshape(-1, *(1,) * (x.dim() - 1)), noise, x), torch.where(moved, torch.ones_like(t), t)
+
+
 def resolve_data_mode(backbone: Any, mode: str) -> str:
     """``auto``: ``data`` where the backbone can draw data, else ``noise`` (``train_sidenet``
     says so in one line on stderr)."""
@@ -130,9 +143,13 @@ def resolve_data_mode(backbone: Any, mode: str) -> str:
 
 
 def chain_start(backbone: Any, config: SideNetConfig, n: int, generator: torch.Generator, device: str):
-    """Where ``n`` chains start: ``(x, t, y)``, labels dropped to the null label at rate ``label_dropout``."""
+    """Where ``n`` chains start: ``(x, t, y)``, labels dropped to the null label at rate ``label_dropout``, a
+    share ``noise_starts`` of them at ``t = 1``."""
     if resolve_data_mode(backbone, config.data) == "data":
         x, t, y = data_start(backbone, n, generator, device)
     else:
         x, t, y = noise_start(backbone, n, generator, device, config.noise_steps, backbone_autocast(config, device))
-    return x, t, drop_labels(y, backbone.null_label, config.label_dropout, generator)
+    y = drop_labels(y, backbone.null_label, config.label_dropout, generator)
+    if config.noise_starts > 0:
+        x, t = move_to_noise(x, t, config.noise_starts, generator)
+    return x, t, y

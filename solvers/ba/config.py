@@ -44,7 +44,8 @@ PRESETS = {"architecture": {"project": {}, "official": OFFICIAL_ARCHITECTURE},
            "recipe": {"project": {}, "official": OFFICIAL_RECIPE}}
 # Settings added after SideNets were cached: left out of ``as_dict`` at these values, so the
 # cache keys of the settings that existed before them stay what they were.
-LATER_SETTINGS = {"architecture": "project", "recipe": "project", "poly_degree": 3, "chain_steps": "sidenet"}
+LATER_SETTINGS = {"architecture": "project", "recipe": "project", "poly_degree": 3, "chain_steps": "sidenet",
+                  "noise_starts": 0.0}
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class SideNetConfig:
     sim_nodes: int = 3  # Gauss-Legendre nodes of the no-grad chain simulation
     chain_steps: str = "sidenet"  # sidenet: x' by the SideNet's quadrature (the paper's chains); exact: x' on
     # the backbone's own trajectory, an adaptive solve (distillation targets from the reference solver)
+    noise_starts: float = 0.0  # share of chains that start at t = 1 from pure noise, where every sampling
+    # trajectory starts (their first step goes toward data); the others start at t ~ U(0, 1)
     label_dropout: float = 0.1  # probability of replacing a label by the null label
     lr: float = 1e-3
     lr_schedule: str = "cosine"
@@ -94,6 +97,9 @@ class SideNetConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not lo <= value < hi:
                 raise ValueError(f"SideNet setting {name!r} must lie in [{lo}, {hi}), got {value!r}")
+        if not isinstance(self.noise_starts, (int, float)) or isinstance(self.noise_starts, bool) \
+                or not 0 <= self.noise_starts <= 1:
+            raise ValueError(f"SideNet setting 'noise_starts' must lie in [0, 1], got {self.noise_starts!r}")
         if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
             raise ValueError(f"SideNet setting 'weight_decay' must be a non-negative number, got {self.weight_decay!r}")
         if self.sim_nodes not in range(1, 6):

@@ -92,7 +92,8 @@ def chain_loss(sidenet: SideNet, backbone: Any, x: torch.Tensor, t: torch.Tensor
     v = backbone_velocity(backbone, x, t, y, autocast)
     terms = []
     for _ in range(config.chain_length):
-        h = signed_steps(t, config.step_rate, generator, min_room=1e-5 if official else 0.0)
+        h = signed_steps(t, config.step_rate, generator, min_room=1e-5 if official else 0.0,
+                         inward_at_noise=config.noise_starts > 0)
         x_next = exact_step(backbone, x, t, h, y) if config.chain_steps == "exact" else \
             simulate_step(sidenet, x, v, t, h, y, rule)
         t_next = (t - h).clamp(0.0, 1.0) if official else t - h

@@ -47,6 +47,8 @@ SETTING_HELP = {
     "sim_nodes": "Gauss-Legendre nodes of the no-grad chain simulation",
     "chain_steps": "sidenet: a chain's next point by the SideNet's quadrature (the paper's); exact: on the "
                    "backbone's own trajectory (an adaptive solve: distillation targets from the reference solver)",
+    "noise_starts": "share of chains that start at t = 1 from pure noise, where sampling starts (their first "
+                    "step goes toward data), in [0, 1]",
     "label_dropout": "probability of replacing a label by the null label, in [0, 1)",
     "lr": "peak learning rate (> 0)",
     "lr_schedule": "learning-rate schedule",
