@@ -4,6 +4,8 @@ the trajectory error it reached, written to a committed table.
     OMP_NUM_THREADS=1 python benchmarks/sidenet_attempts.py [--results results] [--only gmm64|digits]
         [--out docs/benchmarks/sidenet_attempts.md]
 
+``--out`` rewrites the tables and keeps the file's hand-written ``## Reading`` section.
+
 Each attempt is a set of SideNet settings (the keys of a grid's ``solver_settings: {ba: ...}``) or a
 shipped checkpoint.  Its errors come from the engine: BA at NFE 5 and 10 in the setting of
 configs/ba_gmm.yaml (gmm64, no guidance, 1024 samples, reference at 1e-9) or configs/digits.yaml
@@ -15,6 +17,7 @@ recorded in each checkpoint, on the machine and load it was trained under (see t
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +50,7 @@ class Attempt:
     why: str  # what the evidence said to try
     settings: dict = field(default_factory=dict)  # SideNet settings; the project's defaults for the rest
     checkpoint: Optional[str] = None  # a shipped file instead of settings
+    schedule: Optional[str] = None  # a learned time grid (ld3, gits) in place of the uniform one
 
     @property
     def params(self) -> dict:
@@ -73,6 +77,20 @@ ATTEMPTS = (
     Attempt("gmm64", "exact chain steps", "distillation targets from the reference solver: each chain step ends on "
             "the backbone's own trajectory (an adaptive solve), not where the SideNet's quadrature puts it",
             {"chain_steps": "exact"}),
+    Attempt("gmm64", "4800 iterations, seed 1", "a second seed of the 4800-iteration run, which did worse than 1200 "
+            "at NFE 10", {"iterations": 4800, "seed": 1}),
+    Attempt("gmm64", "chains from noise, 25%", "the NFE-5 error profile (sidenet_diagnosis.md): the first interval, "
+            "from t = 1, makes 80% of it, and no chain starts at t = 1 (t ~ U(0, 1)); here a quarter of them do",
+            {"noise_starts": 0.25}),
+    Attempt("gmm64", "chains from noise, 50%", "half of them", {"noise_starts": 0.5}),
+    Attempt("gmm64", "chains from noise, 25%, step rate 10", "the same with steps five times longer, so that the "
+            "chains from noise cross the first interval's offsets (up to 0.2)", {"noise_starts": 0.25,
+                                                                                 "step_rate": 10.0}),
+    Attempt("gmm64", "shipped gmm64.pt on an LD3 grid", "not a training attempt: the profile says the first steps "
+            "decide, and hand-picked grids with shorter first steps halve the error (sidenet_diagnosis.md); LD3 learns "
+            "the grid through BA itself", checkpoint="gmm64.pt", schedule="ld3"),
+    Attempt("gmm64", "shipped gmm64.pt on a GITS grid", "the same with GITS's grid (dynamic programming on "
+            "local errors)", checkpoint="gmm64.pt", schedule="gits"),
     Attempt("digits", "136k SideNet (shipped digits.pt)", "the baseline: width 64, depth 3, gated head, 2400 "
             "iterations, step rate 50", checkpoint="digits.pt"),
     Attempt("digits", "light gated, 7k", "issue 15: a SideNet within 2% of the backbone's parameters (width 16, "
@@ -83,7 +101,7 @@ ATTEMPTS = (
 
 
 def entry(attempt: Attempt) -> dict:
-    return {"name": "ba", "params": attempt.params}
+    return {"name": "ba", "params": attempt.params, **({"schedule": {"name": attempt.schedule}} if attempt.schedule else {})}
 
 
 def measure(backbone: str, attempts: list[Attempt], results: str) -> tuple[dict, dict]:
@@ -92,14 +110,21 @@ def measure(backbone: str, attempts: list[Attempt], results: str) -> tuple[dict,
            "solvers": [entry(a) for a in attempts] + [{"name": "euler", "nfe": [GOAL_NFE]}], "nfe": list(NFES),
            "metrics": ["trajectory_error"], "save_samples": 0, "device": "cpu", "dtype": "float32"}
     grid = parse_grid(raw, path=ROOT / "configs" / f"{raw['name']}.yaml")
-    rows = run_grid(grid, results, progress=True).current()
+    rows = run_grid(grid, results, progress=True).frame  # all of its cells: other scripts run subsets of this grid
     rows = rows[(rows["grid"] == grid.name) & (rows["status"] == "ok")]
     out = {}
     for attempt in attempts:
-        mine = rows[rows["solver_label"] == sb.get_solver("ba", **attempt.params).label()]
+        mine = rows[(rows["solver_label"] == sb.get_solver("ba", **attempt.params).label())
+                    & (rows["schedule"].map(schedule_name) == (attempt.schedule or "uniform"))]
         out[attempt.name] = {int(r["nfe"]): r for _, r in mine.iterrows()}
     goal = rows[(rows["solver"] == "euler") & (rows["nfe"] == GOAL_NFE)].iloc[0]
     return out, goal
+
+
+def schedule_name(recorded: str) -> str:
+    """A row's schedule (JSON: a name, or a spec with one) by name."""
+    value = json.loads(recorded)
+    return value if isinstance(value, str) else value["name"]
 
 
 def error(row) -> str:
@@ -115,9 +140,27 @@ def table(backbone: str, attempts: list[Attempt], measured: dict, goal) -> str:
         seconds = "?" if first is None else format_number(first["train_seconds"], 3)
         params = "?" if first is None else f"{int(first['trainable_params']):,}"
         setting = ", ".join(f"{k}={v}" for k, v in attempt.settings.items()) or f"checkpoint {attempt.checkpoint}"
+        if attempt.schedule:
+            setting += f", time grid {attempt.schedule} (learned per NFE through BA)"
         cells = [error(rows[n]) if n in rows else "–" for n in NFES]
         lines.append(f"| {attempt.name} | {setting} | {seconds} | {params} | {' | '.join(cells)} | {attempt.why} |")
     return "\n".join(lines)
+
+
+NOTES = """Errors: trajectory error at NFE 5 and 10 ± half the 95% interval, one seed (gmm64: 1024 samples,
+no guidance, reference at 1e-9; digits: 500 samples, CFG 2, reference at 1e-5). Training time:
+what each checkpoint recorded, on one CPU thread of the 2-core machine with other jobs beside it
+(the 136k digits SideNet on one H100, its README says); a learned time grid's own learning is not
+counted in it."""
+READING = "\n## Reading"  # a hand-written section of the output file, kept when the tables are rewritten
+
+
+def write(path: Path, command: str, text: str) -> None:
+    """The tables and notes, followed by the ``## Reading`` section the file already has, if any."""
+    old = path.read_text() if path.is_file() else ""
+    reading = old[old.index(READING):] if READING in old else ""
+    path.write_text(f"# SideNet training attempts: accuracy per FLOP\n\nProduced by\n\n    {command.strip()}\n\n"
+                    f"{text}\n\n{NOTES}\n{reading}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,8 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.out:
         command = "OMP_NUM_THREADS=1 python benchmarks/sidenet_attempts.py " + " ".join(argv or sys.argv[1:])
-        Path(args.out).write_text(f"# SideNet training attempts: accuracy per FLOP\n\nProduced by\n\n    "
-                                  f"{command.strip()}\n\n{text}\n")
+        write(Path(args.out), command, text)
     return 0
 
 

@@ -1,0 +1,60 @@
+"""The accuracy-per-FLOP scripts of issue 15: the questions the ceiling SideNet is fitted to, the
+per-interval error profile, and the attempts table's rewrite keeping its hand-written reading."""
+import runpy
+from pathlib import Path
+
+import pytest
+
+from backbones.gmm import GaussianMixture
+from solvers.ba.checkpoint import save_checkpoint
+from solvers.ba.config import SideNetConfig
+from solvers.ba.training import train_sidenet
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def script(name):
+    return runpy.run_path(str(BENCHMARKS / f"{name}.py"))
+
+
+def test_ceiling_questions_are_those_of_an_nfe5_bi_anchor_solve():
+    ceiling = script("sidenet_ceiling")
+    a = 0.25
+    times, questions = ceiling["solve_questions"](5, a)
+    assert times[0] == 1 and times[-1] == 0 and all(s > t for s, t in zip(times, times[1:]))
+    assert len(times) == 6 + 2 * 5  # the grid and two interior nodes per interval
+    assert len(questions) == 5 * 3 + 4  # a forward probe of three per interval, a backward refinement but on the last
+    offsets = sorted(round(times[i] - times[j], 9) for i, j in questions)
+    assert offsets == sorted([round(c * 0.2, 9) for c in (a, 1 - a, 1.0)] * 5 + [-round(a * 0.2, 9)] * 4)
+
+
+def test_error_profile_charges_each_interval_and_the_oracle_leaves_least(tmp_path):
+    diagnosis = script("sidenet_diagnosis")
+    gmm = GaussianMixture(dim=4, num_classes=2, components_per_class=2, std=0.3, mean_scale=1.5)
+    config = SideNetConfig(iterations=2, width=16, depth=1, embed_dim=8, batch_size=16, chain_length=2)
+    raw, ema, stats = train_sidenet(gmm, config, progress=False)
+    path = save_checkpoint(tmp_path / "tiny.pt", raw=raw, ema=ema, config=config, stats=stats.as_dict(), backbone=gmm)
+    table = diagnosis["error_profile"](gmm, str(path), nfe=3, samples=32)
+    rows = [line.split("|")[1:-1] for line in table.splitlines()[2:]]
+    assert [r[0].strip() for r in rows] == ["[1, 0.67]", "[0.67, 0.33]", "[0.33, 0]", "sum of final"]
+    for row in rows[:-1]:
+        assert float(row[-1]) < 1e-6  # the exact step's floor: two exact solves agree
+        local, final, moved = (float(v.strip().rstrip("%")) for v in row[3].split("/"))  # the oracle
+        assert local < 1e-2 and final < 1e-2 and moved == 0
+    summed = [float(v) for v in rows[-1][1:4]]
+    assert summed[2] < summed[1]  # exact node velocities leave less than the SideNet switched off
+
+
+def test_attempts_rewrite_keeps_the_reading(tmp_path):
+    attempts = script("sidenet_attempts")
+    out = tmp_path / "attempts.md"
+    attempts["write"](out, "python x.py", "| old table |")
+    assert "| old table |" in out.read_text() and "## Reading" not in out.read_text()
+    out.write_text(out.read_text() + "\n## Reading (written after the run)\n\n- a finding\n")
+    attempts["write"](out, "python x.py", "| new table |")
+    text = out.read_text()
+    assert "| new table |" in text and "| old table |" not in text
+    assert text.endswith("## Reading (written after the run)\n\n- a finding\n") and text.count("## Reading") == 1
+    assert attempts["schedule_name"]('"uniform"') == "uniform"
+    assert attempts["schedule_name"]('{"name": "ld3"}') == "ld3"
