@@ -86,6 +86,11 @@ ATTEMPTS = (
     Attempt("gmm64", "chains from noise, 25%, step rate 10", "the same with steps five times longer, so that the "
             "chains from noise cross the first interval's offsets (up to 0.2)", {"noise_starts": 0.25,
                                                                                  "step_rate": 10.0}),
+    Attempt("gmm64", "chains from noise, 50%, 4800 iterations", "sidenet_ceiling.md: fitted to an NFE-5 solve's "
+            "own questions, the same network needs thousands of iterations before its first interval improves",
+            {"noise_starts": 0.5, "iterations": 4800}),
+    Attempt("gmm64", "chains from noise, 50%, 4800 iterations, step rate 20", "the same with steps 2.5 times "
+            "longer", {"noise_starts": 0.5, "iterations": 4800, "step_rate": 20.0}),
     Attempt("gmm64", "shipped gmm64.pt on an LD3 grid", "not a training attempt: the profile says the first steps "
             "decide, and hand-picked grids with shorter first steps halve the error (sidenet_diagnosis.md); LD3 learns "
             "the grid through BA itself", checkpoint="gmm64.pt", schedule="ld3"),
