@@ -89,6 +89,10 @@ ATTEMPTS = (
     Attempt("gmm64", "chains from noise, 50%, 4800 iterations", "sidenet_ceiling.md: fitted to an NFE-5 solve's "
             "own questions, the same network needs thousands of iterations before its first interval improves",
             {"noise_starts": 0.5, "iterations": 4800}),
+    Attempt("gmm64", "chains from noise, 50%, 4800 iterations, seed 1", "the same from another seed",
+            {"noise_starts": 0.5, "iterations": 4800, "seed": 1}),
+    Attempt("gmm64", "chains from noise, 75%, 4800 iterations", "three quarters of them",
+            {"noise_starts": 0.75, "iterations": 4800}),
     Attempt("gmm64", "chains from noise, 50%, 4800 iterations, step rate 20", "the same with steps 2.5 times "
             "longer", {"noise_starts": 0.5, "iterations": 4800, "step_rate": 20.0}),
     Attempt("gmm64", "shipped gmm64.pt on an LD3 grid", "not a training attempt: the profile says the first steps "
