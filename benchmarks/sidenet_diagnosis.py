@@ -67,6 +67,11 @@ def exact_solve(gmm: GaussianMixture, x: torch.Tensor, t: float, t_end: float, y
     return exact_step(gmm, x, torch.full((n,), t), torch.full((n,), t - t_end), y)
 
 
+def evaluation_draw(backbone, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seed 0's noise and labels for the first ``samples`` samples: those of the attempts table's runs."""
+    return noise_for(0, range(samples), backbone.sample_shape), labels_for(0, range(samples), backbone.num_classes)
+
+
 def interval_step(solver, field: VelocityField, x: torch.Tensor, t: float, t_next: float, last: bool) -> torch.Tensor:
     """One BA interval from the exact state ``x`` at ``t``: predictor and corrector, or the predictor alone
     on the last interval (a solve returns it there)."""
@@ -81,8 +86,7 @@ def error_profile(backbone, checkpoint: str, nfe: int = PROFILE_NFE, samples: in
                   moved: Optional[float] = MOVED, oracle: bool = True) -> str:
     """The per-interval table of the module's docstring, for BA with ``checkpoint`` at ``nfe`` on the uniform
     grid (seed 0's noise and labels, exact solves at ``tolerance``); "moved" where ``moved`` is given."""
-    noise = noise_for(0, range(samples), backbone.sample_shape)
-    labels = labels_for(0, range(samples), backbone.num_classes)
+    noise, labels = evaluation_draw(backbone, samples)
     field = VelocityField(backbone, labels, guidance)
     grid = [1 - k / nfe for k in range(nfe + 1)]
     states = reference_trajectory(field, noise, grid, tolerance).to(noise.dtype)
@@ -117,8 +121,7 @@ def error_profile(backbone, checkpoint: str, nfe: int = PROFILE_NFE, samples: in
 
 def grid_table(gmm: GaussianMixture, checkpoint: str) -> str:
     """BA and BA with the SideNet off at NFE 5 on the uniform grid and on grids with shorter first steps."""
-    noise = noise_for(0, range(PROFILE_SAMPLES), gmm.sample_shape)
-    labels = labels_for(0, range(PROFILE_SAMPLES), gmm.num_classes)
+    noise, labels = evaluation_draw(gmm, PROFILE_SAMPLES)
     field = VelocityField(gmm, labels)
     reference = exact_solve(gmm, noise, 1.0, 0.0, labels)
     solvers = {"BA": sb.get_solver("ba", checkpoint=checkpoint), "SideNet off": sb.get_solver("ba", sidenet="off")}
