@@ -19,6 +19,10 @@ always wins):
   CPU) in the chains, lets a step size be 1e-5 where no room is left and clamps t' to [0, 1].
   Both use K = 8, lambda = 50, 3-point Gauss-Legendre moves, label dropout 0.1, no weight
   decay and a gradient clip of 1.
+
+``questions`` picks what the SideNet is trained on: ``chains`` (the paper's chain training,
+the default) or ``solves`` (the questions of exact bi-anchor solves at NFE ``solve_nfe_min`` to
+``solve_nfe_max``, questions.py), which takes the optimiser knobs but none of the chain knobs.
 """
 from __future__ import annotations
 
@@ -30,6 +34,9 @@ from solvers.ba.sidenet.base import OUTPUT_HEADS
 
 DATA_MODES = ("auto", "data", "noise")
 CHAIN_STEPS = ("sidenet", "exact")
+QUESTIONS = ("chains", "solves")
+# The chain knobs: what ``questions: solves`` does not use, refused there at other values than their defaults.
+CHAIN_KNOBS = ("chain_length", "step_rate", "sim_nodes", "chain_steps", "noise_starts", "data", "noise_steps")
 LR_SCHEDULES = ("constant", "cosine")
 RECIPES = ("project", "official")
 
@@ -45,7 +52,7 @@ PRESETS = {"architecture": {"project": {}, "official": OFFICIAL_ARCHITECTURE},
 # Settings added after SideNets were cached: left out of ``as_dict`` at these values, so the
 # cache keys of the settings that existed before them stay what they were.
 LATER_SETTINGS = {"architecture": "project", "recipe": "project", "poly_degree": 3, "chain_steps": "sidenet",
-                  "noise_starts": 0.0}
+                  "noise_starts": 0.0, "questions": "chains", "solve_nfe_min": 5, "solve_nfe_max": 15}
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,10 @@ class SideNetConfig:
     # the backbone's own trajectory, an adaptive solve (distillation targets from the reference solver)
     noise_starts: float = 0.0  # share of chains that start at t = 1 from pure noise, where every sampling
     # trajectory starts (their first step goes toward data); the others start at t ~ U(0, 1)
+    questions: str = "chains"  # chains: the paper's chain training; solves: the questions of exact uniform-grid
+    # bi-anchor solves at NFE solve_nfe_min to solve_nfe_max (and their inversions), answered exactly (questions.py)
+    solve_nfe_min: int = 5  # questions: solves only, each trajectory's NFE drawn uniformly in [min, max]
+    solve_nfe_max: int = 15
     label_dropout: float = 0.1  # probability of replacing a label by the null label
     lr: float = 1e-3
     lr_schedule: str = "cosine"
@@ -82,7 +93,7 @@ class SideNetConfig:
 
     def __post_init__(self):
         positive_ints = ("width", "depth", "embed_dim", "heads", "poly_degree", "iterations", "batch_size",
-                         "chain_length", "noise_steps")
+                         "chain_length", "noise_steps", "solve_nfe_min", "solve_nfe_max")
         for name in positive_ints:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -107,6 +118,13 @@ class SideNetConfig:
         if self.chain_steps not in CHAIN_STEPS:
             raise ValueError(f"SideNet setting 'chain_steps' must be one of {', '.join(CHAIN_STEPS)}, "
                              f"got {self.chain_steps!r}")
+        if self.questions not in QUESTIONS:
+            raise ValueError(f"SideNet setting 'questions' must be one of {', '.join(QUESTIONS)}, got {self.questions!r}")
+        if self.questions == "solves":
+            self.check_solve_questions()
+        elif (self.solve_nfe_min, self.solve_nfe_max) != (LATER_SETTINGS["solve_nfe_min"], LATER_SETTINGS["solve_nfe_max"]):
+            raise ValueError("SideNet settings 'solve_nfe_min' and 'solve_nfe_max' are for questions: solves, not "
+                             f"{self.questions!r}; set questions: solves or drop them")
         if self.data not in DATA_MODES:
             raise ValueError(f"SideNet setting 'data' must be one of {', '.join(DATA_MODES)}, got {self.data!r}")
         if self.output_head not in OUTPUT_HEADS:
@@ -128,6 +146,20 @@ class SideNetConfig:
                              "to plain")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"SideNet setting 'seed' must be a non-negative integer, got {self.seed!r}")
+
+    def check_solve_questions(self) -> None:
+        """``questions: solves``: an NFE range, no chain knobs and not the authors' (chain) recipe."""
+        if self.solve_nfe_min > self.solve_nfe_max:
+            raise ValueError(f"SideNet setting 'solve_nfe_min' ({self.solve_nfe_min}) is above 'solve_nfe_max' "
+                             f"({self.solve_nfe_max})")
+        if self.recipe == "official":
+            raise ValueError("SideNet setting questions: solves is not the official recipe, which trains on chains; "
+                             "drop recipe: official or questions: solves")
+        defaults = {f.name: f.default for f in fields(self)}
+        chain_knobs = sorted(k for k in CHAIN_KNOBS if getattr(self, k) != defaults[k])
+        if chain_knobs:
+            raise ValueError(f"SideNet setting(s) {', '.join(map(repr, chain_knobs))} are for chain training, which "
+                             "questions: solves does not use; drop them")
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:

@@ -7,6 +7,10 @@ instead, so the targets lie on the true trajectory), take the stop-gradient targ
 add ``|| v + S(x, v, t, h, y) - v' ||^2`` to the loss and move on to ``(x', t - h, v')``.
 The loss is the mean of the K terms; AdamW, grad-norm clipping, EMA of the weights.
 
+``questions: solves`` replaces the chains by the questions of exact bi-anchor solves at NFE
+``solve_nfe_min`` to ``solve_nfe_max`` (questions.py, ``question_loss``); the optimiser, EMA,
+label dropout and checkpoint stay those of this loop.
+
 Data come from ``backbone.sample_data``; a backbone without data trains data-free (chains
 start from noise carried to a random ``t`` by the backbone itself, ``chains.noise_start``),
 which ``data: auto`` announces in one line on stderr.
@@ -41,6 +45,7 @@ from solvers.ba.chains import (backbone_autocast, backbone_velocity, chain_start
                                signed_steps, simulate_step)
 from solvers.ba.config import SideNetConfig
 from solvers.ba.quadrature import gauss_legendre
+from solvers.ba.questions import question_loss
 from solvers.ba.sidenet import SideNet, sidenet_for
 
 
@@ -51,7 +56,8 @@ class TrainingStats:
     seconds: float
     data_mode: str
     parameters: int
-    backbone_calls: int  # batched backbone calls (K + 1 per iteration, more in data-free mode)
+    backbone_calls: int  # batched backbone calls (K + 1 per iteration, more in data-free mode; questions: solves,
+    # an exact solve's and one per time it touches)
     final_loss: float  # mean loss over the last 5% of iterations
     loss: list[float] = field(default_factory=list)  # per iteration
     recipe: str = "project"  # the training recipe (SideNetConfig.recipe)
@@ -109,7 +115,7 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
 
     ``ranks``: the processes that train it together (``solverbench.distributed.world()`` under
     torchrun; every one of them must call this); one process by default."""
-    data_mode = resolve_data_mode(backbone, config.data)
+    data_mode = "solves" if config.questions == "solves" else resolve_data_mode(backbone, config.data)
     if config.data == "auto" and data_mode == "noise":
         print(f"SideNet training is data-free: data is auto and the backbone {type(backbone).__name__} has no "
               f"sample_data, so chains start from noise carried to their t by the backbone ({config.noise_steps} "
@@ -126,12 +132,18 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
             optimizer, lambda k: 0.5 * (1 + math.cos(math.pi * k / config.iterations)))
     generator = torch.Generator().manual_seed(config.seed + ranks.rank)  # rank 0's: one process's stream
     losses: list[float] = []
+    backbone_calls = 0
     start = time.perf_counter()
     bar = tqdm(range(config.iterations), desc="SideNet", unit="it", disable=not (progress and ranks.main),
                leave=False)
     for _ in bar:
-        x, t, y = chain_start(backbone, config, batch_size, generator, device)
-        loss = chain_loss(sidenet, backbone, x, t, y, config, generator, trained)
+        if config.questions == "solves":
+            loss, calls = question_loss(sidenet, backbone, config, batch_size, generator, device, trained)
+        else:
+            x, t, y = chain_start(backbone, config, batch_size, generator, device)
+            loss = chain_loss(sidenet, backbone, x, t, y, config, generator, trained)
+            calls = config.chain_length + 1 + (0 if data_mode == "data" else 2 * config.noise_steps)
+        backbone_calls += calls
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(sidenet.parameters(), config.grad_clip)
@@ -143,12 +155,11 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
         bar.set_postfix(loss=f"{losses[-1]:.3e}")
     bar.close()
     tail = losses[-max(1, len(losses) // 20):]
-    start_calls = 0 if data_mode == "data" else 2 * config.noise_steps
     autocast = backbone_autocast(config, device)
     stats = TrainingStats(
         iterations=config.iterations, batch_size=config.batch_size, seconds=time.perf_counter() - start,
         data_mode=data_mode, parameters=sidenet.parameter_count(),
-        backbone_calls=config.iterations * (config.chain_length + 1 + start_calls),
+        backbone_calls=backbone_calls,
         final_loss=sum(tail) / len(tail), loss=losses, recipe=config.recipe, processes=ranks.size,
         backbone_autocast=None if autocast is None else str(autocast).removeprefix("torch."),
     )

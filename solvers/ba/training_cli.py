@@ -21,8 +21,8 @@ from solverbench.cli import ArgumentParser, add_checkpoint_options, command, one
 from solverbench.registry import load_plugin_file
 
 from solvers.ba.cache import cache_path, train_checkpoint
-from solvers.ba.config import (ARCHITECTURES, CHAIN_STEPS, DATA_MODES, LR_SCHEDULES, OUTPUT_HEADS, RECIPES,
-                               SideNetConfig)
+from solvers.ba.config import (ARCHITECTURES, CHAIN_STEPS, DATA_MODES, LR_SCHEDULES, OUTPUT_HEADS, QUESTIONS,
+                               RECIPES, SideNetConfig)
 
 
 # What each SideNet setting means (``--help`` of train-sidenet); the values are checked by SideNetConfig.
@@ -41,7 +41,7 @@ SETTING_HELP = {
                    "terms from a trunk of (t, y) only (one trunk pass per anchor serves every node offset)",
     "poly_degree": "degree P of the poly head's polynomial in h (output_head poly only)",
     "iterations": "training iterations",
-    "batch_size": "chains per iteration",
+    "batch_size": "chains per iteration (questions solves: trajectories per iteration)",
     "chain_length": "K steps per chain (K + 1 backbone calls)",
     "step_rate": "lambda of the truncated exponential step-size law (> 0)",
     "sim_nodes": "Gauss-Legendre nodes of the no-grad chain simulation",
@@ -49,6 +49,11 @@ SETTING_HELP = {
                    "backbone's own trajectory (an adaptive solve: distillation targets from the reference solver)",
     "noise_starts": "share of chains that start at t = 1 from pure noise, where sampling starts (their first "
                     "step goes toward data), in [0, 1]",
+    "questions": "chains: the paper's chain training; solves: the questions of exact bi-anchor solves on the "
+                 "uniform grid at NFE solve-nfe-min to solve-nfe-max and of their inversions (distillation from "
+                 "the reference solver; no chain knobs)",
+    "solve_nfe_min": "questions solves: the least NFE of the solves whose questions are trained on",
+    "solve_nfe_max": "questions solves: the largest NFE of those solves (one drawn per trajectory)",
     "label_dropout": "probability of replacing a label by the null label, in [0, 1)",
     "lr": "peak learning rate (> 0)",
     "lr_schedule": "learning-rate schedule",
@@ -59,8 +64,9 @@ SETTING_HELP = {
     "noise_steps": "data-free mode: Heun steps from t = 1 to a chain's start",
     "seed": "seed of initialisation and chains (>= 0)",
 }
-SETTING_CHOICES = {"architecture": ARCHITECTURES, "chain_steps": CHAIN_STEPS, "recipe": RECIPES, "output_head": OUTPUT_HEADS, "data": DATA_MODES,
-                   "lr_schedule": LR_SCHEDULES, "sim_nodes": (1, 2, 3, 4, 5)}
+SETTING_CHOICES = {"architecture": ARCHITECTURES, "chain_steps": CHAIN_STEPS, "recipe": RECIPES,
+                   "output_head": OUTPUT_HEADS, "data": DATA_MODES, "lr_schedule": LR_SCHEDULES,
+                   "sim_nodes": (1, 2, 3, 4, 5), "questions": QUESTIONS}
 
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:

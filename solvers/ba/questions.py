@@ -1,0 +1,127 @@
+"""Solve-question training (``questions: solves``): the SideNet regressed on the very questions a
+bi-anchor solve asks, answered on the backbone's exact trajectories (distillation targets from the
+reference solver).
+
+Chain training (training.py, ``chain_loss``) asks the SideNet about random ``(t, h)`` along chains it
+simulates itself: a chain rarely starts at t = 1 and its steps are 0.02 on average, while a
+five-interval solve starts every trajectory at t = 1 with offsets up to 0.2.  Here one iteration
+
+1. draws noise at t = 1 and labels (dropped to the null label at ``label_dropout``);
+2. solves the trajectories exactly (Dormand-Prince, float64, rtol = atol = ``EXACT_TOLERANCE``)
+   through every time a solve on the uniform grid at NFE ``solve_nfe_min`` to ``solve_nfe_max``
+   touches (``solve_times``);
+3. gives each trajectory an NFE drawn uniformly from that range and ``QUESTIONS_PER_TRAJECTORY``
+   questions ``(t, h)`` drawn uniformly from that solve's, and adds ``|| v + S(x, v, t, h, y) - v' ||^2``
+   with ``x = x(t)``, ``v = v(x(t), t)`` and ``v' = v(x(t - h), t - h)``; the loss is their mean.
+
+The questions (``solve_questions``) are those of the bi-anchor scheme with the default rule
+(Lobatto, ``a`` ~ 0.276; schemes.py): per interval ``[t, t - H]`` the forward probe from ``t`` at
+``a H, (1 - a) H, H`` and, but on the last interval, the backward refinement from ``t - H`` at
+``-a H``; and the same of the inverting solve in path time (the uniform grid from 0 to 1, offsets
+negative; node_velocities.py), so that a SideNet trained here still inverts.  A sampler with another
+rule or time grid asks other questions, which this training does not see.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Optional, Sequence
+
+import torch
+
+from solverbench.field import VelocityField
+from solverbench.reference import Tolerance, reference_trajectory
+from solvers.ba.chains import EXACT_TOLERANCE, backbone_velocity, drop_labels
+from solvers.ba.config import SideNetConfig
+from solvers.ba.quadrature import QuadratureRule, bi_anchor_rule
+from solvers.ba.schemes import probe_offsets, refinement_offsets
+from solvers.ba.sidenet import SideNet
+
+QUESTIONS_PER_TRAJECTORY = 8  # questions each exact trajectory answers per iteration (as K = 8 chain steps)
+Question = tuple[float, float]  # (anchor time t, signed offset h): asks for the velocity at t - h
+
+
+def bi_anchor_questions(rule: QuadratureRule, grid: Sequence[float]) -> list[Question]:
+    """The node questions of a bi-anchor solve over ``grid`` (decreasing: sampling; increasing: an
+    inverting solve in path time): per interval its forward probe, then its backward refinement but on
+    the last interval."""
+    questions: list[Question] = []
+    last = len(grid) - 2
+    for k, (t, s) in enumerate(zip(grid, grid[1:])):
+        H = t - s
+        questions += [(t, h) for h in probe_offsets(rule, H)]
+        if k < last:
+            questions += [(s, h) for h in refinement_offsets(rule, H)]
+    return questions
+
+
+def uniform_solve_questions(nfe: int, rule: Optional[QuadratureRule] = None) -> list[Question]:
+    """The questions of an ``nfe``-interval bi-anchor solve on the uniform grid from t = 1 to 0, and of the
+    inverting solve back (in path time, from 0 to 1)."""
+    rule = rule or bi_anchor_rule("lobatto", 2, None)
+    sampling = [1 - k / nfe for k in range(nfe + 1)]
+    return bi_anchor_questions(rule, sampling) + bi_anchor_questions(rule, sampling[::-1])
+
+
+def solve_times(questions: Sequence[Question]) -> list[float]:
+    """Every time the questions start from or ask about, decreasing from 1 (rounded to 12 digits, so that
+    a node time reached two ways is one time)."""
+    return sorted({round(t, 12) for q in questions for t in (q[0], q[0] - q[1])}, reverse=True)
+
+
+class SolveQuestions:
+    """The questions of the solves at NFE ``low`` to ``high`` as index tables into their common times."""
+
+    def __init__(self, low: int, high: int):
+        per_nfe = [uniform_solve_questions(nfe) for nfe in range(low, high + 1)]
+        self.times = solve_times([q for questions in per_nfe for q in questions])
+        index = {t: i for i, t in enumerate(self.times)}
+        self.count = torch.tensor([len(questions) for questions in per_nfe])
+        width = int(self.count.max())
+        # per NFE, per question (padded to the longest list): anchor time's index, answer time's index, t, h
+        self.anchor = torch.zeros(len(per_nfe), width, dtype=torch.long)
+        self.answer = torch.zeros(len(per_nfe), width, dtype=torch.long)
+        self.t = torch.zeros(len(per_nfe), width)
+        self.h = torch.zeros(len(per_nfe), width)
+        for k, questions in enumerate(per_nfe):
+            for j, (t, h) in enumerate(questions):
+                self.anchor[k, j], self.answer[k, j] = index[round(t, 12)], index[round(t - h, 12)]
+                self.t[k, j], self.h[k, j] = t, h
+
+    def draw(self, n: int, per_trajectory: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """``per_trajectory`` questions for each of ``n`` trajectories, from the solve of an NFE drawn per
+        trajectory, each question of it equally likely: (trajectory, anchor index, answer index, t, h), flat."""
+        nfe = torch.randint(len(self.count), (n, 1), generator=generator)
+        pick = (torch.rand(n, per_trajectory, generator=generator) * self.count[nfe]).long()
+        trajectory = torch.arange(n).repeat_interleave(per_trajectory)
+        nfe, pick = nfe.expand(-1, per_trajectory).flatten(), pick.flatten()
+        return trajectory, self.anchor[nfe, pick], self.answer[nfe, pick], self.t[nfe, pick], self.h[nfe, pick]
+
+
+@functools.lru_cache(maxsize=8)
+def solve_questions(low: int, high: int) -> SolveQuestions:
+    return SolveQuestions(low, high)
+
+
+def question_loss(sidenet: SideNet, backbone: Any, config: SideNetConfig, n: int, generator: torch.Generator,
+                  device: str, trained: Optional[torch.nn.Module] = None) -> tuple[torch.Tensor, int]:
+    """Mean over ``n`` trajectories and ``QUESTIONS_PER_TRAJECTORY`` questions each of
+    ``|| v + S(x, v, t, h, y) - v' ||^2`` (module docstring; ``S`` called through ``trained``, the
+    DistributedDataParallel wrapper of ``sidenet`` where there is one); and the batched backbone calls it
+    took (the exact solve's, and one for the anchors and one for the answers)."""
+    S = sidenet if trained is None else trained
+    table = solve_questions(config.solve_nfe_min, config.solve_nfe_max)
+    noise = torch.randn(n, *backbone.sample_shape, generator=generator).to(device)
+    labels = None
+    if backbone.num_classes:
+        labels = torch.randint(backbone.num_classes, (n,), generator=generator).to(device)
+        labels = drop_labels(labels, backbone.null_label, config.label_dropout, generator)
+    field = VelocityField(backbone, labels)
+    exact = Tolerance(EXACT_TOLERANCE, EXACT_TOLERANCE)
+    with torch.no_grad():
+        states = reference_trajectory(field, noise, table.times, exact).to(noise.dtype)
+    trajectory, anchor, answer, t, h = (q.to(device) for q in table.draw(n, QUESTIONS_PER_TRAJECTORY, generator))
+    y = None if labels is None else labels[trajectory]
+    x = states[anchor, trajectory]
+    v = backbone_velocity(backbone, x, t, y)
+    target = backbone_velocity(backbone, states[answer, trajectory], t - h, y)
+    return (v + S(x, v, t, h, y) - target).pow(2).mean(), field.nfe + 2

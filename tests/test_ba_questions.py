@@ -1,0 +1,132 @@
+"""Solve-question training (``questions: solves``): its questions are those the bi-anchor sampler asks,
+sampling and inverting; its targets are exact; its settings are checked; it trains."""
+from collections import Counter
+
+import pytest
+import torch
+
+import solverbench as sb
+from backbones.gmm import GaussianMixture
+from solverbench.inversion import invert
+from solverbench.sampling import sample
+from solvers.ba.chains import exact_step
+from solvers.ba.checkpoint import save_checkpoint
+from solvers.ba.config import SideNetConfig
+from solvers.ba.node_velocities import SideNetVelocities
+from solvers.ba.questions import SolveQuestions, question_loss, solve_times, uniform_solve_questions
+from solvers.ba.training import train_sidenet
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+TINY = dict(width=16, depth=1, embed_dim=8, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def gmm():
+    return GaussianMixture(dim=4, num_classes=2, components_per_class=2, std=0.3, mean_scale=1.5)
+
+
+def rounded(questions):
+    return Counter((round(t, 9), round(h, 9)) for t, h in questions)
+
+
+@pytest.mark.parametrize("nfe", [1, 3, 5])
+def test_questions_are_those_the_sampler_asks_sampling_and_inverting(gmm, tmp_path, monkeypatch, nfe):
+    config = SideNetConfig(iterations=1, chain_length=1, **TINY)
+    raw, ema, stats = train_sidenet(gmm, config, progress=False)
+    path = save_checkpoint(tmp_path / "tiny.pt", raw=raw, ema=ema, config=config, stats=stats.as_dict(), backbone=gmm)
+    asked = []
+    answer = SideNetVelocities.answer
+
+    def recording(self, field, x, anchor, t, offsets):  # in path time: the mirrored field is translated before
+        asked.extend((float(t), float(h)) for h in offsets)
+        return answer(self, field, x, anchor, t, offsets)
+
+    monkeypatch.setattr(SideNetVelocities, "answer", recording)
+    solver = sb.get_solver("ba", checkpoint=str(path))
+    solver.prepare(gmm)
+    labels = torch.tensor([0, 1])
+    x1 = sample(gmm, solver, torch.randn(2, 4), labels, nfe=nfe).samples
+    invert(gmm, solver, x1, labels, nfe=nfe)
+    assert rounded(asked) == rounded(uniform_solve_questions(nfe))
+
+
+def test_solve_times_hold_every_anchor_and_answer_once():
+    questions = uniform_solve_questions(5)
+    times = solve_times(questions)
+    assert times[0] == 1 and times[-1] == 0 and len(times) == 6 + 2 * 5 and len(set(times)) == len(times)
+    assert all(round(t, 12) in times and round(t - h, 12) in times for t, h in questions)
+    assert len(questions) == 2 * (5 * 3 + 4)  # sampling and inverting: 3 forward nodes per interval, 1 backward
+    assert sum(h < 0 for _, h in questions) == 4 + 5 * 3  # the refinements, and the inversion's probes
+
+
+def test_each_trajectory_draws_questions_of_one_solve_in_the_range():
+    table = SolveQuestions(3, 5)
+    assert table.times == solve_times([q for nfe in (3, 4, 5) for q in uniform_solve_questions(nfe)])
+    trajectory, anchor, answer, t, h = table.draw(3000, 4, torch.Generator().manual_seed(0))
+    assert trajectory.tolist() == [i for i in range(3000) for _ in range(4)]
+    times = torch.tensor(table.times)
+    assert torch.allclose(times[anchor], t) and torch.allclose(times[answer], t - h, atol=1e-6)
+    drawn = set(zip(t.view(3000, 4)[:, 0].tolist(), h.view(3000, 4)[:, 0].tolist()))
+    every = {(float(torch.tensor(q[0])), float(torch.tensor(q[1]))) for nfe in (3, 4, 5)
+             for q in uniform_solve_questions(nfe)}
+    assert drawn == every  # 3000 draws reach every question of every solve in the range, and nothing else
+    for row_t, row_h in zip(t.view(3000, 4)[:50], h.view(3000, 4)[:50]):  # one solve per trajectory
+        assert any(set(zip(row_t.tolist(), row_h.tolist())) <= {(float(torch.tensor(a)), float(torch.tensor(b)))
+                                                               for a, b in uniform_solve_questions(nfe)}
+                   for nfe in (3, 4, 5))
+
+
+class ExactCorrection(torch.nn.Module):
+    """A stand-in SideNet answering every question exactly: ``v(x(t - h), t - h) - v``."""
+
+    def __init__(self, backbone):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x, v, t, h, y):
+        end = exact_step(self.backbone, x, t, h, y)
+        return self.backbone(end, t - h, y) - v
+
+
+def test_question_targets_are_the_exact_velocities_at_the_asked_times(gmm):
+    config = SideNetConfig(questions="solves", solve_nfe_min=2, solve_nfe_max=6, **TINY)
+    for seed in range(3):  # three NFEs drawn
+        loss, calls = question_loss(ExactCorrection(gmm), gmm, config, 32, torch.Generator().manual_seed(seed), "cpu")
+        assert loss.item() < 1e-7 and calls > 2 + 10  # an adaptive solve and two batched calls
+    zero = torch.nn.Module()
+    zero.forward = lambda x, v, t, h, y: torch.zeros_like(x)
+    loss, _ = question_loss(zero, gmm, config, 32, torch.Generator().manual_seed(0), "cpu")
+    assert loss.item() > 1e-3  # the velocity does change along the asked offsets
+
+
+def test_solve_question_training_runs_and_learns(gmm):
+    config = SideNetConfig(iterations=100, lr=1e-2, questions="solves", solve_nfe_min=3, solve_nfe_max=5,
+                           **{**TINY, "batch_size": 64})
+    raw, ema, stats = train_sidenet(gmm, config, progress=False)
+    assert stats.data_mode == "solves" and len(stats.loss) == 100 and stats.backbone_calls > 100 * 10
+    untrained = SideNetConfig(iterations=1, lr=1e-12, **TINY)  # the same initial weights, kept
+    start, _, _ = train_sidenet(gmm, untrained, progress=False)
+
+    def held_out(sidenet):
+        with torch.no_grad():
+            return sum(question_loss(sidenet, gmm, config, 64, torch.Generator().manual_seed(100 + k), "cpu")[0]
+                       for k in range(3))
+
+    assert held_out(raw) < 0.5 * held_out(start)
+
+
+def test_solve_question_settings_are_checked_and_leave_older_cache_keys():
+    assert not {"questions", "solve_nfe_min", "solve_nfe_max"} & set(SideNetConfig().as_dict())
+    assert SideNetConfig(questions="solves").as_dict()["questions"] == "solves"
+    with pytest.raises(ValueError, match="'questions' must be one of chains, solves, got 'paths'"):
+        SideNetConfig(questions="paths")
+    with pytest.raises(ValueError, match=r"'solve_nfe_min' \(9\) is above 'solve_nfe_max' \(4\)"):
+        SideNetConfig(questions="solves", solve_nfe_min=9, solve_nfe_max=4)
+    with pytest.raises(ValueError, match="'solve_nfe_min' and 'solve_nfe_max' are for questions: solves"):
+        SideNetConfig(solve_nfe_max=7)
+    with pytest.raises(ValueError, match="'noise_starts', 'step_rate' are for chain training"):
+        SideNetConfig(questions="solves", step_rate=5.0, noise_starts=0.5)
+    with pytest.raises(ValueError, match="not the official recipe"):
+        SideNetConfig.from_settings({"recipe": "official", "questions": "solves"})
+    with pytest.raises(ValueError, match="'solve_nfe_min' must be a positive integer"):
+        SideNetConfig(questions="solves", solve_nfe_min=0)
