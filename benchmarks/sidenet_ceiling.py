@@ -40,7 +40,8 @@ from solverbench.field import VelocityField  # noqa: E402
 from solverbench.reference import Tolerance, reference_trajectory  # noqa: E402
 from solvers.ba.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from solvers.ba.config import SideNetConfig  # noqa: E402
-from solvers.ba.quadrature import bi_anchor_rule  # noqa: E402
+from solvers.ba.quadrature import QuadratureRule, bi_anchor_rule  # noqa: E402
+from solvers.ba.questions import bi_anchor_questions, solve_times  # noqa: E402
 from solvers.ba.sidenet import sidenet_for  # noqa: E402
 from solvers.ba.training import EMA  # noqa: E402
 
@@ -48,25 +49,17 @@ NFE = 5
 EXACT = Tolerance(1e-9, 1e-9)
 
 
-def solve_questions(nfe: int, a: float) -> tuple[list[float], list[tuple[int, int]]]:
+def solve_questions(nfe: int, rule: QuadratureRule) -> tuple[list[float], list[tuple[int, int]]]:
     """The times an NFE-``nfe`` uniform solve touches (decreasing) and its questions as (anchor, answer) indices."""
-    grid = [1 - k / nfe for k in range(nfe + 1)]
-    times = sorted({*grid, *(t - c * (t - s) for t, s in zip(grid, grid[1:]) for c in (a, 1 - a))}, reverse=True)
-    index = {round(t, 12): i for i, t in enumerate(times)}
-    at = lambda t: index[round(t, 12)]  # noqa: E731
-    questions = []
-    for k, (t, s) in enumerate(zip(grid, grid[1:])):
-        H = t - s
-        questions += [(at(t), at(t - a * H)), (at(t), at(t - (1 - a) * H)), (at(t), at(s))]  # forward probe
-        if k < nfe - 1:
-            questions.append((at(s), at(s + a * H)))  # backward refinement: offset -a H
-    return times, questions
+    questions = bi_anchor_questions(rule, [1 - k / nfe for k in range(nfe + 1)])
+    times = solve_times(questions)
+    index = {t: i for i, t in enumerate(times)}
+    return times, [(index[round(t, 12)], index[round(t - h, 12)]) for t, h in questions]
 
 
 def train(gmm: GaussianMixture, config: SideNetConfig, generator: torch.Generator):
     """The direct regression of the module's docstring; returns (raw, EMA, seconds, final loss)."""
-    a = bi_anchor_rule("lobatto", 2, None).interior[0]
-    times, questions = solve_questions(NFE, a)
+    times, questions = solve_questions(NFE, bi_anchor_rule("lobatto", 2, None))
     torch.manual_seed(config.seed)
     sidenet = sidenet_for(gmm, config.network).train()
     ema = EMA(sidenet, config.ema_decay)

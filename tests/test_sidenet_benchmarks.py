@@ -8,6 +8,7 @@ import pytest
 from backbones.gmm import GaussianMixture
 from solvers.ba.checkpoint import save_checkpoint
 from solvers.ba.config import SideNetConfig
+from solvers.ba.quadrature import two_interior_node_rule
 from solvers.ba.training import train_sidenet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -21,7 +22,7 @@ def script(name):
 def test_ceiling_questions_are_those_of_an_nfe5_bi_anchor_solve():
     ceiling = script("sidenet_ceiling")
     a = 0.25
-    times, questions = ceiling["solve_questions"](5, a)
+    times, questions = ceiling["solve_questions"](5, two_interior_node_rule(a))
     assert times[0] == 1 and times[-1] == 0 and all(s > t for s, t in zip(times, times[1:]))
     assert len(times) == 6 + 2 * 5  # the grid and two interior nodes per interval
     assert len(questions) == 5 * 3 + 4  # a forward probe of three per interval, a backward refinement but on the last
