@@ -46,8 +46,10 @@ def test_questions_are_those_the_sampler_asks_sampling_and_inverting(gmm, tmp_pa
     solver.prepare(gmm)
     labels = torch.tensor([0, 1])
     x1 = sample(gmm, solver, torch.randn(2, 4), labels, nfe=nfe).samples
-    invert(gmm, solver, x1, labels, nfe=nfe)
     assert rounded(asked) == rounded(uniform_solve_questions(nfe))
+    asked.clear()
+    invert(gmm, solver, x1, labels, nfe=nfe)
+    assert rounded(asked) == rounded(uniform_solve_questions(nfe, inverting=True))
 
 
 def test_solve_times_hold_every_anchor_and_answer_once():
@@ -55,8 +57,10 @@ def test_solve_times_hold_every_anchor_and_answer_once():
     times = solve_times(questions)
     assert times[0] == 1 and times[-1] == 0 and len(times) == 6 + 2 * 5 and len(set(times)) == len(times)
     assert all(round(t, 12) in times and round(t - h, 12) in times for t, h in questions)
-    assert len(questions) == 2 * (5 * 3 + 4)  # sampling and inverting: 3 forward nodes per interval, 1 backward
-    assert sum(h < 0 for _, h in questions) == 4 + 5 * 3  # the refinements, and the inversion's probes
+    assert len(questions) == 5 * 3 + 4  # 3 forward nodes per interval, 1 backward but on the last
+    assert sum(h < 0 for _, h in questions) == 4  # the refinements
+    inverting = uniform_solve_questions(5, inverting=True)
+    assert solve_times(inverting) == times and sum(h < 0 for _, h in inverting) == 5 * 3
 
 
 def test_each_trajectory_draws_questions_of_one_solve_in_the_range():
@@ -115,18 +119,30 @@ def test_solve_question_training_runs_and_learns(gmm):
     assert held_out(raw) < 0.5 * held_out(start)
 
 
+def test_both_adds_the_chain_loss_to_the_question_loss(gmm):
+    config = SideNetConfig(iterations=3, questions="both", chain_length=2, questions_per_solve=4, **TINY)
+    _, _, stats = train_sidenet(gmm, config, progress=False)
+    _, _, chains = train_sidenet(gmm, SideNetConfig(iterations=3, chain_length=2, **TINY), progress=False)
+    assert stats.data_mode == "data and solves" and chains.data_mode == "data"
+    assert stats.loss[0] > chains.loss[0]  # the same first chains (one stream), and the questions' loss on top
+    assert stats.backbone_calls > chains.backbone_calls + 3 * 10
+
+
 def test_solve_question_settings_are_checked_and_leave_older_cache_keys():
-    assert not {"questions", "solve_nfe_min", "solve_nfe_max"} & set(SideNetConfig().as_dict())
+    later = {"questions", "solve_nfe_min", "solve_nfe_max", "questions_per_solve"}
+    assert not later & set(SideNetConfig().as_dict())
     assert SideNetConfig(questions="solves").as_dict()["questions"] == "solves"
-    with pytest.raises(ValueError, match="'questions' must be one of chains, solves, got 'paths'"):
+    with pytest.raises(ValueError, match="'questions' must be one of chains, solves, both, got 'paths'"):
         SideNetConfig(questions="paths")
     with pytest.raises(ValueError, match=r"'solve_nfe_min' \(9\) is above 'solve_nfe_max' \(4\)"):
         SideNetConfig(questions="solves", solve_nfe_min=9, solve_nfe_max=4)
-    with pytest.raises(ValueError, match="'solve_nfe_min' and 'solve_nfe_max' are for questions: solves"):
-        SideNetConfig(solve_nfe_max=7)
+    with pytest.raises(ValueError, match="'solve_nfe_max', 'questions_per_solve' are for questions: solves or both"):
+        SideNetConfig(solve_nfe_max=7, questions_per_solve=4)
+    assert SideNetConfig(questions="both", step_rate=5.0).step_rate == 5.0  # both keeps the chain knobs
     with pytest.raises(ValueError, match="'noise_starts', 'step_rate' are for chain training"):
         SideNetConfig(questions="solves", step_rate=5.0, noise_starts=0.5)
-    with pytest.raises(ValueError, match="not the official recipe"):
-        SideNetConfig.from_settings({"recipe": "official", "questions": "solves"})
+    for questions in ("solves", "both"):
+        with pytest.raises(ValueError, match=f"questions: {questions} is not the official recipe"):
+            SideNetConfig.from_settings({"recipe": "official", "questions": questions})
     with pytest.raises(ValueError, match="'solve_nfe_min' must be a positive integer"):
         SideNetConfig(questions="solves", solve_nfe_min=0)

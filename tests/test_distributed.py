@@ -130,11 +130,12 @@ def test_a_study_that_does_not_shard_is_refused_under_torchrun(tmp_path):
                      "sweep splits its samples across processes)"]
 
 
-def test_sidenet_training_is_data_parallel_under_torchrun(tmp_path):
+@pytest.mark.parametrize("questions", ["chains", "both"])  # both: two losses, the SideNet called through DDP in each
+def test_sidenet_training_is_data_parallel_under_torchrun(tmp_path, questions):
     out = tmp_path / "sidenet.pt"
     done = solverbench(["train-sidenet", "gmm", "--backbone-params", "{preset: gmm64}", "--iterations", "4",
                         "--batch-size", "32", "--width", "16", "--depth", "1", "--embed-dim", "16", "--out", str(out),
-                        "--no-progress"], tmp_path, 2)
+                        "--questions", questions, "--no-progress"], tmp_path, 2)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("over 2 processes (DistributedDataParallel)") == 1
     stats = torch.load(out, weights_only=True)["stats"]

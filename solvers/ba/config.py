@@ -21,8 +21,9 @@ always wins):
   decay and a gradient clip of 1.
 
 ``questions`` picks what the SideNet is trained on: ``chains`` (the paper's chain training,
-the default) or ``solves`` (the questions of exact bi-anchor solves at NFE ``solve_nfe_min`` to
-``solve_nfe_max``, questions.py), which takes the optimiser knobs but none of the chain knobs.
+the default), ``solves`` (``questions_per_solve`` questions of an exact bi-anchor solve at an NFE
+from ``solve_nfe_min`` to ``solve_nfe_max`` per trajectory, questions.py), which takes the optimiser
+knobs but none of the chain knobs, or ``both`` (the two losses added, each on ``batch_size``).
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ from solvers.ba.sidenet.base import OUTPUT_HEADS
 
 DATA_MODES = ("auto", "data", "noise")
 CHAIN_STEPS = ("sidenet", "exact")
-QUESTIONS = ("chains", "solves")
+QUESTIONS = ("chains", "solves", "both")
+SOLVE_KNOBS = ("solve_nfe_min", "solve_nfe_max", "questions_per_solve")  # refused with questions: chains
 # The chain knobs: what ``questions: solves`` does not use, refused there at other values than their defaults.
 CHAIN_KNOBS = ("chain_length", "step_rate", "sim_nodes", "chain_steps", "noise_starts", "data", "noise_steps")
 LR_SCHEDULES = ("constant", "cosine")
@@ -52,7 +54,8 @@ PRESETS = {"architecture": {"project": {}, "official": OFFICIAL_ARCHITECTURE},
 # Settings added after SideNets were cached: left out of ``as_dict`` at these values, so the
 # cache keys of the settings that existed before them stay what they were.
 LATER_SETTINGS = {"architecture": "project", "recipe": "project", "poly_degree": 3, "chain_steps": "sidenet",
-                  "noise_starts": 0.0, "questions": "chains", "solve_nfe_min": 5, "solve_nfe_max": 15}
+                  "noise_starts": 0.0, "questions": "chains", "solve_nfe_min": 5, "solve_nfe_max": 15,
+                  "questions_per_solve": 32}
 
 
 @dataclass(frozen=True)
@@ -78,9 +81,10 @@ class SideNetConfig:
     noise_starts: float = 0.0  # share of chains that start at t = 1 from pure noise, where every sampling
     # trajectory starts (their first step goes toward data); the others start at t ~ U(0, 1)
     questions: str = "chains"  # chains: the paper's chain training; solves: the questions of exact uniform-grid
-    # bi-anchor solves at NFE solve_nfe_min to solve_nfe_max (and their inversions), answered exactly (questions.py)
-    solve_nfe_min: int = 5  # questions: solves only, each trajectory's NFE drawn uniformly in [min, max]
+    # bi-anchor solves at NFE solve_nfe_min to solve_nfe_max, answered exactly (questions.py); both: the two losses
+    solve_nfe_min: int = 5  # questions: solves or both; each trajectory's NFE drawn uniformly in [min, max]
     solve_nfe_max: int = 15
+    questions_per_solve: int = 32  # questions: solves or both; questions each exact trajectory answers
     label_dropout: float = 0.1  # probability of replacing a label by the null label
     lr: float = 1e-3
     lr_schedule: str = "cosine"
@@ -93,7 +97,7 @@ class SideNetConfig:
 
     def __post_init__(self):
         positive_ints = ("width", "depth", "embed_dim", "heads", "poly_degree", "iterations", "batch_size",
-                         "chain_length", "noise_steps", "solve_nfe_min", "solve_nfe_max")
+                         "chain_length", "noise_steps", "solve_nfe_min", "solve_nfe_max", "questions_per_solve")
         for name in positive_ints:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -120,11 +124,13 @@ class SideNetConfig:
                              f"got {self.chain_steps!r}")
         if self.questions not in QUESTIONS:
             raise ValueError(f"SideNet setting 'questions' must be one of {', '.join(QUESTIONS)}, got {self.questions!r}")
-        if self.questions == "solves":
+        if self.questions != "chains":
             self.check_solve_questions()
-        elif (self.solve_nfe_min, self.solve_nfe_max) != (LATER_SETTINGS["solve_nfe_min"], LATER_SETTINGS["solve_nfe_max"]):
-            raise ValueError("SideNet settings 'solve_nfe_min' and 'solve_nfe_max' are for questions: solves, not "
-                             f"{self.questions!r}; set questions: solves or drop them")
+        else:
+            given = [k for k in SOLVE_KNOBS if getattr(self, k) != LATER_SETTINGS[k]]
+            if given:
+                raise ValueError(f"SideNet setting(s) {', '.join(map(repr, given))} are for questions: solves or "
+                                 "both, not chains; set questions or drop them")
         if self.data not in DATA_MODES:
             raise ValueError(f"SideNet setting 'data' must be one of {', '.join(DATA_MODES)}, got {self.data!r}")
         if self.output_head not in OUTPUT_HEADS:
@@ -148,13 +154,16 @@ class SideNetConfig:
             raise ValueError(f"SideNet setting 'seed' must be a non-negative integer, got {self.seed!r}")
 
     def check_solve_questions(self) -> None:
-        """``questions: solves``: an NFE range, no chain knobs and not the authors' (chain) recipe."""
+        """``questions: solves`` or ``both``: an NFE range and not the authors' (chain) recipe; ``solves``: no
+        chain knobs."""
         if self.solve_nfe_min > self.solve_nfe_max:
             raise ValueError(f"SideNet setting 'solve_nfe_min' ({self.solve_nfe_min}) is above 'solve_nfe_max' "
                              f"({self.solve_nfe_max})")
         if self.recipe == "official":
-            raise ValueError("SideNet setting questions: solves is not the official recipe, which trains on chains; "
-                             "drop recipe: official or questions: solves")
+            raise ValueError(f"SideNet setting questions: {self.questions} is not the official recipe, which trains "
+                             f"on chains; drop recipe: official or questions: {self.questions}")
+        if self.questions == "both":
+            return
         defaults = {f.name: f.default for f in fields(self)}
         chain_knobs = sorted(k for k in CHAIN_KNOBS if getattr(self, k) != defaults[k])
         if chain_knobs:

@@ -10,16 +10,18 @@ five-interval solve starts every trajectory at t = 1 with offsets up to 0.2.  He
 2. solves the trajectories exactly (Dormand-Prince, float64, rtol = atol = ``EXACT_TOLERANCE``)
    through every time a solve on the uniform grid at NFE ``solve_nfe_min`` to ``solve_nfe_max``
    touches (``solve_times``);
-3. gives each trajectory an NFE drawn uniformly from that range and ``QUESTIONS_PER_TRAJECTORY``
+3. gives each trajectory an NFE drawn uniformly from that range and ``questions_per_solve``
    questions ``(t, h)`` drawn uniformly from that solve's, and adds ``|| v + S(x, v, t, h, y) - v' ||^2``
    with ``x = x(t)``, ``v = v(x(t), t)`` and ``v' = v(x(t - h), t - h)``; the loss is their mean.
 
 The questions (``solve_questions``) are those of the bi-anchor scheme with the default rule
 (Lobatto, ``a`` ~ 0.276; schemes.py): per interval ``[t, t - H]`` the forward probe from ``t`` at
 ``a H, (1 - a) H, H`` and, but on the last interval, the backward refinement from ``t - H`` at
-``-a H``; and the same of the inverting solve in path time (the uniform grid from 0 to 1, offsets
-negative; node_velocities.py), so that a SideNet trained here still inverts.  A sampler with another
-rule or time grid asks other questions, which this training does not see.
+``-a H``.  A sampler with another rule or time grid asks other questions, which this training does
+not see; nor does it see an inverting solve's (in path time the uniform grid from 0 to 1 with
+negative offsets, node_velocities.py; ``uniform_solve_questions(..., inverting=True)``): fitted to
+them as well, a gmm64 SideNet kept none of its NFE-5 gain (docs/benchmarks/sidenet_attempts.md).
+``questions: both`` adds the chain loss, whose signed steps go both ways.
 """
 from __future__ import annotations
 
@@ -36,7 +38,6 @@ from solvers.ba.quadrature import QuadratureRule, bi_anchor_rule
 from solvers.ba.schemes import probe_offsets, refinement_offsets
 from solvers.ba.sidenet import SideNet
 
-QUESTIONS_PER_TRAJECTORY = 8  # questions each exact trajectory answers per iteration (as K = 8 chain steps)
 Question = tuple[float, float]  # (anchor time t, signed offset h): asks for the velocity at t - h
 
 
@@ -54,12 +55,12 @@ def bi_anchor_questions(rule: QuadratureRule, grid: Sequence[float]) -> list[Que
     return questions
 
 
-def uniform_solve_questions(nfe: int, rule: Optional[QuadratureRule] = None) -> list[Question]:
-    """The questions of an ``nfe``-interval bi-anchor solve on the uniform grid from t = 1 to 0, and of the
-    inverting solve back (in path time, from 0 to 1)."""
-    rule = rule or bi_anchor_rule("lobatto", 2, None)
-    sampling = [1 - k / nfe for k in range(nfe + 1)]
-    return bi_anchor_questions(rule, sampling) + bi_anchor_questions(rule, sampling[::-1])
+def uniform_solve_questions(nfe: int, rule: Optional[QuadratureRule] = None, inverting: bool = False
+                            ) -> list[Question]:
+    """The questions of an ``nfe``-interval bi-anchor solve on the uniform grid from t = 1 to 0 (``inverting``:
+    of the solve from 0 to 1, in path time)."""
+    grid = [1 - k / nfe for k in range(nfe + 1)]
+    return bi_anchor_questions(rule or bi_anchor_rule("lobatto", 2, None), grid[::-1] if inverting else grid)
 
 
 def solve_times(questions: Sequence[Question]) -> list[float]:
@@ -104,7 +105,7 @@ def solve_questions(low: int, high: int) -> SolveQuestions:
 
 def question_loss(sidenet: SideNet, backbone: Any, config: SideNetConfig, n: int, generator: torch.Generator,
                   device: str, trained: Optional[torch.nn.Module] = None) -> tuple[torch.Tensor, int]:
-    """Mean over ``n`` trajectories and ``QUESTIONS_PER_TRAJECTORY`` questions each of
+    """Mean over ``n`` trajectories and ``questions_per_solve`` questions each of
     ``|| v + S(x, v, t, h, y) - v' ||^2`` (module docstring; ``S`` called through ``trained``, the
     DistributedDataParallel wrapper of ``sidenet`` where there is one); and the batched backbone calls it
     took (the exact solve's, and one for the anchors and one for the answers)."""
@@ -119,7 +120,7 @@ def question_loss(sidenet: SideNet, backbone: Any, config: SideNetConfig, n: int
     exact = Tolerance(EXACT_TOLERANCE, EXACT_TOLERANCE)
     with torch.no_grad():
         states = reference_trajectory(field, noise, table.times, exact).to(noise.dtype)
-    trajectory, anchor, answer, t, h = (q.to(device) for q in table.draw(n, QUESTIONS_PER_TRAJECTORY, generator))
+    trajectory, anchor, answer, t, h = (q.to(device) for q in table.draw(n, config.questions_per_solve, generator))
     y = None if labels is None else labels[trajectory]
     x = states[anchor, trajectory]
     v = backbone_velocity(backbone, x, t, y)

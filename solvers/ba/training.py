@@ -8,8 +8,8 @@ add ``|| v + S(x, v, t, h, y) - v' ||^2`` to the loss and move on to ``(x', t - 
 The loss is the mean of the K terms; AdamW, grad-norm clipping, EMA of the weights.
 
 ``questions: solves`` replaces the chains by the questions of exact bi-anchor solves at NFE
-``solve_nfe_min`` to ``solve_nfe_max`` (questions.py, ``question_loss``); the optimiser, EMA,
-label dropout and checkpoint stay those of this loop.
+``solve_nfe_min`` to ``solve_nfe_max`` (questions.py, ``question_loss``), ``questions: both`` adds
+that loss to the chains'; the optimiser, EMA, label dropout and checkpoint stay those of this loop.
 
 Data come from ``backbone.sample_data``; a backbone without data trains data-free (chains
 start from noise carried to a random ``t`` by the backbone itself, ``chains.noise_start``),
@@ -115,8 +115,9 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
 
     ``ranks``: the processes that train it together (``solverbench.distributed.world()`` under
     torchrun; every one of them must call this); one process by default."""
-    data_mode = "solves" if config.questions == "solves" else resolve_data_mode(backbone, config.data)
-    if config.data == "auto" and data_mode == "noise":
+    chain_mode = None if config.questions == "solves" else resolve_data_mode(backbone, config.data)
+    data_mode = {"chains": chain_mode, "solves": "solves", "both": f"{chain_mode} and solves"}[config.questions]
+    if config.data == "auto" and chain_mode == "noise":
         print(f"SideNet training is data-free: data is auto and the backbone {type(backbone).__name__} has no "
               f"sample_data, so chains start from noise carried to their t by the backbone ({config.noise_steps} "
               "Heun steps); set data: noise to choose this explicitly", file=sys.stderr)
@@ -137,12 +138,16 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
     bar = tqdm(range(config.iterations), desc="SideNet", unit="it", disable=not (progress and ranks.main),
                leave=False)
     for _ in bar:
-        if config.questions == "solves":
-            loss, calls = question_loss(sidenet, backbone, config, batch_size, generator, device, trained)
-        else:
+        terms, calls = [], 0
+        if chain_mode is not None:
             x, t, y = chain_start(backbone, config, batch_size, generator, device)
-            loss = chain_loss(sidenet, backbone, x, t, y, config, generator, trained)
-            calls = config.chain_length + 1 + (0 if data_mode == "data" else 2 * config.noise_steps)
+            terms.append(chain_loss(sidenet, backbone, x, t, y, config, generator, trained))
+            calls += config.chain_length + 1 + (0 if chain_mode == "data" else 2 * config.noise_steps)
+        if config.questions != "chains":
+            solve_loss, solve_calls = question_loss(sidenet, backbone, config, batch_size, generator, device, trained)
+            terms.append(solve_loss)
+            calls += solve_calls
+        loss = sum(terms[1:], terms[0])
         backbone_calls += calls
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -41,7 +41,7 @@ SETTING_HELP = {
                    "terms from a trunk of (t, y) only (one trunk pass per anchor serves every node offset)",
     "poly_degree": "degree P of the poly head's polynomial in h (output_head poly only)",
     "iterations": "training iterations",
-    "batch_size": "chains per iteration (questions solves: trajectories per iteration)",
+    "batch_size": "chains per iteration (questions solves: exact trajectories; both: as many of each)",
     "chain_length": "K steps per chain (K + 1 backbone calls)",
     "step_rate": "lambda of the truncated exponential step-size law (> 0)",
     "sim_nodes": "Gauss-Legendre nodes of the no-grad chain simulation",
@@ -50,10 +50,11 @@ SETTING_HELP = {
     "noise_starts": "share of chains that start at t = 1 from pure noise, where sampling starts (their first "
                     "step goes toward data), in [0, 1]",
     "questions": "chains: the paper's chain training; solves: the questions of exact bi-anchor solves on the "
-                 "uniform grid at NFE solve-nfe-min to solve-nfe-max and of their inversions (distillation from "
-                 "the reference solver; no chain knobs)",
-    "solve_nfe_min": "questions solves: the least NFE of the solves whose questions are trained on",
-    "solve_nfe_max": "questions solves: the largest NFE of those solves (one drawn per trajectory)",
+                 "uniform grid at NFE solve-nfe-min to solve-nfe-max (distillation from the reference solver; no "
+                 "chain knobs); both: the two losses added",
+    "solve_nfe_min": "questions solves or both: the least NFE of the solves whose questions are trained on",
+    "solve_nfe_max": "questions solves or both: the largest NFE of those solves (one drawn per trajectory)",
+    "questions_per_solve": "questions solves or both: questions of its solve each exact trajectory answers",
     "label_dropout": "probability of replacing a label by the null label, in [0, 1)",
     "lr": "peak learning rate (> 0)",
     "lr_schedule": "learning-rate schedule",
