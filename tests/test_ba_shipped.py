@@ -12,6 +12,7 @@ CHECKPOINTS = ROOT / "solvers" / "ba" / "checkpoints"
 # checkpoint -> (the grid that uses it, its backbone entry there, the guidance scale there)
 SHIPPED = {
     "gmm64.pt": ("quick.yaml", {"name": "gmm", "params": {"preset": "gmm64"}}, 1.0),
+    "gmm64_solves.pt": ("ba_gmm.yaml", {"name": "gmm", "params": {"preset": "gmm64"}}, 1.0),
     "digits.pt": ("digits.yaml", "digits", 2.0),
     "digits_light.pt": ("digits.yaml", "digits", 2.0),
 }
