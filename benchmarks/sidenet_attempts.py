@@ -95,6 +95,20 @@ ATTEMPTS = (
             {"noise_starts": 0.75, "iterations": 4800}),
     Attempt("gmm64", "chains from noise, 50%, 4800 iterations, step rate 20", "the same with steps 2.5 times "
             "longer", {"noise_starts": 0.5, "iterations": 4800, "step_rate": 20.0}),
+    Attempt("gmm64", "solve questions, 8 per trajectory", "sidenet_ceiling.md: regressed on the questions an "
+            "NFE-5 solve asks, the network learns the first step; here as a training mode (questions: solves) for "
+            "every NFE from 5 to 15, each exact trajectory answering 8 questions of one solve",
+            {"questions": "solves", "questions_per_solve": 8, "iterations": 2400}),
+    Attempt("gmm64", "solve questions", "the same with 32 questions per trajectory (the default)",
+            {"questions": "solves", "iterations": 2400}),
+    Attempt("gmm64", "solve questions, 4800 iterations", "twice the iterations: the loss was still falling",
+            {"questions": "solves", "iterations": 4800}),
+    Attempt("gmm64", "solve questions at NFE 5 only, 4800 iterations", "the goal is at NFE 5: every question "
+            "from its solve, as a learned time grid is fitted per NFE (the ceiling's regression as a training mode)",
+            {"questions": "solves", "solve_nfe_min": 5, "solve_nfe_max": 5, "iterations": 4800}),
+    Attempt("gmm64", "chains and solve questions", "the solve questions lose NFE 10 and 15 to the chains, which "
+            "ask about small steps everywhere: both losses added (questions: both)",
+            {"questions": "both", "iterations": 2400}),
     Attempt("gmm64", "shipped gmm64.pt on an LD3 grid", "not a training attempt: the profile says the first steps "
             "decide, and hand-picked grids with shorter first steps halve the error (sidenet_diagnosis.md); LD3 learns "
             "the grid through BA itself", checkpoint="gmm64.pt", schedule="ld3"),
