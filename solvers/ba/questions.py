@@ -14,7 +14,7 @@ five-interval solve starts every trajectory at t = 1 with offsets up to 0.2.  He
    questions ``(t, h)`` drawn uniformly from that solve's, and adds ``|| v + S(x, v, t, h, y) - v' ||^2``
    with ``x = x(t)``, ``v = v(x(t), t)`` and ``v' = v(x(t - h), t - h)``; the loss is their mean.
 
-The questions (``solve_questions``) are those of the bi-anchor scheme with the default rule
+The questions (``bi_anchor_questions``) are those of the bi-anchor scheme with the default rule
 (Lobatto, ``a`` ~ 0.276; schemes.py): per interval ``[t, t - H]`` the forward probe from ``t`` at
 ``a H, (1 - a) H, H`` and, but on the last interval, the backward refinement from ``t - H`` at
 ``-a H``.  A sampler with another rule or time grid asks other questions, which this training does
@@ -99,7 +99,8 @@ class SolveQuestions:
 
 
 @functools.lru_cache(maxsize=8)
-def solve_questions(low: int, high: int) -> SolveQuestions:
+def question_table(low: int, high: int) -> SolveQuestions:
+    """``SolveQuestions(low, high)``, built once per NFE range (every iteration draws from it)."""
     return SolveQuestions(low, high)
 
 
@@ -110,7 +111,7 @@ def question_loss(sidenet: SideNet, backbone: Any, config: SideNetConfig, n: int
     DistributedDataParallel wrapper of ``sidenet`` where there is one); and the batched backbone calls it
     took (the exact solve's, and one for the anchors and one for the answers)."""
     S = sidenet if trained is None else trained
-    table = solve_questions(config.solve_nfe_min, config.solve_nfe_max)
+    table = question_table(config.solve_nfe_min, config.solve_nfe_max)
     noise = torch.randn(n, *backbone.sample_shape, generator=generator).to(device)
     labels = None
     if backbone.num_classes:
