@@ -41,7 +41,7 @@ from solverbench.reference import Tolerance, reference_trajectory  # noqa: E402
 from solvers.ba.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from solvers.ba.config import SideNetConfig  # noqa: E402
 from solvers.ba.quadrature import QuadratureRule, bi_anchor_rule  # noqa: E402
-from solvers.ba.questions import bi_anchor_questions, solve_times  # noqa: E402
+from solvers.ba.questions import SolveQuestions  # noqa: E402
 from solvers.ba.sidenet import sidenet_for  # noqa: E402
 from solvers.ba.training import EMA  # noqa: E402
 
@@ -51,10 +51,9 @@ EXACT = Tolerance(1e-9, 1e-9)
 
 def solve_questions(nfe: int, rule: QuadratureRule) -> tuple[list[float], list[tuple[int, int]]]:
     """The times an NFE-``nfe`` uniform solve touches (decreasing) and its questions as (anchor, answer) indices."""
-    questions = bi_anchor_questions(rule, [1 - k / nfe for k in range(nfe + 1)])
-    times = solve_times(questions)
-    index = {t: i for i, t in enumerate(times)}
-    return times, [(index[round(t, 12)], index[round(t - h, 12)]) for t, h in questions]
+    table = SolveQuestions(nfe, nfe, rule)
+    count = int(table.count[0])
+    return table.times, list(zip(table.anchor[0, :count].tolist(), table.answer[0, :count].tolist()))
 
 
 def train(gmm: GaussianMixture, config: SideNetConfig, generator: torch.Generator):

@@ -70,10 +70,11 @@ def solve_times(questions: Sequence[Question]) -> list[float]:
 
 
 class SolveQuestions:
-    """The questions of the solves at NFE ``low`` to ``high`` as index tables into their common times."""
+    """The questions of the uniform-grid solves at NFE ``low`` to ``high`` (with quadrature ``rule``; default:
+    the bi-anchor scheme's) as index tables into their common times."""
 
-    def __init__(self, low: int, high: int):
-        per_nfe = [uniform_solve_questions(nfe) for nfe in range(low, high + 1)]
+    def __init__(self, low: int, high: int, rule: Optional[QuadratureRule] = None):
+        per_nfe = [uniform_solve_questions(nfe, rule) for nfe in range(low, high + 1)]
         self.times = solve_times([q for questions in per_nfe for q in questions])
         index = {t: i for i, t in enumerate(self.times)}
         self.count = torch.tensor([len(questions) for questions in per_nfe])
