@@ -92,6 +92,13 @@ def drop_labels(y: Optional[torch.Tensor], null_label: Optional[int], p: float,
     return torch.where(drop.to(y.device), torch.full_like(y, null_label), y)
 
 
+def draw_labels(backbone: Any, n: int, generator: torch.Generator, device: str) -> Optional[torch.Tensor]:
+    """``n`` labels uniform over the backbone's classes (None where it has none)."""
+    if not backbone.num_classes:
+        return None
+    return torch.randint(backbone.num_classes, (n,), generator=generator).to(device)
+
+
 def data_start(backbone: Any, n: int, generator: torch.Generator, device: str):
     """``x = (1 - t) x0 + t eps`` with data ``(x0, y)`` from the backbone, ``t ~ U(0, 1)``."""
     x0, y = backbone.sample_data(n, generator)
@@ -108,9 +115,7 @@ def noise_start(backbone: Any, n: int, generator: torch.Generator, device: str, 
     frozen backbone (per-sample step ``(1 - t) / steps``), labels uniform over the classes."""
     x = torch.randn(n, *backbone.sample_shape, generator=generator).to(device)
     t_end = torch.rand(n, generator=generator).to(device)
-    y = None
-    if backbone.num_classes:
-        y = torch.randint(backbone.num_classes, (n,), generator=generator).to(device)
+    y = draw_labels(backbone, n, generator, device)
     dt = ((1 - t_end) / steps).reshape(-1, *(1,) * (x.dim() - 1))
     t = torch.ones(n, device=device)
     for _ in range(steps):

@@ -32,7 +32,7 @@ import torch
 
 from solverbench.field import VelocityField
 from solverbench.reference import Tolerance, reference_trajectory
-from solvers.ba.chains import EXACT_TOLERANCE, backbone_velocity, drop_labels
+from solvers.ba.chains import EXACT_TOLERANCE, backbone_velocity, draw_labels, drop_labels
 from solvers.ba.config import SideNetConfig
 from solvers.ba.quadrature import QuadratureRule, bi_anchor_rule
 from solvers.ba.schemes import probe_offsets, refinement_offsets
@@ -114,10 +114,8 @@ def question_loss(sidenet: SideNet, backbone: Any, config: SideNetConfig, n: int
     S = sidenet if trained is None else trained
     table = question_table(config.solve_nfe_min, config.solve_nfe_max)
     noise = torch.randn(n, *backbone.sample_shape, generator=generator).to(device)
-    labels = None
-    if backbone.num_classes:
-        labels = torch.randint(backbone.num_classes, (n,), generator=generator).to(device)
-        labels = drop_labels(labels, backbone.null_label, config.label_dropout, generator)
+    labels = drop_labels(draw_labels(backbone, n, generator, device), backbone.null_label, config.label_dropout,
+                         generator)
     field = VelocityField(backbone, labels)
     exact = Tolerance(EXACT_TOLERANCE, EXACT_TOLERANCE)
     with torch.no_grad():
