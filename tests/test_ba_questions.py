@@ -13,7 +13,11 @@ from solvers.ba.chains import exact_step
 from solvers.ba.checkpoint import save_checkpoint
 from solvers.ba.config import SideNetConfig
 from solvers.ba.node_velocities import SideNetVelocities
-from solvers.ba.questions import SolveQuestions, question_loss, solve_times, uniform_solve_questions
+from solverbench.field import VelocityField
+from solverbench.guidance import Guidance
+from solverbench.reference import Tolerance, reference_trajectory
+from solvers.ba.questions import (SolveBank, SolveQuestions, exact_trajectories, question_loss, solve_times,
+                                  uniform_solve_questions)
 from solvers.ba.training import train_sidenet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -129,7 +133,7 @@ def test_both_adds_the_chain_loss_to_the_question_loss(gmm):
 
 
 def test_solve_question_settings_are_checked_and_leave_older_cache_keys():
-    later = {"questions", "solve_nfe_min", "solve_nfe_max", "questions_per_solve"}
+    later = {"questions", "solve_nfe_min", "solve_nfe_max", "questions_per_solve", "solve_bank", "solve_guidance"}
     assert not later & set(SideNetConfig().as_dict())
     assert SideNetConfig(questions="solves").as_dict()["questions"] == "solves"
     with pytest.raises(ValueError, match="'questions' must be one of chains, solves, both, got 'paths'"):
@@ -146,3 +150,79 @@ def test_solve_question_settings_are_checked_and_leave_older_cache_keys():
             SideNetConfig.from_settings({"recipe": "official", "questions": questions})
     with pytest.raises(ValueError, match="'solve_nfe_min' must be a positive integer"):
         SideNetConfig(questions="solves", solve_nfe_min=0)
+    with pytest.raises(ValueError, match="'solve_bank' must be a non-negative integer"):
+        SideNetConfig(questions="solves", solve_bank=-1)
+    with pytest.raises(ValueError, match="'solve_guidance' must be a number >= 0"):
+        SideNetConfig(questions="solves", solve_guidance=-2.0)
+    with pytest.raises(ValueError, match="'solve_bank', 'solve_guidance' are for questions: solves or both"):
+        SideNetConfig(solve_bank=64, solve_guidance=2.0)
+    assert SideNetConfig.from_settings({"questions": "solves", "solve_guidance": 2}).solve_guidance == 2.0
+
+
+def test_a_bank_holds_exact_trajectories_and_their_velocities_and_its_questions_are_exact(gmm):
+    config = SideNetConfig(questions="solves", solve_nfe_min=2, solve_nfe_max=4, solve_bank=48, **TINY)
+    bank = SolveBank(gmm, config, 48, torch.Generator().manual_seed(0), "cpu")
+    times = bank.table.times
+    fresh, labels, _ = exact_trajectories(gmm, config, 16, torch.Generator().manual_seed(0), "cpu", times)
+    assert torch.equal(bank.states[:, :16], fresh) and torch.equal(bank.branches[0][:16], labels)  # the first batch
+    assert bank.states.shape == (len(times), 48, 4) and bank.velocities.shape == (1, len(times), 48, 4)
+    for k in (0, len(times) // 2, len(times) - 1):
+        assert torch.equal(bank.velocities[0, k], gmm(bank.states[k], torch.full((48,), times[k]), bank.branches[0]))
+    assert bank.calls > 3 * (len(times) + 10)  # three batches, each an adaptive solve and one call per time
+    loss = bank.loss(ExactCorrection(gmm), 64, 8, torch.Generator().manual_seed(1))
+    assert loss.item() < 1e-7
+    zero = torch.nn.Module()
+    zero.forward = lambda x, v, t, h, y: torch.zeros_like(x)
+    assert bank.loss(zero, 64, 8, torch.Generator().manual_seed(1)).item() > 1e-3
+
+
+def test_training_on_a_bank_costs_no_backbone_call_per_iteration_and_learns(gmm):
+    config = SideNetConfig(iterations=100, lr=1e-2, questions="solves", solve_nfe_min=3, solve_nfe_max=5,
+                           solve_bank=256, **{**TINY, "batch_size": 64})
+    raw, _, stats = train_sidenet(gmm, config, progress=False)
+    _, _, shorter = train_sidenet(gmm, SideNetConfig(**{**config.as_dict(), "iterations": 10}), progress=False)
+    assert stats.backbone_calls == shorter.backbone_calls > 4 * 10  # the bank's four solves, then nothing
+    start, _, _ = train_sidenet(gmm, SideNetConfig(iterations=1, lr=1e-12, **TINY), progress=False)
+
+    def held_out(sidenet):  # fresh trajectories, not the bank's
+        with torch.no_grad():
+            return sum(question_loss(sidenet, gmm, config, 64, torch.Generator().manual_seed(100 + k), "cpu")[0]
+                       for k in range(3))
+
+    assert held_out(raw) < 0.5 * held_out(start)
+
+
+def test_guided_solves_follow_the_guided_trajectory_and_ask_both_branches(gmm):
+    config = SideNetConfig(questions="solves", solve_nfe_min=2, solve_nfe_max=3, solve_guidance=2.0,
+                           label_dropout=0.5, **TINY)
+    bank = SolveBank(gmm, config, 16, torch.Generator().manual_seed(0), "cpu")
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.randn(16, 4, generator=generator)
+    labels = torch.randint(gmm.num_classes, (16,), generator=generator)
+    guided = VelocityField(gmm, labels, Guidance(scale=2.0))
+    expected = reference_trajectory(guided, noise, bank.table.times, Tolerance(1e-6, 1e-6)).float()
+    assert torch.equal(bank.branches[0], labels)  # not dropped: the null branch is asked of every question
+    assert (bank.branches[1] == gmm.null_label).all()
+    assert torch.allclose(bank.states, expected, atol=1e-6)
+    k = len(bank.table.times) // 2
+    t_k = torch.full((16,), bank.table.times[k])
+    assert torch.equal(bank.velocities[1, k], gmm(bank.states[k], t_k, bank.branches[1]))
+    asked = []
+
+    def recording(x, v, t, h, y):
+        asked.append(y.clone())
+        return torch.zeros_like(x)
+
+    zero = torch.nn.Module()
+    zero.forward = recording
+    _, calls = question_loss(zero, gmm, config, 8, torch.Generator().manual_seed(2), "cpu")
+    assert len(asked) == 2 and (asked[1] == gmm.null_label).all() and (asked[0] != gmm.null_label).all()
+    assert calls > 4 + 10  # the guided solve, and an anchor and an answer call per branch
+
+
+def test_guided_solves_need_a_null_label():
+    class Unconditional:  # as toy2d: no classes, so no null label; refused before any work
+        sample_shape, num_classes, null_label = (2,), None, None
+
+    with pytest.raises(ValueError, match="'solve_guidance' is 2, but the backbone Unconditional has no null label"):
+        train_sidenet(Unconditional(), SideNetConfig(questions="solves", solve_guidance=2.0, **TINY), progress=False)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from solverbench.distributed import World
-from solvers.ba.training import rank_batch
+from solvers.ba.training import rank_share
 
 ROOT = Path(__file__).resolve().parents[1]
 GMM_CHECKPOINT = ROOT / "solvers" / "ba" / "checkpoints" / "gmm64.pt"
@@ -130,12 +130,14 @@ def test_a_study_that_does_not_shard_is_refused_under_torchrun(tmp_path):
                      "sweep splits its samples across processes)"]
 
 
-@pytest.mark.parametrize("questions", ["chains", "both"])  # both: two losses, the SideNet called through DDP in each
+# both: two losses, the SideNet called through DDP in each; a guided bank: split over the ranks, two branches
+@pytest.mark.parametrize("questions", [["chains"], ["both"], ["solves", "--solve-bank", "64", "--solve-guidance", "2"]],
+                         ids=["chains", "both", "guided-bank"])
 def test_sidenet_training_is_data_parallel_under_torchrun(tmp_path, questions):
     out = tmp_path / "sidenet.pt"
     done = solverbench(["train-sidenet", "gmm", "--backbone-params", "{preset: gmm64}", "--iterations", "4",
                         "--batch-size", "32", "--width", "16", "--depth", "1", "--embed-dim", "16", "--out", str(out),
-                        "--questions", questions, "--no-progress"], tmp_path, 2)
+                        "--questions", *questions, "--no-progress"], tmp_path, 2)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("over 2 processes (DistributedDataParallel)") == 1
     stats = torch.load(out, weights_only=True)["stats"]
@@ -145,6 +147,8 @@ def test_sidenet_training_is_data_parallel_under_torchrun(tmp_path, questions):
 def test_batches_are_dealt_round_robin_and_a_batch_size_must_split():
     assert list(World(1, 3).my_batches(8)) == [1, 4, 7]
     assert World().map_batches(lambda b: torch.full((2,), b), 3)[2].tolist() == [2, 2]
-    assert rank_batch(256, World(0, 8)) == 32
-    with pytest.raises(ValueError, match="does not split over 3 processes"):
-        rank_batch(256, World(0, 3))
+    assert rank_share("batch_size", 256, World(0, 8)) == 32
+    with pytest.raises(ValueError, match="'batch_size' 256 does not split over 3 processes"):
+        rank_share("batch_size", 256, World(0, 3))
+    with pytest.raises(ValueError, match="'solve_bank' 100 does not split over 3 processes"):
+        rank_share("solve_bank", 100, World(0, 3))

@@ -24,6 +24,8 @@ always wins):
 the default), ``solves`` (``questions_per_solve`` questions of an exact bi-anchor solve at an NFE
 from ``solve_nfe_min`` to ``solve_nfe_max`` per trajectory, questions.py), which takes the optimiser
 knobs but none of the chain knobs, or ``both`` (the two losses added, each on ``batch_size``).
+With either, ``solve_bank`` solves that many trajectories once instead of fresh ones every iteration,
+and ``solve_guidance`` solves them under classifier-free guidance, asking both branches.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from solvers.ba.sidenet.base import OUTPUT_HEADS
 DATA_MODES = ("auto", "data", "noise")
 CHAIN_STEPS = ("sidenet", "exact")
 QUESTIONS = ("chains", "solves", "both")
-SOLVE_KNOBS = ("solve_nfe_min", "solve_nfe_max", "questions_per_solve")  # refused with questions: chains
+SOLVE_KNOBS = ("solve_nfe_min", "solve_nfe_max", "questions_per_solve", "solve_bank", "solve_guidance")  # refused with questions: chains
 # The chain knobs: what ``questions: solves`` does not use, refused there at other values than their defaults.
 CHAIN_KNOBS = ("chain_length", "step_rate", "sim_nodes", "chain_steps", "noise_starts", "data", "noise_steps")
 LR_SCHEDULES = ("constant", "cosine")
@@ -55,7 +57,7 @@ PRESETS = {"architecture": {"project": {}, "official": OFFICIAL_ARCHITECTURE},
 # cache keys of the settings that existed before them stay what they were.
 LATER_SETTINGS = {"architecture": "project", "recipe": "project", "poly_degree": 3, "chain_steps": "sidenet",
                   "noise_starts": 0.0, "questions": "chains", "solve_nfe_min": 5, "solve_nfe_max": 15,
-                  "questions_per_solve": 32}
+                  "questions_per_solve": 32, "solve_bank": 0, "solve_guidance": 1.0}
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,10 @@ class SideNetConfig:
     solve_nfe_min: int = 5  # questions: solves or both; each trajectory's NFE drawn uniformly in [min, max]
     solve_nfe_max: int = 15
     questions_per_solve: int = 32  # questions: solves or both; questions each exact trajectory answers
+    solve_bank: int = 0  # questions: solves or both; 0: fresh exact trajectories every iteration; N: N of them
+    # solved once before training, each iteration drawing batch_size from them (questions.SolveBank)
+    solve_guidance: float = 1.0  # questions: solves or both; the CFG scale the trajectories are solved under
+    # (1: unguided, labels dropped at label_dropout; else guided, each question asked of both branches)
     label_dropout: float = 0.1  # probability of replacing a label by the null label
     lr: float = 1e-3
     lr_schedule: str = "cosine"
@@ -115,6 +121,13 @@ class SideNetConfig:
         if not isinstance(self.noise_starts, (int, float)) or isinstance(self.noise_starts, bool) \
                 or not 0 <= self.noise_starts <= 1:
             raise ValueError(f"SideNet setting 'noise_starts' must lie in [0, 1], got {self.noise_starts!r}")
+        if not isinstance(self.solve_bank, int) or isinstance(self.solve_bank, bool) or self.solve_bank < 0:
+            raise ValueError(f"SideNet setting 'solve_bank' must be a non-negative integer (0: no bank), "
+                             f"got {self.solve_bank!r}")
+        if not isinstance(self.solve_guidance, (int, float)) or isinstance(self.solve_guidance, bool) \
+                or not self.solve_guidance >= 0:
+            raise ValueError(f"SideNet setting 'solve_guidance' must be a number >= 0 (1: unguided), "
+                             f"got {self.solve_guidance!r}")
         if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
             raise ValueError(f"SideNet setting 'weight_decay' must be a non-negative number, got {self.weight_decay!r}")
         if self.sim_nodes not in range(1, 6):

@@ -29,8 +29,10 @@ import functools
 from typing import Any, Optional, Sequence
 
 import torch
+from tqdm import tqdm
 
 from solverbench.field import VelocityField
+from solverbench.guidance import Guidance
 from solverbench.reference import Tolerance, reference_trajectory
 from solvers.ba.chains import EXACT_TOLERANCE, backbone_velocity, draw_labels, drop_labels
 from solvers.ba.config import SideNetConfig
@@ -105,24 +107,87 @@ def question_table(low: int, high: int) -> SolveQuestions:
     return SolveQuestions(low, high)
 
 
+def exact_trajectories(backbone: Any, config: SideNetConfig, n: int, generator: torch.Generator, device: str,
+                       times: Sequence[float]) -> tuple[torch.Tensor, Optional[torch.Tensor], int]:
+    """``n`` trajectories from noise at t = 1, solved exactly through ``times`` (float64 Dormand-Prince at
+    ``EXACT_TOLERANCE``) under ``solve_guidance``: (states ``[len(times), n, ...]``, labels, the solve's NFE).
+    Labels are uniform over the classes; unguided, dropped to the null label at ``label_dropout``; guided, kept
+    (the questions are then asked of both branches, ``branch_labels``)."""
+    noise = torch.randn(n, *backbone.sample_shape, generator=generator).to(device)
+    labels = draw_labels(backbone, n, generator, device)
+    if config.solve_guidance == 1:
+        labels = drop_labels(labels, backbone.null_label, config.label_dropout, generator)
+    field = VelocityField(backbone, labels, Guidance(scale=config.solve_guidance))
+    with torch.no_grad():
+        states = reference_trajectory(field, noise, times, Tolerance(EXACT_TOLERANCE, EXACT_TOLERANCE))
+    return states.to(noise.dtype), labels, field.nfe
+
+
+def branch_labels(backbone: Any, labels: Optional[torch.Tensor], config: SideNetConfig) -> list[Optional[torch.Tensor]]:
+    """The labels each question is asked with: the trajectories' own; under ``solve_guidance`` also the null
+    label, as a guided bi-anchor solve corrects the conditional and the unconditional velocity alike."""
+    if config.solve_guidance == 1:
+        return [labels]
+    return [labels, torch.full_like(labels, backbone.null_label)]
+
+
+def fit_loss(S: Any, x: torch.Tensor, t: torch.Tensor, h: torch.Tensor,
+             answers: Sequence[tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """``|| v + S(x, v, t, h, y) - v' ||^2`` averaged over the questions and then over the branches; ``answers``:
+    per branch ``(y, v, v')``."""
+    return torch.stack([(v + S(x, v, t, h, y) - target).pow(2).mean() for y, v, target in answers]).mean()
+
+
 def question_loss(sidenet: SideNet, backbone: Any, config: SideNetConfig, n: int, generator: torch.Generator,
                   device: str, trained: Optional[torch.nn.Module] = None) -> tuple[torch.Tensor, int]:
-    """Mean over ``n`` trajectories and ``questions_per_solve`` questions each of
-    ``|| v + S(x, v, t, h, y) - v' ||^2`` (module docstring; ``S`` called through ``trained``, the
-    DistributedDataParallel wrapper of ``sidenet`` where there is one); and the batched backbone calls it
-    took (the exact solve's, and one for the anchors and one for the answers)."""
-    S = sidenet if trained is None else trained
+    """The loss of the module's docstring on ``n`` fresh trajectories and ``questions_per_solve`` questions each
+    (``S`` called through ``trained``, the DistributedDataParallel wrapper of ``sidenet`` where there is one); and
+    the batched backbone calls it took (the exact solve's, and per branch one for the anchors and one for the
+    answers)."""
     table = question_table(config.solve_nfe_min, config.solve_nfe_max)
-    noise = torch.randn(n, *backbone.sample_shape, generator=generator).to(device)
-    labels = drop_labels(draw_labels(backbone, n, generator, device), backbone.null_label, config.label_dropout,
-                         generator)
-    field = VelocityField(backbone, labels)
-    exact = Tolerance(EXACT_TOLERANCE, EXACT_TOLERANCE)
-    with torch.no_grad():
-        states = reference_trajectory(field, noise, table.times, exact).to(noise.dtype)
+    states, labels, nfe = exact_trajectories(backbone, config, n, generator, device, table.times)
     trajectory, anchor, answer, t, h = (q.to(device) for q in table.draw(n, config.questions_per_solve, generator))
-    y = None if labels is None else labels[trajectory]
-    x = states[anchor, trajectory]
-    v = backbone_velocity(backbone, x, t, y)
-    target = backbone_velocity(backbone, states[answer, trajectory], t - h, y)
-    return (v + S(x, v, t, h, y) - target).pow(2).mean(), field.nfe + 2
+    x, x_answer = states[anchor, trajectory], states[answer, trajectory]
+    answers = []
+    for y in branch_labels(backbone, labels, config):
+        y = None if y is None else y[trajectory]
+        answers.append((y, backbone_velocity(backbone, x, t, y), backbone_velocity(backbone, x_answer, t - h, y)))
+    return fit_loss(sidenet if trained is None else trained, x, t, h, answers), nfe + 2 * len(answers)
+
+
+class SolveBank:
+    """``solve_bank`` trajectories solved exactly once, before training, with the backbone's velocities (per
+    branch) at every time of the question table; each iteration draws its trajectories from the bank (with
+    replacement) and costs no backbone call.  Where the exact solve is what costs (a neural backbone solved in
+    float64 at rtol 1e-6: hundreds of evaluations per trajectory), this trades fresh trajectories for
+    iterations."""
+
+    def __init__(self, backbone: Any, config: SideNetConfig, size: int, generator: torch.Generator, device: str,
+                 progress: bool = False):
+        self.table = question_table(config.solve_nfe_min, config.solve_nfe_max)
+        self.size, self.calls = size, 0
+        states, labels, velocities = [], [], []
+        chunks = range(0, size, config.batch_size)
+        for start in tqdm(chunks, desc="solve bank", unit="batch", disable=not progress, leave=False):
+            x, y, nfe = exact_trajectories(backbone, config, min(config.batch_size, size - start), generator,
+                                           device, self.table.times)
+            branches = branch_labels(backbone, y, config)
+            velocities.append(torch.stack([torch.stack([
+                backbone_velocity(backbone, x_k, torch.full((x_k.shape[0],), t_k, device=device), b)
+                for x_k, t_k in zip(x, self.table.times)]) for b in branches]))
+            states.append(x)
+            labels.append(y)
+            self.calls += nfe + len(branches) * len(self.table.times)
+        self.states = torch.cat(states, dim=1)  # [time, trajectory, ...]
+        self.velocities = torch.cat(velocities, dim=2)  # [branch, time, trajectory, ...]
+        self.branches = branch_labels(backbone, None if labels[0] is None else torch.cat(labels), config)
+
+    def loss(self, S: Any, n: int, per_trajectory: int, generator: torch.Generator) -> torch.Tensor:
+        """The loss of ``n`` trajectories drawn from the bank, ``per_trajectory`` questions each."""
+        device = self.states.device
+        pick = torch.randint(self.size, (n,), generator=generator)
+        trajectory, anchor, answer, t, h = self.table.draw(n, per_trajectory, generator)
+        j, anchor, answer, t, h = (q.to(device) for q in (pick[trajectory], anchor, answer, t, h))
+        answers = [(None if y is None else y[j], v[anchor, j], v[answer, j])
+                   for y, v in zip(self.branches, self.velocities)]
+        return fit_loss(S, self.states[anchor, j], t, h, answers)

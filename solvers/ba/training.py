@@ -8,8 +8,10 @@ add ``|| v + S(x, v, t, h, y) - v' ||^2`` to the loss and move on to ``(x', t - 
 The loss is the mean of the K terms; AdamW, grad-norm clipping, EMA of the weights.
 
 ``questions: solves`` replaces the chains by the questions of exact bi-anchor solves at NFE
-``solve_nfe_min`` to ``solve_nfe_max`` (questions.py, ``question_loss``), ``questions: both`` adds
-that loss to the chains'; the optimiser, EMA, label dropout and checkpoint stay those of this loop.
+``solve_nfe_min`` to ``solve_nfe_max`` (questions.py, ``question_loss``; with ``solve_bank``, drawn from
+trajectories solved once before the loop, ``SolveBank``, whose solving counts in the training time),
+``questions: both`` adds that loss to the chains'; the optimiser, EMA, label dropout and checkpoint stay
+those of this loop.
 
 Data come from ``backbone.sample_data``; a backbone without data trains data-free (chains
 start from noise carried to a random ``t`` by the backbone itself, ``chains.noise_start``),
@@ -45,7 +47,7 @@ from solvers.ba.chains import (backbone_autocast, backbone_velocity, chain_start
                                signed_steps, simulate_step)
 from solvers.ba.config import SideNetConfig
 from solvers.ba.quadrature import gauss_legendre
-from solvers.ba.questions import question_loss
+from solvers.ba.questions import SolveBank, question_loss
 from solvers.ba.sidenet import SideNet, sidenet_for
 
 
@@ -121,7 +123,10 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
         print(f"SideNet training is data-free: data is auto and the backbone {type(backbone).__name__} has no "
               f"sample_data, so chains start from noise carried to their t by the backbone ({config.noise_steps} "
               "Heun steps); set data: noise to choose this explicitly", file=sys.stderr)
-    batch_size = rank_batch(config.batch_size, ranks)
+    batch_size = rank_share("batch_size", config.batch_size, ranks)
+    if config.questions != "chains" and config.solve_guidance != 1 and backbone.null_label is None:
+        raise ValueError(f"SideNet setting 'solve_guidance' is {config.solve_guidance:g}, but the backbone "
+                         f"{type(backbone).__name__} has no null label, so it cannot be guided; drop solve_guidance")
     torch.manual_seed(config.seed)  # the SideNet's initial weights (the same on every rank)
     sidenet = sidenet_for(backbone, config.network).to(device).train()
     trained = DistributedDataParallel(sidenet) if ranks.sharded else None
@@ -135,6 +140,11 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
     losses: list[float] = []
     backbone_calls = 0
     start = time.perf_counter()
+    bank = None
+    if config.questions != "chains" and config.solve_bank:
+        bank = SolveBank(backbone, config, rank_share("solve_bank", config.solve_bank, ranks), generator, device,
+                         progress=progress and ranks.main)
+        backbone_calls += bank.calls
     bar = tqdm(range(config.iterations), desc="SideNet", unit="it", disable=not (progress and ranks.main),
                leave=False)
     for _ in bar:
@@ -144,9 +154,14 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
             terms.append(chain_loss(sidenet, backbone, x, t, y, config, generator, trained))
             calls += config.chain_length + 1 + (0 if chain_mode == "data" else 2 * config.noise_steps)
         if config.questions != "chains":
-            solve_loss, solve_calls = question_loss(sidenet, backbone, config, batch_size, generator, device, trained)
+            if bank is None:
+                solve_loss, solve_calls = question_loss(sidenet, backbone, config, batch_size, generator, device,
+                                                        trained)
+                calls += solve_calls
+            else:
+                solve_loss = bank.loss(sidenet if trained is None else trained, batch_size,
+                                       config.questions_per_solve, generator)
             terms.append(solve_loss)
-            calls += solve_calls
         loss = sum(terms[1:], terms[0])
         backbone_calls += calls
         optimizer.zero_grad(set_to_none=True)
@@ -171,9 +186,10 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
     return sidenet.eval(), ema.model, stats
 
 
-def rank_batch(batch_size: int, ranks: World) -> int:
-    """This rank's chains per iteration: ``batch_size`` split over the ranks (refused where it does not divide)."""
-    if batch_size % ranks.size:
-        raise ValueError(f"SideNet setting 'batch_size' {batch_size} does not split over {ranks.size} processes; "
+def rank_share(name: str, total: int, ranks: World) -> int:
+    """This rank's share of ``total`` (the batch's chains, the bank's trajectories) split over the ranks
+    (refused where it does not divide)."""
+    if total % ranks.size:
+        raise ValueError(f"SideNet setting {name!r} {total} does not split over {ranks.size} processes; "
                          f"give a multiple of {ranks.size}")
-    return batch_size // ranks.size
+    return total // ranks.size

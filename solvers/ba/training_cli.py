@@ -55,6 +55,11 @@ SETTING_HELP = {
     "solve_nfe_min": "questions solves or both: the least NFE of the solves whose questions are trained on",
     "solve_nfe_max": "questions solves or both: the largest NFE of those solves (one drawn per trajectory)",
     "questions_per_solve": "questions solves or both: questions of its solve each exact trajectory answers",
+    "solve_bank": "questions solves or both: 0, fresh exact trajectories every iteration; N, N of them solved "
+                  "once before training (with the backbone's velocities at every asked time) and drawn from",
+    "solve_guidance": "questions solves or both: the CFG scale the exact trajectories are solved under (1: "
+                      "unguided, labels dropped at label-dropout; else each question is asked of the conditional "
+                      "and the unconditional velocity, as a guided solve asks them)",
     "label_dropout": "probability of replacing a label by the null label, in [0, 1)",
     "lr": "peak learning rate (> 0)",
     "lr_schedule": "learning-rate schedule",
