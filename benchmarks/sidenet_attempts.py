@@ -103,6 +103,12 @@ ATTEMPTS = (
             {"questions": "solves", "iterations": 2400}),
     Attempt("gmm64", "solve questions, 4800 iterations", "twice the iterations: the loss was still falling",
             {"questions": "solves", "iterations": 4800}),
+    Attempt("gmm64", "solve questions, 9600 iterations", "twice again: 2400 gave 0.023 and 4800 0.0136 at NFE 5, "
+            "the loss still falling", {"questions": "solves", "iterations": 9600}),
+    Attempt("gmm64", "solve questions at NFE 5 to 10 from a bank, 9600 iterations", "9600 iterations helped NFE 5 "
+            "but not 10 and 15: NFE 5 drawn for one trajectory in 6 instead of 11, and the trajectories drawn from "
+            "16384 solved once (solve_bank), which makes an iteration about four times cheaper",
+            {"questions": "solves", "solve_nfe_max": 10, "solve_bank": 16384, "iterations": 9600}),
     Attempt("gmm64", "solve questions at NFE 5 only, 4800 iterations", "the goal is at NFE 5: every question "
             "from its solve, as a learned time grid is fitted per NFE (the ceiling's regression as a training mode)",
             {"questions": "solves", "solve_nfe_min": 5, "solve_nfe_max": 5, "iterations": 4800}),
@@ -120,6 +126,13 @@ ATTEMPTS = (
             "depth 2, embed 16, 2 heads), the shipped recipe otherwise", {**LIGHT, "iterations": 2400}),
     Attempt("digits", "light poly, 7k (shipped digits_light.pt)", "the same with the polynomial head: one trunk "
             "pass per anchor, half the gated head's FLOPs", checkpoint="digits_light.pt"),
+    Attempt("digits", "light poly, 7k, guided solve questions from a bank", "on gmm64 the solves' own questions beat "
+            "chains at every NFE; digits is sampled with CFG 2, so its trajectories are solved guided and each "
+            "question is asked of both branches; exact float64 solves of the U-Net cost hundreds of evaluations, so "
+            "512 trajectories are solved once (solve_bank) and drawn from; 4 questions per trajectory keep an "
+            "iteration's SideNet work near a chain iteration's",
+            {**LIGHT, "output_head": "poly", "poly_degree": 3, "iterations": 2400, "questions": "solves",
+             "solve_bank": 512, "questions_per_solve": 4, "solve_guidance": 2.0}),
 )
 
 
