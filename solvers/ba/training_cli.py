@@ -41,7 +41,8 @@ SETTING_HELP = {
                    "terms from a trunk of (t, y) only (one trunk pass per anchor serves every node offset)",
     "poly_degree": "degree P of the poly head's polynomial in h (output_head poly only)",
     "iterations": "training iterations",
-    "batch_size": "chains per iteration (questions solves: exact trajectories; both: as many of each)",
+    "batch_size": "chains per iteration (questions solves: exact trajectories, drawn from the bank with "
+                  "solve-bank, which is solved this many at a time; both: as many of each)",
     "chain_length": "K steps per chain (K + 1 backbone calls)",
     "step_rate": "lambda of the truncated exponential step-size law (> 0)",
     "sim_nodes": "Gauss-Legendre nodes of the no-grad chain simulation",
