@@ -22,6 +22,12 @@ not see; nor does it see an inverting solve's (in path time the uniform grid fro
 negative offsets, node_velocities.py; ``uniform_solve_questions(..., inverting=True)``): fitted to
 them as well, a gmm64 SideNet kept none of its NFE-5 gain (docs/benchmarks/sidenet_attempts.md).
 ``questions: both`` adds the chain loss, whose signed steps go both ways.
+
+``solve_bank: N`` solves N trajectories once, before training, with the backbone's velocities at every
+time of the table, and draws each iteration's trajectories from them (``SolveBank``).
+``solve_guidance: w`` solves the trajectories under classifier-free guidance at scale w (over all of
+[0, 1]) with their labels kept, and asks every question of the conditional and the unconditional
+velocity, as a guided bi-anchor solve corrects both before it guides.
 """
 from __future__ import annotations
 
@@ -159,7 +165,7 @@ class SolveBank:
     """``solve_bank`` trajectories solved exactly once, before training, with the backbone's velocities (per
     branch) at every time of the question table; each iteration draws its trajectories from the bank (with
     replacement) and costs no backbone call.  Where the exact solve is what costs (a neural backbone solved in
-    float64 at rtol 1e-6: hundreds of evaluations per trajectory), this trades fresh trajectories for
+    float64 at rtol 1e-6: hundreds of evaluations of each batch), this trades fresh trajectories for
     iterations."""
 
     def __init__(self, backbone: Any, config: SideNetConfig, size: int, generator: torch.Generator, device: str,
