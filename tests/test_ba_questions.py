@@ -16,8 +16,8 @@ from solvers.ba.node_velocities import SideNetVelocities
 from solverbench.field import VelocityField
 from solverbench.guidance import Guidance
 from solverbench.reference import Tolerance, reference_trajectory
-from solvers.ba.questions import (SolveBank, SolveQuestions, exact_trajectories, question_loss, solve_times,
-                                  uniform_solve_questions)
+from solvers.ba.questions import (SolveBank, SolveQuestions, exact_trajectories, fit_loss, question_loss,
+                                  solve_times, uniform_solve_questions)
 from solvers.ba.training import train_sidenet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -70,7 +70,7 @@ def test_solve_times_hold_every_anchor_and_answer_once():
 def test_each_trajectory_draws_questions_of_one_solve_in_the_range():
     table = SolveQuestions(3, 5)
     assert table.times == solve_times([q for nfe in (3, 4, 5) for q in uniform_solve_questions(nfe)])
-    trajectory, anchor, answer, t, h = table.draw(3000, 4, torch.Generator().manual_seed(0))
+    trajectory, anchor, answer, t, h, first = table.draw(3000, 4, torch.Generator().manual_seed(0))
     assert trajectory.tolist() == [i for i in range(3000) for _ in range(4)]
     times = torch.tensor(table.times)
     assert torch.allclose(times[anchor], t) and torch.allclose(times[answer], t - h, atol=1e-6)
@@ -133,7 +133,8 @@ def test_both_adds_the_chain_loss_to_the_question_loss(gmm):
 
 
 def test_solve_question_settings_are_checked_and_leave_older_cache_keys():
-    later = {"questions", "solve_nfe_min", "solve_nfe_max", "questions_per_solve", "solve_bank", "solve_guidance"}
+    later = {"questions", "solve_nfe_min", "solve_nfe_max", "questions_per_solve", "solve_bank", "solve_guidance",
+             "first_interval_weight"}
     assert not later & set(SideNetConfig().as_dict())
     assert SideNetConfig(questions="solves").as_dict()["questions"] == "solves"
     with pytest.raises(ValueError, match="'questions' must be one of chains, solves, both, got 'paths'"):
@@ -156,6 +157,10 @@ def test_solve_question_settings_are_checked_and_leave_older_cache_keys():
         SideNetConfig(questions="solves", solve_guidance=-2.0)
     with pytest.raises(ValueError, match="'solve_bank', 'solve_guidance' are for questions: solves or both"):
         SideNetConfig(solve_bank=64, solve_guidance=2.0)
+    with pytest.raises(ValueError, match="'first_interval_weight' must be a positive number"):
+        SideNetConfig(questions="solves", first_interval_weight=0.0)
+    with pytest.raises(ValueError, match="'first_interval_weight' are for questions: solves or both"):
+        SideNetConfig(first_interval_weight=4.0)
     assert SideNetConfig.from_settings({"questions": "solves", "solve_guidance": 2}).solve_guidance == 2.0
 
 
@@ -226,3 +231,50 @@ def test_guided_solves_need_a_null_label():
 
     with pytest.raises(ValueError, match="'solve_guidance' is 2, but the backbone Unconditional has no null label"):
         train_sidenet(Unconditional(), SideNetConfig(questions="solves", solve_guidance=2.0, **TINY), progress=False)
+
+
+def test_first_interval_questions_are_the_probe_from_noise_and_its_refinement():
+    table = SolveQuestions(2, 6)
+    for k, nfe in enumerate(range(2, 7)):
+        first = [(round(float(t), 6), round(float(h), 6)) for t, h, f in zip(table.t[k], table.h[k], table.first[k])
+                 if f]
+        probe, refinement = uniform_solve_questions(nfe)[:3], uniform_solve_questions(nfe)[3]
+        assert first == [(round(t, 6), round(h, 6)) for t, h in probe + [refinement]]
+        assert all(t == 1 for t, _ in probe) and refinement[0] == pytest.approx(1 - 1 / nfe) and refinement[1] < 0
+
+
+class MissesFromNoise(ExactCorrection):
+    """Exact but on the questions asked from pure noise (t = 1), where it is off by 1 in every coordinate."""
+
+    def forward(self, x, v, t, h, y):
+        return super().forward(x, v, t, h, y) + (t == 1).to(x.dtype)[:, None]
+
+
+@pytest.mark.parametrize("bank", [0, 64])
+def test_first_interval_weight_is_a_weighted_mean_over_the_drawn_questions(gmm, bank):
+    n, per = 64, 8
+    for weight in (1.0, 4.0):
+        config = SideNetConfig(questions="solves", solve_nfe_min=2, solve_nfe_max=4, solve_bank=bank,
+                               questions_per_solve=per, first_interval_weight=weight, **TINY)
+        replay = torch.Generator().manual_seed(3)  # the same stream, to see which questions were drawn
+        if bank:
+            solved = SolveBank(gmm, config, bank, torch.Generator().manual_seed(0), "cpu")
+            loss = solved.loss(MissesFromNoise(gmm), n, per, torch.Generator().manual_seed(3))
+            torch.randint(bank, (n,), generator=replay)
+            table = solved.table
+        else:
+            loss, _ = question_loss(MissesFromNoise(gmm), gmm, config, n, torch.Generator().manual_seed(3), "cpu")
+            table = SolveQuestions(2, 4)
+            exact_trajectories(gmm, config, n, replay, "cpu", table.times)
+        _, _, _, t, _, first = table.draw(n, per, replay)
+        missed, weighted = int((t == 1).sum()), int(first.sum())
+        assert 0 < missed < weighted < n * per  # the refinements weigh in, and miss nothing
+        expected = weight * missed / (weight * weighted + n * per - weighted)
+        assert loss.item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_unit_weights_are_the_plain_mean():
+    x, t, h = torch.randn(6, 3), torch.rand(6), torch.rand(6)
+    answers = [(None, torch.randn(6, 3), torch.randn(6, 3))]
+    S = lambda x, v, t, h, y: x * t[:, None]  # noqa: E731
+    assert torch.allclose(fit_loss(S, x, t, h, answers, torch.ones(6)), fit_loss(S, x, t, h, answers))

@@ -25,7 +25,8 @@ the default), ``solves`` (``questions_per_solve`` questions of an exact bi-ancho
 from ``solve_nfe_min`` to ``solve_nfe_max`` per trajectory, questions.py), which takes the optimiser
 knobs but none of the chain knobs, or ``both`` (the two losses added, each on ``batch_size``).
 With either, ``solve_bank`` solves that many trajectories once instead of fresh ones every iteration,
-and ``solve_guidance`` solves them under classifier-free guidance, asking both branches.
+and ``solve_guidance`` solves them under classifier-free guidance, asking both branches;
+``first_interval_weight`` weights the loss of the questions of a solve's first interval.
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ from solvers.ba.sidenet.base import OUTPUT_HEADS
 DATA_MODES = ("auto", "data", "noise")
 CHAIN_STEPS = ("sidenet", "exact")
 QUESTIONS = ("chains", "solves", "both")
-SOLVE_KNOBS = ("solve_nfe_min", "solve_nfe_max", "questions_per_solve", "solve_bank", "solve_guidance")  # refused with questions: chains
+SOLVE_KNOBS = ("solve_nfe_min", "solve_nfe_max", "questions_per_solve", "solve_bank", "solve_guidance",
+               "first_interval_weight")  # refused with questions: chains
 # The chain knobs: what ``questions: solves`` does not use, refused there at other values than their defaults.
 CHAIN_KNOBS = ("chain_length", "step_rate", "sim_nodes", "chain_steps", "noise_starts", "data", "noise_steps")
 LR_SCHEDULES = ("constant", "cosine")
@@ -57,7 +59,8 @@ PRESETS = {"architecture": {"project": {}, "official": OFFICIAL_ARCHITECTURE},
 # cache keys of the settings that existed before them stay what they were.
 LATER_SETTINGS = {"architecture": "project", "recipe": "project", "poly_degree": 3, "chain_steps": "sidenet",
                   "noise_starts": 0.0, "questions": "chains", "solve_nfe_min": 5, "solve_nfe_max": 15,
-                  "questions_per_solve": 32, "solve_bank": 0, "solve_guidance": 1.0}
+                  "questions_per_solve": 32, "solve_bank": 0, "solve_guidance": 1.0,
+                  "first_interval_weight": 1.0}
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,8 @@ class SideNetConfig:
     # solved once before training, each iteration drawing batch_size from them (questions.SolveBank)
     solve_guidance: float = 1.0  # questions: solves or both; the CFG scale the trajectories are solved under
     # (1: unguided, labels dropped at label_dropout; else guided, each question asked of both branches)
+    first_interval_weight: float = 1.0  # questions: solves or both; the loss weight of the questions of a solve's
+    # first interval (from pure noise at t = 1) against 1 for the others (the loss a weighted mean)
     label_dropout: float = 0.1  # probability of replacing a label by the null label
     lr: float = 1e-3
     lr_schedule: str = "cosine"
@@ -128,6 +133,10 @@ class SideNetConfig:
                 or not self.solve_guidance >= 0:
             raise ValueError(f"SideNet setting 'solve_guidance' must be a number >= 0 (1: unguided), "
                              f"got {self.solve_guidance!r}")
+        if not isinstance(self.first_interval_weight, (int, float)) or isinstance(self.first_interval_weight, bool) \
+                or not self.first_interval_weight > 0:
+            raise ValueError(f"SideNet setting 'first_interval_weight' must be a positive number (1: no weighting), "
+                             f"got {self.first_interval_weight!r}")
         if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
             raise ValueError(f"SideNet setting 'weight_decay' must be a non-negative number, got {self.weight_decay!r}")
         if self.sim_nodes not in range(1, 6):

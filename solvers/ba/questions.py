@@ -12,7 +12,9 @@ five-interval solve starts every trajectory at t = 1 with offsets up to 0.2.  He
    touches (``solve_times``);
 3. gives each trajectory an NFE drawn uniformly from that range and ``questions_per_solve``
    questions ``(t, h)`` drawn uniformly from that solve's, and adds ``|| v + S(x, v, t, h, y) - v' ||^2``
-   with ``x = x(t)``, ``v = v(x(t), t)`` and ``v' = v(x(t - h), t - h)``; the loss is their mean.
+   with ``x = x(t)``, ``v = v(x(t), t)`` and ``v' = v(x(t - h), t - h)``; the loss is their mean (with
+   ``first_interval_weight: w``, a mean weighted w for the questions of the solve's first interval, the
+   forward probe from pure noise and its refinement, and 1 for the others).
 
 The questions (``bi_anchor_questions``) are those of the bi-anchor scheme with the default rule
 (Lobatto, ``a`` ~ 0.276; schemes.py): per interval ``[t, t - H]`` the forward probe from ``t`` at
@@ -92,19 +94,23 @@ class SolveQuestions:
         self.answer = torch.zeros(len(per_nfe), width, dtype=torch.long)
         self.t = torch.zeros(len(per_nfe), width)
         self.h = torch.zeros(len(per_nfe), width)
-        for k, questions in enumerate(per_nfe):
+        self.first = torch.zeros(len(per_nfe), width, dtype=torch.bool)  # asked within the first interval
+        for k, (nfe, questions) in enumerate(zip(range(low, high + 1), per_nfe)):
             for j, (t, h) in enumerate(questions):
                 self.anchor[k, j], self.answer[k, j] = index[round(t, 12)], index[round(t - h, 12)]
                 self.t[k, j], self.h[k, j] = t, h
+                self.first[k, j] = min(t, t - h) >= 1 - 1 / nfe - 1e-12
 
     def draw(self, n: int, per_trajectory: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         """``per_trajectory`` questions for each of ``n`` trajectories, from the solve of an NFE drawn per
-        trajectory, each question of it equally likely: (trajectory, anchor index, answer index, t, h), flat."""
+        trajectory, each question of it equally likely: (trajectory, anchor index, answer index, t, h, whether it is
+        a first-interval question), flat."""
         nfe = torch.randint(len(self.count), (n, 1), generator=generator)
         pick = (torch.rand(n, per_trajectory, generator=generator) * self.count[nfe]).long()
         trajectory = torch.arange(n).repeat_interleave(per_trajectory)
         nfe, pick = nfe.expand(-1, per_trajectory).flatten(), pick.flatten()
-        return trajectory, self.anchor[nfe, pick], self.answer[nfe, pick], self.t[nfe, pick], self.h[nfe, pick]
+        return (trajectory, self.anchor[nfe, pick], self.answer[nfe, pick], self.t[nfe, pick], self.h[nfe, pick],
+                self.first[nfe, pick])
 
 
 @functools.lru_cache(maxsize=8)
@@ -138,10 +144,23 @@ def branch_labels(backbone: Any, labels: Optional[torch.Tensor], config: SideNet
 
 
 def fit_loss(S: Any, x: torch.Tensor, t: torch.Tensor, h: torch.Tensor,
-             answers: Sequence[tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    """``|| v + S(x, v, t, h, y) - v' ||^2`` averaged over the questions and then over the branches; ``answers``:
-    per branch ``(y, v, v')``."""
-    return torch.stack([(v + S(x, v, t, h, y) - target).pow(2).mean() for y, v, target in answers]).mean()
+             answers: Sequence[tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor]],
+             weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``|| v + S(x, v, t, h, y) - v' ||^2`` averaged over the questions (a mean weighted by ``weight``, one per
+    question, where given) and then over the branches; ``answers``: per branch ``(y, v, v')``."""
+    def mean(error: torch.Tensor) -> torch.Tensor:
+        if weight is None:
+            return error.mean()
+        return (error.flatten(1).mean(1) * weight).sum() / weight.sum()
+    return torch.stack([mean((v + S(x, v, t, h, y) - target).pow(2)) for y, v, target in answers]).mean()
+
+
+def question_weights(first: torch.Tensor, config: SideNetConfig) -> Optional[torch.Tensor]:
+    """Each question's loss weight: ``first_interval_weight`` in a solve's first interval, 1 elsewhere (None:
+    all 1, the plain mean)."""
+    if config.first_interval_weight == 1:
+        return None
+    return torch.where(first, config.first_interval_weight, 1.0)
 
 
 def question_loss(sidenet: SideNet, backbone: Any, config: SideNetConfig, n: int, generator: torch.Generator,
@@ -152,13 +171,15 @@ def question_loss(sidenet: SideNet, backbone: Any, config: SideNetConfig, n: int
     answers)."""
     table = question_table(config.solve_nfe_min, config.solve_nfe_max)
     states, labels, nfe = exact_trajectories(backbone, config, n, generator, device, table.times)
-    trajectory, anchor, answer, t, h = (q.to(device) for q in table.draw(n, config.questions_per_solve, generator))
+    trajectory, anchor, answer, t, h, first = (q.to(device) for q in table.draw(n, config.questions_per_solve,
+                                                                                 generator))
     x, x_answer = states[anchor, trajectory], states[answer, trajectory]
     answers = []
     for y in branch_labels(backbone, labels, config):
         y = None if y is None else y[trajectory]
         answers.append((y, backbone_velocity(backbone, x, t, y), backbone_velocity(backbone, x_answer, t - h, y)))
-    return fit_loss(sidenet if trained is None else trained, x, t, h, answers), nfe + 2 * len(answers)
+    loss = fit_loss(sidenet if trained is None else trained, x, t, h, answers, question_weights(first, config))
+    return loss, nfe + 2 * len(answers)
 
 
 class SolveBank:
@@ -171,7 +192,7 @@ class SolveBank:
     def __init__(self, backbone: Any, config: SideNetConfig, size: int, generator: torch.Generator, device: str,
                  progress: bool = False):
         self.table = question_table(config.solve_nfe_min, config.solve_nfe_max)
-        self.size, self.calls = size, 0
+        self.size, self.calls, self.config = size, 0, config
         states, labels, velocities = [], [], []
         chunks = range(0, size, config.batch_size)
         for start in tqdm(chunks, desc="solve bank", unit="batch", disable=not progress, leave=False):
@@ -192,8 +213,8 @@ class SolveBank:
         """The loss of ``n`` trajectories drawn from the bank, ``per_trajectory`` questions each."""
         device = self.states.device
         pick = torch.randint(self.size, (n,), generator=generator)
-        trajectory, anchor, answer, t, h = self.table.draw(n, per_trajectory, generator)
-        j, anchor, answer, t, h = (q.to(device) for q in (pick[trajectory], anchor, answer, t, h))
+        trajectory, anchor, answer, t, h, first = self.table.draw(n, per_trajectory, generator)
+        j, anchor, answer, t, h, first = (q.to(device) for q in (pick[trajectory], anchor, answer, t, h, first))
         answers = [(None if y is None else y[j], v[anchor, j], v[answer, j])
                    for y, v in zip(self.branches, self.velocities)]
-        return fit_loss(S, self.states[anchor, j], t, h, answers)
+        return fit_loss(S, self.states[anchor, j], t, h, answers, question_weights(first, self.config))

@@ -61,6 +61,8 @@ SETTING_HELP = {
     "solve_guidance": "questions solves or both: the CFG scale the exact trajectories are solved under (1: "
                       "unguided, labels dropped at label-dropout; else each question is asked of the conditional "
                       "and the unconditional velocity, as a guided solve asks them)",
+    "first_interval_weight": "questions solves or both: the loss weight (> 0) of the questions of a solve's "
+                             "first interval, from pure noise at t = 1, against 1 for the others",
     "label_dropout": "probability of replacing a label by the null label, in [0, 1)",
     "lr": "peak learning rate (> 0)",
     "lr_schedule": "learning-rate schedule",
