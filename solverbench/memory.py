@@ -7,9 +7,12 @@ not new memory.  Tensors made before the mode (the weights, the input noise) are
 so the peak is the working memory of what runs inside: a solver's state and the backbone's
 transient activations.  Unlike ``torch.cuda.max_memory_allocated`` it does not depend on an
 allocator's caching or rounding, and it works on a CPU, where torch keeps no such statistic.
+
+``available_bytes`` is what a device has free, for checks made before a large allocation.
 """
 from __future__ import annotations
 
+import os
 import weakref
 
 import torch
@@ -49,3 +52,22 @@ class TensorMemory(TorchDispatchMode):
         if self._storages.get(key) is ref:
             del self._storages[key]
         self.live -= size
+
+
+def available_bytes(device: str | torch.device) -> int | None:
+    """Memory free for new tensors on ``device``: a GPU's free memory, or the host's available memory
+    (``MemAvailable`` of /proc/meminfo, else its free pages); None where neither can be read."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None

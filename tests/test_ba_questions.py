@@ -278,3 +278,16 @@ def test_unit_weights_are_the_plain_mean():
     answers = [(None, torch.randn(6, 3), torch.randn(6, 3))]
     S = lambda x, v, t, h, y: x * t[:, None]  # noqa: E731
     assert torch.allclose(fit_loss(S, x, t, h, answers, torch.ones(6)), fit_loss(S, x, t, h, answers))
+
+
+def test_a_bank_that_would_not_fit_is_refused_before_any_solving(gmm, monkeypatch):
+    import solvers.ba.questions as questions
+    monkeypatch.setattr(questions, "available_bytes", lambda device: 3 * 2**20)
+    monkeypatch.setattr(questions, "exact_trajectories", lambda *args: pytest.fail("solved before the check"))
+    config = SideNetConfig(questions="solves", solve_nfe_min=2, solve_nfe_max=4, solve_guidance=2.0, **TINY)
+    times = len(SolveQuestions(2, 4).times)
+    needed = 4096 * times * 3 * 4 * 4  # trajectories, times, states and two velocities, 4 coordinates, float32
+    with pytest.raises(ValueError, match=rf"'solve_bank' 4096 needs {needed / 2**20:.1f} MiB on cpu \(states and 2 "
+                                         rf"velocities at {times} times, NFE 2 to 4\) and 3.0 MiB is free"):
+        SolveBank(gmm, config, 4096, torch.Generator().manual_seed(0), "cpu")
+    questions.check_bank_fits(gmm, config, 16, times, "cpu")  # 16 fit

@@ -5,7 +5,7 @@ import torch
 import solverbench as sb
 from backbones.digits.backbone import DigitsFlow
 from solverbench.flops import solve_cost
-from solverbench.memory import TensorMemory
+from solverbench.memory import TensorMemory, available_bytes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -46,3 +46,8 @@ def test_a_solve_peak_grows_with_the_batch_and_the_sidenet_holds_more_than_the_s
     counted = solve_cost(digits, ba, noise, labels, nfe=6, guidance=guidance)
     assert counted.peak_memory_per_sample == peaks["ba", 1]
     assert counted.row_fields()["peak_memory_per_sample"] == peaks["ba", 1]
+
+
+def test_available_bytes_reads_the_host_memory():
+    free = available_bytes("cpu")
+    assert isinstance(free, int) and 2**20 < free < 2**50

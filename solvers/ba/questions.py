@@ -34,6 +34,7 @@ velocity, as a guided bi-anchor solve corrects both before it guides.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Optional, Sequence
 
 import torch
@@ -41,6 +42,7 @@ from tqdm import tqdm
 
 from solverbench.field import VelocityField
 from solverbench.guidance import Guidance
+from solverbench.memory import available_bytes
 from solverbench.reference import Tolerance, reference_trajectory
 from solvers.ba.chains import EXACT_TOLERANCE, backbone_velocity, draw_labels, drop_labels
 from solvers.ba.config import SideNetConfig
@@ -193,6 +195,7 @@ class SolveBank:
                  progress: bool = False):
         self.table = question_table(config.solve_nfe_min, config.solve_nfe_max)
         self.size, self.calls, self.config = size, 0, config
+        check_bank_fits(backbone, config, size, len(self.table.times), device)
         states, labels, velocities = [], [], []
         chunks = range(0, size, config.batch_size)
         for start in tqdm(chunks, desc="solve bank", unit="batch", disable=not progress, leave=False):
@@ -218,3 +221,20 @@ class SolveBank:
         answers = [(None if y is None else y[j], v[anchor, j], v[answer, j])
                    for y, v in zip(self.branches, self.velocities)]
         return fit_loss(S, self.states[anchor, j], t, h, answers, question_weights(first, self.config))
+
+
+def check_bank_fits(backbone: Any, config: SideNetConfig, size: int, times: int, device: str) -> None:
+    """Refuse, before any solving, a bank whose states and velocities (per branch) at every time of its table
+    would not fit in the memory ``device`` has free."""
+    branches = 1 if config.solve_guidance == 1 else 2
+    needed = size * times * (1 + branches) * math.prod(backbone.sample_shape) * torch.get_default_dtype().itemsize
+    free = available_bytes(device)
+    if free is not None and needed > free:
+        raise ValueError(f"SideNet setting 'solve_bank' {size} needs {in_units(needed)} on {device} (states and "
+                         f"{branches} velocit{'y' if branches == 1 else 'ies'} at {times} times, NFE "
+                         f"{config.solve_nfe_min} to {config.solve_nfe_max}) and {in_units(free)} is free; give a "
+                         "smaller solve_bank or a narrower NFE range")
+
+
+def in_units(size: int) -> str:
+    return f"{size / 2**30:.2f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
