@@ -174,11 +174,11 @@ def test_a_bank_holds_exact_trajectories_and_their_velocities_and_its_questions_
     for k in (0, len(times) // 2, len(times) - 1):
         assert torch.equal(bank.velocities[0, k], gmm(bank.states[k], torch.full((48,), times[k]), bank.branches[0]))
     assert bank.calls > 3 * (len(times) + 10)  # three batches, each an adaptive solve and one call per time
-    loss = bank.loss(ExactCorrection(gmm), 64, 8, torch.Generator().manual_seed(1))
+    loss = bank.draw_loss(ExactCorrection(gmm), 64, 8, torch.Generator().manual_seed(1))
     assert loss.item() < 1e-7
     zero = torch.nn.Module()
     zero.forward = lambda x, v, t, h, y: torch.zeros_like(x)
-    assert bank.loss(zero, 64, 8, torch.Generator().manual_seed(1)).item() > 1e-3
+    assert bank.draw_loss(zero, 64, 8, torch.Generator().manual_seed(1)).item() > 1e-3
 
 
 def test_training_on_a_bank_costs_no_backbone_call_per_iteration_and_learns(gmm):
@@ -259,7 +259,7 @@ def test_first_interval_weight_is_a_weighted_mean_over_the_drawn_questions(gmm, 
         replay = torch.Generator().manual_seed(3)  # the same stream, to see which questions were drawn
         if bank:
             solved = SolveBank(gmm, config, bank, torch.Generator().manual_seed(0), "cpu")
-            loss = solved.loss(MissesFromNoise(gmm), n, per, torch.Generator().manual_seed(3))
+            loss = solved.draw_loss(MissesFromNoise(gmm), n, per, torch.Generator().manual_seed(3))
             torch.randint(bank, (n,), generator=replay)
             table = solved.table
         else:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Protocol, Sequence
 
 import torch
 from tqdm import tqdm
@@ -184,17 +184,42 @@ def question_loss(sidenet: SideNet, backbone: Any, config: SideNetConfig, n: int
     return loss, nfe + 2 * len(answers)
 
 
+class LossSource(Protocol):
+    """What one training iteration's loss comes from: chains (training.py), fresh solves or a bank."""
+
+    calls: int  # batched backbone calls spent before the first iteration
+
+    def loss(self, sidenet: SideNet, generator: torch.Generator,
+             trained: Optional[torch.nn.Module] = None) -> tuple[torch.Tensor, int]:
+        """One iteration's loss (``S`` called through ``trained``, the DistributedDataParallel wrapper of ``sidenet``
+        where there is one) and the batched backbone calls it took."""
+
+
+class FreshSolves:
+    """``question_loss`` on ``batch_size`` fresh exact trajectories per iteration: a ``LossSource``."""
+
+    calls = 0
+
+    def __init__(self, backbone: Any, config: SideNetConfig, batch_size: int, device: str):
+        self.backbone, self.config, self.batch_size, self.device = backbone, config, batch_size, device
+
+    def loss(self, sidenet: SideNet, generator: torch.Generator,
+             trained: Optional[torch.nn.Module] = None) -> tuple[torch.Tensor, int]:
+        return question_loss(sidenet, self.backbone, self.config, self.batch_size, generator, self.device, trained)
+
+
 class SolveBank:
     """``solve_bank`` trajectories solved exactly once, before training, with the backbone's velocities (per
     branch) at every time of the question table; each iteration draws its trajectories from the bank (with
     replacement) and costs no backbone call.  Where the exact solve is what costs (a neural backbone solved in
     float64 at rtol 1e-6: hundreds of evaluations of each batch), this trades fresh trajectories for
-    iterations."""
+    iterations.  A ``LossSource`` drawing ``draws`` trajectories an iteration (default: ``batch_size``)."""
 
     def __init__(self, backbone: Any, config: SideNetConfig, size: int, generator: torch.Generator, device: str,
-                 progress: bool = False):
+                 progress: bool = False, draws: Optional[int] = None):
         self.table = question_table(config.solve_nfe_min, config.solve_nfe_max)
         self.size, self.calls, self.config = size, 0, config
+        self.draws = config.batch_size if draws is None else draws
         check_bank_fits(backbone, config, size, len(self.table.times), device)
         states, labels, velocities = [], [], []
         chunks = range(0, size, config.batch_size)
@@ -212,7 +237,13 @@ class SolveBank:
         self.velocities = torch.cat(velocities, dim=2)  # [branch, time, trajectory, ...]
         self.branches = branch_labels(backbone, None if labels[0] is None else torch.cat(labels), config)
 
-    def loss(self, S: Any, n: int, per_trajectory: int, generator: torch.Generator) -> torch.Tensor:
+    def loss(self, sidenet: SideNet, generator: torch.Generator,
+             trained: Optional[torch.nn.Module] = None) -> tuple[torch.Tensor, int]:
+        loss = self.draw_loss(sidenet if trained is None else trained, self.draws, self.config.questions_per_solve,
+                              generator)
+        return loss, 0
+
+    def draw_loss(self, S: Any, n: int, per_trajectory: int, generator: torch.Generator) -> torch.Tensor:
         """The loss of ``n`` trajectories drawn from the bank, ``per_trajectory`` questions each."""
         device = self.states.device
         pick = torch.randint(self.size, (n,), generator=generator)

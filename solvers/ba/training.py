@@ -11,7 +11,8 @@ The loss is the mean of the K terms; AdamW, grad-norm clipping, EMA of the weigh
 ``solve_nfe_min`` to ``solve_nfe_max`` (questions.py, ``question_loss``; with ``solve_bank``, drawn from
 trajectories solved once before the loop, ``SolveBank``, whose solving counts in the training time),
 ``questions: both`` adds that loss to the chains'; the optimiser, EMA, label dropout and checkpoint stay
-those of this loop.
+those of this loop.  Each mode is a ``LossSource`` (``Chains`` here, ``FreshSolves`` and ``SolveBank`` in
+questions.py; ``loss_sources`` picks them), and an iteration's loss is the sum of theirs.
 
 Data come from ``backbone.sample_data``; a backbone without data trains data-free (chains
 start from noise carried to a random ``t`` by the backbone itself, ``chains.noise_start``),
@@ -47,7 +48,7 @@ from solvers.ba.chains import (backbone_autocast, backbone_velocity, chain_start
                                signed_steps, simulate_step)
 from solvers.ba.config import SideNetConfig
 from solvers.ba.quadrature import gauss_legendre
-from solvers.ba.questions import SolveBank, question_loss
+from solvers.ba.questions import FreshSolves, LossSource, SolveBank
 from solvers.ba.sidenet import SideNet, sidenet_for
 
 
@@ -111,6 +112,37 @@ def chain_loss(sidenet: SideNet, backbone: Any, x: torch.Tensor, t: torch.Tensor
     return torch.stack(terms).mean()
 
 
+class Chains:
+    """Chain training's loss (``chain_loss``) on ``batch_size`` fresh chains per iteration: a ``LossSource``."""
+
+    calls = 0  # before the first iteration
+
+    def __init__(self, backbone: Any, config: SideNetConfig, mode: str, batch_size: int, device: str):
+        self.backbone, self.config, self.mode, self.batch_size, self.device = backbone, config, mode, batch_size, device
+
+    def loss(self, sidenet: SideNet, generator: torch.Generator,
+             trained: Optional[torch.nn.Module] = None) -> tuple[torch.Tensor, int]:
+        config = self.config
+        x, t, y = chain_start(self.backbone, config, self.batch_size, generator, self.device)
+        calls = config.chain_length + 1 + (0 if self.mode == "data" else 2 * config.noise_steps)
+        return chain_loss(sidenet, self.backbone, x, t, y, config, generator, trained), calls
+
+
+def loss_sources(backbone: Any, config: SideNetConfig, chain_mode: Optional[str], batch_size: int,
+                 generator: torch.Generator, device: str, ranks: World, progress: bool) -> list[LossSource]:
+    """What each iteration's loss adds up, in the order they draw from ``generator``: the chains (``chain_mode``
+    not None), then the solve questions, fresh or from a bank solved here (this rank's share of it)."""
+    sources: list[LossSource] = []
+    if chain_mode is not None:
+        sources.append(Chains(backbone, config, chain_mode, batch_size, device))
+    if config.questions != "chains" and config.solve_bank:
+        sources.append(SolveBank(backbone, config, rank_share("solve_bank", config.solve_bank, ranks), generator,
+                                 device, progress=progress, draws=batch_size))
+    elif config.questions != "chains":
+        sources.append(FreshSolves(backbone, config, batch_size, device))
+    return sources
+
+
 def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", progress: bool = True,
                   ranks: World = World()) -> tuple[SideNet, SideNet, TrainingStats]:
     """Train a SideNet for ``backbone``; returns (raw, EMA, statistics).  Sample with the EMA.
@@ -138,32 +170,16 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
             optimizer, lambda k: 0.5 * (1 + math.cos(math.pi * k / config.iterations)))
     generator = torch.Generator().manual_seed(config.seed + ranks.rank)  # rank 0's: one process's stream
     losses: list[float] = []
-    backbone_calls = 0
     start = time.perf_counter()
-    bank = None
-    if config.questions != "chains" and config.solve_bank:
-        bank = SolveBank(backbone, config, rank_share("solve_bank", config.solve_bank, ranks), generator, device,
-                         progress=progress and ranks.main)
-        backbone_calls += bank.calls
+    sources = loss_sources(backbone, config, chain_mode, batch_size, generator, device, ranks,
+                           progress=progress and ranks.main)
+    backbone_calls = sum(source.calls for source in sources)  # a bank's solving, before the first iteration
     bar = tqdm(range(config.iterations), desc="SideNet", unit="it", disable=not (progress and ranks.main),
                leave=False)
     for _ in bar:
-        terms, calls = [], 0
-        if chain_mode is not None:
-            x, t, y = chain_start(backbone, config, batch_size, generator, device)
-            terms.append(chain_loss(sidenet, backbone, x, t, y, config, generator, trained))
-            calls += config.chain_length + 1 + (0 if chain_mode == "data" else 2 * config.noise_steps)
-        if config.questions != "chains":
-            if bank is None:
-                solve_loss, solve_calls = question_loss(sidenet, backbone, config, batch_size, generator, device,
-                                                        trained)
-                calls += solve_calls
-            else:
-                solve_loss = bank.loss(sidenet if trained is None else trained, batch_size,
-                                       config.questions_per_solve, generator)
-            terms.append(solve_loss)
+        terms, calls = zip(*(source.loss(sidenet, generator, trained) for source in sources))
         loss = sum(terms[1:], terms[0])
-        backbone_calls += calls
+        backbone_calls += sum(calls)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(sidenet.parameters(), config.grad_clip)
