@@ -144,6 +144,23 @@ def test_sidenet_training_is_data_parallel_under_torchrun(tmp_path, questions):
     assert stats["processes"] == 2 and stats["batch_size"] == 32 and len(stats["loss"]) == 4
 
 
+def test_each_rank_keeps_its_share_of_a_bank_and_reads_it_back(tmp_path):
+    """--bank-dir under torchrun: a folder per rank's stream; rerun, the bank is read and the weights are the same."""
+    def train(out):
+        done = solverbench(["train-sidenet", "gmm", "--backbone-params", "{preset: gmm64}", "--iterations", "3",
+                            "--batch-size", "32", "--width", "16", "--depth", "1", "--embed-dim", "16", "--out",
+                            str(tmp_path / out), "--questions", "solves", "--solve-nfe-max", "6", "--solve-bank", "64",
+                            "--bank-dir", str(tmp_path / "banks"), "--no-progress"], tmp_path, 2)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return torch.load(tmp_path / out, weights_only=True), done.stdout
+
+    first, _ = train("first.pt")
+    assert len(list((tmp_path / "banks").iterdir())) == 2  # the two ranks' streams
+    again, said = train("again.pt")
+    assert "solve-bank batches read from" in said and again["stats"]["bank_batches_read"] == 1  # rank 0: 32 of 64
+    assert all(torch.equal(first["ema"][k], again["ema"][k]) for k in first["ema"])
+
+
 def test_batches_are_dealt_round_robin_and_a_batch_size_must_split():
     assert list(World(1, 3).my_batches(8)) == [1, 4, 7]
     assert World().map_batches(lambda b: torch.full((2,), b), 3)[2].tolist() == [2, 2]

@@ -23,10 +23,13 @@ def cache_path(cache_dir: str | Path, backbone: Any, config: SideNetConfig) -> P
 
 
 def train_checkpoint(backbone: Any, config: SideNetConfig, path: str | Path, *, device: str = "cpu",
-                     progress: bool = True, ranks: World = World()) -> LoadedSideNet:
+                     progress: bool = True, ranks: World = World(),
+                     bank_dir: Optional[str | Path] = None) -> LoadedSideNet:
     """Train and write a checkpoint at ``path``; returns it as loaded (EMA weights).  With ``ranks``
-    (torchrun's processes, all calling this) the training is data-parallel and rank 0 writes."""
-    raw, ema, stats = train_sidenet(backbone, config, device=device, progress=progress, ranks=ranks)
+    (torchrun's processes, all calling this) the training is data-parallel and rank 0 writes.  ``bank_dir``:
+    where a solve bank's batches are kept (``train_sidenet``)."""
+    raw, ema, stats = train_sidenet(backbone, config, device=device, progress=progress, ranks=ranks,
+                                    bank_dir=bank_dir)
     if ranks.main:
         save_checkpoint(path, raw=raw, ema=ema, config=config, stats=stats.as_dict(), backbone=backbone)
     ranks.barrier()

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from typing import Any, Optional, Protocol, Sequence
 
 import torch
@@ -44,6 +45,7 @@ from solverbench.field import VelocityField
 from solverbench.guidance import Guidance
 from solverbench.memory import available_bytes
 from solverbench.reference import Tolerance, reference_trajectory
+from solvers.ba.bank_store import BankStore, SolvedBatch
 from solvers.ba.chains import EXACT_TOLERANCE, backbone_velocity, draw_labels, drop_labels
 from solvers.ba.config import SideNetConfig
 from solvers.ba.quadrature import QuadratureRule, bi_anchor_rule
@@ -216,26 +218,30 @@ class SolveBank:
     iterations.  A ``LossSource`` drawing ``draws`` trajectories an iteration (default: ``batch_size``)."""
 
     def __init__(self, backbone: Any, config: SideNetConfig, size: int, generator: torch.Generator, device: str,
-                 progress: bool = False, draws: Optional[int] = None):
+                 progress: bool = False, draws: Optional[int] = None, store: Optional[BankStore] = None):
         self.table = question_table(config.solve_nfe_min, config.solve_nfe_max)
         self.size, self.calls, self.config = size, 0, config
         self.draws = config.batch_size if draws is None else draws
+        self.read, self.seconds_read = 0, 0.0  # batches read from ``store``, and what solving them took
         check_bank_fits(backbone, config, size, len(self.table.times), device)
-        states, labels, velocities = [], [], []
+        batches = []
         chunks = range(0, size, config.batch_size)
-        for start in tqdm(chunks, desc="solve bank", unit="batch", disable=not progress, leave=False):
-            x, y, nfe = exact_trajectories(backbone, config, min(config.batch_size, size - start), generator,
-                                           device, self.table.times)
-            branches = branch_labels(backbone, y, config)
-            velocities.append(torch.stack([torch.stack([
-                backbone_velocity(backbone, x_k, torch.full((x_k.shape[0],), t_k, device=device), b)
-                for x_k, t_k in zip(x, self.table.times)]) for b in branches]))
-            states.append(x)
-            labels.append(y)
-            self.calls += nfe + len(branches) * len(self.table.times)
-        self.states = torch.cat(states, dim=1)  # [time, trajectory, ...]
-        self.velocities = torch.cat(velocities, dim=2)  # [branch, time, trajectory, ...]
-        self.branches = branch_labels(backbone, None if labels[0] is None else torch.cat(labels), config)
+        for index, start in enumerate(tqdm(chunks, desc="solve bank", unit="batch", disable=not progress,
+                                           leave=False)):
+            rows = min(config.batch_size, size - start)
+            batch = None if store is None else store.read(index, rows, generator)
+            if batch is None:
+                batch = solve_batch(backbone, config, self.table.times, rows, generator, device)
+                if store is not None:
+                    store.write(index, batch, generator)
+            else:
+                self.read, self.seconds_read = self.read + 1, self.seconds_read + batch.seconds
+            batches.append(batch)
+            self.calls += batch.calls
+        self.states = torch.cat([b.states for b in batches], dim=1)  # [time, trajectory, ...]
+        self.velocities = torch.cat([b.velocities for b in batches], dim=2)  # [branch, time, trajectory, ...]
+        labels = None if batches[0].labels is None else torch.cat([b.labels for b in batches])
+        self.branches = branch_labels(backbone, labels, config)
 
     def loss(self, sidenet: SideNet, generator: torch.Generator,
              trained: Optional[torch.nn.Module] = None) -> tuple[torch.Tensor, int]:
@@ -252,6 +258,18 @@ class SolveBank:
         answers = [(None if y is None else y[j], v[anchor, j], v[answer, j])
                    for y, v in zip(self.branches, self.velocities)]
         return fit_loss(S, self.states[anchor, j], t, h, answers, question_weights(first, self.config))
+
+
+def solve_batch(backbone: Any, config: SideNetConfig, times: Sequence[float], rows: int, generator: torch.Generator,
+                device: str) -> SolvedBatch:
+    """``rows`` exact trajectories through ``times`` and the backbone's velocities on them, per branch."""
+    begin = time.perf_counter()
+    x, y, nfe = exact_trajectories(backbone, config, rows, generator, device, times)
+    branches = branch_labels(backbone, y, config)
+    velocities = torch.stack([torch.stack([
+        backbone_velocity(backbone, x_k, torch.full((rows,), t_k, device=device), b) for x_k, t_k in zip(x, times)])
+        for b in branches])
+    return SolvedBatch(x, y, velocities, nfe + len(branches) * len(times), time.perf_counter() - begin)
 
 
 def check_bank_fits(backbone: Any, config: SideNetConfig, size: int, times: int, device: str) -> None:

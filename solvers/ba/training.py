@@ -36,6 +36,7 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -44,6 +45,7 @@ from tqdm import tqdm
 
 from solverbench.distributed import World
 
+from solvers.ba.bank_store import BankStore
 from solvers.ba.chains import (backbone_autocast, backbone_velocity, chain_start, exact_step, resolve_data_mode,
                                signed_steps, simulate_step)
 from solvers.ba.config import SideNetConfig
@@ -66,6 +68,9 @@ class TrainingStats:
     recipe: str = "project"  # the training recipe (SideNetConfig.recipe)
     processes: int = 1  # data-parallel ranks (torchrun), each running batch_size / processes chains
     backbone_autocast: Optional[str] = None  # the chains' backbone precision under autocast, None: full
+    bank_batches_read: int = 0  # solve-bank batches read from --bank-dir instead of solved: their solving
+    bank_seconds_read: float = 0.0  # (these seconds, when it was done) is not in ``seconds``; their calls are
+    # in ``backbone_calls``
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,26 +134,32 @@ class Chains:
 
 
 def loss_sources(backbone: Any, config: SideNetConfig, chain_mode: Optional[str], batch_size: int,
-                 generator: torch.Generator, device: str, ranks: World, progress: bool) -> list[LossSource]:
+                 generator: torch.Generator, device: str, ranks: World, progress: bool,
+                 bank_dir: Optional[str | Path] = None) -> list[LossSource]:
     """What each iteration's loss adds up, in the order they draw from ``generator``: the chains (``chain_mode``
-    not None), then the solve questions, fresh or from a bank solved here (this rank's share of it)."""
+    not None), then the solve questions, fresh or from a bank solved here (this rank's share of it; its batches
+    kept under, and read back from, ``bank_dir`` where given)."""
     sources: list[LossSource] = []
     if chain_mode is not None:
         sources.append(Chains(backbone, config, chain_mode, batch_size, device))
     if config.questions != "chains" and config.solve_bank:
+        store = None if bank_dir is None else BankStore(bank_dir, backbone, config, generator, device)
         sources.append(SolveBank(backbone, config, rank_share("solve_bank", config.solve_bank, ranks), generator,
-                                 device, progress=progress, draws=batch_size))
+                                 device, progress=progress, draws=batch_size, store=store))
     elif config.questions != "chains":
         sources.append(FreshSolves(backbone, config, batch_size, device))
     return sources
 
 
 def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", progress: bool = True,
-                  ranks: World = World()) -> tuple[SideNet, SideNet, TrainingStats]:
+                  ranks: World = World(), bank_dir: Optional[str | Path] = None
+                  ) -> tuple[SideNet, SideNet, TrainingStats]:
     """Train a SideNet for ``backbone``; returns (raw, EMA, statistics).  Sample with the EMA.
 
     ``ranks``: the processes that train it together (``solverbench.distributed.world()`` under
-    torchrun; every one of them must call this); one process by default."""
+    torchrun; every one of them must call this); one process by default.  ``bank_dir``: where a
+    ``solve_bank``'s batches are kept and read back (bank_store.py); refused without a bank."""
+    check_bank_dir(config, bank_dir)
     chain_mode = None if config.questions == "solves" else resolve_data_mode(backbone, config.data)
     data_mode = {"chains": chain_mode, "solves": "solves", "both": f"{chain_mode} and solves"}[config.questions]
     if config.data == "auto" and chain_mode == "noise":
@@ -172,7 +183,8 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
     losses: list[float] = []
     start = time.perf_counter()
     sources = loss_sources(backbone, config, chain_mode, batch_size, generator, device, ranks,
-                           progress=progress and ranks.main)
+                           progress=progress and ranks.main, bank_dir=bank_dir)
+    bank = next((source for source in sources if isinstance(source, SolveBank)), None)
     backbone_calls = sum(source.calls for source in sources)  # a bank's solving, before the first iteration
     bar = tqdm(range(config.iterations), desc="SideNet", unit="it", disable=not (progress and ranks.main),
                leave=False)
@@ -198,8 +210,17 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
         backbone_calls=backbone_calls,
         final_loss=sum(tail) / len(tail), loss=losses, recipe=config.recipe, processes=ranks.size,
         backbone_autocast=None if autocast is None else str(autocast).removeprefix("torch."),
+        bank_batches_read=0 if bank is None else bank.read,
+        bank_seconds_read=0.0 if bank is None else bank.seconds_read,
     )
     return sidenet.eval(), ema.model, stats
+
+
+def check_bank_dir(config: SideNetConfig, bank_dir: Optional[str | Path]) -> None:
+    """A bank directory needs a solve bank to keep."""
+    if bank_dir is not None and not (config.questions != "chains" and config.solve_bank):
+        raise ValueError(f"the bank directory {bank_dir} is for a solve bank (questions: solves or both, with "
+                         "solve_bank), and these settings have none; drop it or set solve_bank")
 
 
 def rank_share(name: str, total: int, ranks: World) -> int:

@@ -21,6 +21,7 @@ from solverbench.cli import ArgumentParser, add_checkpoint_options, command, one
 from solverbench.registry import load_plugin_file
 
 from solvers.ba.cache import cache_path, train_checkpoint
+from solvers.ba.training import check_bank_dir
 from solvers.ba.config import (ARCHITECTURES, CHAIN_STEPS, DATA_MODES, LR_SCHEDULES, OUTPUT_HEADS, QUESTIONS,
                                RECIPES, SideNetConfig)
 
@@ -105,21 +106,26 @@ def describe_settings() -> str:
 
 
 def train_to_file(backbone: Any, settings: dict[str, Any], out: Optional[str | Path], *, cache_dir: str | Path,
-                  device: str = "cpu", progress: bool = True, ranks: World = World()) -> str:
+                  device: str = "cpu", progress: bool = True, ranks: World = World(),
+                  bank_dir: Optional[str | Path] = None) -> str:
     """Train a SideNet for ``backbone`` and write its checkpoint to ``out`` (default: the cache entry a
     grid with these settings would use); returns a summary.  ``ranks``: torchrun's processes, which
-    train it data-parallel (DistributedDataParallel)."""
+    train it data-parallel (DistributedDataParallel).  ``bank_dir``: where a solve bank's batches are kept."""
     config = SideNetConfig.from_settings(settings, where="train-sidenet options")
     path = Path(out) if out else cache_path(cache_dir, backbone, config)
     if isinstance(backbone, torch.nn.Module):
         backbone = backbone.to(device).eval()
-    loaded = train_checkpoint(backbone, config, path, device=device, progress=progress, ranks=ranks)
+    loaded = train_checkpoint(backbone, config, path, device=device, progress=progress, ranks=ranks,
+                              bank_dir=bank_dir)
     s = loaded.stats
     split = f" over {ranks.size} processes (DistributedDataParallel)" if ranks.sharded else ""
+    read = s.get("bank_batches_read", 0)
+    bank = (f"; {read} solve-bank batches read from {bank_dir}, not solved (they took {s['bank_seconds_read']:.1f} s "
+            "when solved)") if read else ""
     return (f"SideNet ({loaded.sidenet.spec['kind']}, {loaded.config.architecture} architecture, "
             f"{s['parameters']:,} parameters) trained in {s['seconds']:.1f} s: {s['iterations']} iterations at batch "
             f"{s['batch_size']}{split}, {s['recipe']} recipe, {s['data_mode']} mode, final loss "
-            f"{s['final_loss']:.4g}\n"
+            f"{s['final_loss']:.4g}{bank}\n"
             f"checkpoint: {path}\n"
             f"use it with: solvers: [{{name: ba, params: {{checkpoint: {path}}}}}]")
 
@@ -142,6 +148,9 @@ def train_sidenet_command(parser: argparse.ArgumentParser):
         add_checkpoint_options(options, "checkpoint file to write (default: the cache entry under "
                                         "RESULTS/.cache/sidenet/ that grids with these settings reuse)")
         options.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
+        options.add_argument("--bank-dir", default=None, help="with solve-bank: keep the bank's solved batches "
+                             "here, one file each, and read back those an earlier run left (a stopped training "
+                             "resumes its bank; trainings that differ only in the SideNet or optimiser share it)")
         add_training_options(options)
         opts = options.parse_args(args.options)
         try:
@@ -156,13 +165,15 @@ def train_sidenet_command(parser: argparse.ArgumentParser):
             return 2
         try:
             settings = settings_from_options(opts)  # checked before the backbone is even built
+            check_bank_dir(SideNetConfig.from_settings(settings), opts.bank_dir)
             for path in opts.plugins:
                 load_plugin_file(path)
             backbone = resolve_backbone(args.backbone, **params)
             ranks = distributed.init_from_environment(opts.device)
             try:
                 summary = train_to_file(backbone, settings, opts.out, cache_dir=f"{opts.results}/.cache",
-                                        device=opts.device, progress=not opts.no_progress, ranks=ranks)
+                                        device=opts.device, progress=not opts.no_progress, ranks=ranks,
+                                        bank_dir=opts.bank_dir)
             finally:
                 distributed.close()
             if ranks.main:

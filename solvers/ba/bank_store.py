@@ -1,0 +1,90 @@
+"""A solve bank's batches on disk (``train-sidenet --bank-dir DIR``), so that a stopped training resumes its
+bank where it stopped and trainings that differ only in the SideNet or the optimiser share one.
+
+A bank (questions.py, ``SolveBank``) is solved ``batch_size`` trajectories at a time from the training's
+random stream.  Each solved batch is one file, ``DIR/<key>/batch_<k>_<rows>.pt``, holding its states, labels and
+velocities, the backbone calls and seconds it took, and the stream's state after it.  ``<key>`` hashes what
+decides the batches: the backbone's identity, the stream's state where the bank starts (so the seed and the
+rank), the batch size, the NFE range, the guidance scale (and the label dropout where unguided), the exact
+solve's tolerance, the device type and the default dtype.  Batch k with ``rows`` trajectories follows k full
+batches, so a bank of 512 and one of 1024 share their first batches.  A batch read back sets the stream to
+where it left it, so a bank read from disk trains to the same bits as one solved in place.
+
+Files are written whole (to a temporary name, then renamed) and read with ``weights_only=True``; a file
+whose key is not the bank's is refused, naming the file.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from solverbench.backbone import backbone_identity
+from solverbench.hashing import spec_hash
+from solvers.ba.chains import EXACT_TOLERANCE
+from solvers.ba.config import SideNetConfig
+
+BANK_FORMAT = 1
+
+
+@dataclass
+class SolvedBatch:
+    states: torch.Tensor  # [time, rows, ...]
+    labels: Optional[torch.Tensor]
+    velocities: torch.Tensor  # [branch, time, rows, ...]
+    calls: int  # batched backbone calls the solve and the velocities took
+    seconds: float  # how long they took when solved
+
+
+def bank_key(backbone: Any, config: SideNetConfig, generator: torch.Generator, device: str) -> dict[str, Any]:
+    """What decides a bank's batches (see the module's docstring)."""
+    stream = hashlib.sha256(generator.get_state().numpy().tobytes()).hexdigest()[:16]
+    return {"format": BANK_FORMAT, "backbone": backbone_identity(backbone), "stream": stream,
+            "batch_size": config.batch_size, "solve_nfe_min": config.solve_nfe_min,
+            "solve_nfe_max": config.solve_nfe_max, "solve_guidance": config.solve_guidance,
+            "label_dropout": config.label_dropout if config.solve_guidance == 1 else None,
+            "tolerance": EXACT_TOLERANCE, "device": torch.device(device).type,
+            "dtype": str(torch.get_default_dtype())}
+
+
+class BankStore:
+    """The batches of one bank under ``root``: ``read`` what an earlier run solved, ``write`` what this one solves."""
+
+    def __init__(self, root: str | Path, backbone: Any, config: SideNetConfig, generator: torch.Generator,
+                 device: str):
+        self.key = bank_key(backbone, config, generator, device)
+        self.folder = Path(root) / spec_hash(self.key)
+        self.device = device
+
+    def path(self, index: int, rows: int) -> Path:
+        return self.folder / f"batch_{index:05d}_{rows}.pt"
+
+    def read(self, index: int, rows: int, generator: torch.Generator) -> Optional[SolvedBatch]:
+        """Batch ``index`` of ``rows`` trajectories if it is on disk (then ``generator`` is set to where its solve
+        left the stream), else None."""
+        path = self.path(index, rows)
+        if not path.is_file():
+            return None
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if saved.get("key") != self.key:
+            raise ValueError(f"solve bank file {path} was written for another bank (its key is {saved.get('key')!r}, "
+                             f"this bank's {self.key!r}); remove it")
+        generator.set_state(saved["generator"])
+        labels = saved["labels"]
+        return SolvedBatch(saved["states"].to(self.device), None if labels is None else labels.to(self.device),
+                           saved["velocities"].to(self.device), int(saved["calls"]), float(saved["seconds"]))
+
+    def write(self, index: int, batch: SolvedBatch, generator: torch.Generator) -> None:
+        """Keep ``batch`` (solved in place) with the stream's state after it."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.path(index, batch.states.shape[1])
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        torch.save({"key": self.key, "states": batch.states.cpu(),
+                    "labels": None if batch.labels is None else batch.labels.cpu(),
+                    "velocities": batch.velocities.cpu(), "calls": batch.calls, "seconds": batch.seconds,
+                    "generator": generator.get_state()}, partial)
+        os.replace(partial, path)

@@ -1,0 +1,79 @@
+"""A solve bank kept on disk (``train-sidenet --bank-dir``): read back, it trains to the same bits as one solved in
+place; a stopped bank resumes; banks that share a stream share their first batches; a foreign file is refused."""
+import pytest
+import torch
+
+import solvers.ba.questions as questions
+from backbones.gmm import GaussianMixture
+from solverbench.cli import main
+from solvers.ba.config import SideNetConfig
+from solvers.ba.training import train_sidenet
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+BANK = dict(questions="solves", solve_nfe_min=2, solve_nfe_max=4, solve_bank=48, questions_per_solve=4,
+            width=16, depth=1, embed_dim=8, batch_size=16, iterations=3)
+
+
+@pytest.fixture(scope="module")
+def gmm():
+    return GaussianMixture(dim=4, num_classes=2, components_per_class=2, std=0.3, mean_scale=1.5)
+
+
+def same_training(a, b):
+    (_, ema_a, stats_a), (_, ema_b, stats_b) = a, b
+    return stats_a.loss == stats_b.loss and stats_a.backbone_calls == stats_b.backbone_calls and all(
+        torch.equal(p, q) for p, q in zip(ema_a.state_dict().values(), ema_b.state_dict().values()))
+
+
+def batch_files(root):
+    return sorted(p.name for p in root.glob("*/batch_*.pt"))
+
+
+def test_a_bank_read_back_trains_to_the_same_bits_and_solves_nothing(gmm, tmp_path, monkeypatch):
+    config = SideNetConfig(**BANK)
+    in_place = train_sidenet(gmm, config, progress=False)
+    written = train_sidenet(gmm, config, progress=False, bank_dir=tmp_path)
+    assert batch_files(tmp_path) == ["batch_00000_16.pt", "batch_00001_16.pt", "batch_00002_16.pt"]
+    assert written[2].bank_batches_read == 0 and same_training(in_place, written)
+    monkeypatch.setattr(questions, "exact_trajectories", lambda *args: pytest.fail("solved a batch on disk"))
+    read = train_sidenet(gmm, config, progress=False, bank_dir=tmp_path)
+    assert read[2].bank_batches_read == 3 and read[2].bank_seconds_read > 0
+    assert same_training(in_place, read)  # the calls too: a read batch counts what its solve took
+
+
+def test_a_stopped_bank_resumes_and_a_larger_one_extends_a_smaller(gmm, tmp_path):
+    train_sidenet(gmm, SideNetConfig(**BANK), progress=False, bank_dir=tmp_path)
+    (last,) = tmp_path.glob("*/batch_00002_16.pt")
+    last.unlink()  # as if stopped while solving the third batch
+    resumed = train_sidenet(gmm, SideNetConfig(**BANK), progress=False, bank_dir=tmp_path)
+    assert resumed[2].bank_batches_read == 2 and same_training(train_sidenet(gmm, SideNetConfig(**BANK),
+                                                                             progress=False), resumed)
+    larger = train_sidenet(gmm, SideNetConfig(**{**BANK, "solve_bank": 40}), progress=False, bank_dir=tmp_path)
+    assert larger[2].bank_batches_read == 2  # its third batch has 8 trajectories, not 16: solved
+    assert "batch_00002_8.pt" in batch_files(tmp_path)
+    other = train_sidenet(gmm, SideNetConfig(**{**BANK, "solve_nfe_max": 3}), progress=False, bank_dir=tmp_path)
+    reseeded = train_sidenet(gmm, SideNetConfig(**{**BANK, "seed": 1}), progress=False, bank_dir=tmp_path)
+    assert other[2].bank_batches_read == reseeded[2].bank_batches_read == 0  # other questions, another stream
+    assert len(list(tmp_path.iterdir())) == 3
+
+
+def test_a_file_of_another_bank_is_refused_naming_it(gmm, tmp_path):
+    train_sidenet(gmm, SideNetConfig(**BANK), progress=False, bank_dir=tmp_path)
+    (first,) = tmp_path.glob("*/batch_00000_16.pt")
+    saved = torch.load(first, weights_only=True)
+    torch.save({**saved, "key": {**saved["key"], "solve_nfe_max": 9}}, first)
+    with pytest.raises(ValueError, match=rf"solve bank file {first} was written for another bank"):
+        train_sidenet(gmm, SideNetConfig(**BANK), progress=False, bank_dir=tmp_path)
+
+
+def test_the_cli_keeps_the_bank_and_refuses_a_bank_dir_without_a_bank(tmp_path, capsys):
+    options = ["--backbone-params", "{preset: gmm-smooth}", "--results", str(tmp_path), "--no-progress",
+               *(f"--{k.replace('_', '-')}={v}" for k, v in BANK.items())]
+    assert main(["train-sidenet", "gmm", *options, "--bank-dir", str(tmp_path / "banks")]) == 0
+    assert len(batch_files(tmp_path / "banks")) == 3
+    assert main(["train-sidenet", "gmm", *options, "--bank-dir", str(tmp_path / "banks")]) == 0
+    assert "3 solve-bank batches read from" in capsys.readouterr().out
+    assert main(["train-sidenet", "gmm", "--backbone-params", "{preset: gmm-smooth}", "--bank-dir", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "is for a solve bank (questions: solves or both, with solve_bank)" in error
+    assert len(error.strip().splitlines()) == 1
