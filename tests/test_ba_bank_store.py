@@ -3,9 +3,11 @@ place; a stopped bank resumes; banks that share a stream share their first batch
 import pytest
 import torch
 
+import solverbench as sb
 import solvers.ba.questions as questions
 from backbones.gmm import GaussianMixture
 from solverbench.cli import main
+from solvers.ba.cache import train_checkpoint
 from solvers.ba.config import SideNetConfig
 from solvers.ba.training import train_sidenet
 
@@ -77,3 +79,15 @@ def test_the_cli_keeps_the_bank_and_refuses_a_bank_dir_without_a_bank(tmp_path, 
     error = capsys.readouterr().err
     assert "is for a solve bank (questions: solves or both, with solve_bank)" in error
     assert len(error.strip().splitlines()) == 1
+
+
+def test_a_read_bank_s_solving_counts_in_the_recorded_training_time(gmm, tmp_path):
+    config = SideNetConfig(**BANK)
+    train_checkpoint(gmm, config, tmp_path / "first.pt", progress=False, bank_dir=tmp_path / "banks")
+    loaded = train_checkpoint(gmm, config, tmp_path / "again.pt", progress=False, bank_dir=tmp_path / "banks")
+    stats = loaded.stats
+    assert stats["bank_batches_read"] == 3 and stats["bank_seconds_read"] > 0
+    solver = sb.get_solver("ba", checkpoint=str(tmp_path / "again.pt"))
+    solver.prepare(gmm)
+    row = solver.row_fields()
+    assert row["train_seconds"] == row["sidenet_train_seconds"] == stats["seconds"] + stats["bank_seconds_read"]

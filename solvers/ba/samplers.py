@@ -150,12 +150,15 @@ class SideNetSolver(Solver):
     def row_fields(self) -> dict[str, Any]:
         count = self.loaded.sidenet.parameter_count() if self.loaded is not None else 0
         stats = self.loaded.stats if self.loaded is not None else {}
+        seconds = stats.get("seconds")
+        if seconds is not None:  # with the solving of bank batches read from disk (done before, not in "seconds")
+            seconds += stats.get("bank_seconds_read", 0.0)
         return {
-            "train_seconds": stats.get("seconds"),  # the training cost columns every trained sampler reports
+            "train_seconds": seconds,  # the training cost columns every trained sampler reports
             "trainable_params": count if self.loaded is not None else None,
             "sidenet_params": count,
             "sidenet_param_ratio": count / self.backbone_parameters if self.backbone_parameters else None,
-            "sidenet_train_seconds": stats.get("seconds"),
+            "sidenet_train_seconds": seconds,
             "sidenet_iterations": stats.get("iterations"),
             "sidenet_batch_size": stats.get("batch_size"),
             "sidenet_final_loss": stats.get("final_loss"),

@@ -69,8 +69,8 @@ class TrainingStats:
     processes: int = 1  # data-parallel ranks (torchrun), each running batch_size / processes chains
     backbone_autocast: Optional[str] = None  # the chains' backbone precision under autocast, None: full
     bank_batches_read: int = 0  # solve-bank batches read from --bank-dir instead of solved: their solving
-    bank_seconds_read: float = 0.0  # (these seconds, when it was done) is not in ``seconds``; their calls are
-    # in ``backbone_calls``
+    bank_seconds_read: float = 0.0  # (these seconds, when it was done) is not in ``seconds`` but is in a result
+    # row's train_seconds; their calls are in ``backbone_calls``
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
