@@ -224,7 +224,6 @@ class SolveBank:
         self.draws = config.batch_size if draws is None else draws
         self.read, self.seconds_read = 0, 0.0  # batches read from ``store``, and what solving them took
         check_bank_fits(backbone, config, size, len(self.table.times), device)
-        batches = []
         chunks = range(0, size, config.batch_size)
         for index, start in enumerate(tqdm(chunks, desc="solve bank", unit="batch", disable=not progress,
                                            leave=False)):
@@ -236,11 +235,16 @@ class SolveBank:
                     store.write(index, batch, generator)
             else:
                 self.read, self.seconds_read = self.read + 1, self.seconds_read + batch.seconds
-            batches.append(batch)
+            if index == 0:  # the whole bank at once, filled batch by batch (no second copy to concatenate)
+                self.states = batch.states.new_empty(batch.states.shape[0], size, *batch.states.shape[2:])
+                self.velocities = batch.velocities.new_empty(*batch.velocities.shape[:2], size,
+                                                             *batch.velocities.shape[3:])
+                labels = None if batch.labels is None else batch.labels.new_empty(size)
+            self.states[:, start:start + rows] = batch.states  # [time, trajectory, ...]
+            self.velocities[:, :, start:start + rows] = batch.velocities  # [branch, time, trajectory, ...]
+            if labels is not None:
+                labels[start:start + rows] = batch.labels
             self.calls += batch.calls
-        self.states = torch.cat([b.states for b in batches], dim=1)  # [time, trajectory, ...]
-        self.velocities = torch.cat([b.velocities for b in batches], dim=2)  # [branch, time, trajectory, ...]
-        labels = None if batches[0].labels is None else torch.cat([b.labels for b in batches])
         self.branches = branch_labels(backbone, labels, config)
 
     def loss(self, sidenet: SideNet, generator: torch.Generator,
