@@ -35,6 +35,29 @@ def rounded(questions):
 
 @pytest.mark.parametrize("nfe", [1, 3, 5])
 def test_questions_are_those_the_sampler_asks_sampling_and_inverting(gmm, tmp_path, monkeypatch, nfe):
+    solver, asked = recording_solver(gmm, tmp_path, monkeypatch)
+    labels = torch.tensor([0, 1])
+    x1 = sample(gmm, solver, torch.randn(2, 4), labels, nfe=nfe).samples
+    assert rounded(asked) == rounded(uniform_solve_questions(nfe))
+    asked.clear()
+    invert(gmm, solver, x1, labels, nfe=nfe)
+    assert rounded(asked) == rounded(uniform_solve_questions(nfe, inverting=True))
+
+
+@pytest.mark.parametrize("nfe", [3, 5])
+def test_shifted_questions_are_those_the_sampler_asks_on_the_shifted_grid(gmm, tmp_path, monkeypatch, nfe):
+    solver, asked = recording_solver(gmm, tmp_path, monkeypatch)
+    shifted = {"name": "shifted", "shift": 1.5}
+    sample(gmm, solver, torch.randn(2, 4), torch.tensor([0, 1]), nfe=nfe, schedule=shifted)
+    assert rounded(asked) == rounded(uniform_solve_questions(nfe, shift=1.5))
+    assert rounded(asked) != rounded(uniform_solve_questions(nfe))
+    table = SolveQuestions(nfe, nfe, shift=1.5)
+    assert set(table.times) == set(solve_times(uniform_solve_questions(nfe, shift=1.5)))
+    assert SolveQuestions(nfe, nfe).times != table.times
+
+
+def recording_solver(gmm, tmp_path, monkeypatch):
+    """A BA solver with a tiny SideNet, and the list of the (t, h) questions it asks (appended as it samples)."""
     config = SideNetConfig(iterations=1, chain_length=1, **TINY)
     raw, ema, stats = train_sidenet(gmm, config, progress=False)
     path = save_checkpoint(tmp_path / "tiny.pt", raw=raw, ema=ema, config=config, stats=stats.as_dict(), backbone=gmm)
@@ -48,12 +71,7 @@ def test_questions_are_those_the_sampler_asks_sampling_and_inverting(gmm, tmp_pa
     monkeypatch.setattr(SideNetVelocities, "answer", recording)
     solver = sb.get_solver("ba", checkpoint=str(path))
     solver.prepare(gmm)
-    labels = torch.tensor([0, 1])
-    x1 = sample(gmm, solver, torch.randn(2, 4), labels, nfe=nfe).samples
-    assert rounded(asked) == rounded(uniform_solve_questions(nfe))
-    asked.clear()
-    invert(gmm, solver, x1, labels, nfe=nfe)
-    assert rounded(asked) == rounded(uniform_solve_questions(nfe, inverting=True))
+    return solver, asked
 
 
 def test_solve_times_hold_every_anchor_and_answer_once():
@@ -134,7 +152,7 @@ def test_both_adds_the_chain_loss_to_the_question_loss(gmm):
 
 def test_solve_question_settings_are_checked_and_leave_older_cache_keys():
     later = {"questions", "solve_nfe_min", "solve_nfe_max", "questions_per_solve", "solve_bank", "solve_guidance",
-             "first_interval_weight"}
+             "first_interval_weight", "solve_shift"}
     assert not later & set(SideNetConfig().as_dict())
     assert SideNetConfig(questions="solves").as_dict()["questions"] == "solves"
     with pytest.raises(ValueError, match="'questions' must be one of chains, solves, both, got 'paths'"):
@@ -161,6 +179,10 @@ def test_solve_question_settings_are_checked_and_leave_older_cache_keys():
         SideNetConfig(questions="solves", first_interval_weight=0.0)
     with pytest.raises(ValueError, match="'first_interval_weight' are for questions: solves or both"):
         SideNetConfig(first_interval_weight=4.0)
+    with pytest.raises(ValueError, match="'solve_shift' must be a positive number"):
+        SideNetConfig(questions="solves", solve_shift=-1.0)
+    with pytest.raises(ValueError, match="'solve_shift' are for questions: solves or both"):
+        SideNetConfig(solve_shift=2.0)
     assert SideNetConfig.from_settings({"questions": "solves", "solve_guidance": 2}).solve_guidance == 2.0
 
 
@@ -233,14 +255,17 @@ def test_guided_solves_need_a_null_label():
         train_sidenet(Unconditional(), SideNetConfig(questions="solves", solve_guidance=2.0, **TINY), progress=False)
 
 
-def test_first_interval_questions_are_the_probe_from_noise_and_its_refinement():
-    table = SolveQuestions(2, 6)
+@pytest.mark.parametrize("shift", [1.0, 2.0])
+def test_first_interval_questions_are_the_probe_from_noise_and_its_refinement(shift):
+    table = SolveQuestions(2, 6, shift=shift)
     for k, nfe in enumerate(range(2, 7)):
         first = [(round(float(t), 6), round(float(h), 6)) for t, h, f in zip(table.t[k], table.h[k], table.first[k])
                  if f]
-        probe, refinement = uniform_solve_questions(nfe)[:3], uniform_solve_questions(nfe)[3]
+        questions = uniform_solve_questions(nfe, shift=shift)
+        probe, refinement = questions[:3], questions[3]
         assert first == [(round(t, 6), round(h, 6)) for t, h in probe + [refinement]]
-        assert all(t == 1 for t, _ in probe) and refinement[0] == pytest.approx(1 - 1 / nfe) and refinement[1] < 0
+        second_node = 1 - 1 / nfe if shift == 1 else 2 * (1 - 1 / nfe) / (1 + (1 - 1 / nfe))
+        assert all(t == 1 for t, _ in probe) and refinement[0] == pytest.approx(second_node) and refinement[1] < 0
 
 
 class MissesFromNoise(ExactCorrection):
@@ -291,3 +316,21 @@ def test_a_bank_that_would_not_fit_is_refused_before_any_solving(gmm, monkeypatc
                                          rf"velocities at {times} times, NFE 2 to 4\) and 3.0 MiB is free"):
         SolveBank(gmm, config, 4096, torch.Generator().manual_seed(0), "cpu")
     questions.check_bank_fits(gmm, config, 16, times, "cpu")  # 16 fit
+
+
+@pytest.mark.parametrize("bank", [0, 32])
+def test_training_with_solve_shift_asks_the_shifted_grids_questions(gmm, monkeypatch, bank):
+    import solvers.ba.questions as questions
+    config = SideNetConfig(questions="solves", solve_nfe_min=3, solve_nfe_max=4, solve_shift=1.5, solve_bank=bank,
+                           **TINY)
+    seen = set()
+    fit = questions.fit_loss
+
+    def recording(S, x, t, h, answers, weight=None):
+        seen.update(zip(t.tolist(), h.tolist()))
+        return fit(S, x, t, h, answers, weight)
+
+    monkeypatch.setattr(questions, "fit_loss", recording)
+    train_sidenet(gmm, SideNetConfig(**{**config.as_dict(), "iterations": 4}), progress=False)
+    shifted = {(round(t, 5), round(h, 5)) for nfe in (3, 4) for t, h in uniform_solve_questions(nfe, shift=1.5)}
+    assert {(round(t, 5), round(h, 5)) for t, h in seen} == shifted  # every one of them, and nothing else

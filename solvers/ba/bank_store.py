@@ -5,8 +5,8 @@ A bank (questions.py, ``SolveBank``) is solved ``batch_size`` trajectories at a 
 random stream.  Each solved batch is one file, ``DIR/<key>/batch_<k>_<rows>.pt``, holding its states, labels and
 velocities, the backbone calls and seconds it took, and the stream's state after it.  ``<key>`` hashes what
 decides the batches: the backbone's identity, the stream's state where the bank starts (so the seed and the
-rank), the batch size, the NFE range, the guidance scale (and the label dropout where unguided), the exact
-solve's tolerance, the device type and the default dtype.  Batch k with ``rows`` trajectories follows k full
+rank), the batch size, the NFE range and grid shift, the guidance scale (and the label dropout where
+unguided), the exact solve's tolerance, the device type and the default dtype.  Batch k with ``rows`` trajectories follows k full
 batches, so a bank of 512 and one of 1024 share their first batches.  A batch read back sets the stream to
 where it left it, so a bank read from disk trains to the same bits as one solved in place.
 
@@ -45,7 +45,8 @@ def bank_key(backbone: Any, config: SideNetConfig, generator: torch.Generator, d
     stream = hashlib.sha256(generator.get_state().numpy().tobytes()).hexdigest()[:16]
     return {"format": BANK_FORMAT, "backbone": backbone_identity(backbone), "stream": stream,
             "batch_size": config.batch_size, "solve_nfe_min": config.solve_nfe_min,
-            "solve_nfe_max": config.solve_nfe_max, "solve_guidance": config.solve_guidance,
+            "solve_nfe_max": config.solve_nfe_max, "solve_shift": config.solve_shift,
+            "solve_guidance": config.solve_guidance,
             "label_dropout": config.label_dropout if config.solve_guidance == 1 else None,
             "tolerance": EXACT_TOLERANCE, "device": torch.device(device).type,
             "dtype": str(torch.get_default_dtype())}

@@ -26,7 +26,8 @@ from ``solve_nfe_min`` to ``solve_nfe_max`` per trajectory, questions.py), which
 knobs but none of the chain knobs, or ``both`` (the two losses added, each on ``batch_size``).
 With either, ``solve_bank`` solves that many trajectories once instead of fresh ones every iteration,
 and ``solve_guidance`` solves them under classifier-free guidance, asking both branches;
-``first_interval_weight`` weights the loss of the questions of a solve's first interval.
+``first_interval_weight`` weights the loss of the questions of a solve's first interval, and
+``solve_shift`` asks the questions of time-shifted grids instead of uniform ones.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ DATA_MODES = ("auto", "data", "noise")
 CHAIN_STEPS = ("sidenet", "exact")
 QUESTIONS = ("chains", "solves", "both")
 SOLVE_KNOBS = ("solve_nfe_min", "solve_nfe_max", "questions_per_solve", "solve_bank", "solve_guidance",
-               "first_interval_weight")  # refused with questions: chains
+               "first_interval_weight", "solve_shift")  # refused with questions: chains
 # The chain knobs: what ``questions: solves`` does not use, refused there at other values than their defaults.
 CHAIN_KNOBS = ("chain_length", "step_rate", "sim_nodes", "chain_steps", "noise_starts", "data", "noise_steps")
 LR_SCHEDULES = ("constant", "cosine")
@@ -60,7 +61,7 @@ PRESETS = {"architecture": {"project": {}, "official": OFFICIAL_ARCHITECTURE},
 LATER_SETTINGS = {"architecture": "project", "recipe": "project", "poly_degree": 3, "chain_steps": "sidenet",
                   "noise_starts": 0.0, "questions": "chains", "solve_nfe_min": 5, "solve_nfe_max": 15,
                   "questions_per_solve": 32, "solve_bank": 0, "solve_guidance": 1.0,
-                  "first_interval_weight": 1.0}
+                  "first_interval_weight": 1.0, "solve_shift": 1.0}
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ class SideNetConfig:
     # bi-anchor solves at NFE solve_nfe_min to solve_nfe_max, answered exactly (questions.py); both: the two losses
     solve_nfe_min: int = 5  # questions: solves or both; each trajectory's NFE drawn uniformly in [min, max]
     solve_nfe_max: int = 15
+    solve_shift: float = 1.0  # questions: solves or both; 1: the solves' grids are uniform; s: time-shifted by s,
+    # as schedule: {name: shifted, shift: s} samples (train on the grid you sample with)
     questions_per_solve: int = 32  # questions: solves or both; questions each exact trajectory answers
     solve_bank: int = 0  # questions: solves or both; 0: fresh exact trajectories every iteration; N: N of them
     # solved once before training, each iteration drawing batch_size from them (questions.SolveBank)
@@ -137,6 +140,10 @@ class SideNetConfig:
                 or not self.first_interval_weight > 0:
             raise ValueError(f"SideNet setting 'first_interval_weight' must be a positive number (1: no weighting), "
                              f"got {self.first_interval_weight!r}")
+        if not isinstance(self.solve_shift, (int, float)) or isinstance(self.solve_shift, bool) \
+                or not self.solve_shift > 0:
+            raise ValueError(f"SideNet setting 'solve_shift' must be a positive number (1: uniform grids), "
+                             f"got {self.solve_shift!r}")
         if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
             raise ValueError(f"SideNet setting 'weight_decay' must be a non-negative number, got {self.weight_decay!r}")
         if self.sim_nodes not in range(1, 6):

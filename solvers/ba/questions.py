@@ -16,6 +16,10 @@ five-interval solve starts every trajectory at t = 1 with offsets up to 0.2.  He
    ``first_interval_weight: w``, a mean weighted w for the questions of the solve's first interval, the
    forward probe from pure noise and its refinement, and 1 for the others).
 
+With ``solve_shift: s`` the solves' grids are the uniform ones time-shifted by s (``solve_grid``), the grids
+``schedule: {name: shifted, shift: s}`` samples on: a SideNet answers best the questions of the grid it was
+trained on.
+
 The questions (``bi_anchor_questions``) are those of the bi-anchor scheme with the default rule
 (Lobatto, ``a`` ~ 0.276; schemes.py): per interval ``[t, t - H]`` the forward probe from ``t`` at
 ``a H, (1 - a) H, H`` and, but on the last interval, the backward refinement from ``t - H`` at
@@ -45,6 +49,7 @@ from solverbench.field import VelocityField
 from solverbench.guidance import Guidance
 from solverbench.memory import available_bytes
 from solverbench.reference import Tolerance, reference_trajectory
+from solverbench.timegrid import shifted
 from solvers.ba.bank_store import BankStore, SolvedBatch
 from solvers.ba.chains import EXACT_TOLERANCE, backbone_velocity, draw_labels, drop_labels
 from solvers.ba.config import SideNetConfig
@@ -69,11 +74,19 @@ def bi_anchor_questions(rule: QuadratureRule, grid: Sequence[float]) -> list[Que
     return questions
 
 
-def uniform_solve_questions(nfe: int, rule: Optional[QuadratureRule] = None, inverting: bool = False
-                            ) -> list[Question]:
+def solve_grid(nfe: int, shift: float = 1.0) -> list[float]:
+    """The ``nfe``-interval grid from t = 1 to 0 the solves are asked on: uniform, or at ``shift`` != 1 the
+    uniform grid time-shifted as ``schedule: {name: shifted, shift: s}`` samples (timegrid.py)."""
+    if shift == 1:
+        return [1 - k / nfe for k in range(nfe + 1)]
+    return shifted(nfe, shift).tolist()
+
+
+def uniform_solve_questions(nfe: int, rule: Optional[QuadratureRule] = None, inverting: bool = False,
+                            shift: float = 1.0) -> list[Question]:
     """The questions of an ``nfe``-interval bi-anchor solve on the uniform grid from t = 1 to 0 (``inverting``:
-    of the solve from 0 to 1, in path time)."""
-    grid = [1 - k / nfe for k in range(nfe + 1)]
+    of the solve from 0 to 1, in path time; ``shift`` != 1: on that grid time-shifted, ``solve_grid``)."""
+    grid = solve_grid(nfe, shift)
     return bi_anchor_questions(rule or bi_anchor_rule("lobatto", 2, None), grid[::-1] if inverting else grid)
 
 
@@ -85,10 +98,10 @@ def solve_times(questions: Sequence[Question]) -> list[float]:
 
 class SolveQuestions:
     """The questions of the uniform-grid solves at NFE ``low`` to ``high`` (with quadrature ``rule``; default:
-    the bi-anchor scheme's) as index tables into their common times."""
+    the bi-anchor scheme's; ``shift`` != 1: of the time-shifted grids) as index tables into their common times."""
 
-    def __init__(self, low: int, high: int, rule: Optional[QuadratureRule] = None):
-        per_nfe = [uniform_solve_questions(nfe, rule) for nfe in range(low, high + 1)]
+    def __init__(self, low: int, high: int, rule: Optional[QuadratureRule] = None, shift: float = 1.0):
+        per_nfe = [uniform_solve_questions(nfe, rule, shift=shift) for nfe in range(low, high + 1)]
         self.times = solve_times([q for questions in per_nfe for q in questions])
         index = {t: i for i, t in enumerate(self.times)}
         self.count = torch.tensor([len(questions) for questions in per_nfe])
@@ -100,10 +113,11 @@ class SolveQuestions:
         self.h = torch.zeros(len(per_nfe), width)
         self.first = torch.zeros(len(per_nfe), width, dtype=torch.bool)  # asked within the first interval
         for k, (nfe, questions) in enumerate(zip(range(low, high + 1), per_nfe)):
+            second_node = solve_grid(nfe, shift)[1]  # where the first interval ends
             for j, (t, h) in enumerate(questions):
                 self.anchor[k, j], self.answer[k, j] = index[round(t, 12)], index[round(t - h, 12)]
                 self.t[k, j], self.h[k, j] = t, h
-                self.first[k, j] = min(t, t - h) >= 1 - 1 / nfe - 1e-12
+                self.first[k, j] = min(t, t - h) >= second_node - 1e-12
 
     def draw(self, n: int, per_trajectory: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         """``per_trajectory`` questions for each of ``n`` trajectories, from the solve of an NFE drawn per
@@ -118,9 +132,15 @@ class SolveQuestions:
 
 
 @functools.lru_cache(maxsize=8)
-def question_table(low: int, high: int) -> SolveQuestions:
-    """``SolveQuestions(low, high)``, built once per NFE range (every iteration draws from it)."""
-    return SolveQuestions(low, high)
+def question_table(low: int, high: int, shift: float = 1.0) -> SolveQuestions:
+    """``SolveQuestions(low, high, shift=shift)``, built once per NFE range and grid (every iteration draws from
+    it)."""
+    return SolveQuestions(low, high, shift=shift)
+
+
+def config_table(config: SideNetConfig) -> SolveQuestions:
+    """The question table of ``config``'s solves."""
+    return question_table(config.solve_nfe_min, config.solve_nfe_max, config.solve_shift)
 
 
 def exact_trajectories(backbone: Any, config: SideNetConfig, n: int, generator: torch.Generator, device: str,
@@ -173,7 +193,7 @@ def question_loss(sidenet: SideNet, backbone: Any, config: SideNetConfig, n: int
     (``S`` called through ``trained``, the DistributedDataParallel wrapper of ``sidenet`` where there is one); and
     the batched backbone calls it took (the exact solve's, and per branch one for the anchors and one for the
     answers)."""
-    table = question_table(config.solve_nfe_min, config.solve_nfe_max)
+    table = config_table(config)
     states, labels, nfe = exact_trajectories(backbone, config, n, generator, device, table.times)
     trajectory, anchor, answer, t, h, first = (q.to(device) for q in table.draw(n, config.questions_per_solve,
                                                                                  generator))
@@ -219,7 +239,7 @@ class SolveBank:
 
     def __init__(self, backbone: Any, config: SideNetConfig, size: int, generator: torch.Generator, device: str,
                  progress: bool = False, draws: Optional[int] = None, store: Optional[BankStore] = None):
-        self.table = question_table(config.solve_nfe_min, config.solve_nfe_max)
+        self.table = config_table(config)
         self.size, self.calls, self.config = size, 0, config
         self.draws = config.batch_size if draws is None else draws
         self.read, self.seconds_read = 0, 0.0  # batches read from ``store``, and what solving them took

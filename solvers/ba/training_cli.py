@@ -62,6 +62,8 @@ SETTING_HELP = {
     "solve_guidance": "questions solves or both: the CFG scale the exact trajectories are solved under (1: "
                       "unguided, labels dropped at label-dropout; else each question is asked of the conditional "
                       "and the unconditional velocity, as a guided solve asks them)",
+    "solve_shift": "questions solves or both: 1, the solves' grids are uniform; s (> 0), time-shifted by s, as "
+                   "schedule {name: shifted, shift: s} samples (train on the grid you sample with)",
     "first_interval_weight": "questions solves or both: the loss weight (> 0) of the questions of a solve's "
                              "first interval, from pure noise at t = 1, against 1 for the others",
     "label_dropout": "probability of replacing a label by the null label, in [0, 1)",
