@@ -50,7 +50,8 @@ class Attempt:
     why: str  # what the evidence said to try
     settings: dict = field(default_factory=dict)  # SideNet settings; the project's defaults for the rest
     checkpoint: Optional[str] = None  # a shipped file instead of settings
-    schedule: Optional[str] = None  # a learned time grid (ld3, gits) in place of the uniform one
+    schedule: Optional[str | dict] = None  # a learned time grid (ld3, gits) or a fixed one's spec ({name: shifted,
+    # shift: s}) in place of the uniform one
 
     @property
     def params(self) -> dict:
@@ -109,6 +110,13 @@ ATTEMPTS = (
             "but not 10 and 15: NFE 5 drawn for one trajectory in 6 instead of 11, and the trajectories drawn from "
             "16384 solved once (solve_bank), which makes an iteration about four times cheaper",
             {"questions": "solves", "solve_nfe_max": 10, "solve_bank": 16384, "iterations": 9600}),
+    Attempt("gmm64", "solve questions from a bank, 9600 iterations", "separates the two changes of the row above: "
+            "the bank of 16384 at the usual NFE range 5 to 15",
+            {"questions": "solves", "solve_bank": 16384, "iterations": 9600}),
+    Attempt("gmm64", "solve questions, first interval weighted 4, 9600 iterations", "loss weighting by time: the "
+            "first interval, from pure noise, still leaves most of the NFE-5 error (sidenet_diagnosis.md), and its "
+            "4 questions are 7-21% of a solve's; weighted 4 (first_interval_weight), they carry about a third of "
+            "the loss", {"questions": "solves", "first_interval_weight": 4.0, "iterations": 9600}),
     Attempt("gmm64", "solve questions at NFE 5 only, 4800 iterations", "the goal is at NFE 5: every question "
             "from its solve, as a learned time grid is fitted per NFE (the ceiling's regression as a training mode)",
             {"questions": "solves", "solve_nfe_min": 5, "solve_nfe_max": 5, "iterations": 4800}),
@@ -137,7 +145,8 @@ ATTEMPTS = (
 
 
 def entry(attempt: Attempt) -> dict:
-    return {"name": "ba", "params": attempt.params, **({"schedule": {"name": attempt.schedule}} if attempt.schedule else {})}
+    spec = {"name": attempt.schedule} if isinstance(attempt.schedule, str) else attempt.schedule
+    return {"name": "ba", "params": attempt.params, **({"schedule": spec} if spec else {})}
 
 
 def measure(backbone: str, attempts: list[Attempt], results: str) -> tuple[dict, dict]:
@@ -151,16 +160,19 @@ def measure(backbone: str, attempts: list[Attempt], results: str) -> tuple[dict,
     out = {}
     for attempt in attempts:
         mine = rows[(rows["solver_label"] == sb.get_solver("ba", **attempt.params).label())
-                    & (rows["schedule"].map(schedule_name) == (attempt.schedule or "uniform"))]
+                    & rows["schedule"].map(lambda recorded: same_schedule(recorded, attempt.schedule))]
         out[attempt.name] = {int(r["nfe"]): r for _, r in mine.iterrows()}
     goal = rows[(rows["solver"] == "euler") & (rows["nfe"] == GOAL_NFE)].iloc[0]
     return out, goal
 
 
-def schedule_name(recorded: str) -> str:
-    """A row's schedule (JSON: a name, or a spec with one) by name."""
+def same_schedule(recorded: str, wanted: Optional[str | dict]) -> bool:
+    """Whether a row's schedule (JSON: a name, or a spec with one) is the attempt's: uniform where it names none,
+    a learned one by name, a fixed one's spec whole."""
     value = json.loads(recorded)
-    return value if isinstance(value, str) else value["name"]
+    if isinstance(wanted, dict):
+        return value == wanted
+    return (value if isinstance(value, str) else value["name"]) == (wanted or "uniform")
 
 
 def error(row) -> str:
@@ -176,7 +188,9 @@ def table(backbone: str, attempts: list[Attempt], measured: dict, goal) -> str:
         seconds = "?" if first is None else format_number(first["train_seconds"], 3)
         params = "?" if first is None else f"{int(first['trainable_params']):,}"
         setting = ", ".join(f"{k}={v}" for k, v in attempt.settings.items()) or f"checkpoint {attempt.checkpoint}"
-        if attempt.schedule:
+        if isinstance(attempt.schedule, dict):
+            setting += ", sampled on time grid " + ", ".join(f"{k}={v}" for k, v in attempt.schedule.items())
+        elif attempt.schedule:
             setting += f", time grid {attempt.schedule} (learned per NFE through BA)"
         cells = [error(rows[n]) if n in rows else "–" for n in NFES]
         lines.append(f"| {attempt.name} | {setting} | {seconds} | {params} | {' | '.join(cells)} | {attempt.why} |")

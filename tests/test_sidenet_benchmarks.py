@@ -57,5 +57,8 @@ def test_attempts_rewrite_keeps_the_reading(tmp_path):
     text = out.read_text()
     assert "| new table |" in text and "| old table |" not in text
     assert text.endswith("## Reading (written after the run)\n\n- a finding\n") and text.count("## Reading") == 1
-    assert attempts["schedule_name"]('"uniform"') == "uniform"
-    assert attempts["schedule_name"]('{"name": "ld3"}') == "ld3"
+    same = attempts["same_schedule"]
+    assert same('"uniform"', None) and same('{"name": "ld3", "epochs": 10}', "ld3") and not same('"uniform"', "ld3")
+    shifted = {"name": "shifted", "shift": 1.5}
+    assert same('{"name":"shifted","shift":1.5}', shifted) and not same('{"name":"shifted","shift":2.0}', shifted)
+    assert not same('{"name":"shifted","shift":1.5}', None)
