@@ -4,6 +4,7 @@ import runpy
 from pathlib import Path
 
 import pytest
+import torch
 
 from backbones.gmm import GaussianMixture
 from solvers.ba.checkpoint import save_checkpoint
@@ -62,3 +63,24 @@ def test_attempts_rewrite_keeps_the_reading(tmp_path):
     shifted = {"name": "shifted", "shift": 1.5}
     assert same('{"name":"shifted","shift":1.5}', shifted) and not same('{"name":"shifted","shift":2.0}', shifted)
     assert not same('{"name":"shifted","shift":1.5}', None)
+
+
+def test_a_checkpoint_s_recipe_is_checked_on_its_first_iterations(tmp_path, capsys):
+    """reproduce_checkpoint.py: a training's first iterations, redone under the whole run's schedule, give its
+    recorded losses to the bit; a recorded loss changed is found."""
+    config = SideNetConfig(width=16, depth=1, embed_dim=8, batch_size=16, chain_length=2, iterations=6)
+    backbone = GaussianMixture("gmm-smooth")
+    raw, ema, stats = train_sidenet(backbone, config, progress=False)
+    path = save_checkpoint(tmp_path / "tiny.pt", raw=raw, ema=ema, config=config, stats=stats.as_dict(),
+                           backbone=backbone)
+    check = script("reproduce_checkpoint")["main"]
+    options = [str(path), "gmm", "--backbone-params", "{preset: gmm-smooth}", "--iterations", "3"]
+    assert check(options) == 0 and "3 of the first 3 iteration losses identical to the bit" in capsys.readouterr().out
+    _, _, shorter = train_sidenet(backbone, SideNetConfig(**{**config.as_dict(), "iterations": 3}), progress=False)
+    assert shorter.loss[1:] != stats.loss[1:3]  # a 3-iteration run has another schedule: not what is checked
+    saved = torch.load(path, weights_only=True)
+    saved["stats"]["loss"][2] += 1e-9
+    torch.save(saved, path)
+    assert check(options) == 1 and "the first differing is iteration 2" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="stop_after must be 1 to the 6 iterations, got 7"):
+        train_sidenet(backbone, config, progress=False, stop_after=7)

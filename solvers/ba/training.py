@@ -152,13 +152,15 @@ def loss_sources(backbone: Any, config: SideNetConfig, chain_mode: Optional[str]
 
 
 def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", progress: bool = True,
-                  ranks: World = World(), bank_dir: Optional[str | Path] = None
+                  ranks: World = World(), bank_dir: Optional[str | Path] = None, stop_after: Optional[int] = None
                   ) -> tuple[SideNet, SideNet, TrainingStats]:
     """Train a SideNet for ``backbone``; returns (raw, EMA, statistics).  Sample with the EMA.
 
     ``ranks``: the processes that train it together (``solverbench.distributed.world()`` under
     torchrun; every one of them must call this); one process by default.  ``bank_dir``: where a
-    ``solve_bank``'s batches are kept and read back (bank_store.py); refused without a bank."""
+    ``solve_bank``'s batches are kept and read back (bank_store.py); refused without a bank.
+    ``stop_after``: run only the first N iterations of the configured ones (the same learning-rate
+    schedule), to check that a recipe reproduces a checkpoint's recorded losses without its whole cost."""
     check_bank_dir(config, bank_dir)
     chain_mode = None if config.questions == "solves" else resolve_data_mode(backbone, config.data)
     data_mode = {"chains": chain_mode, "solves": "solves", "both": f"{chain_mode} and solves"}[config.questions]
@@ -186,7 +188,10 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
                            progress=progress and ranks.main, bank_dir=bank_dir)
     bank = next((source for source in sources if isinstance(source, SolveBank)), None)
     backbone_calls = sum(source.calls for source in sources)  # a bank's solving, before the first iteration
-    bar = tqdm(range(config.iterations), desc="SideNet", unit="it", disable=not (progress and ranks.main),
+    if stop_after is not None and not 1 <= stop_after <= config.iterations:
+        raise ValueError(f"stop_after must be 1 to the {config.iterations} iterations, got {stop_after}")
+    run = config.iterations if stop_after is None else stop_after
+    bar = tqdm(range(run), desc="SideNet", unit="it", disable=not (progress and ranks.main),
                leave=False)
     for _ in bar:
         terms, calls = zip(*(source.loss(sidenet, generator, trained) for source in sources))
@@ -205,7 +210,7 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
     tail = losses[-max(1, len(losses) // 20):]
     autocast = backbone_autocast(config, device)
     stats = TrainingStats(
-        iterations=config.iterations, batch_size=config.batch_size, seconds=time.perf_counter() - start,
+        iterations=run, batch_size=config.batch_size, seconds=time.perf_counter() - start,
         data_mode=data_mode, parameters=sidenet.parameter_count(),
         backbone_calls=backbone_calls,
         final_loss=sum(tail) / len(tail), loss=losses, recipe=config.recipe, processes=ranks.size,
