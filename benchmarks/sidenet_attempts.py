@@ -117,6 +117,16 @@ ATTEMPTS = (
             "first interval, from pure noise, still leaves most of the NFE-5 error (sidenet_diagnosis.md), and its "
             "4 questions are 7-21% of a solve's; weighted 4 (first_interval_weight), they carry about a third of "
             "the loss", {"questions": "solves", "first_interval_weight": 4.0, "iterations": 9600}),
+    Attempt("gmm64", "shipped gmm64_solves.pt on a grid shifted 1.5", "not a training attempt: grids with shorter "
+            "first steps halve the chain-trained SideNet's NFE-5 error (sidenet_diagnosis.md), and SD3's time shift "
+            "at s = 1.5 takes the first step from 0.2 to 0.14; a SideNet trained on uniform grids' questions is "
+            "asked others there", checkpoint="gmm64_solves.pt", schedule={"name": "shifted", "shift": 1.5}),
+    Attempt("gmm64", "solve questions on grids shifted 1.5, from a bank of 65536, 9600 iterations", "so train on "
+            "the shifted grids' questions (solve_shift) and sample on them; a bank of 65536, since the bank of "
+            "16384 (three rows up) ended at a third of fresh solves' loss without lower errors, each trajectory "
+            "drawn 150 times",
+            {"questions": "solves", "solve_shift": 1.5, "solve_bank": 65536, "iterations": 9600},
+            schedule={"name": "shifted", "shift": 1.5}),
     Attempt("gmm64", "solve questions at NFE 5 only, 4800 iterations", "the goal is at NFE 5: every question "
             "from its solve, as a learned time grid is fitted per NFE (the ceiling's regression as a training mode)",
             {"questions": "solves", "solve_nfe_min": 5, "solve_nfe_max": 5, "iterations": 4800}),
