@@ -162,6 +162,8 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
     ``stop_after``: run only the first N iterations of the configured ones (the same learning-rate
     schedule), to check that a recipe reproduces a checkpoint's recorded losses without its whole cost."""
     check_bank_dir(config, bank_dir)
+    if stop_after is not None and not 1 <= stop_after <= config.iterations:
+        raise ValueError(f"stop_after must be 1 to the {config.iterations} iterations, got {stop_after}")
     chain_mode = None if config.questions == "solves" else resolve_data_mode(backbone, config.data)
     data_mode = {"chains": chain_mode, "solves": "solves", "both": f"{chain_mode} and solves"}[config.questions]
     if config.data == "auto" and chain_mode == "noise":
@@ -188,8 +190,6 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
                            progress=progress and ranks.main, bank_dir=bank_dir)
     bank = next((source for source in sources if isinstance(source, SolveBank)), None)
     backbone_calls = sum(source.calls for source in sources)  # a bank's solving, before the first iteration
-    if stop_after is not None and not 1 <= stop_after <= config.iterations:
-        raise ValueError(f"stop_after must be 1 to the {config.iterations} iterations, got {stop_after}")
     run = config.iterations if stop_after is None else stop_after
     bar = tqdm(range(run), desc="SideNet", unit="it", disable=not (progress and ranks.main),
                leave=False)
