@@ -17,7 +17,7 @@ from solverbench.field import VelocityField
 from solverbench.guidance import Guidance
 from solverbench.reference import Tolerance, reference_trajectory
 from solvers.ba.questions import (SolveBank, SolveQuestions, exact_trajectories, fit_loss, question_loss,
-                                  solve_times, uniform_solve_questions)
+                                  solve_times, solve_grid_questions)
 from solvers.ba.training import train_sidenet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -38,10 +38,10 @@ def test_questions_are_those_the_sampler_asks_sampling_and_inverting(gmm, tmp_pa
     solver, asked = recording_solver(gmm, tmp_path, monkeypatch)
     labels = torch.tensor([0, 1])
     x1 = sample(gmm, solver, torch.randn(2, 4), labels, nfe=nfe).samples
-    assert rounded(asked) == rounded(uniform_solve_questions(nfe))
+    assert rounded(asked) == rounded(solve_grid_questions(nfe))
     asked.clear()
     invert(gmm, solver, x1, labels, nfe=nfe)
-    assert rounded(asked) == rounded(uniform_solve_questions(nfe, inverting=True))
+    assert rounded(asked) == rounded(solve_grid_questions(nfe, inverting=True))
 
 
 @pytest.mark.parametrize("nfe", [3, 5])
@@ -49,10 +49,10 @@ def test_shifted_questions_are_those_the_sampler_asks_on_the_shifted_grid(gmm, t
     solver, asked = recording_solver(gmm, tmp_path, monkeypatch)
     shifted = {"name": "shifted", "shift": 1.5}
     sample(gmm, solver, torch.randn(2, 4), torch.tensor([0, 1]), nfe=nfe, schedule=shifted)
-    assert rounded(asked) == rounded(uniform_solve_questions(nfe, shift=1.5))
-    assert rounded(asked) != rounded(uniform_solve_questions(nfe))
+    assert rounded(asked) == rounded(solve_grid_questions(nfe, shift=1.5))
+    assert rounded(asked) != rounded(solve_grid_questions(nfe))
     table = SolveQuestions(nfe, nfe, shift=1.5)
-    assert set(table.times) == set(solve_times(uniform_solve_questions(nfe, shift=1.5)))
+    assert set(table.times) == set(solve_times(solve_grid_questions(nfe, shift=1.5)))
     assert SolveQuestions(nfe, nfe).times != table.times
 
 
@@ -75,30 +75,30 @@ def recording_solver(gmm, tmp_path, monkeypatch):
 
 
 def test_solve_times_hold_every_anchor_and_answer_once():
-    questions = uniform_solve_questions(5)
+    questions = solve_grid_questions(5)
     times = solve_times(questions)
     assert times[0] == 1 and times[-1] == 0 and len(times) == 6 + 2 * 5 and len(set(times)) == len(times)
     assert all(round(t, 12) in times and round(t - h, 12) in times for t, h in questions)
     assert len(questions) == 5 * 3 + 4  # 3 forward nodes per interval, 1 backward but on the last
     assert sum(h < 0 for _, h in questions) == 4  # the refinements
-    inverting = uniform_solve_questions(5, inverting=True)
+    inverting = solve_grid_questions(5, inverting=True)
     assert solve_times(inverting) == times and sum(h < 0 for _, h in inverting) == 5 * 3
 
 
 def test_each_trajectory_draws_questions_of_one_solve_in_the_range():
     table = SolveQuestions(3, 5)
-    assert table.times == solve_times([q for nfe in (3, 4, 5) for q in uniform_solve_questions(nfe)])
+    assert table.times == solve_times([q for nfe in (3, 4, 5) for q in solve_grid_questions(nfe)])
     trajectory, anchor, answer, t, h, first = table.draw(3000, 4, torch.Generator().manual_seed(0))
     assert trajectory.tolist() == [i for i in range(3000) for _ in range(4)]
     times = torch.tensor(table.times)
     assert torch.allclose(times[anchor], t) and torch.allclose(times[answer], t - h, atol=1e-6)
     drawn = set(zip(t.view(3000, 4)[:, 0].tolist(), h.view(3000, 4)[:, 0].tolist()))
     every = {(float(torch.tensor(q[0])), float(torch.tensor(q[1]))) for nfe in (3, 4, 5)
-             for q in uniform_solve_questions(nfe)}
+             for q in solve_grid_questions(nfe)}
     assert drawn == every  # 3000 draws reach every question of every solve in the range, and nothing else
     for row_t, row_h in zip(t.view(3000, 4)[:50], h.view(3000, 4)[:50]):  # one solve per trajectory
         assert any(set(zip(row_t.tolist(), row_h.tolist())) <= {(float(torch.tensor(a)), float(torch.tensor(b)))
-                                                               for a, b in uniform_solve_questions(nfe)}
+                                                               for a, b in solve_grid_questions(nfe)}
                    for nfe in (3, 4, 5))
 
 
@@ -261,7 +261,7 @@ def test_first_interval_questions_are_the_probe_from_noise_and_its_refinement(sh
     for k, nfe in enumerate(range(2, 7)):
         first = [(round(float(t), 6), round(float(h), 6)) for t, h, f in zip(table.t[k], table.h[k], table.first[k])
                  if f]
-        questions = uniform_solve_questions(nfe, shift=shift)
+        questions = solve_grid_questions(nfe, shift=shift)
         probe, refinement = questions[:3], questions[3]
         assert first == [(round(t, 6), round(h, 6)) for t, h in probe + [refinement]]
         second_node = 1 - 1 / nfe if shift == 1 else 2 * (1 - 1 / nfe) / (1 + (1 - 1 / nfe))
@@ -332,5 +332,5 @@ def test_training_with_solve_shift_asks_the_shifted_grids_questions(gmm, monkeyp
 
     monkeypatch.setattr(questions, "fit_loss", recording)
     train_sidenet(gmm, SideNetConfig(**{**config.as_dict(), "iterations": 4}), progress=False)
-    shifted = {(round(t, 5), round(h, 5)) for nfe in (3, 4) for t, h in uniform_solve_questions(nfe, shift=1.5)}
+    shifted = {(round(t, 5), round(h, 5)) for nfe in (3, 4) for t, h in solve_grid_questions(nfe, shift=1.5)}
     assert {(round(t, 5), round(h, 5)) for t, h in seen} == shifted  # every one of them, and nothing else

@@ -25,7 +25,7 @@ The questions (``bi_anchor_questions``) are those of the bi-anchor scheme with t
 ``a H, (1 - a) H, H`` and, but on the last interval, the backward refinement from ``t - H`` at
 ``-a H``.  A sampler with another rule or time grid asks other questions, which this training does
 not see; nor does it see an inverting solve's (in path time the uniform grid from 0 to 1 with
-negative offsets, node_velocities.py; ``uniform_solve_questions(..., inverting=True)``): fitted to
+negative offsets, node_velocities.py; ``solve_grid_questions(..., inverting=True)``): fitted to
 them as well, a gmm64 SideNet kept none of its NFE-5 gain (docs/benchmarks/sidenet_attempts.md).
 ``questions: both`` adds the chain loss, whose signed steps go both ways.
 
@@ -82,10 +82,10 @@ def solve_grid(nfe: int, shift: float = 1.0) -> list[float]:
     return shifted(nfe, shift).tolist()
 
 
-def uniform_solve_questions(nfe: int, rule: Optional[QuadratureRule] = None, inverting: bool = False,
-                            shift: float = 1.0) -> list[Question]:
-    """The questions of an ``nfe``-interval bi-anchor solve on the uniform grid from t = 1 to 0 (``inverting``:
-    of the solve from 0 to 1, in path time; ``shift`` != 1: on that grid time-shifted, ``solve_grid``)."""
+def solve_grid_questions(nfe: int, rule: Optional[QuadratureRule] = None, inverting: bool = False,
+                         shift: float = 1.0) -> list[Question]:
+    """The questions of an ``nfe``-interval bi-anchor solve on ``solve_grid(nfe, shift)`` from t = 1 to 0 (the
+    uniform grid at ``shift`` 1; ``inverting``: of the solve from 0 to 1, in path time)."""
     grid = solve_grid(nfe, shift)
     return bi_anchor_questions(rule or bi_anchor_rule("lobatto", 2, None), grid[::-1] if inverting else grid)
 
@@ -101,7 +101,7 @@ class SolveQuestions:
     the bi-anchor scheme's; ``shift`` != 1: of the time-shifted grids) as index tables into their common times."""
 
     def __init__(self, low: int, high: int, rule: Optional[QuadratureRule] = None, shift: float = 1.0):
-        per_nfe = [uniform_solve_questions(nfe, rule, shift=shift) for nfe in range(low, high + 1)]
+        per_nfe = [solve_grid_questions(nfe, rule, shift=shift) for nfe in range(low, high + 1)]
         self.times = solve_times([q for questions in per_nfe for q in questions])
         index = {t: i for i, t in enumerate(self.times)}
         self.count = torch.tensor([len(questions) for questions in per_nfe])
