@@ -17,7 +17,7 @@ from solverbench.field import VelocityField
 from solverbench.guidance import Guidance
 from solverbench.reference import Tolerance, reference_trajectory
 from solvers.ba.questions import (SolveBank, SolveQuestions, exact_trajectories, fit_loss, question_loss,
-                                  solve_times, solve_grid_questions)
+                                  solve_grid, solve_grid_questions, solve_times)
 from solvers.ba.training import train_sidenet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -88,7 +88,7 @@ def test_solve_times_hold_every_anchor_and_answer_once():
 def test_each_trajectory_draws_questions_of_one_solve_in_the_range():
     table = SolveQuestions(3, 5)
     assert table.times == solve_times([q for nfe in (3, 4, 5) for q in solve_grid_questions(nfe)])
-    trajectory, anchor, answer, t, h, first = table.draw(3000, 4, torch.Generator().manual_seed(0))
+    trajectory, anchor, answer, t, h, first, last = table.draw(3000, 4, torch.Generator().manual_seed(0))
     assert trajectory.tolist() == [i for i in range(3000) for _ in range(4)]
     times = torch.tensor(table.times)
     assert torch.allclose(times[anchor], t) and torch.allclose(times[answer], t - h, atol=1e-6)
@@ -152,7 +152,7 @@ def test_both_adds_the_chain_loss_to_the_question_loss(gmm):
 
 def test_solve_question_settings_are_checked_and_leave_older_cache_keys():
     later = {"questions", "solve_nfe_min", "solve_nfe_max", "questions_per_solve", "solve_bank", "solve_guidance",
-             "first_interval_weight", "solve_shift"}
+             "first_interval_weight", "last_interval_weight", "solve_shift"}
     assert not later & set(SideNetConfig().as_dict())
     assert SideNetConfig(questions="solves").as_dict()["questions"] == "solves"
     with pytest.raises(ValueError, match="'questions' must be one of chains, solves, both, got 'paths'"):
@@ -179,6 +179,10 @@ def test_solve_question_settings_are_checked_and_leave_older_cache_keys():
         SideNetConfig(questions="solves", first_interval_weight=0.0)
     with pytest.raises(ValueError, match="'first_interval_weight' are for questions: solves or both"):
         SideNetConfig(first_interval_weight=4.0)
+    with pytest.raises(ValueError, match="'last_interval_weight' must be a positive number"):
+        SideNetConfig(questions="solves", last_interval_weight=-1.0)
+    with pytest.raises(ValueError, match="'last_interval_weight' are for questions: solves or both"):
+        SideNetConfig(last_interval_weight=4.0)
     with pytest.raises(ValueError, match="'solve_shift' must be a positive number"):
         SideNetConfig(questions="solves", solve_shift=-1.0)
     with pytest.raises(ValueError, match="'solve_shift' are for questions: solves or both"):
@@ -268,6 +272,18 @@ def test_first_interval_questions_are_the_probe_from_noise_and_its_refinement(sh
         assert all(t == 1 for t, _ in probe) and refinement[0] == pytest.approx(second_node) and refinement[1] < 0
 
 
+@pytest.mark.parametrize("shift", [1.0, 2.0])
+def test_last_interval_questions_are_the_probe_toward_data(shift):
+    table = SolveQuestions(2, 6, shift=shift)
+    for k, nfe in enumerate(range(2, 7)):
+        last = [(round(float(t), 6), round(float(h), 6)) for t, h, f in zip(table.t[k], table.h[k], table.last[k]) if f]
+        probe = solve_grid_questions(nfe, shift=shift)[-3:]  # the last interval has no refinement
+        assert last == [(round(t, 6), round(h, 6)) for t, h in probe]
+        assert all(t == pytest.approx(solve_grid(nfe, shift)[-2]) and h > 0 for t, h in probe)
+        assert probe[-1][0] - probe[-1][1] == pytest.approx(0)  # the probe's last node is t = 0
+        assert not (table.first[k] & table.last[k]).any()  # two intervals at least: no question is in both
+
+
 class MissesFromNoise(ExactCorrection):
     """Exact but on the questions asked from pure noise (t = 1), where it is off by 1 in every coordinate."""
 
@@ -275,25 +291,37 @@ class MissesFromNoise(ExactCorrection):
         return super().forward(x, v, t, h, y) + (t == 1).to(x.dtype)[:, None]
 
 
+class MissesData(ExactCorrection):
+    """Exact but on the questions about t = 0 (a last interval's end), where it is off by 1 in every coordinate."""
+
+    def forward(self, x, v, t, h, y):
+        return super().forward(x, v, t, h, y) + ((t - h).abs() < 1e-6).to(x.dtype)[:, None]
+
+
 @pytest.mark.parametrize("bank", [0, 64])
-def test_first_interval_weight_is_a_weighted_mean_over_the_drawn_questions(gmm, bank):
+@pytest.mark.parametrize("interval", ["first", "last"])
+def test_an_interval_weight_is_a_weighted_mean_over_the_drawn_questions(gmm, bank, interval):
     n, per = 64, 8
+    S = MissesFromNoise(gmm) if interval == "first" else MissesData(gmm)
     for weight in (1.0, 4.0):
         config = SideNetConfig(questions="solves", solve_nfe_min=2, solve_nfe_max=4, solve_bank=bank,
-                               questions_per_solve=per, first_interval_weight=weight, **TINY)
+                               questions_per_solve=per, **{f"{interval}_interval_weight": weight}, **TINY)
         replay = torch.Generator().manual_seed(3)  # the same stream, to see which questions were drawn
         if bank:
             solved = SolveBank(gmm, config, bank, torch.Generator().manual_seed(0), "cpu")
-            loss = solved.draw_loss(MissesFromNoise(gmm), n, per, torch.Generator().manual_seed(3))
+            loss = solved.draw_loss(S, n, per, torch.Generator().manual_seed(3))
             torch.randint(bank, (n,), generator=replay)
             table = solved.table
         else:
-            loss, _ = question_loss(MissesFromNoise(gmm), gmm, config, n, torch.Generator().manual_seed(3), "cpu")
+            loss, _ = question_loss(S, gmm, config, n, torch.Generator().manual_seed(3), "cpu")
             table = SolveQuestions(2, 4)
             exact_trajectories(gmm, config, n, replay, "cpu", table.times)
-        _, _, _, t, _, first = table.draw(n, per, replay)
-        missed, weighted = int((t == 1).sum()), int(first.sum())
-        assert 0 < missed < weighted < n * per  # the refinements weigh in, and miss nothing
+        _, _, _, t, h, first, last = table.draw(n, per, replay)
+        if interval == "first":
+            missed, weighted = int((t == 1).sum()), int(first.sum())
+        else:
+            missed, weighted = int(((t - h).abs() < 1e-6).sum()), int(last.sum())
+        assert 0 < missed < weighted < n * per  # the interval's other questions weigh in, and miss nothing
         expected = weight * missed / (weight * weighted + n * per - weighted)
         assert loss.item() == pytest.approx(expected, abs=1e-5)
 

@@ -26,8 +26,13 @@ from ``solve_nfe_min`` to ``solve_nfe_max`` per trajectory, questions.py), which
 knobs but none of the chain knobs, or ``both`` (the two losses added, each on ``batch_size``).
 With either, ``solve_bank`` solves that many trajectories once instead of fresh ones every iteration,
 and ``solve_guidance`` solves them under classifier-free guidance, asking both branches;
-``first_interval_weight`` weights the loss of the questions of a solve's first interval, and
+``first_interval_weight`` and ``last_interval_weight`` weight the loss of the questions of a solve's first and
+last interval, and
 ``solve_shift`` asks the questions of time-shifted grids instead of uniform ones.
+
+``init_from`` starts the training from a checkpoint's weights instead of a random initialisation: a
+chain-trained SideNet fine-tuned on solve questions, say.  The cache key holds the file's SHA-256 beside its
+path (cache.py), so a file replaced under the same name trains again.
 """
 from __future__ import annotations
 
@@ -41,7 +46,7 @@ DATA_MODES = ("auto", "data", "noise")
 CHAIN_STEPS = ("sidenet", "exact")
 QUESTIONS = ("chains", "solves", "both")
 SOLVE_KNOBS = ("solve_nfe_min", "solve_nfe_max", "questions_per_solve", "solve_bank", "solve_guidance",
-               "first_interval_weight", "solve_shift")  # refused with questions: chains
+               "first_interval_weight", "last_interval_weight", "solve_shift")  # refused with questions: chains
 # The chain knobs: what ``questions: solves`` does not use, refused there at other values than their defaults.
 CHAIN_KNOBS = ("chain_length", "step_rate", "sim_nodes", "chain_steps", "noise_starts", "data", "noise_steps")
 LR_SCHEDULES = ("constant", "cosine")
@@ -61,7 +66,7 @@ PRESETS = {"architecture": {"project": {}, "official": OFFICIAL_ARCHITECTURE},
 LATER_SETTINGS = {"architecture": "project", "recipe": "project", "poly_degree": 3, "chain_steps": "sidenet",
                   "noise_starts": 0.0, "questions": "chains", "solve_nfe_min": 5, "solve_nfe_max": 15,
                   "questions_per_solve": 32, "solve_bank": 0, "solve_guidance": 1.0,
-                  "first_interval_weight": 1.0, "solve_shift": 1.0}
+                  "first_interval_weight": 1.0, "last_interval_weight": 1.0, "solve_shift": 1.0, "init_from": ""}
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,8 @@ class SideNetConfig:
     # (1: unguided, labels dropped at label_dropout; else guided, each question asked of both branches)
     first_interval_weight: float = 1.0  # questions: solves or both; the loss weight of the questions of a solve's
     # first interval (from pure noise at t = 1) against 1 for the others (the loss a weighted mean)
+    last_interval_weight: float = 1.0  # questions: solves or both; the same for the questions of a solve's last
+    # interval (its forward probe toward t = 0, whose predictor a solve returns uncorrected)
     label_dropout: float = 0.1  # probability of replacing a label by the null label
     lr: float = 1e-3
     lr_schedule: str = "cosine"
@@ -108,6 +115,8 @@ class SideNetConfig:
     data: str = "auto"  # data: backbone.sample_data; noise: chains from noise; auto: data where it exists
     noise_steps: int = 8  # data-free mode: Heun steps that carry noise from t = 1 to the chain's start
     seed: int = 0
+    init_from: str = ""  # "": a random initialisation; a SideNet checkpoint of the same architecture settings: its
+    # EMA weights are where the training starts (fine-tuning), and its training time counts in this one's
 
     def __post_init__(self):
         positive_ints = ("width", "depth", "embed_dim", "heads", "poly_degree", "iterations", "batch_size",
@@ -136,10 +145,10 @@ class SideNetConfig:
                 or not self.solve_guidance >= 0:
             raise ValueError(f"SideNet setting 'solve_guidance' must be a number >= 0 (1: unguided), "
                              f"got {self.solve_guidance!r}")
-        if not isinstance(self.first_interval_weight, (int, float)) or isinstance(self.first_interval_weight, bool) \
-                or not self.first_interval_weight > 0:
-            raise ValueError(f"SideNet setting 'first_interval_weight' must be a positive number (1: no weighting), "
-                             f"got {self.first_interval_weight!r}")
+        for name in ("first_interval_weight", "last_interval_weight"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise ValueError(f"SideNet setting {name!r} must be a positive number (1: no weighting), got {value!r}")
         if not isinstance(self.solve_shift, (int, float)) or isinstance(self.solve_shift, bool) \
                 or not self.solve_shift > 0:
             raise ValueError(f"SideNet setting 'solve_shift' must be a positive number (1: uniform grids), "
@@ -181,6 +190,9 @@ class SideNetConfig:
                              "to plain")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"SideNet setting 'seed' must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.init_from, str):
+            raise ValueError(f"SideNet setting 'init_from' must be the path of a SideNet checkpoint (or empty), "
+                             f"got {self.init_from!r}")
 
     def check_solve_questions(self) -> None:
         """``questions: solves`` or ``both``: an NFE range and not the authors' (chain) recipe; ``solves``: no

@@ -14,7 +14,8 @@ five-interval solve starts every trajectory at t = 1 with offsets up to 0.2.  He
    questions ``(t, h)`` drawn uniformly from that solve's, and adds ``|| v + S(x, v, t, h, y) - v' ||^2``
    with ``x = x(t)``, ``v = v(x(t), t)`` and ``v' = v(x(t - h), t - h)``; the loss is their mean (with
    ``first_interval_weight: w``, a mean weighted w for the questions of the solve's first interval, the
-   forward probe from pure noise and its refinement, and 1 for the others).
+   forward probe from pure noise and its refinement, and 1 for the others; ``last_interval_weight: w`` likewise
+   for the questions of its last interval, the forward probe whose predictor the solve returns uncorrected).
 
 With ``solve_shift: s`` the solves' grids are the uniform ones time-shifted by s (``solve_grid``), the grids
 ``schedule: {name: shifted, shift: s}`` samples on: a SideNet answers best the questions of the grid it was
@@ -112,23 +113,25 @@ class SolveQuestions:
         self.t = torch.zeros(len(per_nfe), width)
         self.h = torch.zeros(len(per_nfe), width)
         self.first = torch.zeros(len(per_nfe), width, dtype=torch.bool)  # asked within the first interval
+        self.last = torch.zeros(len(per_nfe), width, dtype=torch.bool)  # asked within the last interval
         for k, (nfe, questions) in enumerate(zip(range(low, high + 1), per_nfe)):
-            second_node = solve_grid(nfe, shift)[1]  # where the first interval ends
+            grid = solve_grid(nfe, shift)  # the first interval ends at grid[1], the last starts at grid[-2]
             for j, (t, h) in enumerate(questions):
                 self.anchor[k, j], self.answer[k, j] = index[round(t, 12)], index[round(t - h, 12)]
                 self.t[k, j], self.h[k, j] = t, h
-                self.first[k, j] = min(t, t - h) >= second_node - 1e-12
+                self.first[k, j] = min(t, t - h) >= grid[1] - 1e-12
+                self.last[k, j] = max(t, t - h) <= grid[-2] + 1e-12
 
     def draw(self, n: int, per_trajectory: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         """``per_trajectory`` questions for each of ``n`` trajectories, from the solve of an NFE drawn per
         trajectory, each question of it equally likely: (trajectory, anchor index, answer index, t, h, whether it is
-        a first-interval question), flat."""
+        a first-interval question, whether a last-interval one), flat."""
         nfe = torch.randint(len(self.count), (n, 1), generator=generator)
         pick = (torch.rand(n, per_trajectory, generator=generator) * self.count[nfe]).long()
         trajectory = torch.arange(n).repeat_interleave(per_trajectory)
         nfe, pick = nfe.expand(-1, per_trajectory).flatten(), pick.flatten()
         return (trajectory, self.anchor[nfe, pick], self.answer[nfe, pick], self.t[nfe, pick], self.h[nfe, pick],
-                self.first[nfe, pick])
+                self.first[nfe, pick], self.last[nfe, pick])
 
 
 @functools.lru_cache(maxsize=8)
@@ -179,12 +182,12 @@ def fit_loss(S: Any, x: torch.Tensor, t: torch.Tensor, h: torch.Tensor,
     return torch.stack([mean((v + S(x, v, t, h, y) - target).pow(2)) for y, v, target in answers]).mean()
 
 
-def question_weights(first: torch.Tensor, config: SideNetConfig) -> Optional[torch.Tensor]:
-    """Each question's loss weight: ``first_interval_weight`` in a solve's first interval, 1 elsewhere (None:
-    all 1, the plain mean)."""
-    if config.first_interval_weight == 1:
+def question_weights(first: torch.Tensor, last: torch.Tensor, config: SideNetConfig) -> Optional[torch.Tensor]:
+    """Each question's loss weight: ``first_interval_weight`` in a solve's first interval, ``last_interval_weight``
+    in its last, their product where one interval is both, 1 elsewhere (None: all 1, the plain mean)."""
+    if config.first_interval_weight == 1 and config.last_interval_weight == 1:
         return None
-    return torch.where(first, config.first_interval_weight, 1.0)
+    return torch.where(first, config.first_interval_weight, 1.0) * torch.where(last, config.last_interval_weight, 1.0)
 
 
 def question_loss(sidenet: SideNet, backbone: Any, config: SideNetConfig, n: int, generator: torch.Generator,
@@ -195,14 +198,14 @@ def question_loss(sidenet: SideNet, backbone: Any, config: SideNetConfig, n: int
     answers)."""
     table = config_table(config)
     states, labels, nfe = exact_trajectories(backbone, config, n, generator, device, table.times)
-    trajectory, anchor, answer, t, h, first = (q.to(device) for q in table.draw(n, config.questions_per_solve,
-                                                                                 generator))
+    trajectory, anchor, answer, t, h, first, last = (q.to(device) for q in table.draw(n, config.questions_per_solve,
+                                                                                       generator))
     x, x_answer = states[anchor, trajectory], states[answer, trajectory]
     answers = []
     for y in branch_labels(backbone, labels, config):
         y = None if y is None else y[trajectory]
         answers.append((y, backbone_velocity(backbone, x, t, y), backbone_velocity(backbone, x_answer, t - h, y)))
-    loss = fit_loss(sidenet if trained is None else trained, x, t, h, answers, question_weights(first, config))
+    loss = fit_loss(sidenet if trained is None else trained, x, t, h, answers, question_weights(first, last, config))
     return loss, nfe + 2 * len(answers)
 
 
@@ -277,11 +280,12 @@ class SolveBank:
         """The loss of ``n`` trajectories drawn from the bank, ``per_trajectory`` questions each."""
         device = self.states.device
         pick = torch.randint(self.size, (n,), generator=generator)
-        trajectory, anchor, answer, t, h, first = self.table.draw(n, per_trajectory, generator)
-        j, anchor, answer, t, h, first = (q.to(device) for q in (pick[trajectory], anchor, answer, t, h, first))
+        trajectory, anchor, answer, t, h, first, last = self.table.draw(n, per_trajectory, generator)
+        j, anchor, answer, t, h, first, last = (q.to(device) for q in (pick[trajectory], anchor, answer, t, h, first,
+                                                                        last))
         answers = [(None if y is None else y[j], v[anchor, j], v[answer, j])
                    for y, v in zip(self.branches, self.velocities)]
-        return fit_loss(S, self.states[anchor, j], t, h, answers, question_weights(first, self.config))
+        return fit_loss(S, self.states[anchor, j], t, h, answers, question_weights(first, last, self.config))
 
 
 def solve_batch(backbone: Any, config: SideNetConfig, times: Sequence[float], rows: int, generator: torch.Generator,

@@ -66,6 +66,8 @@ SETTING_HELP = {
                    "schedule {name: shifted, shift: s} samples (train on the grid you sample with)",
     "first_interval_weight": "questions solves or both: the loss weight (> 0) of the questions of a solve's "
                              "first interval, from pure noise at t = 1, against 1 for the others",
+    "last_interval_weight": "questions solves or both: the same for the questions of a solve's last interval, "
+                            "whose predictor the solve returns uncorrected",
     "label_dropout": "probability of replacing a label by the null label, in [0, 1)",
     "lr": "peak learning rate (> 0)",
     "lr_schedule": "learning-rate schedule",
@@ -75,6 +77,8 @@ SETTING_HELP = {
     "data": "where chains start: data (backbone.sample_data), noise (data-free), auto: data where it exists",
     "noise_steps": "data-free mode: Heun steps from t = 1 to a chain's start",
     "seed": "seed of initialisation and chains (>= 0)",
+    "init_from": "a SideNet checkpoint (the same architecture settings) whose weights the training starts from: "
+                 "fine-tuning; its training time counts in this one's",
 }
 SETTING_CHOICES = {"architecture": ARCHITECTURES, "chain_steps": CHAIN_STEPS, "recipe": RECIPES,
                    "output_head": OUTPUT_HEADS, "data": DATA_MODES, "lr_schedule": LR_SCHEDULES,
