@@ -1,4 +1,6 @@
 """Chain training, checkpoints and the SideNet cache."""
+import shutil
+
 import pytest
 import torch
 
@@ -212,3 +214,56 @@ def test_noise_starts_put_a_share_of_chains_at_pure_noise_stepping_toward_data()
         SideNetConfig(noise_starts=1.5)
     raw, _, _ = train_sidenet(gmm, SideNetConfig(iterations=2, noise_starts=0.25, **TINY), progress=False)
     assert all(torch.isfinite(p).all() for p in raw.parameters())
+
+
+def test_init_from_starts_the_training_from_a_checkpoints_ema_weights(tmp_path):
+    backbone = GaussianMixture("gmm2d")
+    _, ema, _, path = trained(backbone, tmp_path)
+    before = load_checkpoint(path, backbone).stats
+    # the first update moves each weight by about lr (Adam), so at lr 1e-12 the raw weights are where it started
+    config = SideNetConfig(iterations=1, init_from=str(path), **{**TINY, "lr": 1e-12})
+    raw, _, stats = train_sidenet(backbone, config, progress=False)
+    for name, value in ema.state_dict().items():
+        assert torch.allclose(raw.state_dict()[name], value, atol=1e-9, rtol=0), name
+    fresh, _, _ = train_sidenet(backbone, SideNetConfig(iterations=1, **{**TINY, "lr": 1e-12}), progress=False)
+    assert not all(torch.allclose(fresh.state_dict()[k], v, atol=1e-6) for k, v in ema.state_dict().items())
+    assert stats.init_seconds == pytest.approx(before["seconds"]) and stats.init_seconds > 0
+    # its rows count the training it started from
+    fine = save_checkpoint(tmp_path / "fine.pt", raw=raw, ema=raw, config=config, stats=stats.as_dict(),
+                           backbone=backbone)
+    solver = sb.get_solver("ba", checkpoint=str(fine))
+    solver.prepare(backbone)
+    assert solver.row_fields()["train_seconds"] == pytest.approx(stats.seconds + before["seconds"])
+
+
+def test_init_from_is_checked_before_any_work(tmp_path, monkeypatch):
+    import solvers.ba.training as training
+    backbone = GaussianMixture("gmm2d")
+    *_, path = trained(backbone, tmp_path)
+    monkeypatch.setattr(training, "chain_start", lambda *args: pytest.fail("trained before the check"))
+    with pytest.raises(CheckpointMismatchError, match=rf"'init_from': {path} holds another SideNet than these "
+                                                      r"settings build, in width: 32 != 48 \(checkpoint != settings\)"):
+        train_sidenet(backbone, SideNetConfig(iterations=1, init_from=str(path), **{**TINY, "width": 48}),
+                      progress=False)
+    with pytest.raises(FileNotFoundError, match=f"'init_from': no checkpoint at {tmp_path / 'none.pt'}"):
+        train_sidenet(backbone, SideNetConfig(iterations=1, init_from=str(tmp_path / "none.pt"), **TINY),
+                      progress=False)
+    with pytest.raises(CheckpointMismatchError, match="another backbone"):
+        train_sidenet(GaussianMixture("gmm2d", seed=1), SideNetConfig(iterations=1, init_from=str(path), **TINY),
+                      progress=False)
+    with pytest.raises(ValueError, match="'init_from' must be the path of a SideNet checkpoint"):
+        SideNetConfig(init_from=3)
+
+
+def test_init_from_keys_the_cache_by_the_files_bytes(tmp_path):
+    backbone = GaussianMixture("gmm2d")
+    *_, path = trained(backbone, tmp_path)
+    config = SideNetConfig(iterations=2, init_from=str(path), **TINY)
+    assert "init_from" not in SideNetConfig(**TINY).as_dict()  # older cache keys stay what they were
+    first = cache_path(tmp_path, backbone, config)
+    assert first != cache_path(tmp_path, backbone, SideNetConfig(iterations=2, **TINY))
+    (tmp_path / "elsewhere").mkdir()
+    moved = shutil.copy(path, tmp_path / "elsewhere" / "copy.pt")  # the same bytes under another name
+    assert cache_path(tmp_path, backbone, SideNetConfig(iterations=2, init_from=str(moved), **TINY)) == first
+    trained(backbone, tmp_path, seed=1)  # another SideNet under the first name
+    assert cache_path(tmp_path, backbone, config) != first

@@ -1,7 +1,8 @@
 """Train a SideNet once per (backbone identity, SideNet settings) and reuse it from disk.
 
 The file is ``<cache_dir>/sidenet/<hash>.pt`` with the hash of the backbone's identity and
-every SideNet setting (architecture, training knobs, seed), so a sweep with many ``ba*``
+every SideNet setting (architecture, training knobs, seed; ``init_from`` as the SHA-256 of the file it names, not
+its path), so a sweep with many ``ba*``
 solver variants trains once, and a later sweep, or a changed knob, does the right thing.
 """
 from __future__ import annotations
@@ -11,14 +12,17 @@ from typing import Any, Optional
 
 from solverbench.backbone import backbone_identity
 from solverbench.distributed import World
-from solverbench.hashing import spec_hash
+from solverbench.hashing import file_sha256, spec_hash
 from solvers.ba.checkpoint import FORMAT, LoadedSideNet, load_checkpoint, save_checkpoint
 from solvers.ba.config import SideNetConfig
 from solvers.ba.training import train_sidenet
 
 
 def cache_path(cache_dir: str | Path, backbone: Any, config: SideNetConfig) -> Path:
-    key = {"format": FORMAT, "backbone": backbone_identity(backbone), "sidenet": config.as_dict()}
+    settings = config.as_dict()
+    if config.init_from and Path(config.init_from).is_file():  # the file's bytes, wherever it lies
+        settings["init_from"] = "sha256:" + file_sha256(config.init_from)
+    key = {"format": FORMAT, "backbone": backbone_identity(backbone), "sidenet": settings}
     return Path(cache_dir) / "sidenet" / f"{spec_hash(key)}.pt"
 
 

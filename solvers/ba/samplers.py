@@ -31,6 +31,7 @@ from solvers.ba.node_velocities import AnchorVelocities, NodeVelocities, OracleV
 from solvers.ba.quadrature import BI_ANCHOR_FAMILIES, QuadratureRule, bi_anchor_rule, gauss_legendre
 from solvers.ba.schemes import bi_anchor, bi_anchor_local_step, single_anchor
 from solvers.ba.training_cli import describe_settings
+from solvers.ba.training import training_seconds
 
 
 class SideNetNotPrepared(RuntimeError):
@@ -71,7 +72,7 @@ def parameter_count(module: Any) -> Optional[int]:
 class SideNetSolver(Solver):
     """A BA scheme whose node velocities come from a SideNet (or from the anchors, sidenet off)."""
 
-    path_params = ("checkpoint",)
+    path_params = ("checkpoint", "init_from")  # init_from: a SideNet setting given in a solver's params
     describe_settings = staticmethod(describe_settings)  # what **settings take (solverbench list)
     family = "ba"  # the grid's solver_settings: {ba: {...}} are the SideNet settings
     invertible = True  # the mirrored scheme: the SideNet is asked in path time (node_velocities, docs/inversion.md)
@@ -150,9 +151,7 @@ class SideNetSolver(Solver):
     def row_fields(self) -> dict[str, Any]:
         count = self.loaded.sidenet.parameter_count() if self.loaded is not None else 0
         stats = self.loaded.stats if self.loaded is not None else {}
-        seconds = stats.get("seconds")
-        if seconds is not None:  # with the solving of bank batches read from disk (done before, not in "seconds")
-            seconds += stats.get("bank_seconds_read", 0.0)
+        seconds = training_seconds(stats)  # with the bank batches read from disk and the checkpoint started from
         return {
             "train_seconds": seconds,  # the training cost columns every trained sampler reports
             "trainable_params": count if self.loaded is not None else None,

@@ -46,6 +46,7 @@ from tqdm import tqdm
 from solverbench.distributed import World
 
 from solvers.ba.bank_store import BankStore
+from solvers.ba.checkpoint import CheckpointMismatchError, LoadedSideNet, load_checkpoint
 from solvers.ba.chains import (backbone_autocast, backbone_velocity, chain_start, exact_step, resolve_data_mode,
                                signed_steps, simulate_step)
 from solvers.ba.config import SideNetConfig
@@ -71,6 +72,8 @@ class TrainingStats:
     bank_batches_read: int = 0  # solve-bank batches read from --bank-dir instead of solved: their solving
     bank_seconds_read: float = 0.0  # (these seconds, when it was done) is not in ``seconds`` but is in a result
     # row's train_seconds; their calls are in ``backbone_calls``
+    init_seconds: Optional[float] = 0.0  # init_from: the training time of the checkpoint started from (its row's
+    # train_seconds; None where its file does not say), not in ``seconds`` but in a result row's train_seconds
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,6 +165,7 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
     ``stop_after``: run only the first N iterations of the configured ones (the same learning-rate
     schedule), to check that a recipe reproduces a checkpoint's recorded losses without its whole cost."""
     check_bank_dir(config, bank_dir)
+    start = initial_sidenet(backbone, config)  # checked before any work
     if stop_after is not None and not 1 <= stop_after <= config.iterations:
         raise ValueError(f"stop_after must be 1 to the {config.iterations} iterations, got {stop_after}")
     chain_mode = None if config.questions == "solves" else resolve_data_mode(backbone, config.data)
@@ -175,7 +179,10 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
         raise ValueError(f"SideNet setting 'solve_guidance' is {config.solve_guidance:g}, but the backbone "
                          f"{type(backbone).__name__} has no null label, so it cannot be guided; drop solve_guidance")
     torch.manual_seed(config.seed)  # the SideNet's initial weights (the same on every rank)
-    sidenet = sidenet_for(backbone, config.network).to(device).train()
+    sidenet = sidenet_for(backbone, config.network)
+    if start is not None:
+        sidenet.load_state_dict(start.sidenet.state_dict())
+    sidenet = sidenet.to(device).train()
     trained = DistributedDataParallel(sidenet) if ranks.sharded else None
     ema = EMA(sidenet, config.ema_decay, warmup=config.recipe == "project")
     optimizer = torch.optim.AdamW(sidenet.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -185,7 +192,7 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
             optimizer, lambda k: 0.5 * (1 + math.cos(math.pi * k / config.iterations)))
     generator = torch.Generator().manual_seed(config.seed + ranks.rank)  # rank 0's: one process's stream
     losses: list[float] = []
-    start = time.perf_counter()
+    began = time.perf_counter()
     sources = loss_sources(backbone, config, chain_mode, batch_size, generator, device, ranks,
                            progress=progress and ranks.main, bank_dir=bank_dir)
     bank = next((source for source in sources if isinstance(source, SolveBank)), None)
@@ -210,15 +217,45 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
     tail = losses[-max(1, len(losses) // 20):]
     autocast = backbone_autocast(config, device)
     stats = TrainingStats(
-        iterations=run, batch_size=config.batch_size, seconds=time.perf_counter() - start,
+        iterations=run, batch_size=config.batch_size, seconds=time.perf_counter() - began,
         data_mode=data_mode, parameters=sidenet.parameter_count(),
         backbone_calls=backbone_calls,
         final_loss=sum(tail) / len(tail), loss=losses, recipe=config.recipe, processes=ranks.size,
         backbone_autocast=None if autocast is None else str(autocast).removeprefix("torch."),
         bank_batches_read=0 if bank is None else bank.read,
         bank_seconds_read=0.0 if bank is None else bank.seconds_read,
+        init_seconds=0.0 if start is None else training_seconds(start.stats),
     )
     return sidenet.eval(), ema.model, stats
+
+
+def initial_sidenet(backbone: Any, config: SideNetConfig) -> Optional[LoadedSideNet]:
+    """``init_from``'s checkpoint, checked against the backbone and the architecture the settings build (None:
+    a random initialisation)."""
+    if not config.init_from:
+        return None
+    path = Path(config.init_from)
+    if not path.is_file():
+        raise FileNotFoundError(f"SideNet setting 'init_from': no checkpoint at {path}")
+    loaded = load_checkpoint(path, backbone)
+    wanted = sidenet_for(backbone, config.network).spec
+    if loaded.sidenet.spec != wanted:
+        differ = sorted(k for k in set(wanted) | set(loaded.sidenet.spec)
+                        if wanted.get(k) != loaded.sidenet.spec.get(k))
+        raise CheckpointMismatchError(
+            f"SideNet setting 'init_from': {path} holds another SideNet than these settings build, in "
+            + "; ".join(f"{k}: {loaded.sidenet.spec.get(k)!r} != {wanted.get(k)!r}" for k in differ)
+            + " (checkpoint != settings); give the checkpoint's architecture settings")
+    return loaded
+
+
+def training_seconds(stats: dict[str, Any]) -> Optional[float]:
+    """What a checkpoint's training cost in all, as its result rows report it: its own seconds, the solving of
+    the bank batches it read from disk and the training of the checkpoint it started from (None: not recorded)."""
+    seconds, before = stats.get("seconds"), stats.get("init_seconds", 0.0)
+    if seconds is None or before is None:
+        return None
+    return seconds + stats.get("bank_seconds_read", 0.0) + before
 
 
 def check_bank_dir(config: SideNetConfig, bank_dir: Optional[str | Path]) -> None:
