@@ -2,9 +2,11 @@
 the trajectory error it reached, written to a committed table.
 
     OMP_NUM_THREADS=1 python benchmarks/sidenet_attempts.py [--results results] [--only gmm64|digits]
-        [--out docs/benchmarks/sidenet_attempts.md]
+        [--missing train|keep] [--out docs/benchmarks/sidenet_attempts.md]
 
-``--out`` rewrites the tables and keeps the file's hand-written ``## Reading`` section.
+``--out`` rewrites the tables and keeps the file's hand-written ``## Reading`` section; with ``--only`` it
+keeps the other backbone's table as it is.  ``--missing keep`` does not train the SideNets missing from the
+cache (hours on a CPU): their rows are copied from the ``--out`` file's earlier run, and the notes say which.
 
 Each attempt is a set of SideNet settings (the keys of a grid's ``solver_settings: {ba: ...}``) or a
 shipped checkpoint.  Its errors come from the engine: BA at NFE 5 and 10 in the setting of
@@ -27,9 +29,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import solverbench as sb  # noqa: E402
+from solverbench.backbone import resolve_backbone  # noqa: E402
 from solverbench.engine import run_grid  # noqa: E402
 from solverbench.grid import parse_grid  # noqa: E402
 from solverbench.report.tables.model import format_number, format_with_interval  # noqa: E402
+from solvers.ba.cache import cache_path  # noqa: E402
+from solvers.ba.config import SideNetConfig  # noqa: E402
 
 CHECKPOINTS = ROOT / "solvers" / "ba" / "checkpoints"
 NFES = (5, 10)
@@ -52,10 +57,22 @@ class Attempt:
     checkpoint: Optional[str] = None  # a shipped file instead of settings
     schedule: Optional[str | dict] = None  # a learned time grid (ld3, gits) or a fixed one's spec ({name: shifted,
     # shift: s}) in place of the uniform one
+    init: Optional[str] = None  # a shipped file the training starts from (init_from)
 
     @property
     def params(self) -> dict:
-        return {"checkpoint": str(CHECKPOINTS / self.checkpoint)} if self.checkpoint else dict(self.settings)
+        if self.checkpoint:
+            return {"checkpoint": str(CHECKPOINTS / self.checkpoint)}
+        return {**self.settings, **({"init_from": str(CHECKPOINTS / self.init)} if self.init else {})}
+
+    def cached(self, results: str) -> bool:
+        """Whether its SideNet is on disk: a shipped file, or the cache entry a run would train."""
+        if self.checkpoint:
+            return True
+        spec = SETTINGS[self.backbone]["backbones"][0]
+        backbone = resolve_backbone(spec) if isinstance(spec, str) else resolve_backbone(spec["name"],
+                                                                                         **spec["params"])
+        return cache_path(Path(results) / ".cache", backbone, SideNetConfig.from_settings(self.params)).is_file()
 
 
 ATTEMPTS = (
@@ -189,22 +206,48 @@ def error(row) -> str:
     return format_with_interval(row["trajectory_error"], row["trajectory_error_ci_low"], row["trajectory_error_ci_high"])
 
 
-def table(backbone: str, attempts: list[Attempt], measured: dict, goal) -> str:
+def table(backbone: str, attempts: list[Attempt], measured: dict, goal, kept: Optional[dict] = None) -> str:
+    """The backbone's section; ``kept``: rows copied whole from an earlier run, by attempt name."""
+    kept = kept or {}
     lines = [f"### {backbone}: goal, Euler at NFE {GOAL_NFE}: {error(goal)}", "",
              "| attempt | settings | training (s) | parameters | NFE 5 | NFE 10 | why |", "|---|---|--:|--:|--:|--:|---|"]
     for attempt in attempts:
+        if attempt.name in kept:
+            lines.append(kept[attempt.name])
+            continue
         rows = measured[attempt.name]
         first = next(iter(rows.values()), None)
         seconds = "?" if first is None else format_number(first["train_seconds"], 3)
         params = "?" if first is None else f"{int(first['trainable_params']):,}"
         setting = ", ".join(f"{k}={v}" for k, v in attempt.settings.items()) or f"checkpoint {attempt.checkpoint}"
+        if attempt.init:
+            setting = f"from {attempt.init}, " + setting
         if isinstance(attempt.schedule, dict):
             setting += ", sampled on time grid " + ", ".join(f"{k}={v}" for k, v in attempt.schedule.items())
         elif attempt.schedule:
             setting += f", time grid {attempt.schedule} (learned per NFE through BA)"
         cells = [error(rows[n]) if n in rows else "–" for n in NFES]
         lines.append(f"| {attempt.name} | {setting} | {seconds} | {params} | {' | '.join(cells)} | {attempt.why} |")
+    if kept:
+        lines += ["", "Kept from the earlier run of this file, their SideNets not in this run's cache (`--missing keep`): "
+                  + "; ".join(name for name in kept) + "."]
     return "\n".join(lines)
+
+
+def earlier_sections(text: str) -> dict[str, str]:
+    """An earlier output's sections by backbone: from its ``### backbone:`` heading to the next heading or the
+    notes."""
+    sections = {}
+    for chunk in text.split("\n### ")[1:]:
+        body = "### " + chunk.split("\n\nErrors: ")[0].split("\n\n## ")[0].rstrip()
+        sections[chunk.split(":")[0]] = body
+    return sections
+
+
+def earlier_rows(section: str) -> dict[str, str]:
+    """The table rows of an earlier section, by attempt name."""
+    return {line[2:].split(" | ")[0]: line for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith(("| attempt |", "|---"))}
 
 
 NOTES = """Errors: trajectory error at NFE 5 and 10 ± half the 95% interval, one seed (gmm64: 1024 samples,
@@ -227,13 +270,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", default="results")
     parser.add_argument("--only", choices=sorted(SETTINGS), default=None)
+    parser.add_argument("--missing", choices=("train", "keep"), default="train",
+                        help="SideNets not in the cache: train them (default), or keep their rows from --out's file")
     parser.add_argument("--out", default=None, help="also write the Markdown here")
     args = parser.parse_args(argv)
+    if args.missing == "keep" and not args.out:
+        parser.error("--missing keep copies rows from the --out file's earlier run: give --out")
+    earlier = earlier_sections(Path(args.out).read_text()) if args.out and Path(args.out).is_file() else {}
     parts = []
-    for backbone in ([args.only] if args.only else list(SETTINGS)):
+    for backbone in SETTINGS:
+        if args.only and backbone != args.only:
+            if backbone in earlier:
+                parts.append(earlier[backbone])  # as it was
+            continue
         attempts = [a for a in ATTEMPTS if a.backbone == backbone]
-        measured, goal = measure(backbone, attempts, args.results)
-        parts.append(table(backbone, attempts, measured, goal))
+        kept = {}
+        if args.missing == "keep":
+            rows = earlier_rows(earlier.get(backbone, ""))
+            kept = {a.name: rows[a.name] for a in attempts if a.name in rows and not a.cached(args.results)}
+        measured, goal = measure(backbone, [a for a in attempts if a.name not in kept], args.results)
+        parts.append(table(backbone, attempts, measured, goal, kept))
     text = "\n\n".join(parts)
     print(text)
     if args.out:

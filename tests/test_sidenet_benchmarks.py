@@ -65,6 +65,26 @@ def test_attempts_rewrite_keeps_the_reading(tmp_path):
     assert not same('{"name":"shifted","shift":1.5}', None)
 
 
+def test_attempts_keep_rows_and_sections_of_the_committed_file(tmp_path):
+    """--missing keep and --only: an earlier output's sections and rows are found by backbone and attempt name, and a
+    kept row is written back verbatim with a note naming it."""
+    attempts = script("sidenet_attempts")
+    committed = (BENCHMARKS.parent / "docs" / "benchmarks" / "sidenet_attempts.md").read_text()
+    sections = attempts["earlier_sections"](committed)
+    assert set(sections) == {"gmm64", "digits"}
+    assert not any("Errors:" in body or "## Reading" in body for body in sections.values())
+    rows = {backbone: attempts["earlier_rows"](body) for backbone, body in sections.items()}
+    listed = attempts["ATTEMPTS"]
+    assert "136k SideNet (shipped digits.pt)" in rows["digits"] and "step rate 10" in rows["gmm64"]
+    assert set(rows["gmm64"]) <= {a.name for a in listed if a.backbone == "gmm64"}
+    light = next(a for a in listed if a.name == "light gated, 7k")
+    assert not light.cached(str(tmp_path))  # nothing cached there
+    assert next(a for a in listed if a.checkpoint).cached(str(tmp_path))  # a shipped file is always there
+    goal = {"trajectory_error": 0.006, "trajectory_error_ci_low": 0.0055, "trajectory_error_ci_high": 0.0065}
+    text = attempts["table"]("digits", [light], {}, goal, {light.name: rows["digits"][light.name]})
+    assert rows["digits"][light.name] in text.splitlines() and "(`--missing keep`): light gated, 7k." in text
+
+
 def test_a_checkpoint_s_recipe_is_checked_on_its_first_iterations(tmp_path, capsys):
     """reproduce_checkpoint.py: a training's first iterations, redone under the whole run's schedule, give its
     recorded losses to the bit; a recorded loss changed is found."""
