@@ -234,6 +234,10 @@ def test_init_from_starts_the_training_from_a_checkpoints_ema_weights(tmp_path):
     solver = sb.get_solver("ba", checkpoint=str(fine))
     solver.prepare(backbone)
     assert solver.row_fields()["train_seconds"] == pytest.approx(stats.seconds + before["seconds"])
+    from solvers.ba.training_cli import train_to_file
+    summary = train_to_file(backbone, {**config.as_dict(), "iterations": 1}, out=tmp_path / "cli.pt",
+                            cache_dir=tmp_path, progress=False)
+    assert f"started from {path} (its training: {before['seconds']:.1f} s)" in summary
 
 
 def test_init_from_is_checked_before_any_work(tmp_path, monkeypatch):

@@ -128,6 +128,10 @@ def train_to_file(backbone: Any, settings: dict[str, Any], out: Optional[str | P
     read = s.get("bank_batches_read", 0)
     bank = (f"; {read} solve-bank batches read from {bank_dir}, not solved (they took {s['bank_seconds_read']:.1f} s "
             "when solved)") if read else ""
+    if config.init_from:
+        before = s.get("init_seconds")
+        bank += (f"; started from {config.init_from} (its training: "
+                 + ("not recorded" if before is None else f"{before:.1f} s") + ")")
     return (f"SideNet ({loaded.sidenet.spec['kind']}, {loaded.config.architecture} architecture, "
             f"{s['parameters']:,} parameters) trained in {s['seconds']:.1f} s: {s['iterations']} iterations at batch "
             f"{s['batch_size']}{split}, {s['recipe']} recipe, {s['data_mode']} mode, final loss "
