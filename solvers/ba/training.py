@@ -165,7 +165,7 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
     ``stop_after``: run only the first N iterations of the configured ones (the same learning-rate
     schedule), to check that a recipe reproduces a checkpoint's recorded losses without its whole cost."""
     check_bank_dir(config, bank_dir)
-    start = initial_sidenet(backbone, config)  # checked before any work
+    initial = initial_sidenet(backbone, config)  # checked before any work
     if stop_after is not None and not 1 <= stop_after <= config.iterations:
         raise ValueError(f"stop_after must be 1 to the {config.iterations} iterations, got {stop_after}")
     chain_mode = None if config.questions == "solves" else resolve_data_mode(backbone, config.data)
@@ -180,8 +180,8 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
                          f"{type(backbone).__name__} has no null label, so it cannot be guided; drop solve_guidance")
     torch.manual_seed(config.seed)  # the SideNet's initial weights (the same on every rank)
     sidenet = sidenet_for(backbone, config.network)
-    if start is not None:
-        sidenet.load_state_dict(start.sidenet.state_dict())
+    if initial is not None:
+        sidenet.load_state_dict(initial.sidenet.state_dict())
     sidenet = sidenet.to(device).train()
     trained = DistributedDataParallel(sidenet) if ranks.sharded else None
     ema = EMA(sidenet, config.ema_decay, warmup=config.recipe == "project")
@@ -224,7 +224,7 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
         backbone_autocast=None if autocast is None else str(autocast).removeprefix("torch."),
         bank_batches_read=0 if bank is None else bank.read,
         bank_seconds_read=0.0 if bank is None else bank.seconds_read,
-        init_seconds=0.0 if start is None else training_seconds(start.stats),
+        init_seconds=0.0 if initial is None else training_seconds(initial.stats),
     )
     return sidenet.eval(), ema.model, stats
 
