@@ -26,6 +26,18 @@ def test_a_missing_sidenet_checkpoint_is_found_while_reading(tmp_path):
     assert "solvers[0].params.checkpoint" in str(info.value) and str(tmp_path / "nowhere" / "gmm.pt") in str(info.value)
 
 
+def test_a_sidenet_s_init_from_is_read_next_to_the_grid_file(tmp_path):
+    (tmp_path / "start.pt").write_bytes(b"bytes")
+    grid = {**GMM, "solvers": [{"name": "ba", "params": {"init_from": "start.pt"}}]}
+    (tmp_path / "g.yaml").write_text(repr(grid).replace("'", '"'))
+    spec = load_grid(tmp_path / "g.yaml").solvers[0]
+    assert spec.resolved["init_from"] == str(tmp_path / "start.pt") and "init_from" in spec.files  # hashed
+    grid["solvers"][0]["params"]["init_from"] = "nowhere.pt"
+    (tmp_path / "g.yaml").write_text(repr(grid).replace("'", '"'))
+    with pytest.raises(GridError, match=r"solvers\[0\]\.params\.init_from"):
+        load_grid(tmp_path / "g.yaml")
+
+
 def test_a_misspelled_family_setting_is_found_while_reading():
     refused({**GMM, "solvers": ["ba"], "solver_settings": {"ba": {"iteration": 10}}}, "'solver_settings.ba'",
             "'iteration'", "iterations")

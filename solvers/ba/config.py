@@ -32,7 +32,9 @@ last interval, and
 
 ``init_from`` starts the training from a checkpoint's weights instead of a random initialisation: a
 chain-trained SideNet fine-tuned on solve questions, say.  The cache key holds the file's SHA-256 beside its
-path (cache.py), so a file replaced under the same name trains again.
+path (cache.py), so a file replaced under the same name trains again.  In a grid, give it in a solver's params,
+where it is read next to the grid file as ``checkpoint`` is (in ``solver_settings`` it is read from the working
+directory).
 """
 from __future__ import annotations
 
