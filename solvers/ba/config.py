@@ -27,12 +27,11 @@ knobs but none of the chain knobs, or ``both`` (the two losses added, each on ``
 With either, ``solve_bank`` solves that many trajectories once instead of fresh ones every iteration,
 and ``solve_guidance`` solves them under classifier-free guidance, asking both branches;
 ``first_interval_weight`` and ``last_interval_weight`` weight the loss of the questions of a solve's first and
-last interval, and
-``solve_shift`` asks the questions of time-shifted grids instead of uniform ones.
+last interval, and ``solve_shift`` asks the questions of time-shifted grids instead of uniform ones.
 
 ``init_from`` starts the training from a checkpoint's weights instead of a random initialisation: a
-chain-trained SideNet fine-tuned on solve questions, say.  The cache key holds the file's SHA-256 beside its
-path (cache.py), so a file replaced under the same name trains again.  In a grid, give it in a solver's params,
+chain-trained SideNet fine-tuned on solve questions, say.  The cache key holds the file's SHA-256 in place of its
+path (cache.py): a file replaced under the same name trains again, one moved does not.  In a grid, give it in a solver's params,
 where it is read next to the grid file as ``checkpoint`` is (in ``solver_settings`` it is read from the working
 directory).
 """
