@@ -104,3 +104,34 @@ def test_a_checkpoint_s_recipe_is_checked_on_its_first_iterations(tmp_path, caps
     assert check(options) == 1 and "the first differing is iteration 2" in capsys.readouterr().out
     with pytest.raises(ValueError, match="stop_after must be 1 to the 6 iterations, got 7"):
         train_sidenet(backbone, config, progress=False, stop_after=7)
+
+
+@pytest.mark.parametrize("guidance", [1.0, 2.0])
+def test_last_interval_bound_runs_the_real_solve_and_hands_its_state_to_an_exact_one(tmp_path, guidance):
+    """last_interval_bound.py: its predictor endpoint is the bi-anchor sampler's own, to the bit (state reuse
+    included), and the other endpoint is an exact solve from the state at the last interval's start."""
+    import solverbench as sb
+    from solverbench.field import VelocityField
+    from solverbench.guidance import Guidance
+    from solverbench.reference import Tolerance, reference_trajectory
+    from solverbench.solver import PrepareContext
+    from solvers.ba.schemes import bi_anchor
+    bound = script("last_interval_bound")
+    gmm = GaussianMixture(dim=4, num_classes=2, components_per_class=2, std=0.3, mean_scale=1.5)
+    config = SideNetConfig(iterations=2, width=16, depth=1, embed_dim=8, batch_size=16, chain_length=2)
+    raw, ema, stats = train_sidenet(gmm, config, progress=False)
+    path = save_checkpoint(tmp_path / "tiny.pt", raw=raw, ema=ema, config=config, stats=stats.as_dict(), backbone=gmm)
+    solver = sb.get_solver("ba", checkpoint=str(path))
+    solver.prepare(gmm, PrepareContext())
+    x = torch.randn(32, 4, generator=torch.Generator().manual_seed(0))
+    field = VelocityField(gmm, torch.arange(32) % 2, Guidance(scale=guidance))
+    grid = [1.0, 0.7, 0.45, 0.2, 0.0]
+    predicted, exact = bound["last_interval_split"](solver, field, x, grid)
+    with torch.no_grad():
+        assert torch.equal(predicted, bi_anchor(field, solver.node_velocities(field), solver.rule, x,
+                                                torch.tensor(grid, dtype=torch.float64)))
+        # two intervals: the state at 0.5 is one corrected interval from noise, and an exact solve goes on from it
+        _, exact = bound["last_interval_split"](solver, field, x, [1.0, 0.5, 0.0])
+        state = solver.local_step(field, [1.0], [x], 0.5)
+        assert torch.allclose(exact, reference_trajectory(field, state, [0.5, 0.0], Tolerance(1e-5, 1e-5))[-1].to(
+            x.dtype), atol=1e-6)

@@ -1,0 +1,110 @@
+"""How much of BA's digits error its last interval makes: BA's trajectory error, and the error it would leave
+with its last interval solved exactly from the state BA reaches there (a bound on what training that interval
+alone can buy).
+
+    OMP_NUM_THREADS=1 python benchmarks/last_interval_bound.py [--samples 200] [--nfe 5 10]
+        [--checkpoint digits.pt ...] [--shift 1 0.5] [--out docs/benchmarks/last_interval_bound.md]
+
+Setting of the attempts table's digits rows (sidenet_attempts.py): CFG 2, seed 0's noise and labels (its first
+``--samples``), the reference solve at rtol = atol = 1e-5.  Each solve is the real bi-anchor loop (``bi_anchor``'s
+state reuse included) up to the start of its last interval; there it either returns the predictor, as BA does,
+or hands the state to the exact solve.  ``--shift`` samples on SD3-shifted grids (``schedule: {name: shifted,
+shift: s}``); 1 is the uniform grid.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import solverbench as sb  # noqa: E402
+from solverbench.backbone import resolve_backbone  # noqa: E402
+from solverbench.field import VelocityField  # noqa: E402
+from solverbench.guidance import Guidance  # noqa: E402
+from solverbench.metrics.trajectory import per_sample_rms  # noqa: E402
+from solverbench.noise import labels_for, noise_for  # noqa: E402
+from solverbench.reference import Tolerance, reference_trajectory  # noqa: E402
+from solverbench.report.tables.model import format_with_interval  # noqa: E402
+from solverbench.solver import PrepareContext  # noqa: E402
+from solverbench.timegrid import make_time_grid  # noqa: E402
+from solverbench.uncertainty import mean_interval  # noqa: E402
+from solvers.ba.schemes import bi_anchor_interval, cfg_anchor, node_times, probe_offsets  # noqa: E402
+
+CHECKPOINTS = ROOT / "solvers" / "ba" / "checkpoints"
+TOLERANCE = Tolerance(1e-5, 1e-5)
+
+
+def last_interval_split(solver, field: VelocityField, x: torch.Tensor, grid: list[float]
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The endpoint of a bi-anchor solve over ``grid`` (the predictor on the last interval), and the endpoint with
+    that interval solved exactly from the state the solve reaches at its start."""
+    nodes, rule, n = solver.node_velocities(field), solver.rule, len(grid) - 1
+    sizes = [grid[k] - grid[k + 1] for k in range(n)]
+    uses = [[grid[k]] + node_times(grid[k], probe_offsets(rule, sizes[k])) for k in range(n)]
+    with torch.no_grad():
+        anchor = cfg_anchor(field, x, grid[0], uses[0])
+        for k in range(n - 1):
+            x, anchor = bi_anchor_interval(field, nodes, rule, x, anchor, grid[k], sizes[k], last=False,
+                                           next_times=uses[k + 1])
+        predicted, _ = bi_anchor_interval(field, nodes, rule, x, anchor, grid[-2], sizes[-1], last=True)
+        exact = reference_trajectory(field, x, [grid[-2], 0.0], TOLERANCE)[-1].to(x.dtype)
+    return predicted, exact
+
+
+def bound_table(checkpoints: list[str], nfes: list[int], shifts: list[float], samples: int) -> str:
+    backbone = resolve_backbone("digits")
+    noise = noise_for(0, range(samples), backbone.sample_shape)
+    labels = labels_for(0, range(samples), backbone.num_classes)
+    field = VelocityField(backbone, labels, Guidance(scale=2.0))
+    with torch.no_grad():
+        reference = reference_trajectory(field, noise, [1.0, 0.0], TOLERANCE)[-1].to(noise.dtype)
+    lines = ["| SideNet | NFE | grid | BA | last interval exact | the last interval's own error |",
+             "|---|--:|---|--:|--:|--:|"]
+    for name in checkpoints:
+        solver = sb.get_solver("ba", checkpoint=str(CHECKPOINTS / name))
+        solver.prepare(backbone, PrepareContext())
+        for nfe in nfes:
+            for shift in shifts:
+                grid = make_time_grid({"name": "shifted", "shift": shift} if shift != 1 else "uniform", nfe).tolist()
+                predicted, exact = last_interval_split(solver, field, noise, grid)
+                cells = []
+                for errors in (per_sample_rms(predicted, reference), per_sample_rms(exact, reference)):
+                    value, (low, high) = mean_interval(errors)
+                    cells.append(format_with_interval(value, low, high))
+                own = per_sample_rms(predicted, exact).mean().item()
+                grid_name = "uniform" if shift == 1 else f"shifted {shift:g}"
+                lines.append(f"| {name} | {nfe} | {grid_name} | {' | '.join(cells)} | {own:.2g} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--nfe", type=int, nargs="+", default=[10])
+    parser.add_argument("--checkpoint", nargs="+", default=["digits.pt"], help="files under solvers/ba/checkpoints")
+    parser.add_argument("--shift", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--out", default=None, help="also write the Markdown here")
+    args = parser.parse_args(argv)
+    for name in args.checkpoint:
+        if not (CHECKPOINTS / name).is_file():
+            parser.error(f"no checkpoint {CHECKPOINTS / name}")
+    text = bound_table(args.checkpoint, args.nfe, args.shift, args.samples)
+    print(text)
+    if args.out:
+        command = "OMP_NUM_THREADS=1 python benchmarks/last_interval_bound.py " + " ".join(argv or sys.argv[1:])
+        Path(args.out).write_text(
+            "# digits: what BA's last interval costs\n\nProduced by\n\n    " + command.strip() + "\n\n"
+            f"Trajectory error (± half the 95% interval) of BA on the first {args.samples} samples of the attempts "
+            "table's digits setting (CFG 2, reference at rtol = atol = 1e-5), and with the last interval solved "
+            "exactly from the state BA reaches at its start: what a perfect last interval would leave. The last "
+            "column is the mean distance between the two endpoints.\n\n" + text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
