@@ -1,6 +1,7 @@
 """How much of BA's digits error its last interval makes: BA's trajectory error, and the error it would leave
 with its last interval solved exactly from the state BA reaches there (a bound on what training that interval
-alone can buy).
+alone can buy); and, on that interval, how far off each of the predictor's node velocities is, and what its
+quadrature leaves with exact ones.
 
     OMP_NUM_THREADS=1 python benchmarks/last_interval_bound.py [--samples 200] [--nfe 5 10]
         [--checkpoint digits.pt ...] [--shift 1 0.5] [--out docs/benchmarks/last_interval_bound.md]
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -33,17 +35,27 @@ from solverbench.report.tables.model import format_with_interval  # noqa: E402
 from solverbench.solver import PrepareContext  # noqa: E402
 from solverbench.timegrid import make_time_grid  # noqa: E402
 from solverbench.uncertainty import mean_interval  # noqa: E402
+from solvers.ba.node_velocities import NodeVelocities  # noqa: E402
+from solvers.ba.quadrature import QuadratureRule  # noqa: E402
 from solvers.ba.schemes import bi_anchor_interval, cfg_anchor, node_times, probe_offsets  # noqa: E402
 
 CHECKPOINTS = ROOT / "solvers" / "ba" / "checkpoints"
 TOLERANCE = Tolerance(1e-5, 1e-5)
 
 
-def last_interval_split(solver, field: VelocityField, x: torch.Tensor, grid: list[float]
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The endpoint of a bi-anchor solve over ``grid`` (the predictor on the last interval), and the endpoint with
-    that interval solved exactly from the state the solve reaches at its start."""
-    nodes, rule, n = solver.node_velocities(field), solver.rule, len(grid) - 1
+class LastInterval(NamedTuple):
+    predicted: torch.Tensor  # the solve's endpoint: the last interval's predictor
+    exact: torch.Tensor  # the endpoint with the last interval solved exactly from the state the solve reached
+    node_errors: list[torch.Tensor]  # per sample, the RMS error of the predictor's node velocities f_a, f_b, f_end
+    exact_nodes: torch.Tensor  # the predictor's endpoint with exact node velocities: the quadrature's own error
+
+
+def last_interval(field: VelocityField, nodes: NodeVelocities, rule: QuadratureRule, x: torch.Tensor,
+                  grid: list[float]) -> LastInterval:
+    """A bi-anchor solve over ``grid`` (``bi_anchor``'s loop, state reuse included) up to its last interval, which is
+    then taken three ways: by the predictor (as the solve takes it), exactly, and by the predictor's quadrature with
+    exact node velocities (the guided velocities on the exact trajectory from the same state)."""
+    n = len(grid) - 1
     sizes = [grid[k] - grid[k + 1] for k in range(n)]
     uses = [[grid[k]] + node_times(grid[k], probe_offsets(rule, sizes[k])) for k in range(n)]
     with torch.no_grad():
@@ -51,9 +63,14 @@ def last_interval_split(solver, field: VelocityField, x: torch.Tensor, grid: lis
         for k in range(n - 1):
             x, anchor = bi_anchor_interval(field, nodes, rule, x, anchor, grid[k], sizes[k], last=False,
                                            next_times=uses[k + 1])
-        predicted, _ = bi_anchor_interval(field, nodes, rule, x, anchor, grid[-2], sizes[-1], last=True)
-        exact = reference_trajectory(field, x, [grid[-2], 0.0], TOLERANCE)[-1].to(x.dtype)
-    return predicted, exact
+        t, H = grid[-2], sizes[-1]
+        predicted, _ = bi_anchor_interval(field, nodes, rule, x, anchor, t, H, last=True)
+        f = nodes(field, x, anchor, t, probe_offsets(rule, H))
+        times = node_times(t, probe_offsets(rule, H))
+        states = reference_trajectory(field, x, [t] + times, TOLERANCE)[1:].to(x.dtype)
+        exact_f = [field(state, torch.tensor(s)) for state, s in zip(states, times)]
+        exact_nodes = x - H * rule.combine([field.guide(*anchor, t), *exact_f])
+    return LastInterval(predicted, states[-1], [per_sample_rms(a, b) for a, b in zip(f, exact_f)], exact_nodes)
 
 
 def bound_table(checkpoints: list[str], nfes: list[int], shifts: list[float], samples: int) -> str:
@@ -63,36 +80,44 @@ def bound_table(checkpoints: list[str], nfes: list[int], shifts: list[float], sa
     field = VelocityField(backbone, labels, Guidance(scale=2.0))
     with torch.no_grad():
         reference = reference_trajectory(field, noise, [1.0, 0.0], TOLERANCE)[-1].to(noise.dtype)
-    lines = ["| SideNet | NFE | grid | BA | last interval exact | the last interval's own error |",
-             "|---|--:|---|--:|--:|--:|"]
+    lines = ["| SideNet | NFE | grid | BA | last interval exact | last interval: own error | node velocities' error "
+             "f_a / f_b / f_end | with exact node velocities: own error |", "|---|--:|---|--:|--:|--:|--:|--:|"]
     for name in checkpoints:
-        solver = sb.get_solver("ba", checkpoint=str(CHECKPOINTS / name))
+        solver = sb.get_solver("ba", checkpoint=str(checkpoint_path(name)))
         solver.prepare(backbone, PrepareContext())
         for nfe in nfes:
             for shift in shifts:
                 grid = make_time_grid({"name": "shifted", "shift": shift} if shift != 1 else "uniform", nfe).tolist()
-                predicted, exact = last_interval_split(solver, field, noise, grid)
+                last = last_interval(field, solver.node_velocities(field), solver.rule, noise, grid)
                 cells = []
-                for errors in (per_sample_rms(predicted, reference), per_sample_rms(exact, reference)):
+                for errors in (per_sample_rms(last.predicted, reference), per_sample_rms(last.exact, reference)):
                     value, (low, high) = mean_interval(errors)
                     cells.append(format_with_interval(value, low, high))
-                own = per_sample_rms(predicted, exact).mean().item()
+                cells.append(f"{per_sample_rms(last.predicted, last.exact).mean():.2g}")
+                cells.append(" / ".join(f"{e.mean():.2g}" for e in last.node_errors))
+                cells.append(f"{per_sample_rms(last.exact_nodes, last.exact).mean():.2g}")
                 grid_name = "uniform" if shift == 1 else f"shifted {shift:g}"
-                lines.append(f"| {name} | {nfe} | {grid_name} | {' | '.join(cells)} | {own:.2g} |")
+                lines.append(f"| {name} | {nfe} | {grid_name} | {' | '.join(cells)} |")
     return "\n".join(lines)
+
+
+def checkpoint_path(name: str) -> Path:
+    """A file under solvers/ba/checkpoints by name, or any path."""
+    return CHECKPOINTS / name if (CHECKPOINTS / name).is_file() else Path(name)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--nfe", type=int, nargs="+", default=[10])
-    parser.add_argument("--checkpoint", nargs="+", default=["digits.pt"], help="files under solvers/ba/checkpoints")
+    parser.add_argument("--checkpoint", nargs="+", default=["digits.pt"],
+                        help="names of files under solvers/ba/checkpoints, or paths")
     parser.add_argument("--shift", type=float, nargs="+", default=[1.0])
     parser.add_argument("--out", default=None, help="also write the Markdown here")
     args = parser.parse_args(argv)
     for name in args.checkpoint:
-        if not (CHECKPOINTS / name).is_file():
-            parser.error(f"no checkpoint {CHECKPOINTS / name}")
+        if not checkpoint_path(name).is_file():
+            parser.error(f"no checkpoint {name} (neither under {CHECKPOINTS} nor as a path)")
     text = bound_table(args.checkpoint, args.nfe, args.shift, args.samples)
     print(text)
     if args.out:
@@ -101,8 +126,12 @@ def main(argv: list[str] | None = None) -> int:
             "# digits: what BA's last interval costs\n\nProduced by\n\n    " + command.strip() + "\n\n"
             f"Trajectory error (± half the 95% interval) of BA on the first {args.samples} samples of the attempts "
             "table's digits setting (CFG 2, reference at rtol = atol = 1e-5), and with the last interval solved "
-            "exactly from the state BA reaches at its start: what a perfect last interval would leave. The last "
-            "column is the mean distance between the two endpoints.\n\n" + text + "\n")
+            "exactly from the state BA reaches at its start: what a perfect last interval would leave. Then, "
+            "for the last interval alone (means over the samples): the distance between the two endpoints; the "
+            "RMS error of the predictor's node velocities at a H, (1 - a) H and H (the SideNet's, guided, against "
+            "the guided velocities on the exact trajectory from the same state; Lobatto weights 5/12, 5/12, "
+            "1/12); and the distance the predictor's quadrature leaves with those exact node velocities, the "
+            "floor of a perfect SideNet.\n\n" + text + "\n")
     return 0
 
 

@@ -109,7 +109,8 @@ def test_a_checkpoint_s_recipe_is_checked_on_its_first_iterations(tmp_path, caps
 @pytest.mark.parametrize("guidance", [1.0, 2.0])
 def test_last_interval_bound_runs_the_real_solve_and_hands_its_state_to_an_exact_one(tmp_path, guidance):
     """last_interval_bound.py: its predictor endpoint is the bi-anchor sampler's own, to the bit (state reuse
-    included), and the other endpoint is an exact solve from the state at the last interval's start."""
+    included); the other endpoint is an exact solve from the state at the last interval's start; exact node
+    velocities (the oracle's) have no error and leave only the quadrature's."""
     import solverbench as sb
     from solverbench.field import VelocityField
     from solverbench.guidance import Guidance
@@ -126,12 +127,17 @@ def test_last_interval_bound_runs_the_real_solve_and_hands_its_state_to_an_exact
     x = torch.randn(32, 4, generator=torch.Generator().manual_seed(0))
     field = VelocityField(gmm, torch.arange(32) % 2, Guidance(scale=guidance))
     grid = [1.0, 0.7, 0.45, 0.2, 0.0]
-    predicted, exact = bound["last_interval_split"](solver, field, x, grid)
+    last = bound["last_interval"](field, solver.node_velocities(field), solver.rule, x, grid)
     with torch.no_grad():
-        assert torch.equal(predicted, bi_anchor(field, solver.node_velocities(field), solver.rule, x,
-                                                torch.tensor(grid, dtype=torch.float64)))
+        assert torch.equal(last.predicted, bi_anchor(field, solver.node_velocities(field), solver.rule, x,
+                                                     torch.tensor(grid, dtype=torch.float64)))
         # two intervals: the state at 0.5 is one corrected interval from noise, and an exact solve goes on from it
-        _, exact = bound["last_interval_split"](solver, field, x, [1.0, 0.5, 0.0])
+        two = bound["last_interval"](field, solver.node_velocities(field), solver.rule, x, [1.0, 0.5, 0.0])
         state = solver.local_step(field, [1.0], [x], 0.5)
-        assert torch.allclose(exact, reference_trajectory(field, state, [0.5, 0.0], Tolerance(1e-5, 1e-5))[-1].to(
+        assert torch.allclose(two.exact, reference_trajectory(field, state, [0.5, 0.0], Tolerance(1e-5, 1e-5))[-1].to(
             x.dtype), atol=1e-6)
+    assert len(last.node_errors) == 3 and all(e.shape == (32,) and (e > 1e-3).all() for e in last.node_errors)
+    oracle = sb.get_solver("ba-oracle", rtol=1e-9, atol=1e-9)
+    exact = bound["last_interval"](field, oracle.velocities, oracle.rule, x, grid)
+    assert all(e.max() < 1e-4 for e in exact.node_errors)
+    assert torch.allclose(exact.exact_nodes, exact.predicted, atol=1e-5)  # the same quadrature of the same velocities
