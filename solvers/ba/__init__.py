@@ -15,7 +15,8 @@
 - ``training_cli``: what ``python -m solverbench train-sidenet`` asks of ``ba``;
 - ``checkpoints/gmm64.pt``: a SideNet for the ``gmm64`` preset (configs/ba_gmm.yaml's
   settings; ``python -m solverbench train-sidenet gmm --backbone-params '{preset: gmm64}'
-  --out solvers/ba/checkpoints/gmm64.pt`` reproduces it); ``checkpoints/gmm64_solves.pt``: one
+  --out solvers/ba/checkpoints/gmm64.pt`` is its recipe, bit-identical only under the torch build
+  and machine it was trained on, checkpoints/README.md); ``checkpoints/gmm64_solves.pt``: one
   trained on solve questions (checkpoints/README.md), and checkpoints for ``digits``.
 """
 from solvers.ba import samplers  # noqa: F401  (registers the solvers)
