@@ -54,8 +54,9 @@ def test_attempts_rewrite_keeps_the_reading(tmp_path):
     attempts["write"](out, "python x.py", "| old table |")
     assert "| old table |" in out.read_text() and "## Reading" not in out.read_text()
     out.write_text(out.read_text() + "\n## Reading (written after the run)\n\n- a finding\n")
-    attempts["write"](out, "python x.py", "| new table |")
+    attempts["write"](out, "python x.py", "| new table |", remark="The gmm64 table is the one this file held before.")
     text = out.read_text()
+    assert "    python x.py\n\nThe gmm64 table is the one this file held before.\n\n| new table |" in text
     assert "| new table |" in text and "| old table |" not in text
     assert text.endswith("## Reading (written after the run)\n\n- a finding\n") and text.count("## Reading") == 1
     same = attempts["same_schedule"]
