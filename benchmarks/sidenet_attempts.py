@@ -68,14 +68,18 @@ class Attempt:
             return {"checkpoint": str(CHECKPOINTS / self.checkpoint)}
         return {**self.settings, **({"init_from": str(CHECKPOINTS / self.init)} if self.init else {})}
 
-    def cached(self, results: str) -> bool:
-        """Whether its SideNet is on disk: a shipped file, or the cache entry a run would train."""
+    def cached(self, results: str, backbone) -> bool:
+        """Whether its SideNet is on disk: a shipped file, or the cache entry a run would train for ``backbone``
+        (``settings_backbone``)."""
         if self.checkpoint:
             return True
-        spec = SETTINGS[self.backbone]["backbones"][0]
-        backbone = resolve_backbone(spec) if isinstance(spec, str) else resolve_backbone(spec["name"],
-                                                                                         **spec["params"])
         return cache_path(Path(results) / ".cache", backbone, SideNetConfig.from_settings(self.params)).is_file()
+
+
+def settings_backbone(backbone: str):
+    """The backbone the attempts of ``backbone`` (a key of SETTINGS) run on."""
+    spec = SETTINGS[backbone]["backbones"][0]
+    return resolve_backbone(spec) if isinstance(spec, str) else resolve_backbone(spec["name"], **spec["params"])
 
 
 ATTEMPTS = (
@@ -298,8 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         attempts = [a for a in ATTEMPTS if a.backbone == backbone]
         kept = {}
         if args.missing == "keep":
-            rows = earlier_rows(earlier.get(backbone, ""))
-            kept = {a.name: rows[a.name] for a in attempts if a.name in rows and not a.cached(args.results)}
+            rows, built = earlier_rows(earlier.get(backbone, "")), settings_backbone(backbone)
+            kept = {a.name: rows[a.name] for a in attempts if a.name in rows and not a.cached(args.results, built)}
         measured, goal = measure(backbone, [a for a in attempts if a.name not in kept], args.results)
         parts.append(table(backbone, attempts, measured, goal, kept))
     text = "\n\n".join(parts)

@@ -79,8 +79,9 @@ def test_attempts_keep_rows_and_sections_of_the_committed_file(tmp_path):
     assert "136k SideNet (shipped digits.pt)" in rows["digits"] and "step rate 10" in rows["gmm64"]
     assert set(rows["gmm64"]) <= {a.name for a in listed if a.backbone == "gmm64"}
     light = next(a for a in listed if a.name == "light gated, 7k")
-    assert not light.cached(str(tmp_path))  # nothing cached there
-    assert next(a for a in listed if a.checkpoint).cached(str(tmp_path))  # a shipped file is always there
+    digits = attempts["settings_backbone"]("digits")
+    assert not light.cached(str(tmp_path), digits)  # nothing cached there
+    assert next(a for a in listed if a.checkpoint).cached(str(tmp_path), digits)  # a shipped file is always there
     goal = {"trajectory_error": 0.006, "trajectory_error_ci_low": 0.0055, "trajectory_error_ci_high": 0.0065}
     text = attempts["table"]("digits", [light], {}, goal, {light.name: rows["digits"][light.name]})
     assert rows["digits"][light.name] in text.splitlines() and "(`--missing keep`): light gated, 7k." in text

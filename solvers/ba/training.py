@@ -165,7 +165,6 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
     ``stop_after``: run only the first N iterations of the configured ones (the same learning-rate
     schedule), to check that a recipe reproduces a checkpoint's recorded losses without its whole cost."""
     check_bank_dir(config, bank_dir)
-    initial = initial_sidenet(backbone, config)  # checked before any work
     if stop_after is not None and not 1 <= stop_after <= config.iterations:
         raise ValueError(f"stop_after must be 1 to the {config.iterations} iterations, got {stop_after}")
     chain_mode = None if config.questions == "solves" else resolve_data_mode(backbone, config.data)
@@ -180,8 +179,7 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
                          f"{type(backbone).__name__} has no null label, so it cannot be guided; drop solve_guidance")
     torch.manual_seed(config.seed)  # the SideNet's initial weights (the same on every rank)
     sidenet = sidenet_for(backbone, config.network)
-    if initial is not None:
-        sidenet.load_state_dict(initial.sidenet.state_dict())
+    initial = start_from_checkpoint(sidenet, backbone, config)  # before any solving or chain
     sidenet = sidenet.to(device).train()
     trained = DistributedDataParallel(sidenet) if ranks.sharded else None
     ema = EMA(sidenet, config.ema_decay, warmup=config.recipe == "project")
@@ -229,16 +227,17 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
     return sidenet.eval(), ema.model, stats
 
 
-def initial_sidenet(backbone: Any, config: SideNetConfig) -> Optional[LoadedSideNet]:
-    """``init_from``'s checkpoint, checked against the backbone and the architecture the settings build (None:
-    a random initialisation)."""
+def start_from_checkpoint(sidenet: SideNet, backbone: Any, config: SideNetConfig) -> Optional[LoadedSideNet]:
+    """Load ``init_from``'s EMA weights into ``sidenet`` (built from the settings), after checking the file against
+    the backbone and that architecture; returns the checkpoint (None: no ``init_from``, the random initialisation
+    stays)."""
     if not config.init_from:
         return None
     path = Path(config.init_from)
     if not path.is_file():
         raise FileNotFoundError(f"SideNet setting 'init_from': no checkpoint at {path}")
     loaded = load_checkpoint(path, backbone)
-    wanted = sidenet_for(backbone, config.network).spec
+    wanted = sidenet.spec
     if loaded.sidenet.spec != wanted:
         differ = sorted(k for k in set(wanted) | set(loaded.sidenet.spec)
                         if wanted.get(k) != loaded.sidenet.spec.get(k))
@@ -246,6 +245,7 @@ def initial_sidenet(backbone: Any, config: SideNetConfig) -> Optional[LoadedSide
             f"SideNet setting 'init_from': {path} holds another SideNet than these settings build, in "
             + "; ".join(f"{k}: {loaded.sidenet.spec.get(k)!r} != {wanted.get(k)!r}" for k in differ)
             + " (checkpoint != settings); give the checkpoint's architecture settings")
+    sidenet.load_state_dict(loaded.sidenet.state_dict())
     return loaded
 
 
