@@ -30,7 +30,8 @@ def shifted(n_intervals: int, shift: float = 3.0, t_start: float = 1.0, t_end: f
     if shift <= 0:
         raise ValueError(f"shift must be positive, got {shift}")
     t = uniform(n_intervals, t_start, t_end)
-    return shift * t / (1 + (shift - 1) * t)
+    # 0 and 1 map to themselves; pinned, since the division can land a rounding error off them (s = 0.4: 1 -> 1 - 2e-16)
+    return torch.where((t == 0) | (t == 1), t, shift * t / (1 + (shift - 1) * t))
 
 
 def make_time_grid(schedule: str | dict, n_intervals: int) -> torch.Tensor:

@@ -58,6 +58,14 @@ def test_guidance_on_an_unconditional_backbone_is_refused(linear_backbone):
         sb.sample(linear_backbone, "euler", torch.randn(2, 4), nfe=2, cfg_scale=2.0)
 
 
+@pytest.mark.parametrize("shift", [0.2, 0.3, 0.4, 0.5, 1.5, 3.0, 7.0])
+@pytest.mark.parametrize("n", [5, 10, 15])
+def test_a_shifted_grid_runs_from_exactly_one_to_zero(shift, n):
+    """SD3's shift maps 0 and 1 to themselves; the division alone lands 1 at 1 - 2e-16 for s = 0.4."""
+    grid = make_time_grid({"name": "shifted", "shift": shift}, n)
+    assert grid[0].item() == 1.0 and grid[-1].item() == 0.0 and len(grid) == n + 1
+
+
 def test_unknown_schedule():
     with pytest.raises(ValueError, match="known schedules: shifted, uniform"):
         make_time_grid("cosine", 4)
