@@ -28,6 +28,8 @@ With either, ``solve_bank`` solves that many trajectories once instead of fresh 
 and ``solve_guidance`` solves them under classifier-free guidance, asking both branches;
 ``first_interval_weight`` and ``last_interval_weight`` weight the loss of the questions of a solve's first and
 last interval, and ``solve_shift`` asks the questions of time-shifted grids instead of uniform ones.
+``solve_loss: endpoints`` fits, per interval, the error of the state the interval builds from the answers
+(interval_loss.py) instead of each answer's.
 
 ``init_from`` starts the training from a checkpoint's weights instead of a random initialisation: a
 chain-trained SideNet fine-tuned on solve questions, say.  The cache key holds the file's SHA-256 in place of its
@@ -46,8 +48,9 @@ from solvers.ba.sidenet.base import OUTPUT_HEADS
 DATA_MODES = ("auto", "data", "noise")
 CHAIN_STEPS = ("sidenet", "exact")
 QUESTIONS = ("chains", "solves", "both")
+SOLVE_LOSSES = ("nodes", "endpoints")
 SOLVE_KNOBS = ("solve_nfe_min", "solve_nfe_max", "questions_per_solve", "solve_bank", "solve_guidance",
-               "first_interval_weight", "last_interval_weight", "solve_shift")  # refused with questions: chains
+               "first_interval_weight", "last_interval_weight", "solve_shift", "solve_loss")  # refused with questions: chains
 # The chain knobs: what ``questions: solves`` does not use, refused there at other values than their defaults.
 CHAIN_KNOBS = ("chain_length", "step_rate", "sim_nodes", "chain_steps", "noise_starts", "data", "noise_steps")
 LR_SCHEDULES = ("constant", "cosine")
@@ -67,7 +70,8 @@ PRESETS = {"architecture": {"project": {}, "official": OFFICIAL_ARCHITECTURE},
 LATER_SETTINGS = {"architecture": "project", "recipe": "project", "poly_degree": 3, "chain_steps": "sidenet",
                   "noise_starts": 0.0, "questions": "chains", "solve_nfe_min": 5, "solve_nfe_max": 15,
                   "questions_per_solve": 32, "solve_bank": 0, "solve_guidance": 1.0,
-                  "first_interval_weight": 1.0, "last_interval_weight": 1.0, "solve_shift": 1.0, "init_from": ""}
+                  "first_interval_weight": 1.0, "last_interval_weight": 1.0, "solve_shift": 1.0, "init_from": "",
+                  "solve_loss": "nodes"}
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,11 @@ class SideNetConfig:
     solve_nfe_max: int = 15
     solve_shift: float = 1.0  # questions: solves or both; 1: the solves' grids are uniform; s: time-shifted by s,
     # as schedule: {name: shifted, shift: s} samples (train on the grid you sample with)
-    questions_per_solve: int = 32  # questions: solves or both; questions each exact trajectory answers
+    questions_per_solve: int = 32  # questions: solves or both; questions each exact trajectory answers (intervals,
+    # with solve_loss: endpoints)
+    solve_loss: str = "nodes"  # questions: solves or both; nodes: each answer regressed on the exact velocity alone;
+    # endpoints: per interval, the sum of its answers' errors weighted as the interval's state weighs them
+    # (interval_loss.py)
     solve_bank: int = 0  # questions: solves or both; 0: fresh exact trajectories every iteration; N: N of them
     # solved once before training, each iteration drawing batch_size from them (questions.SolveBank)
     solve_guidance: float = 1.0  # questions: solves or both; the CFG scale the trajectories are solved under
@@ -161,6 +169,9 @@ class SideNetConfig:
         if self.chain_steps not in CHAIN_STEPS:
             raise ValueError(f"SideNet setting 'chain_steps' must be one of {', '.join(CHAIN_STEPS)}, "
                              f"got {self.chain_steps!r}")
+        if self.solve_loss not in SOLVE_LOSSES:
+            raise ValueError(f"SideNet setting 'solve_loss' must be one of {', '.join(SOLVE_LOSSES)}, "
+                             f"got {self.solve_loss!r}")
         if self.questions not in QUESTIONS:
             raise ValueError(f"SideNet setting 'questions' must be one of {', '.join(QUESTIONS)}, got {self.questions!r}")
         if self.questions != "chains":

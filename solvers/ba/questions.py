@@ -30,6 +30,9 @@ negative offsets, node_velocities.py; ``solve_grid_questions(..., inverting=True
 them as well, a gmm64 SideNet kept none of its NFE-5 gain (docs/benchmarks/sidenet_attempts.md).
 ``questions: both`` adds the chain loss, whose signed steps go both ways.
 
+``solve_loss: endpoints`` (interval_loss.py) draws ``questions_per_solve`` intervals of the solve instead and fits,
+per interval, the error of the state it builds from its answers: their errors summed with the rule's weights.
+
 ``solve_bank: N`` solves N trajectories once, before training, with the backbone's velocities at every
 time of the table, and draws each iteration's trajectories from them (``SolveBank``).
 ``solve_guidance: w`` solves the trajectories under classifier-free guidance at scale w (over all of
@@ -41,7 +44,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from typing import Any, Optional, Protocol, Sequence
+from typing import Any, NamedTuple, Optional, Protocol, Sequence
 
 import torch
 from tqdm import tqdm
@@ -54,6 +57,7 @@ from solverbench.timegrid import shifted
 from solvers.ba.bank_store import BankStore, SolvedBatch
 from solvers.ba.chains import EXACT_TOLERANCE, backbone_velocity, draw_labels, drop_labels
 from solvers.ba.config import SideNetConfig
+from solvers.ba.interval_loss import DrawnIntervals, SolveIntervals, endpoint_loss, on_device
 from solvers.ba.quadrature import QuadratureRule, bi_anchor_rule
 from solvers.ba.schemes import probe_offsets, refinement_offsets
 from solvers.ba.sidenet import SideNet
@@ -97,6 +101,20 @@ def solve_times(questions: Sequence[Question]) -> list[float]:
     return sorted({round(t, 12) for q in questions for t in (q[0], q[0] - q[1])}, reverse=True)
 
 
+class DrawnQuestions(NamedTuple):
+    """Drawn questions, flat: the trajectory, the anchor's and the answer's time index, ``t``, ``h``, and whether each
+    is a question of its solve's first interval and whether of its last."""
+
+    trajectory: torch.Tensor
+    anchor: torch.Tensor
+    answer: torch.Tensor
+    t: torch.Tensor
+    h: torch.Tensor
+    first: torch.Tensor
+    last: torch.Tensor
+
+
+
 class SolveQuestions:
     """The questions of the uniform-grid solves at NFE ``low`` to ``high`` (with quadrature ``rule``; default:
     the bi-anchor scheme's; ``shift`` != 1: of the time-shifted grids) as index tables into their common times."""
@@ -122,7 +140,7 @@ class SolveQuestions:
                 self.first[k, j] = min(t, t - h) >= grid[1] - 1e-12
                 self.last[k, j] = max(t, t - h) <= grid[-2] + 1e-12
 
-    def draw(self, n: int, per_trajectory: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    def draw(self, n: int, per_trajectory: int, generator: torch.Generator) -> DrawnQuestions:
         """``per_trajectory`` questions for each of ``n`` trajectories, from the solve of an NFE drawn per
         trajectory, each question of it equally likely: (trajectory, anchor index, answer index, t, h, whether it is
         a first-interval question, whether a last-interval one), flat."""
@@ -130,8 +148,8 @@ class SolveQuestions:
         pick = (torch.rand(n, per_trajectory, generator=generator) * self.count[nfe]).long()
         trajectory = torch.arange(n).repeat_interleave(per_trajectory)
         nfe, pick = nfe.expand(-1, per_trajectory).flatten(), pick.flatten()
-        return (trajectory, self.anchor[nfe, pick], self.answer[nfe, pick], self.t[nfe, pick], self.h[nfe, pick],
-                self.first[nfe, pick], self.last[nfe, pick])
+        return DrawnQuestions(trajectory, self.anchor[nfe, pick], self.answer[nfe, pick], self.t[nfe, pick],
+                              self.h[nfe, pick], self.first[nfe, pick], self.last[nfe, pick])
 
 
 @functools.lru_cache(maxsize=8)
@@ -144,6 +162,33 @@ def question_table(low: int, high: int, shift: float = 1.0) -> SolveQuestions:
 def config_table(config: SideNetConfig) -> SolveQuestions:
     """The question table of ``config``'s solves."""
     return question_table(config.solve_nfe_min, config.solve_nfe_max, config.solve_shift)
+
+
+@functools.lru_cache(maxsize=8)
+def interval_table(low: int, high: int, shift: float = 1.0) -> SolveIntervals:
+    """The intervals of the solves of ``question_table(low, high, shift)``, indexed into its times."""
+    grids = [solve_grid(nfe, shift) for nfe in range(low, high + 1)]
+    return SolveIntervals(grids, question_table(low, high, shift).times, bi_anchor_rule("lobatto", 2, None))
+
+
+def draw(config: SideNetConfig, n: int, per_trajectory: int, generator: torch.Generator
+         ) -> DrawnQuestions | DrawnIntervals:
+    """What ``n`` trajectories are asked, ``per_trajectory`` each: questions (``solve_loss: nodes``) or intervals
+    (``endpoints``, interval_loss.py) of their solves."""
+    low, high, shift = config.solve_nfe_min, config.solve_nfe_max, config.solve_shift
+    table = interval_table(low, high, shift) if config.solve_loss == "endpoints" else question_table(low, high, shift)
+    return table.draw(n, per_trajectory, generator)
+
+
+def fit(S: Any, x: torch.Tensor, drawn: DrawnQuestions | DrawnIntervals,
+        answers: Sequence[tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor]],
+        config: SideNetConfig) -> torch.Tensor:
+    """The loss of the drawn questions (``fit_loss``) or intervals (``endpoint_loss``), weighted as ``config`` says;
+    ``x``: the anchors' states, ``answers``: per branch ``(y, v, v')`` at the drawn rows."""
+    weights = question_weights(drawn.first, drawn.last, config)
+    if isinstance(drawn, DrawnIntervals):
+        return endpoint_loss(S, x, drawn, answers, weights)
+    return fit_loss(S, x, drawn.t, drawn.h, answers, weights)
 
 
 def exact_trajectories(backbone: Any, config: SideNetConfig, n: int, generator: torch.Generator, device: str,
@@ -196,17 +241,15 @@ def question_loss(sidenet: SideNet, backbone: Any, config: SideNetConfig, n: int
     (``S`` called through ``trained``, the DistributedDataParallel wrapper of ``sidenet`` where there is one); and
     the batched backbone calls it took (the exact solve's, and per branch one for the anchors and one for the
     answers)."""
-    table = config_table(config)
-    states, labels, nfe = exact_trajectories(backbone, config, n, generator, device, table.times)
-    trajectory, anchor, answer, t, h, first, last = (q.to(device) for q in table.draw(n, config.questions_per_solve,
-                                                                                       generator))
-    x, x_answer = states[anchor, trajectory], states[answer, trajectory]
+    states, labels, nfe = exact_trajectories(backbone, config, n, generator, device, config_table(config).times)
+    drawn = on_device(draw(config, n, config.questions_per_solve, generator), device)
+    x, x_answer = states[drawn.anchor, drawn.trajectory], states[drawn.answer, drawn.trajectory]
     answers = []
     for y in branch_labels(backbone, labels, config):
-        y = None if y is None else y[trajectory]
-        answers.append((y, backbone_velocity(backbone, x, t, y), backbone_velocity(backbone, x_answer, t - h, y)))
-    loss = fit_loss(sidenet if trained is None else trained, x, t, h, answers, question_weights(first, last, config))
-    return loss, nfe + 2 * len(answers)
+        y = None if y is None else y[drawn.trajectory]
+        answers.append((y, backbone_velocity(backbone, x, drawn.t, y),
+                        backbone_velocity(backbone, x_answer, drawn.t - drawn.h, y)))
+    return fit(sidenet if trained is None else trained, x, drawn, answers, config), nfe + 2 * len(answers)
 
 
 class LossSource(Protocol):
@@ -278,14 +321,12 @@ class SolveBank:
 
     def draw_loss(self, S: Any, n: int, per_trajectory: int, generator: torch.Generator) -> torch.Tensor:
         """The loss of ``n`` trajectories drawn from the bank, ``per_trajectory`` questions each."""
-        device = self.states.device
         pick = torch.randint(self.size, (n,), generator=generator)
-        trajectory, anchor, answer, t, h, first, last = self.table.draw(n, per_trajectory, generator)
-        j, anchor, answer, t, h, first, last = (q.to(device) for q in (pick[trajectory], anchor, answer, t, h, first,
-                                                                        last))
-        answers = [(None if y is None else y[j], v[anchor, j], v[answer, j])
+        drawn = on_device(draw(self.config, n, per_trajectory, generator), self.states.device)
+        j = pick.to(self.states.device)[drawn.trajectory]
+        answers = [(None if y is None else y[j], v[drawn.anchor, j], v[drawn.answer, j])
                    for y, v in zip(self.branches, self.velocities)]
-        return fit_loss(S, self.states[anchor, j], t, h, answers, question_weights(first, last, self.config))
+        return fit(S, self.states[drawn.anchor, j], drawn, answers, self.config)
 
 
 def solve_batch(backbone: Any, config: SideNetConfig, times: Sequence[float], rows: int, generator: torch.Generator,

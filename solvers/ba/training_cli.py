@@ -23,7 +23,7 @@ from solverbench.registry import load_plugin_file
 from solvers.ba.cache import cache_path, train_checkpoint
 from solvers.ba.training import check_bank_dir
 from solvers.ba.config import (ARCHITECTURES, CHAIN_STEPS, DATA_MODES, LR_SCHEDULES, OUTPUT_HEADS, QUESTIONS,
-                               RECIPES, SideNetConfig)
+                               RECIPES, SOLVE_LOSSES, SideNetConfig)
 
 
 # What each SideNet setting means (``--help`` of train-sidenet); the values are checked by SideNetConfig.
@@ -56,7 +56,11 @@ SETTING_HELP = {
                  "chain knobs); both: the two losses added",
     "solve_nfe_min": "questions solves or both: the least NFE of the solves whose questions are trained on",
     "solve_nfe_max": "questions solves or both: the largest NFE of those solves (one drawn per trajectory)",
-    "questions_per_solve": "questions solves or both: questions of its solve each exact trajectory answers",
+    "questions_per_solve": "questions solves or both: questions of its solve each exact trajectory answers "
+                           "(intervals, with solve-loss endpoints)",
+    "solve_loss": "questions solves or both: nodes, each answer fitted to the exact velocity alone; endpoints, per "
+                  "interval the error of the state it builds from its answers (their errors summed with the "
+                  "rule's weights)",
     "solve_bank": "questions solves or both: 0, fresh exact trajectories every iteration; N, N of them solved "
                   "once before training (with the backbone's velocities at every asked time) and drawn from",
     "solve_guidance": "questions solves or both: the CFG scale the exact trajectories are solved under (1: "
@@ -82,7 +86,8 @@ SETTING_HELP = {
 }
 SETTING_CHOICES = {"architecture": ARCHITECTURES, "chain_steps": CHAIN_STEPS, "recipe": RECIPES,
                    "output_head": OUTPUT_HEADS, "data": DATA_MODES, "lr_schedule": LR_SCHEDULES,
-                   "sim_nodes": (1, 2, 3, 4, 5), "questions": QUESTIONS}
+                   "sim_nodes": (1, 2, 3, 4, 5), "questions": QUESTIONS,
+                   "solve_loss": SOLVE_LOSSES}
 
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:
