@@ -37,7 +37,7 @@ from solverbench.timegrid import make_time_grid  # noqa: E402
 from solverbench.uncertainty import mean_interval  # noqa: E402
 from solvers.ba.node_velocities import NodeVelocities  # noqa: E402
 from solvers.ba.quadrature import QuadratureRule  # noqa: E402
-from solvers.ba.schemes import bi_anchor_interval, cfg_anchor, node_times, probe_offsets  # noqa: E402
+from solvers.ba.schemes import bi_anchor_interval, bi_anchor_to_last_interval, node_times, probe_offsets  # noqa: E402
 
 CHECKPOINTS = ROOT / "solvers" / "ba" / "checkpoints"
 TOLERANCE = Tolerance(1e-5, 1e-5)
@@ -55,15 +55,8 @@ def last_interval(field: VelocityField, nodes: NodeVelocities, rule: QuadratureR
     """A bi-anchor solve over ``grid`` (``bi_anchor``'s loop, state reuse included) up to its last interval, which is
     then taken three ways: by the predictor (as the solve takes it), exactly, and by the predictor's quadrature with
     exact node velocities (the guided velocities on the exact trajectory from the same state)."""
-    n = len(grid) - 1
-    sizes = [grid[k] - grid[k + 1] for k in range(n)]
-    uses = [[grid[k]] + node_times(grid[k], probe_offsets(rule, sizes[k])) for k in range(n)]
     with torch.no_grad():
-        anchor = cfg_anchor(field, x, grid[0], uses[0])
-        for k in range(n - 1):
-            x, anchor = bi_anchor_interval(field, nodes, rule, x, anchor, grid[k], sizes[k], last=False,
-                                           next_times=uses[k + 1])
-        t, H = grid[-2], sizes[-1]
+        x, anchor, t, H = bi_anchor_to_last_interval(field, nodes, rule, x, torch.tensor(grid, dtype=torch.float64))
         predicted, _ = bi_anchor_interval(field, nodes, rule, x, anchor, t, H, last=True)
         f = nodes(field, x, anchor, t, probe_offsets(rule, H))
         times = node_times(t, probe_offsets(rule, H))

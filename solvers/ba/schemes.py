@@ -78,7 +78,16 @@ def bi_anchor_interval(field: VelocityField, nodes: NodeVelocities, rule: Quadra
 
 def bi_anchor(field: VelocityField, nodes: NodeVelocities, rule: QuadratureRule, x: torch.Tensor,
               grid: torch.Tensor) -> torch.Tensor:
-    """N intervals for N NFE: ``v0`` at t = 1, then each interval's ``v1`` is the next ``v0``."""
+    """N intervals for N NFE: ``v0`` at t = 1, then each interval's ``v1`` is the next ``v0``; the last interval
+    returns its predictor."""
+    x, anchor, t, H = bi_anchor_to_last_interval(field, nodes, rule, x, grid)
+    return bi_anchor_interval(field, nodes, rule, x, anchor, t, H, last=True)[0]
+
+
+def bi_anchor_to_last_interval(field: VelocityField, nodes: NodeVelocities, rule: QuadratureRule, x: torch.Tensor,
+                               grid: torch.Tensor) -> tuple[torch.Tensor, Anchor, float, float]:
+    """``bi_anchor`` up to its last interval: the state there, its anchor (the previous interval's ``v1``, or
+    ``v0`` at t = 1 for one interval), the interval's start ``t`` and size ``H``."""
     n = len(grid) - 1
     times = time_values(grid)
     starts = times[:n]
@@ -86,10 +95,10 @@ def bi_anchor(field: VelocityField, nodes: NodeVelocities, rule: QuadratureRule,
     # where interval k's start anchor is used: its own time and its forward probe
     uses = [[starts[k]] + node_times(starts[k], probe_offsets(rule, sizes[k])) for k in range(n)]
     anchor = cfg_anchor(field, x, starts[0], uses[0])
-    for k in range(n):
-        x, anchor = bi_anchor_interval(field, nodes, rule, x, anchor, starts[k], sizes[k], last=k == n - 1,
-                                       next_times=uses[k + 1] if k + 1 < n else ())
-    return x
+    for k in range(n - 1):
+        x, anchor = bi_anchor_interval(field, nodes, rule, x, anchor, starts[k], sizes[k], last=False,
+                                       next_times=uses[k + 1])
+    return x, anchor, starts[-1], sizes[-1]
 
 
 def bi_anchor_local_step(field: VelocityField, nodes: NodeVelocities, rule: QuadratureRule, x: torch.Tensor,
