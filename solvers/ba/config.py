@@ -254,6 +254,12 @@ class SideNetConfig:
         return {k: v for k, v in asdict(self).items() if k not in LATER_SETTINGS or v != LATER_SETTINGS[k]}
 
     @property
+    def solve_branches(self) -> int:
+        """The velocities each solve question is asked of: the conditional alone (unguided solves), or with the
+        unconditional one under ``solve_guidance``, as a guided bi-anchor solve corrects both before it guides."""
+        return 1 if self.solve_guidance == 1 else 2
+
+    @property
     def network(self) -> dict[str, Any]:
         """What ``sidenet_for`` builds the SideNet from: its architecture and sizes."""
         if self.architecture == "official":

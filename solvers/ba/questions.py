@@ -210,7 +210,7 @@ def exact_trajectories(backbone: Any, config: SideNetConfig, n: int, generator: 
 def branch_labels(backbone: Any, labels: Optional[torch.Tensor], config: SideNetConfig) -> list[Optional[torch.Tensor]]:
     """The labels each question is asked with: the trajectories' own; under ``solve_guidance`` also the null
     label, as a guided bi-anchor solve corrects the conditional and the unconditional velocity alike."""
-    if config.solve_guidance == 1:
+    if config.solve_branches == 1:
         return [labels]
     return [labels, torch.full_like(labels, backbone.null_label)]
 
@@ -344,7 +344,7 @@ def solve_batch(backbone: Any, config: SideNetConfig, times: Sequence[float], ro
 def check_bank_fits(backbone: Any, config: SideNetConfig, size: int, times: int, device: str) -> None:
     """Refuse, before any solving, a bank whose states and velocities (per branch) at every time of its table
     would not fit in the memory ``device`` has free."""
-    branches = 1 if config.solve_guidance == 1 else 2
+    branches = config.solve_branches
     needed = size * times * (1 + branches) * math.prod(backbone.sample_shape) * torch.get_default_dtype().itemsize
     free = available_bytes(device)
     if free is not None and needed > free:
