@@ -112,7 +112,8 @@ def test_a_checkpoint_s_recipe_is_checked_on_its_first_iterations(tmp_path, caps
 def test_last_interval_bound_runs_the_real_solve_and_hands_its_state_to_an_exact_one(tmp_path, guidance):
     """last_interval_bound.py: its predictor endpoint is the bi-anchor sampler's own, to the bit (state reuse
     included); the other endpoint is an exact solve from the state at the last interval's start; exact node
-    velocities (the oracle's) have no error and leave only the quadrature's."""
+    velocities (the oracle's) have no error and leave only the quadrature's; anchored afresh, the predictor differs
+    from the solve's but where the anchor is already the state's own."""
     import solverbench as sb
     from solverbench.field import VelocityField
     from solverbench.guidance import Guidance
@@ -138,6 +139,10 @@ def test_last_interval_bound_runs_the_real_solve_and_hands_its_state_to_an_exact
         state = solver.local_step(field, [1.0], [x], 0.5)
         assert torch.allclose(two.exact, reference_trajectory(field, state, [0.5, 0.0], Tolerance(1e-5, 1e-5))[-1].to(
             x.dtype), atol=1e-6)
+        # one interval: its anchor at t = 1 is evaluated at its own state, so anchoring afresh changes nothing
+        one = bound["last_interval"](field, solver.node_velocities(field), solver.rule, x, [1.0, 0.0])
+        assert torch.equal(one.fresh_anchor, one.predicted)
+    assert not torch.allclose(last.fresh_anchor, last.predicted)  # state reuse: v(x_pred), not v(x)
     assert len(last.node_errors) == 3 and all(e.shape == (32,) and (e > 1e-3).all() for e in last.node_errors)
     oracle = sb.get_solver("ba-oracle", rtol=1e-9, atol=1e-9)
     exact = bound["last_interval"](field, oracle.velocities, oracle.rule, x, grid)
