@@ -148,3 +148,33 @@ def test_last_interval_bound_runs_the_real_solve_and_hands_its_state_to_an_exact
     exact = bound["last_interval"](field, oracle.velocities, oracle.rule, x, grid)
     assert all(e.max() < 1e-4 for e in exact.node_errors)
     assert torch.allclose(exact.exact_nodes, exact.predicted, atol=1e-5)  # the same quadrature of the same velocities
+
+
+def test_question_errors_split_the_bank_and_measure_against_the_exact_velocities():
+    """question_errors.py: a part of the bank holds those trajectories only; an exact SideNet leaves no loss and no
+    question error, a zero one the error of the SideNet switched off, whichever loss is asked for."""
+    from solvers.ba.questions import SolveBank
+    from test_ba_questions import ExactCorrection
+    errors = script("question_errors")
+    gmm = GaussianMixture(dim=4, num_classes=2, components_per_class=2, std=0.3, mean_scale=1.5)
+    tiny = dict(questions="solves", solve_nfe_min=5, solve_nfe_max=6, solve_bank=32, width=16, depth=1, embed_dim=8,
+                batch_size=16)
+    bank = SolveBank(gmm, SideNetConfig(**tiny), 32, torch.Generator().manual_seed(0), "cpu")
+    held_out = errors["part"](bank, slice(16, None))
+    assert held_out.size == 16 and torch.equal(held_out.states, bank.states[:, 16:]) and bank.size == 32
+    assert torch.equal(held_out.branches[0], bank.branches[0][16:])
+    zero = torch.nn.Module()
+    zero.forward = lambda x, v, t, h, y: torch.zeros_like(x)
+    for loss, per in (("nodes", 4), ("endpoints", 2)):
+        assert errors["mean_loss"](ExactCorrection(gmm), held_out, loss, per) < 1e-7
+        assert errors["mean_loss"](zero, held_out, loss, per) > 1e-3
+    assert held_out.config.solve_loss == "nodes"  # the loss asked for is the copy's
+    questions = [q for qs in errors["question_groups"](5).values() for q in qs]
+    for question in questions:
+        exact, off = errors["question_error"](ExactCorrection(gmm), held_out, question, 1.0)
+        assert exact < 1e-4 < off
+        assert errors["question_error"](zero, held_out, question, 1.0) == (off, off)
+    guided = SolveBank(gmm, SideNetConfig(**tiny, solve_guidance=2.0), 32, torch.Generator().manual_seed(0), "cpu")
+    for question in questions:  # both branches, guided: the SideNet off is the anchor's guided velocity
+        _, off = errors["question_error"](zero, guided, question, 2.0)
+        assert off > 1e-3 and errors["question_error"](zero, guided, question, 2.0) == (off, off)

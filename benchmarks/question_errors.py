@@ -1,0 +1,152 @@
+"""What a digits SideNet's training loss says about the questions a solve asks: its solve-question losses on the bank
+it was fine-tuned on and on trajectories it never saw, and its guided errors at chosen questions of an NFE-N solve.
+
+    OMP_NUM_THREADS=1 python benchmarks/question_errors.py [--nfe 10] [--checkpoint digits.pt ...]
+        [--bank-dir results/.cache/solve_banks] [--out docs/benchmarks/question_errors.md]
+
+The trajectories are the guided bank of the attempts table's fine-tunings (seed 0, CFG 2, NFE 5 to 15, batches of
+256, exact at rtol = atol = 1e-6) grown to 1024: its first 512 are the bank those SideNets were fine-tuned on
+(``solve_bank: 512`` draws the first two batches of the same stream), the other 512 are held out.  ``--bank-dir``
+reads the batches an earlier training left there and keeps the ones solved here (about 630 s a batch on one
+thread).
+
+Losses: the mean over 12 draws of 256 trajectories of the ``solve_loss: nodes`` loss (4 questions each) and of the
+``endpoints`` loss (2 intervals each), as training computes them.  Question errors: per question, the mean over the
+held-out trajectories of the RMS error of the guided velocity ``v_u + w (v_c - v_u)`` the SideNet predicts there
+against the exact one, and (off) of the anchor's own guided velocity, what the SideNet switched off predicts.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from solverbench.backbone import resolve_backbone  # noqa: E402
+from solvers.ba.bank_store import BankStore  # noqa: E402
+from solvers.ba.checkpoint import load_checkpoint  # noqa: E402
+from solvers.ba.config import SideNetConfig  # noqa: E402
+from solvers.ba.questions import Question, SolveBank, solve_grid_questions  # noqa: E402
+
+CHECKPOINTS = ROOT / "solvers" / "ba" / "checkpoints"
+GUIDANCE = 2.0
+BANK = SideNetConfig(width=64, questions="solves", solve_bank=1024, solve_guidance=GUIDANCE)  # the fine-tunings'
+TRAINED_ON = 512  # the first trajectories: the fine-tunings' bank
+LOSSES = (("nodes", 4), ("endpoints", 2))  # solve_loss, and questions (intervals) per trajectory
+DRAWS = 12
+
+
+def solved_bank(backbone, config: SideNetConfig, bank_dir: str | None) -> SolveBank:
+    """The bank of ``config`` as training builds it (the same stream; its batches read from ``bank_dir`` where
+    there)."""
+    generator = torch.Generator().manual_seed(config.seed)
+    store = None if bank_dir is None else BankStore(bank_dir, backbone, config, generator, "cpu")
+    return SolveBank(backbone, config, config.solve_bank, generator, "cpu", progress=True, store=store)
+
+
+def part(bank: SolveBank, rows: slice) -> SolveBank:
+    """A view of ``bank`` holding only the trajectories ``rows``."""
+    view = copy.copy(bank)
+    view.states, view.velocities = bank.states[:, rows], bank.velocities[:, :, rows]
+    view.branches = [None if y is None else y[rows] for y in bank.branches]
+    view.size = view.states.shape[1]
+    return view
+
+
+def mean_loss(S, bank: SolveBank, solve_loss: str, per: int) -> float:
+    """The ``solve_loss`` loss of ``DRAWS`` draws of 256 of the bank's trajectories, ``per`` questions each."""
+    bank = copy.copy(bank)
+    bank.config = replace(bank.config, solve_loss=solve_loss)
+    with torch.no_grad():
+        return sum(bank.draw_loss(S, 256, per, torch.Generator().manual_seed(k)).item() for k in range(DRAWS)) / DRAWS
+
+
+def question_error(S, bank: SolveBank, question: Question, scale: float) -> tuple[float, float]:
+    """The mean RMS error of the guided velocity at ``t - h`` predicted from ``(x(t), v(t))``, and of ``v(t)`` itself
+    (the SideNet off), over the bank's trajectories."""
+    t, h = question
+    anchor, answer = (bank.table.times.index(round(s, 12)) for s in (t, t - h))
+    x = bank.states[anchor]
+    rows = len(x)
+
+    def guided(per_branch):
+        c, u = per_branch if len(per_branch) == 2 else (per_branch[0], per_branch[0])
+        return u + scale * (c - u)
+    with torch.no_grad():
+        predicted = [v[anchor] + S(x, v[anchor], torch.full((rows,), t), torch.full((rows,), h), y)
+                     for y, v in zip(bank.branches, bank.velocities)]
+    target = guided([v[answer] for v in bank.velocities])
+    off = guided([v[anchor] for v in bank.velocities])
+
+    def rms(a):
+        return (a - target).flatten(1).pow(2).mean(1).sqrt().mean().item()
+    return rms(guided(predicted)), rms(off)
+
+
+def question_groups(nfe: int) -> dict[str, list[Question]]:
+    """The questions of an NFE-``nfe`` solve on the uniform grid this table shows: its first interval's forward probe,
+    its last refinement (of the interval before the last) and its last forward probe (the predictor's)."""
+    questions = solve_grid_questions(nfe)
+    return {"first probe (a H, (1 - a) H, H from t = 1)": questions[:3],
+            "last refinement (-a H)": [questions[-4]],
+            "last probe (a H, (1 - a) H, H toward t = 0)": questions[-3:]}
+
+
+def tables(names: list[str], nfe: int, bank_dir: str | None) -> str:
+    backbone = resolve_backbone("digits")
+    bank = solved_bank(backbone, BANK, bank_dir)
+    trained, held_out = part(bank, slice(0, TRAINED_ON)), part(bank, slice(TRAINED_ON, None))
+    groups = question_groups(nfe)
+    losses = ["| SideNet | " + " | ".join(f"{loss} loss: fine-tuning bank / held out" for loss, _ in LOSSES) + " |",
+              "|---|" + "--:|" * len(LOSSES)]
+    errors = ["| SideNet | " + " | ".join(groups) + " |", "|---|" + "--:|" * len(groups)]
+    for name in names:
+        S = load_checkpoint(checkpoint_path(name), backbone).sidenet.eval()
+        losses.append(f"| {name} | " + " | ".join(
+            f"{mean_loss(S, trained, loss, per):.3g} / {mean_loss(S, held_out, loss, per):.3g}"
+            for loss, per in LOSSES) + " |")
+        cells = []
+        for questions in groups.values():
+            measured = [question_error(S, held_out, q, GUIDANCE) for q in questions]
+            cells.append(", ".join(f"{e:.3f} (off {off:.3f})" for e, off in measured))
+        errors.append(f"| {name} | " + " | ".join(cells) + " |")
+    return ("### Losses\n\n" + "\n".join(losses) + f"\n\n### Guided errors at questions of the NFE-{nfe} solve, "
+            "held out\n\n" + "\n".join(errors))
+
+
+def checkpoint_path(name: str) -> Path:
+    """A file under solvers/ba/checkpoints by name, or any path."""
+    return CHECKPOINTS / name if (CHECKPOINTS / name).is_file() else Path(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nfe", type=int, default=10)
+    parser.add_argument("--checkpoint", nargs="+", default=["digits.pt"],
+                        help="names of files under solvers/ba/checkpoints, or paths")
+    parser.add_argument("--bank-dir", default=None, help="where the bank's batches are kept (train-sidenet's)")
+    parser.add_argument("--out", default=None, help="also write the Markdown here")
+    args = parser.parse_args(argv)
+    for name in args.checkpoint:
+        if not checkpoint_path(name).is_file():
+            parser.error(f"no checkpoint {name} (neither under {CHECKPOINTS} nor as a path)")
+    if not 5 <= args.nfe <= 15:
+        parser.error(f"--nfe must be one of the bank's NFE 5 to 15, got {args.nfe}")
+    text = tables(args.checkpoint, args.nfe, args.bank_dir)
+    print(text)
+    if args.out:
+        command = "OMP_NUM_THREADS=1 python benchmarks/question_errors.py " + " ".join(argv or sys.argv[1:])
+        Path(args.out).write_text("# digits: what the solve-question losses say about a solve's questions\n\n"
+                                  "Produced by\n\n    " + command.strip() + "\n\n" + (__doc__ or "").split("\n\n", 2)[2]
+                                  + "\n" + text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
