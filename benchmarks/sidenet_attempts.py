@@ -183,6 +183,24 @@ ATTEMPTS = (
             {**DIGITS_136K, **FINE_TUNE, "last_interval_weight": 8.0}, init="digits.pt"),
     Attempt("digits", "136k fine-tuned on guided solve questions", "the same without the weighting: what the "
             "weight of 8 does", {**DIGITS_136K, **FINE_TUNE}, init="digits.pt"),
+    Attempt("digits", "136k fine-tuned on the intervals' endpoint errors", "the fine-tuning above cut the last "
+            "probe's end-node error, which the predictor weighs 1/12, and left the inner nodes (5/12 each) a little "
+            "worse (last_interval_bound.md); so fit, per interval, the error of the state the scheme builds from "
+            "the answers: the corrector's (f_a, g_b) on every interval but the last, the predictor's there, the "
+            "answers' errors summed with the rule's weights (solve_loss: endpoints); 2 intervals per trajectory",
+            {**DIGITS_136K, **FINE_TUNE, "questions_per_solve": 2, "solve_loss": "endpoints"}, init="digits.pt"),
+    Attempt("digits", "shipped digits.pt on a grid shifted 0.5", "not a training attempt: the last interval, "
+            "[0.1, 0], makes most of the NFE-10 error (last_interval_bound.md), and SD3's time shift at s = 0.5 "
+            "halves it (to 0.053) and lengthens the first (0.1 to 0.18); s = 0.2-0.8 scanned on 200 samples "
+            "(last_interval_bound.py --shift), 0.5 the best", checkpoint="digits.pt",
+            schedule={"name": "shifted", "shift": 0.5}),
+    Attempt("digits", "136k fine-tuned on guided solve questions, on a grid shifted 0.5", "the fine-tuned SideNet "
+            "of the uniform grid's questions, on the shifted grid", {**DIGITS_136K, **FINE_TUNE}, init="digits.pt",
+            schedule={"name": "shifted", "shift": 0.5}),
+    Attempt("digits", "136k fine-tuned on the endpoint errors of grids shifted 0.5", "the two together: the "
+            "endpoint fine-tuning on the shifted grids' intervals (solve_shift, a bank of their own), sampled on them",
+            {**DIGITS_136K, **FINE_TUNE, "questions_per_solve": 2, "solve_loss": "endpoints", "solve_shift": 0.5},
+            init="digits.pt", schedule={"name": "shifted", "shift": 0.5}),
 )
 
 
