@@ -10,7 +10,7 @@ from solverbench.guidance import Guidance
 from solvers.ba.config import SideNetConfig
 from solvers.ba.interval_loss import DrawnIntervals, SolveIntervals, endpoint_residuals, interval_terms
 from solvers.ba.node_velocities import NodeVelocities, OracleVelocities
-from solvers.ba.quadrature import LOBATTO_A, LOBATTO4
+from solvers.ba.quadrature import LOBATTO_A, LOBATTO4, gauss_legendre
 from solvers.ba.questions import (SolveBank, exact_trajectories, interval_table, question_loss, question_table,
                                   solve_grid, solve_grid_questions)
 from solvers.ba.schemes import bi_anchor_interval
@@ -52,6 +52,11 @@ def test_terms_are_the_answers_the_corrector_and_the_last_predictor_use(shift):
                 assert [q.t for q in terms] == [t] * 3
                 assert [q.weight for q in terms] == pytest.approx([5 / 12, 5 / 12, 1 / 12])
                 assert [q.h for q in terms] == pytest.approx([a * H, (1 - a) * H, H])
+
+
+def test_a_rule_without_end_points_is_refused():
+    with pytest.raises(ValueError, match="needs a rule with both end points as nodes, not gauss-legendre3"):
+        interval_terms(gauss_legendre(3), solve_grid(3))
 
 
 def test_each_trajectory_draws_intervals_of_one_solve_and_every_one_is_reached():

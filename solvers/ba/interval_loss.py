@@ -38,6 +38,8 @@ def interval_terms(rule: QuadratureRule, grid: Sequence[float]) -> list[list[Ter
     """Per interval of a bi-anchor solve over ``grid`` (decreasing), the answers its state is built from: the
     corrector's (forward nodes ``c < 1/2`` from ``t``, backward nodes ``c >= 1/2`` from ``t - H``) but on the last
     interval, the predictor's (every forward node and the end)."""
+    if not rule.has_endpoints:
+        raise ValueError(f"the bi-anchor scheme needs a rule with both end points as nodes, not {rule.name}")
     interior = rule.interior
     inner_weights = rule.weights[1:-1]
     last = len(grid) - 2
