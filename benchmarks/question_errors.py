@@ -27,14 +27,15 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling scripts
 
+from last_interval_bound import CHECKPOINTS, checkpoint_path  # noqa: E402
 from solverbench.backbone import resolve_backbone  # noqa: E402
 from solvers.ba.bank_store import BankStore  # noqa: E402
 from solvers.ba.checkpoint import load_checkpoint  # noqa: E402
 from solvers.ba.config import SideNetConfig  # noqa: E402
 from solvers.ba.questions import Question, SolveBank, solve_grid_questions  # noqa: E402
 
-CHECKPOINTS = ROOT / "solvers" / "ba" / "checkpoints"
 GUIDANCE = 2.0
 BANK = SideNetConfig(width=64, questions="solves", solve_bank=1024, solve_guidance=GUIDANCE)  # the fine-tunings'
 TRAINED_ON = 512  # the first trajectories: the fine-tunings' bank
@@ -118,11 +119,6 @@ def tables(names: list[str], nfe: int, bank_dir: str | None) -> str:
         errors.append(f"| {name} | " + " | ".join(cells) + " |")
     return ("### Losses\n\n" + "\n".join(losses) + f"\n\n### Guided errors at questions of the NFE-{nfe} solve, "
             "held out\n\n" + "\n".join(errors))
-
-
-def checkpoint_path(name: str) -> Path:
-    """A file under solvers/ba/checkpoints by name, or any path."""
-    return CHECKPOINTS / name if (CHECKPOINTS / name).is_file() else Path(name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Optional, Sequence, TypeVar
 import torch
 
 from solvers.ba.quadrature import QuadratureRule
-from solvers.ba.schemes import probe_offsets, refinement_offsets
+from solvers.ba.schemes import check_bi_anchor_rule, probe_offsets, refined_backward, refinement_offsets
 
 
 class Term(NamedTuple):
@@ -38,8 +38,7 @@ def interval_terms(rule: QuadratureRule, grid: Sequence[float]) -> list[list[Ter
     """Per interval of a bi-anchor solve over ``grid`` (decreasing), the answers its state is built from: the
     corrector's (forward nodes ``c < 1/2`` from ``t``, backward nodes ``c >= 1/2`` from ``t - H``) but on the last
     interval, the predictor's (every forward node and the end)."""
-    if not rule.has_endpoints:
-        raise ValueError(f"the bi-anchor scheme needs a rule with both end points as nodes, not {rule.name}")
+    check_bi_anchor_rule(rule)
     interior = rule.interior
     inner_weights = rule.weights[1:-1]
     last = len(grid) - 2
@@ -49,9 +48,9 @@ def interval_terms(rule: QuadratureRule, grid: Sequence[float]) -> list[list[Ter
         if k == last:
             intervals.append([Term(t, h, w) for h, w in zip(probe_offsets(rule, H), rule.weights[1:])])
             continue
-        forward = [Term(t, c * H, w) for c, w in zip(interior, inner_weights) if c < 0.5]
+        forward = [Term(t, c * H, w) for c, w in zip(interior, inner_weights) if not refined_backward(c)]
         backward = [Term(s, h, w) for h, w in zip(refinement_offsets(rule, H),
-                                                  [w for c, w in zip(interior, inner_weights) if c >= 0.5])]
+                                                  [w for c, w in zip(interior, inner_weights) if refined_backward(c)])]
         intervals.append(forward + backward)
     return intervals
 
@@ -73,7 +72,6 @@ class DrawnIntervals(NamedTuple):
     interval: torch.Tensor
     first: torch.Tensor
     last: torch.Tensor
-
 
 
 def on_device(drawn: Drawn, device: str | torch.device) -> Drawn:

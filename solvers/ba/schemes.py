@@ -39,9 +39,21 @@ def probe_offsets(rule: QuadratureRule, H: float) -> list[float]:
     return [c * H for c in rule.interior] + [H]
 
 
+def refined_backward(c: float) -> bool:
+    """Whether the backward refinement from the terminal anchor answers the node ``c`` (nearer the terminal:
+    ``c >= 1/2``); the nodes nearer the start keep the forward probe's answer (proximity-based partition)."""
+    return c >= 0.5
+
+
 def refinement_offsets(rule: QuadratureRule, H: float) -> list[float]:
-    """The backward refinement's offsets ``-(1 - c) H`` of the nodes ``c >= 1/2`` (proximity-based partition)."""
-    return [-(1 - c) * H for c in rule.interior if c >= 0.5]
+    """The backward refinement's offsets ``-(1 - c) H`` of the nodes it answers (``refined_backward``)."""
+    return [-(1 - c) * H for c in rule.interior if refined_backward(c)]
+
+
+def check_bi_anchor_rule(rule: QuadratureRule) -> None:
+    """The bi-anchor scheme anchors both ends of an interval: its rule must have them as nodes."""
+    if not rule.has_endpoints:
+        raise ValueError(f"the bi-anchor scheme needs a rule with both end points as nodes, not {rule.name}")
 
 
 def bi_anchor_interval(field: VelocityField, nodes: NodeVelocities, rule: QuadratureRule, x: torch.Tensor,
@@ -59,8 +71,7 @@ def bi_anchor_interval(field: VelocityField, nodes: NodeVelocities, rule: Quadra
     5. corrector ``x <- x - H (w0 v0 + w1 f_a + w2 g_b + w3 v1)``.
     Returns the new state and ``v1``'s raw velocities, the next interval's ``v0``.
     """
-    if not rule.has_endpoints:
-        raise ValueError(f"the bi-anchor scheme needs a rule with both end points as nodes, not {rule.name}")
+    check_bi_anchor_rule(rule)
     interior = rule.interior
     v0 = field.guide(*anchor0, t)
     *f, f_end = nodes(field, x, anchor0, t, probe_offsets(rule, H))  # f_a, f_b, f_end
@@ -70,7 +81,7 @@ def bi_anchor_interval(field: VelocityField, nodes: NodeVelocities, rule: Quadra
     back = refinement_offsets(rule, H)
     anchor1 = cfg_anchor(field, x_pred, t - H, node_times(t - H, back) + list(next_times))
     v1 = field.guide(*anchor1, t - H)
-    near_end = [i for i, c in enumerate(interior) if c >= 0.5]
+    near_end = [i for i, c in enumerate(interior) if refined_backward(c)]
     for i, g_i in zip(near_end, nodes(field, x_pred, anchor1, t - H, back)):  # g_b
         f[i] = g_i
     return x - H * rule.combine([v0, *f, v1]), anchor1
