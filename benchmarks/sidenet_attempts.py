@@ -43,6 +43,12 @@ LIGHT = {"width": 16, "depth": 2, "embed_dim": 16, "heads": 2}  # 6.7-7.2k param
 DIGITS_136K = {"width": 64}  # digits.pt's architecture: the defaults otherwise
 FINE_TUNE = {"questions": "solves", "solve_bank": 512, "solve_guidance": 2.0, "questions_per_solve": 4, "lr": 2e-4,
              "iterations": 400}  # from a trained SideNet: guided solve questions at a tenth of the usual lr
+# GPU-sized (benchmarks/gpu_sidenet_attempts.py sizes the iterations to a lent GPU's minutes): a bank of 4096 guided
+# trajectories solved 1024 at a time, 1024 of them drawn an iteration
+GPU_BANK = {"questions": "solves", "solve_bank": 4096, "batch_size": 1024, "solve_guidance": 2.0,
+            "questions_per_solve": 4}
+NFE10_SHIFTED = {"solve_nfe_min": 10, "solve_nfe_max": 10, "solve_shift": 0.5}  # one solve's questions: a ceiling
+SHIFTED = {"name": "shifted", "shift": 0.5}
 SETTINGS = {
     "gmm64": {"backbones": [{"name": "gmm", "params": {"preset": "gmm64"}}], "guidance": {"scale": 1.0},
               "num_samples": 1024, "batch_size": 1024, "reference": {"rtol": 1e-9, "atol": 1e-9}},
@@ -201,6 +207,23 @@ ATTEMPTS = (
             "endpoint fine-tuning on the shifted grids' intervals (solve_shift, a bank of their own), sampled on them",
             {**DIGITS_136K, **FINE_TUNE, "questions_per_solve": 2, "solve_loss": "endpoints", "solve_shift": 0.5},
             init="digits.pt", schedule={"name": "shifted", "shift": 0.5}),
+    Attempt("digits", "136k fine-tuned on guided solve questions, GPU bank of 4096", "longer training, larger "
+            "batches: the fine-tunings above saw 512 trajectories and 400 iterations, and their losses fell on "
+            "held-out trajectories as on the bank (question_errors.md); here 8 times the bank, 4 times the batch "
+            "and as many iterations as a lent GPU's minutes allow",
+            {**DIGITS_136K, **GPU_BANK, "lr": 2e-4, "iterations": 20000}, init="digits.pt"),
+    Attempt("digits", "136k trained on guided solve questions from scratch, GPU bank of 4096", "the same "
+            "without digits.pt's chain training to start from, at the usual lr",
+            {**DIGITS_136K, **GPU_BANK, "iterations": 20000}),
+    Attempt("digits", "136k fine-tuned on one NFE-10 solve's questions, grid shifted 0.5 (ceiling)", "can the "
+            "136k network fit the questions that decide NFE 10 at all: only the 39 questions of the NFE-10 solve "
+            "on the best grid (solve_nfe_min = solve_nfe_max = 10), from digits.pt at the usual lr",
+            {**DIGITS_136K, **GPU_BANK, **NFE10_SHIFTED, "iterations": 20000}, init="digits.pt",
+            schedule=SHIFTED),
+    Attempt("digits", "width 128 on one NFE-10 solve's questions, grid shifted 0.5 (capacity ceiling)",
+            "the same ceiling at twice the width (about four times the parameters), from scratch: whether "
+            "capacity is the limit",
+            {"width": 128, **GPU_BANK, **NFE10_SHIFTED, "iterations": 20000}, schedule=SHIFTED),
 )
 
 

@@ -178,3 +178,38 @@ def test_question_errors_split_the_bank_and_measure_against_the_exact_velocities
     for question in questions:  # both branches, guided: the SideNet off is the anchor's guided velocity
         _, off = errors["question_error"](zero, guided, question, 2.0)
         assert off > 1e-3 and errors["question_error"](zero, guided, question, 2.0) == (off, off)
+
+
+def test_gpu_attempts_size_iterations_to_the_time_left():
+    sized = script("gpu_sidenet_attempts")["sized_iterations"]
+    # 0.8 of 100 s split two ways: 40 s each, at 10 ms (4000, capped at 2500) and 30 ms (1333 -> 1300) an iteration
+    assert sized([0.01, 0.03], [2500, 20000], 100.0) == [2500, 1300]
+    assert sized([1.0], [5000], 10.0) == [100]  # never fewer than 100
+
+
+def test_gpu_attempts_share_a_bank_and_write_the_cache_entries_the_table_reads(tmp_path, monkeypatch):
+    module = script("gpu_sidenet_attempts")
+    Attempt = module["Attempt"]
+    tiny = {"questions": "solves", "solve_bank": 64, "batch_size": 32, "questions_per_solve": 4, "width": 16,
+            "depth": 1, "iterations": 200}
+    attempts = (Attempt("gmm64", "tiny a", "", tiny), Attempt("gmm64", "tiny b", "", {**tiny, "lr": 5e-4}),
+                Attempt("gmm64", "shipped", "", checkpoint="gmm64.pt"))
+    main = module["main"]
+    main.__globals__["ATTEMPTS"] = attempts  # runpy's namespace: the module's globals
+    with pytest.raises(SystemExit):
+        main(["--names", "shipped", "--budget", "60", "--out", str(tmp_path / "x"), "--device", "cpu"])
+    with pytest.raises(SystemExit):
+        main(["--names", "nobody", "--budget", "60", "--out", str(tmp_path / "x"), "--device", "cpu"])
+    out = tmp_path / "out"
+    assert main(["--names", "tiny a", "tiny b", "--budget", "150", "--out", str(out), "--device", "cpu"]) == 0
+    banks = [p for p in (tmp_path / "banks").iterdir() if p.is_dir()]
+    assert len(banks) == 1 and len(list(banks[0].glob("batch_*.pt"))) == 2  # one bank, solved once, for both
+    backbone = module["settings_backbone"]("gmm64")
+    for attempt in attempts[:2]:
+        config = SideNetConfig.from_settings({**attempt.params, "iterations": 200})  # the cap: gmm is quick
+        name = module["cache_path"](Path("."), backbone, config).name
+        saved = torch.load(out / name, weights_only=False)
+        assert saved["stats"]["iterations"] == 200 and saved["stats"]["bank_batches_read"] == 2
+    listing = (out / "commands.txt").read_text()
+    assert listing.count("NVIDIA_TF32_OVERRIDE=0 python -m solverbench train-sidenet gmm") == 2
+    assert "--lr 0.0005" in listing and "--iterations 200" in listing
