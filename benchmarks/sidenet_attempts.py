@@ -211,19 +211,19 @@ ATTEMPTS = (
             "batches: the fine-tunings above saw 512 trajectories and 400 iterations, and their losses fell on "
             "held-out trajectories as on the bank (question_errors.md); here 8 times the bank, 4 times the batch "
             "and as many iterations as a lent GPU's minutes allow",
-            {**DIGITS_136K, **GPU_BANK, "lr": 2e-4, "iterations": 20000}, init="digits.pt"),
+            {**DIGITS_136K, **GPU_BANK, "lr": 2e-4, "iterations": 2400}, init="digits.pt"),
     Attempt("digits", "136k trained on guided solve questions from scratch, GPU bank of 4096", "the same "
             "without digits.pt's chain training to start from, at the usual lr",
-            {**DIGITS_136K, **GPU_BANK, "iterations": 20000}),
+            {**DIGITS_136K, **GPU_BANK, "iterations": 1700}),
     Attempt("digits", "136k fine-tuned on one NFE-10 solve's questions, grid shifted 0.5 (ceiling)", "can the "
             "136k network fit the questions that decide NFE 10 at all: only the 39 questions of the NFE-10 solve "
             "on the best grid (solve_nfe_min = solve_nfe_max = 10), from digits.pt at the usual lr",
-            {**DIGITS_136K, **GPU_BANK, **NFE10_SHIFTED, "iterations": 20000}, init="digits.pt",
+            {**DIGITS_136K, **GPU_BANK, **NFE10_SHIFTED, "iterations": 1600}, init="digits.pt",
             schedule=SHIFTED),
     Attempt("digits", "width 128 on one NFE-10 solve's questions, grid shifted 0.5 (capacity ceiling)",
             "the same ceiling at twice the width (about four times the parameters), from scratch: whether "
             "capacity is the limit",
-            {"width": 128, **GPU_BANK, **NFE10_SHIFTED, "iterations": 20000}, schedule=SHIFTED),
+            {"width": 128, **GPU_BANK, **NFE10_SHIFTED, "iterations": 800}, schedule=SHIFTED),
 )
 
 
