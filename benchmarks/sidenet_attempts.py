@@ -309,8 +309,9 @@ def earlier_rows(section: str) -> dict[str, str]:
 NOTES = """Errors: trajectory error at NFE 5 and 10 ± half the 95% interval, one seed (gmm64: 1024 samples,
 no guidance, reference at 1e-9; digits: 500 samples, CFG 2, reference at 1e-5). Training time:
 what each checkpoint recorded, on one CPU thread of the 2-core machine with other jobs beside it
-(the 136k digits SideNet on one H100, its README says); a learned time grid's own learning is not
-counted in it."""
+(the 136k digits SideNet on one H100, its README says; the rows with a bank of 4096 at batch 1024 on
+one H200, four trainings side by side, gpu_sidenet_attempts.py), with the training it started from
+and the solving of its bank; a learned time grid's own learning is not counted in it."""
 READING = "\n## Reading"  # a hand-written section of the output file, kept when the tables are rewritten
 
 

@@ -213,3 +213,21 @@ def test_gpu_attempts_share_a_bank_and_write_the_cache_entries_the_table_reads(t
     listing = (out / "commands.txt").read_text()
     assert listing.count("NVIDIA_TF32_OVERRIDE=0 python -m solverbench train-sidenet gmm") == 2
     assert "--lr 0.0005" in listing and "--iterations 200" in listing
+
+
+def test_scheme_floor_finds_each_solver_s_rows_on_both_grids(tmp_path):
+    """The floor table through the real engine (cheap solvers in place of the oracle, whose exact solves take minutes
+    here): every row is found on the uniform and the shifted grid, with the goal line; bad options are refused."""
+    module = script("scheme_floor")
+    main = module["main"]
+    for bad in (["--samples", "1"], ["--oracle-tol", "1e-5"]):
+        with pytest.raises(SystemExit):
+            main([*bad, "--results", str(tmp_path)])
+    main.__globals__["solvers"] = lambda tol: [("BA, SideNet off", "ba", {"sidenet": "off"}), ("Euler", "euler", {})]
+    out = tmp_path / "floor.md"
+    assert main(["--samples", "2", "--results", str(tmp_path), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "python benchmarks/scheme_floor.py --samples 2" in text and "Goal, Euler at NFE 100" in text
+    rows = [line for line in text.splitlines() if line.startswith(("| BA, SideNet off |", "| Euler |"))]
+    assert len(rows) == 4 and not any("–" in row for row in rows)  # both grids, both NFEs, every cell found
+    assert any("| shifted 0.5 |" in row for row in rows)
