@@ -23,6 +23,7 @@ banks' velocities in full float32 (cuDNN's convolutions otherwise round through 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import subprocess
@@ -30,15 +31,13 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
-
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling scripts
 
-from sidenet_attempts import ATTEMPTS, Attempt, settings_backbone  # noqa: E402
+from sidenet_attempts import ATTEMPTS, SETTINGS, Attempt, settings_backbone  # noqa: E402
 from solvers.ba.bank_store import bank_key  # noqa: E402
 from solvers.ba.cache import cache_path  # noqa: E402
 from solvers.ba.config import SideNetConfig  # noqa: E402
@@ -68,9 +67,11 @@ def options(settings: dict) -> list[str]:
 
 
 def command(attempt: Attempt, iterations: int, device: str, bank_dir: str, out: str) -> list[str]:
-    backbone = attempt.backbone if attempt.backbone != "gmm64" else "gmm"
-    extra = ["--backbone-params", "{preset: gmm64}"] if attempt.backbone == "gmm64" else []
-    return [sys.executable, "-m", "solverbench", "train-sidenet", backbone, *extra,
+    """The ``train-sidenet`` command of ``attempt`` at ``iterations``, on the backbone its table runs on."""
+    spec = SETTINGS[attempt.backbone]["backbones"][0]
+    name, params = (spec, {}) if isinstance(spec, str) else (spec["name"], spec["params"])
+    extra = ["--backbone-params", json.dumps(params)] if params else []
+    return [sys.executable, "-m", "solverbench", "train-sidenet", name, *extra,
             *options({**attempt.params, "iterations": iterations}), "--device", device, "--bank-dir", bank_dir,
             "--no-progress", "--out", out]
 
@@ -120,9 +121,7 @@ def seconds_per_iteration(attempt: Attempt, backbone, device: str, bank_dir: str
     loop over the difference of their lengths."""
     config = SideNetConfig.from_settings(attempt.params)
     spent = []
-    for k in PILOT:
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+    for k in PILOT:  # each iteration waits for its loss (``.item()``), so the seconds are the device's too
         _, _, stats = train_sidenet(backbone, config, device=device, progress=False, bank_dir=bank_dir, stop_after=k)
         spent.append(stats.seconds)
         if device.startswith("cuda"):
@@ -130,7 +129,7 @@ def seconds_per_iteration(attempt: Attempt, backbone, device: str, bank_dir: str
     return max(spent[1] - spent[0], 1e-3) / (PILOT[1] - PILOT[0])
 
 
-def main(argv: list[str] | None = None, clock: Callable[[], float] = time.monotonic) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--names", nargs="+", required=True, help="attempts of sidenet_attempts.py, by name")
     parser.add_argument("--budget", type=float, required=True, help="wall seconds for the whole run (> 0)")
@@ -139,7 +138,7 @@ def main(argv: list[str] | None = None, clock: Callable[[], float] = time.monoto
     parser.add_argument("--bank-dir", default=None, help="where the banks' batches go (default: OUT/../banks; "
                         "keep it outside OUT, a bank is gigabytes)")
     args = parser.parse_args(argv)
-    start = clock()
+    clock, start = time.monotonic, time.monotonic()
     if args.budget <= 0:
         parser.error(f"--budget must be > 0 seconds, got {args.budget:g}")
     try:

@@ -87,9 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         command = "python benchmarks/scheme_floor.py " + " ".join(argv if argv is not None else sys.argv[1:])
         if args.device.startswith("cuda"):  # full float32 convolutions, as on a CPU (cuDNN's default rounds via TF32)
             command = "NVIDIA_TF32_OVERRIDE=0 " + command
+        setting = __doc__.split("\n\n")[2].strip()  # the docstring's paragraph on the setting and the cost
         Path(args.out).write_text(
             "# BA's floor on digits: the scheme with exact node velocities\n\nProduced by\n\n"
-            f"    {command.strip()}\n\n{__doc__.split(chr(10) + chr(10), 2)[2].strip()}\n\n{text}\n\n"
+            f"    {command.strip()}\n\n{setting}\n\n{text}\n\n"
             f"Errors: trajectory error ± half the 95% interval, {args.samples} samples, one seed (seed 0's noise and "
             "labels), CFG 2, reference at rtol = atol = 1e-5; the oracle's exact solves at rtol = atol = "
             f"{args.oracle_tol:g}.\n")
