@@ -51,15 +51,6 @@ def solved_bank(backbone, config: SideNetConfig, bank_dir: str | None) -> SolveB
     return SolveBank(backbone, config, config.solve_bank, generator, "cpu", progress=True, store=store)
 
 
-def part(bank: SolveBank, rows: slice) -> SolveBank:
-    """A view of ``bank`` holding only the trajectories ``rows``."""
-    view = copy.copy(bank)
-    view.states, view.velocities = bank.states[:, rows], bank.velocities[:, :, rows]
-    view.branches = [None if y is None else y[rows] for y in bank.branches]
-    view.size = view.states.shape[1]
-    return view
-
-
 def mean_loss(S, bank: SolveBank, solve_loss: str, per: int) -> float:
     """The ``solve_loss`` loss of ``DRAWS`` draws of 256 of the bank's trajectories, ``per`` questions each."""
     bank = copy.copy(bank)
@@ -102,7 +93,7 @@ def question_groups(nfe: int) -> dict[str, list[Question]]:
 def tables(names: list[str], nfe: int, bank_dir: str | None) -> str:
     backbone = resolve_backbone("digits")
     bank = solved_bank(backbone, BANK, bank_dir)
-    trained, held_out = part(bank, slice(0, TRAINED_ON)), part(bank, slice(TRAINED_ON, None))
+    trained, held_out = bank.subset(slice(0, TRAINED_ON)), bank.subset(slice(TRAINED_ON, None))
     groups = question_groups(nfe)
     losses = ["| SideNet | " + " | ".join(f"{loss} loss: fine-tuning bank / held out" for loss, _ in LOSSES) + " |",
               "|---|" + "--:|" * len(LOSSES)]

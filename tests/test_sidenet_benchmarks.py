@@ -151,7 +151,7 @@ def test_last_interval_bound_runs_the_real_solve_and_hands_its_state_to_an_exact
 
 
 def test_question_errors_split_the_bank_and_measure_against_the_exact_velocities():
-    """question_errors.py: a part of the bank holds those trajectories only; an exact SideNet leaves no loss and no
+    """question_errors.py: a subset of the bank holds those trajectories only; an exact SideNet leaves no loss and no
     question error, a zero one the error of the SideNet switched off, whichever loss is asked for."""
     from solvers.ba.questions import SolveBank
     from test_ba_questions import ExactCorrection
@@ -160,7 +160,7 @@ def test_question_errors_split_the_bank_and_measure_against_the_exact_velocities
     tiny = dict(questions="solves", solve_nfe_min=5, solve_nfe_max=6, solve_bank=32, width=16, depth=1, embed_dim=8,
                 batch_size=16)
     bank = SolveBank(gmm, SideNetConfig(**tiny), 32, torch.Generator().manual_seed(0), "cpu")
-    held_out = errors["part"](bank, slice(16, None))
+    held_out = bank.subset(slice(16, None))
     assert held_out.size == 16 and torch.equal(held_out.states, bank.states[:, 16:]) and bank.size == 32
     assert torch.equal(held_out.branches[0], bank.branches[0][16:])
     zero = torch.nn.Module()

@@ -41,6 +41,7 @@ velocity, as a guided bi-anchor solve corrects both before it guides.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import time
@@ -312,6 +313,14 @@ class SolveBank:
                 labels[start:start + rows] = batch.labels
             self.calls += batch.calls
         self.branches = branch_labels(backbone, labels, config)
+
+    def subset(self, rows: slice) -> "SolveBank":
+        """A view of the bank holding only its trajectories ``rows`` (held-out halves, say); nothing is copied."""
+        view = copy.copy(self)
+        view.states, view.velocities = self.states[:, rows], self.velocities[:, :, rows]
+        view.branches = [None if y is None else y[rows] for y in self.branches]
+        view.size = view.states.shape[1]
+        return view
 
     def loss(self, sidenet: SideNet, generator: torch.Generator,
              trained: Optional[torch.nn.Module] = None) -> tuple[torch.Tensor, int]:
