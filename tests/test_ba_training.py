@@ -1,5 +1,6 @@
 """Chain training, checkpoints and the SideNet cache."""
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -235,7 +236,7 @@ def test_init_from_starts_the_training_from_a_checkpoints_ema_weights(tmp_path):
     solver.prepare(backbone)
     assert solver.row_fields()["train_seconds"] == pytest.approx(stats.seconds + before["seconds"])
     from solvers.ba.training_cli import train_to_file
-    summary = train_to_file(backbone, {**config.as_dict(), "iterations": 1}, out=tmp_path / "cli.pt",
+    summary = train_to_file(backbone, replace(config, iterations=1), out=tmp_path / "cli.pt",
                             cache_dir=tmp_path, progress=False)
     assert f"started from {path} (its training: {before['seconds']:.1f} s)" in summary
 

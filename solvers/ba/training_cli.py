@@ -102,12 +102,11 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
                            help=f"{meaning}{'; ' if meaning else ''}default: {f.default}")
 
 
-def settings_from_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings given on the command line, checked (a ValueError names the first bad one)."""
+def config_from_options(args: argparse.Namespace) -> SideNetConfig:
+    """The SideNet settings given on the command line, checked (a ValueError names the first bad one)."""
     settings = {f.name: getattr(args, f"sidenet_{f.name}") for f in fields(SideNetConfig)
                 if getattr(args, f"sidenet_{f.name}", None) is not None}
-    SideNetConfig.from_settings(settings, where="train-sidenet options")
-    return settings
+    return SideNetConfig.from_settings(settings, where="train-sidenet options")
 
 
 def describe_settings() -> str:
@@ -116,13 +115,12 @@ def describe_settings() -> str:
         f"{f.name}={f.default!r}" for f in fields(SideNetConfig))
 
 
-def train_to_file(backbone: Any, settings: dict[str, Any], out: Optional[str | Path], *, cache_dir: str | Path,
+def train_to_file(backbone: Any, config: SideNetConfig, out: Optional[str | Path], *, cache_dir: str | Path,
                   device: str = "cpu", progress: bool = True, ranks: World = World(),
                   bank_dir: Optional[str | Path] = None) -> str:
     """Train a SideNet for ``backbone`` and write its checkpoint to ``out`` (default: the cache entry a
     grid with these settings would use); returns a summary.  ``ranks``: torchrun's processes, which
     train it data-parallel (DistributedDataParallel).  ``bank_dir``: where a solve bank's batches are kept."""
-    config = SideNetConfig.from_settings(settings, where="train-sidenet options")
     path = Path(out) if out else cache_path(cache_dir, backbone, config)
     if isinstance(backbone, torch.nn.Module):
         backbone = backbone.to(device).eval()
@@ -179,14 +177,14 @@ def train_sidenet_command(parser: argparse.ArgumentParser):
                   file=sys.stderr)
             return 2
         try:
-            settings = settings_from_options(opts)  # checked before the backbone is even built
-            check_bank_dir(SideNetConfig.from_settings(settings), opts.bank_dir)
+            config = config_from_options(opts)  # checked before the backbone is even built
+            check_bank_dir(config, opts.bank_dir)
             for path in opts.plugins:
                 load_plugin_file(path)
             backbone = resolve_backbone(args.backbone, **params)
             ranks = distributed.init_from_environment(opts.device)
             try:
-                summary = train_to_file(backbone, settings, opts.out, cache_dir=f"{opts.results}/.cache",
+                summary = train_to_file(backbone, config, opts.out, cache_dir=f"{opts.results}/.cache",
                                         device=opts.device, progress=not opts.no_progress, ranks=ranks,
                                         bank_dir=opts.bank_dir)
             finally:
