@@ -13,7 +13,9 @@ thread).
 Losses: the mean over 12 draws of 256 trajectories of the ``solve_loss: nodes`` loss (4 questions each) and of the
 ``endpoints`` loss (2 intervals each), as training computes them.  Question errors: per question, the mean over the
 held-out trajectories of the RMS error of the guided velocity ``v_u + w (v_c - v_u)`` the SideNet predicts there
-against the exact one, and (off) of the anchor's own guided velocity, what the SideNet switched off predicts.
+against the exact one, and (off) of the anchor's own guided velocity, what the SideNet switched off predicts.  As a
+yardstick, the last row is a predictor linear in ``(x(t), v(t), label)``, one per question and branch, fitted by ridge
+regression (its penalty by 4-fold cross-validation) to ``v(t - h) - v(t)`` on the fine-tuning half.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import copy
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -41,6 +44,7 @@ BANK = SideNetConfig(width=64, questions="solves", solve_bank=1024, solve_guidan
 TRAINED_ON = 512  # the first trajectories: the fine-tunings' bank
 LOSSES = (("nodes", 4), ("endpoints", 2))  # solve_loss, and questions (intervals) per trajectory
 DRAWS = 12
+PENALTIES = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # ridge penalties tried, per row of the fit
 
 
 def solved_bank(backbone, config: SideNetConfig, bank_dir: str | None) -> SolveBank:
@@ -81,6 +85,71 @@ def question_error(S, bank: SolveBank, question: Question, scale: float) -> tupl
     return rms(guided(predicted)), rms(off)
 
 
+def branch_errors(S, bank: SolveBank, question: Question) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """At ``question``: the mean RMS error of the conditional and of the unconditional answer, and the correlation of
+    the two branches' errors (over all rows and entries); for the SideNet, then for the SideNet off."""
+    t, h = question
+    anchor, answer = (bank.table.times.index(round(s, 12)) for s in (t, t - h))
+    x, rows = bank.states[anchor], len(bank.states[anchor])
+    with torch.no_grad():
+        predicted = [(v[anchor] + S(x, v[anchor], torch.full((rows,), t), torch.full((rows,), h), y) - v[answer])
+                     for y, v in zip(bank.branches, bank.velocities)]
+    off = [v[anchor] - v[answer] for v in bank.velocities]
+
+    def summary(errors):
+        c, u = (e.flatten(1) for e in errors)
+        return (c.pow(2).mean(1).sqrt().mean().item(), u.pow(2).mean(1).sqrt().mean().item(),
+                ((c * u).sum() / (c.norm() * u.norm())).item())
+    return summary(predicted), summary(off)
+
+
+def linear_features(x: torch.Tensor, v: torch.Tensor, labels: Optional[torch.Tensor], classes: int) -> torch.Tensor:
+    """``[x, v, one-hot label, 1]`` per row, float64: what the linear predictor reads."""
+    onehot = torch.zeros(len(x), classes, dtype=torch.float64)
+    if labels is not None:
+        onehot[torch.arange(len(x)), labels.clamp(max=classes - 1)] = 1.0
+    return torch.cat([x.flatten(1).double(), v.flatten(1).double(), onehot,
+                      torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
+
+
+def ridge_fit(features: torch.Tensor, targets: torch.Tensor, penalty: float) -> torch.Tensor:
+    gram = features.T @ features
+    return torch.linalg.solve(gram + penalty * torch.eye(len(gram), dtype=gram.dtype), features.T @ targets)
+
+
+def ridge_penalty(features: torch.Tensor, targets: torch.Tensor, folds: int = 4) -> float:
+    """The ridge penalty of ``PENALTIES`` (scaled by the rows) with the least ``folds``-fold cross-validated error."""
+    rows = len(features)
+    fold = torch.arange(rows) % folds
+
+    def error(penalty: float) -> float:
+        total = 0.0
+        for k in range(folds):
+            fit, held = fold != k, fold == k
+            W = ridge_fit(features[fit], targets[fit], penalty * rows)
+            total += (features[held] @ W - targets[held]).pow(2).sum().item()
+        return total
+    return min(PENALTIES, key=error)
+
+
+def linear_question_error(trained: SolveBank, held_out: SolveBank, question: Question, scale: float,
+                          classes: int) -> tuple[float, float]:
+    """``question_error`` for the predictor linear in ``(x(t), v(t), label)``, per branch, fitted by ridge regression
+    (penalty cross-validated) to ``v(t - h) - v(t)`` on the trajectories of ``trained``."""
+    t, h = question
+    anchor, answer = (trained.table.times.index(round(s, 12)) for s in (t, t - h))
+    fitted = []
+    for y, v in zip(trained.branches, trained.velocities):
+        features, target = linear_features(trained.states[anchor], v[anchor], y, classes), (v[answer] - v[anchor])
+        target = target.flatten(1).double()
+        fitted.append(ridge_fit(features, target, ridge_penalty(features, target) * len(features)))
+    weights = iter(fitted)
+
+    def linear(x, v, t_, h_, y):
+        return (linear_features(x, v, y, classes) @ next(weights)).to(v.dtype).reshape(v.shape)
+    return question_error(linear, held_out, question, scale)
+
+
 def question_groups(nfe: int) -> dict[str, list[Question]]:
     """The questions of an NFE-``nfe`` solve on the uniform grid this table shows: its first interval's forward probe,
     its last refinement (of the interval before the last) and its last forward probe (the predictor's)."""
@@ -108,8 +177,26 @@ def tables(names: list[str], nfe: int, bank_dir: str | None) -> str:
             measured = [question_error(S, held_out, q, GUIDANCE) for q in questions]
             cells.append(", ".join(f"{e:.3f} (off {off:.3f})" for e, off in measured))
         errors.append(f"| {name} | " + " | ".join(cells) + " |")
+    first = groups[next(iter(groups))]
+    branches = ["| SideNet | " + " | ".join(f"h = {h:.3f}" for _, h in first) + " |", "|---|" + "--:|" * len(first)]
+    for name in names:
+        S = load_checkpoint(checkpoint_path(name), backbone).sidenet.eval()
+        cells = []
+        for question in first:
+            (c, u, r), (c0, u0, r0) = branch_errors(S, held_out, question)
+            cells.append(f"{c:.3f} / {u:.3f} / {r:.2f} (off {c0:.3f} / {u0:.3f} / {r0:.2f})")
+        branches.append(f"| {name} | " + " | ".join(cells) + " |")
+    classes = backbone.null_label + 1  # the labels and the null label
+    cells = []
+    for questions in groups.values():
+        measured = [linear_question_error(trained, held_out, q, GUIDANCE, classes) for q in questions]
+        cells.append(", ".join(f"{e:.3f} (off {off:.3f})" for e, off in measured))
+    errors.append("| linear in (x(t), v(t), label), ridge-fitted on the fine-tuning bank | " + " | ".join(cells) + " |")
     return ("### Losses\n\n" + "\n".join(losses) + f"\n\n### Guided errors at questions of the NFE-{nfe} solve, "
-            "held out\n\n" + "\n".join(errors))
+            "held out\n\n" + "\n".join(errors) + "\n\n### The branches at the first probe, held out\n\n"
+            "Per node: the conditional answer's error / the unconditional's / the correlation of the two errors "
+            "(guidance at w = 2 takes 2 c - u of them: correlated errors cancel, uncorrelated ones add up).\n\n"
+            + "\n".join(branches))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -207,6 +207,20 @@ ATTEMPTS = (
             "endpoint fine-tuning on the shifted grids' intervals (solve_shift, a bank of their own), sampled on them",
             {**DIGITS_136K, **FINE_TUNE, "questions_per_solve": 2, "solve_loss": "endpoints", "solve_shift": 0.5},
             init="digits.pt", schedule={"name": "shifted", "shift": 0.5}),
+    Attempt("digits", "136k fine-tuned on the guided velocity", "question_errors.md: at the first probe the "
+            "GPU-trained SideNets halve the conditional answer's error and cut the unconditional's, yet their guided "
+            "answer is worse than the SideNet off at the far nodes: their two errors are nearly uncorrelated "
+            "(0.04-0.34), where the off errors are correlated (0.70-0.84) and cancel in u + 2 (c - u); so fit the "
+            "guided answer the sampler uses (solve_target: guided), the 400-iteration fine-tuning otherwise",
+            {**DIGITS_136K, **FINE_TUNE, "solve_target": "guided"}, init="digits.pt"),
+    Attempt("digits", "136k fine-tuned on the guided velocity, on a grid shifted 0.5", "the same SideNet on the best "
+            "grid", {**DIGITS_136K, **FINE_TUNE, "solve_target": "guided"}, init="digits.pt", schedule=SHIFTED),
+    Attempt("digits", "136k fine-tuned on the guided velocity, 1200 iterations", "three times as long",
+            {**DIGITS_136K, **FINE_TUNE, "solve_target": "guided", "iterations": 1200}, init="digits.pt"),
+    Attempt("digits", "136k fine-tuned on the guided velocity of grids shifted 0.5", "trained on the questions of "
+            "the grid it samples on (solve_shift: 0.5, a bank of 512 of its own)",
+            {**DIGITS_136K, **FINE_TUNE, "solve_target": "guided", "solve_shift": 0.5}, init="digits.pt",
+            schedule=SHIFTED),
     Attempt("digits", "136k fine-tuned on guided solve questions, GPU bank of 4096", "longer training, larger "
             "batches: the fine-tunings above saw 512 trajectories and 400 iterations, and their losses fell on "
             "held-out trajectories as on the bank (question_errors.md); here 8 times the bank, 4 times the batch "

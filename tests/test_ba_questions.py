@@ -354,11 +354,55 @@ def test_training_with_solve_shift_asks_the_shifted_grids_questions(gmm, monkeyp
     seen = set()
     fit = questions.fit_loss
 
-    def recording(S, x, t, h, answers, weight=None):
+    def recording(S, x, t, h, answers, weight=None, guidance=None):
         seen.update(zip(t.tolist(), h.tolist()))
-        return fit(S, x, t, h, answers, weight)
+        return fit(S, x, t, h, answers, weight, guidance)
 
     monkeypatch.setattr(questions, "fit_loss", recording)
     train_sidenet(gmm, SideNetConfig(**{**config.as_dict(), "iterations": 4}), progress=False)
     shifted = {(round(t, 5), round(h, 5)) for nfe in (3, 4) for t, h in solve_grid_questions(nfe, shift=1.5)}
     assert {(round(t, 5), round(h, 5)) for t, h in seen} == shifted  # every one of them, and nothing else
+
+
+def test_the_guided_target_fits_the_guided_answer_the_sampler_uses(gmm):
+    """solve_target: guided weighs the branches' errors as guidance does (w and 1 - w), so that errors that cancel in
+    the guided velocity cost nothing; it is checked, and leaves the cache keys of the branch target."""
+    x, t, h = torch.randn(5, 4), torch.rand(5), torch.rand(5)
+    v_c, v_u, c, u = (torch.randn(5, 4) for _ in range(4))
+    answers = [(torch.zeros(5, dtype=torch.long), v_c, c), (torch.ones(5, dtype=torch.long), v_u, u)]
+    S = lambda x, v, t, h, y: x * t[:, None] + y[:, None]  # noqa: E731
+    e_c, e_u = v_c + S(x, v_c, t, h, answers[0][0]) - c, v_u + S(x, v_u, t, h, answers[1][0]) - u
+    assert torch.allclose(fit_loss(S, x, t, h, answers, guidance=3.0), (e_u + 3.0 * (e_c - e_u)).pow(2).mean())
+    assert torch.allclose(fit_loss(S, x, t, h, answers), (e_c.pow(2).mean() + e_u.pow(2).mean()) / 2)
+    weight = torch.tensor([1.0, 4.0, 1.0, 1.0, 2.0])
+    per_question = (e_u + 3.0 * (e_c - e_u)).pow(2).mean(1)
+    assert torch.allclose(fit_loss(S, x, t, h, answers, weight, guidance=3.0), (per_question * weight).sum() / 9)
+    cancelling = [(None, v_c, v_c + 0.5), (None, v_u, v_u + 1.0)]  # errors -0.5 and -1: u + 2 (c - u) = 0
+    assert fit_loss(lambda x, v, t, h, y: torch.zeros_like(x), x, t, h, cancelling, guidance=2.0) < 1e-12
+    assert fit_loss(lambda x, v, t, h, y: torch.zeros_like(x), x, t, h, cancelling) > 0.5  # branch by branch: not
+    assert SideNetConfig(questions="solves", solve_guidance=2.0, solve_target="guided").as_dict()["solve_target"] \
+        == "guided"
+    assert "solve_target" not in SideNetConfig(questions="solves", solve_guidance=2.0).as_dict()
+    with pytest.raises(ValueError, match="'solve_target' must be one of branches, guided, got 'cfg'"):
+        SideNetConfig(questions="solves", solve_guidance=2.0, solve_target="cfg")
+    with pytest.raises(ValueError, match="solve_target: guided fits the guided velocity, and solve_guidance is 1"):
+        SideNetConfig(questions="solves", solve_target="guided")
+    with pytest.raises(ValueError, match="solve_target: guided is for solve_loss: nodes, not 'endpoints'"):
+        SideNetConfig(questions="solves", solve_guidance=2.0, solve_target="guided", solve_loss="endpoints")
+    with pytest.raises(ValueError, match="'solve_target' are for questions: solves or both"):
+        SideNetConfig(solve_target="guided")
+
+
+def test_training_on_the_guided_target_learns_the_guided_velocity(gmm):
+    """A bank of guided solves: the guided-target training lowers the guided loss on fresh trajectories."""
+    config = SideNetConfig(iterations=100, lr=1e-2, questions="solves", solve_nfe_min=3, solve_nfe_max=5,
+                           solve_bank=256, solve_guidance=2.0, solve_target="guided", **{**TINY, "batch_size": 64})
+    raw, _, _ = train_sidenet(gmm, config, progress=False)
+    start, _, _ = train_sidenet(gmm, SideNetConfig(iterations=1, lr=1e-12, **TINY), progress=False)
+
+    def held_out(sidenet):
+        with torch.no_grad():
+            return sum(question_loss(sidenet, gmm, config, 64, torch.Generator().manual_seed(100 + k), "cpu")[0]
+                       for k in range(3))
+
+    assert held_out(raw) < 0.5 * held_out(start)

@@ -178,6 +178,10 @@ def test_question_errors_split_the_bank_and_measure_against_the_exact_velocities
     for question in questions:  # both branches, guided: the SideNet off is the anchor's guided velocity
         _, off = errors["question_error"](zero, guided, question, 2.0)
         assert off > 1e-3 and errors["question_error"](zero, guided, question, 2.0) == (off, off)
+        (c, u, r), (c0, u0, r0) = errors["branch_errors"](zero, guided, question)
+        assert (c, u, r) == (c0, u0, r0) and c0 > 0 and -1 <= r0 <= 1  # a zero SideNet errs as the SideNet off
+        fitted, off_again = errors["linear_question_error"](guided, guided, question, 2.0, gmm.null_label + 1)
+        assert off_again == off and fitted < off  # fitted where it is measured: the linear row beats the anchor's v
 
 
 def test_gpu_attempts_size_iterations_to_the_time_left():
@@ -231,3 +235,16 @@ def test_scheme_floor_finds_each_solver_s_rows_on_both_grids(tmp_path):
     rows = [line for line in text.splitlines() if line.startswith(("| BA, SideNet off |", "| Euler |"))]
     assert len(rows) == 4 and not any("–" in row for row in rows)  # both grids, both NFEs, every cell found
     assert any("| shifted 0.5 |" in row for row in rows)
+
+
+def test_question_errors_linear_yardstick_recovers_a_linear_relation():
+    """The ridge fit of the linear row: an exactly linear target is recovered, the least penalty chosen."""
+    errors = script("question_errors")
+    gen = torch.Generator().manual_seed(0)
+    features = torch.randn(200, 6, generator=gen, dtype=torch.float64)
+    W = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    penalty = errors["ridge_penalty"](features, features @ W)
+    assert penalty == min(errors["PENALTIES"])
+    assert torch.allclose(errors["ridge_fit"](features, features @ W, penalty * 200), W, atol=1e-3)
+    onehot = errors["linear_features"](torch.zeros(2, 1, 2, 2), torch.zeros(2, 1, 2, 2), torch.tensor([1, 5]), 3)
+    assert onehot.shape == (2, 4 + 4 + 3 + 1) and onehot[0, 9] == 1 and onehot[1, 10] == 1  # 5 clamped: the null

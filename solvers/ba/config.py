@@ -29,7 +29,8 @@ and ``solve_guidance`` solves them under classifier-free guidance, asking both b
 ``first_interval_weight`` and ``last_interval_weight`` weight the loss of the questions of a solve's first and
 last interval, and ``solve_shift`` asks the questions of time-shifted grids instead of uniform ones.
 ``solve_loss: endpoints`` fits, per interval, the error of the state the interval builds from the answers
-(interval_loss.py) instead of each answer's.
+(interval_loss.py) instead of each answer's.  ``solve_target: guided`` fits, under ``solve_guidance``, the guided
+velocity the sampler forms from the two branches' answers instead of each branch's answer.
 
 ``init_from`` starts the training from a checkpoint's weights instead of a random initialisation: a
 chain-trained SideNet fine-tuned on solve questions, say.  The cache key holds the file's SHA-256 in place of its
@@ -49,8 +50,10 @@ DATA_MODES = ("auto", "data", "noise")
 CHAIN_STEPS = ("sidenet", "exact")
 QUESTIONS = ("chains", "solves", "both")
 SOLVE_LOSSES = ("nodes", "endpoints")
+SOLVE_TARGETS = ("branches", "guided")
 SOLVE_KNOBS = ("solve_nfe_min", "solve_nfe_max", "questions_per_solve", "solve_bank", "solve_guidance",
-               "first_interval_weight", "last_interval_weight", "solve_shift", "solve_loss")  # refused with questions: chains
+               "first_interval_weight", "last_interval_weight", "solve_shift", "solve_loss",
+               "solve_target")  # refused with questions: chains
 # The chain knobs: what ``questions: solves`` does not use, refused there at other values than their defaults.
 CHAIN_KNOBS = ("chain_length", "step_rate", "sim_nodes", "chain_steps", "noise_starts", "data", "noise_steps")
 LR_SCHEDULES = ("constant", "cosine")
@@ -71,7 +74,7 @@ LATER_SETTINGS = {"architecture": "project", "recipe": "project", "poly_degree":
                   "noise_starts": 0.0, "questions": "chains", "solve_nfe_min": 5, "solve_nfe_max": 15,
                   "questions_per_solve": 32, "solve_bank": 0, "solve_guidance": 1.0,
                   "first_interval_weight": 1.0, "last_interval_weight": 1.0, "solve_shift": 1.0, "init_from": "",
-                  "solve_loss": "nodes"}
+                  "solve_loss": "nodes", "solve_target": "branches"}
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,9 @@ class SideNetConfig:
     solve_loss: str = "nodes"  # questions: solves or both; nodes: each answer regressed on the exact velocity alone;
     # endpoints: per interval, the sum of its answers' errors weighted as the interval's state weighs them
     # (interval_loss.py)
+    solve_target: str = "branches"  # questions: solves or both, under solve_guidance; branches: each branch's answer
+    # fitted to its exact velocity; guided: the guided combination the sampler uses, v_u + w (v_c - v_u), fitted to
+    # the exact one (nodes loss only)
     solve_bank: int = 0  # questions: solves or both; 0: fresh exact trajectories every iteration; N: N of them
     # solved once before training, each iteration drawing batch_size from them (questions.SolveBank)
     solve_guidance: float = 1.0  # questions: solves or both; the CFG scale the trajectories are solved under
@@ -215,6 +221,15 @@ class SideNetConfig:
         if self.recipe == "official":
             raise ValueError(f"SideNet setting questions: {self.questions} is not the official recipe, which trains "
                              f"on chains; drop recipe: official or questions: {self.questions}")
+        if self.solve_target not in SOLVE_TARGETS:
+            raise ValueError(f"SideNet setting 'solve_target' must be one of {', '.join(SOLVE_TARGETS)}, "
+                             f"got {self.solve_target!r}")
+        if self.solve_target == "guided" and self.solve_guidance == 1:
+            raise ValueError("SideNet setting solve_target: guided fits the guided velocity, and solve_guidance is 1 "
+                             "(unguided); set solve_guidance or drop solve_target")
+        if self.solve_target == "guided" and self.solve_loss != "nodes":
+            raise ValueError(f"SideNet setting solve_target: guided is for solve_loss: nodes, not {self.solve_loss!r}; "
+                             "drop one of them")
         if self.questions == "both":
             return
         defaults = {f.name: f.default for f in fields(self)}

@@ -37,7 +37,9 @@ per interval, the error of the state it builds from its answers: their errors su
 time of the table, and draws each iteration's trajectories from them (``SolveBank``).
 ``solve_guidance: w`` solves the trajectories under classifier-free guidance at scale w (over all of
 [0, 1]) with their labels kept, and asks every question of the conditional and the unconditional
-velocity, as a guided bi-anchor solve corrects both before it guides.
+velocity, as a guided bi-anchor solve corrects both before it guides.  ``solve_target: guided`` fits what that solve
+then uses, the guided answer ``u + w (c - u)``, to the guided exact velocity: the branches' errors, weighed as the
+guidance weighs them (w on the conditional's, 1 - w on the unconditional's), may cancel, and are not fitted apart.
 """
 from __future__ import annotations
 
@@ -189,7 +191,8 @@ def fit(S: Any, x: torch.Tensor, drawn: DrawnQuestions | DrawnIntervals,
     weights = question_weights(drawn.first, drawn.last, config)
     if isinstance(drawn, DrawnIntervals):
         return endpoint_loss(S, x, drawn, answers, weights)
-    return fit_loss(S, x, drawn.t, drawn.h, answers, weights)
+    guidance = config.solve_guidance if config.solve_target == "guided" else None
+    return fit_loss(S, x, drawn.t, drawn.h, answers, weights, guidance)
 
 
 def exact_trajectories(backbone: Any, config: SideNetConfig, n: int, generator: torch.Generator, device: str,
@@ -218,14 +221,20 @@ def branch_labels(backbone: Any, labels: Optional[torch.Tensor], config: SideNet
 
 def fit_loss(S: Any, x: torch.Tensor, t: torch.Tensor, h: torch.Tensor,
              answers: Sequence[tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor]],
-             weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+             weight: Optional[torch.Tensor] = None, guidance: Optional[float] = None) -> torch.Tensor:
     """``|| v + S(x, v, t, h, y) - v' ||^2`` averaged over the questions (a mean weighted by ``weight``, one per
-    question, where given) and then over the branches; ``answers``: per branch ``(y, v, v')``."""
+    question, where given) and then over the branches; ``answers``: per branch ``(y, v, v')``.  With ``guidance`` w
+    (two branches, conditional first): the error of the guided answer ``u + w (c - u)`` against the guided exact
+    velocity instead, what a guided solve uses (``solve_target: guided``)."""
     def mean(error: torch.Tensor) -> torch.Tensor:
         if weight is None:
             return error.mean()
         return (error.flatten(1).mean(1) * weight).sum() / weight.sum()
-    return torch.stack([mean((v + S(x, v, t, h, y) - target).pow(2)) for y, v, target in answers]).mean()
+    errors = [v + S(x, v, t, h, y) - target for y, v, target in answers]
+    if guidance is not None:
+        conditional, unconditional = errors
+        return mean((unconditional + guidance * (conditional - unconditional)).pow(2))
+    return torch.stack([mean(error.pow(2)) for error in errors]).mean()
 
 
 def question_weights(first: torch.Tensor, last: torch.Tensor, config: SideNetConfig) -> Optional[torch.Tensor]:

@@ -23,7 +23,7 @@ from solverbench.registry import load_plugin_file
 from solvers.ba.cache import cache_path, train_checkpoint
 from solvers.ba.training import check_bank_dir
 from solvers.ba.config import (ARCHITECTURES, CHAIN_STEPS, DATA_MODES, LR_SCHEDULES, OUTPUT_HEADS, QUESTIONS,
-                               RECIPES, SOLVE_LOSSES, SideNetConfig)
+                               RECIPES, SOLVE_LOSSES, SOLVE_TARGETS, SideNetConfig)
 
 
 # What each SideNet setting means (``--help`` of train-sidenet); the values are checked by SideNetConfig.
@@ -61,6 +61,9 @@ SETTING_HELP = {
     "solve_loss": "questions solves or both: nodes, each answer fitted to the exact velocity alone; endpoints, per "
                   "interval the error of the state it builds from its answers (their errors summed with the "
                   "rule's weights)",
+    "solve_target": "questions solves or both, under solve-guidance: branches, each branch's answer fitted to its "
+                    "exact velocity; guided, the guided velocity v_u + w (v_c - v_u) the sampler forms from them "
+                    "(solve-loss nodes)",
     "solve_bank": "questions solves or both: 0, fresh exact trajectories every iteration; N, N of them solved "
                   "once before training (with the backbone's velocities at every asked time) and drawn from",
     "solve_guidance": "questions solves or both: the CFG scale the exact trajectories are solved under (1: "
@@ -87,7 +90,7 @@ SETTING_HELP = {
 SETTING_CHOICES = {"architecture": ARCHITECTURES, "chain_steps": CHAIN_STEPS, "recipe": RECIPES,
                    "output_head": OUTPUT_HEADS, "data": DATA_MODES, "lr_schedule": LR_SCHEDULES,
                    "sim_nodes": (1, 2, 3, 4, 5), "questions": QUESTIONS,
-                   "solve_loss": SOLVE_LOSSES}
+                   "solve_loss": SOLVE_LOSSES, "solve_target": SOLVE_TARGETS}
 
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:
