@@ -186,8 +186,8 @@ def test_question_errors_split_the_bank_and_measure_against_the_exact_velocities
 
 def test_gpu_attempts_size_iterations_to_the_time_left():
     sized = script("gpu_sidenet_attempts")["sized_iterations"]
-    # 0.8 of 100 s split two ways: 40 s each, at 10 ms (4000, capped at 2500) and 30 ms (1333 -> 1300) an iteration
-    assert sized([0.01, 0.03], [2500, 20000], 100.0) == [2500, 1300]
+    # 0.65 of 100 s split two ways: 32.5 s each, at 10 ms (3250, capped at 2500) and 30 ms (1083 -> 1000) an iteration
+    assert sized([0.01, 0.03], [2500, 20000], 100.0) == [2500, 1000]
     assert sized([1.0], [5000], 10.0) == [100]  # never fewer than 100
 
 
