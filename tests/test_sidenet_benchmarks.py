@@ -106,6 +106,14 @@ def test_a_checkpoint_s_recipe_is_checked_on_its_first_iterations(tmp_path, caps
     assert check(options) == 1 and "the first differing is iteration 2" in capsys.readouterr().out
     with pytest.raises(ValueError, match="stop_after must be 1 to the 6 iterations, got 7"):
         train_sidenet(backbone, config, progress=False, stop_after=7)
+    banked = SideNetConfig(width=16, depth=1, embed_dim=8, batch_size=16, iterations=4, questions="solves",
+                           solve_nfe_min=2, solve_nfe_max=3, solve_bank=32)
+    raw, ema, stats = train_sidenet(backbone, banked, progress=False, bank_dir=tmp_path / "banks")
+    path = save_checkpoint(tmp_path / "banked.pt", raw=raw, ema=ema, config=banked, stats=stats.as_dict(),
+                           backbone=backbone)
+    options = [str(path), "gmm", "--backbone-params", "{preset: gmm-smooth}", "--iterations", "2"]
+    assert check([*options, "--bank-dir", str(tmp_path / "banks")]) == 0  # the bank read back: the same bits
+    assert "2 of the first 2 iteration losses identical" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("guidance", [1.0, 2.0])
