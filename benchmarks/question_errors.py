@@ -63,11 +63,17 @@ def mean_loss(S, bank: SolveBank, solve_loss: str, per: int) -> float:
         return sum(bank.draw_loss(S, 256, per, torch.Generator().manual_seed(k)).item() for k in range(DRAWS)) / DRAWS
 
 
+def time_indices(bank: SolveBank, question: Question) -> tuple[int, int]:
+    """The bank's time indices of ``question``'s anchor ``t`` and answer ``t - h``."""
+    t, h = question
+    return bank.table.times.index(round(t, 12)), bank.table.times.index(round(t - h, 12))
+
+
 def question_error(S, bank: SolveBank, question: Question, scale: float) -> tuple[float, float]:
     """The mean RMS error of the guided velocity at ``t - h`` predicted from ``(x(t), v(t))``, and of ``v(t)`` itself
     (the SideNet off), over the bank's trajectories."""
     t, h = question
-    anchor, answer = (bank.table.times.index(round(s, 12)) for s in (t, t - h))
+    anchor, answer = time_indices(bank, question)
     x = bank.states[anchor]
     rows = len(x)
 
@@ -89,7 +95,7 @@ def branch_errors(S, bank: SolveBank, question: Question) -> tuple[tuple[float, 
     """At ``question``: the mean RMS error of the conditional and of the unconditional answer, and the correlation of
     the two branches' errors (over all rows and entries); for the SideNet, then for the SideNet off."""
     t, h = question
-    anchor, answer = (bank.table.times.index(round(s, 12)) for s in (t, t - h))
+    anchor, answer = time_indices(bank, question)
     x, rows = bank.states[anchor], len(bank.states[anchor])
     with torch.no_grad():
         predicted = [(v[anchor] + S(x, v[anchor], torch.full((rows,), t), torch.full((rows,), h), y) - v[answer])
@@ -137,7 +143,7 @@ def linear_question_error(trained: SolveBank, held_out: SolveBank, question: Que
     """``question_error`` for the predictor linear in ``(x(t), v(t), label)``, per branch, fitted by ridge regression
     (penalty cross-validated) to ``v(t - h) - v(t)`` on the trajectories of ``trained``."""
     t, h = question
-    anchor, answer = (trained.table.times.index(round(s, 12)) for s in (t, t - h))
+    anchor, answer = time_indices(trained, question)
     fitted = []
     for y, v in zip(trained.branches, trained.velocities):
         features, target = linear_features(trained.states[anchor], v[anchor], y, classes), (v[answer] - v[anchor])

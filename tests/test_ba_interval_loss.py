@@ -15,7 +15,7 @@ from solvers.ba.questions import (SolveBank, exact_trajectories, interval_table,
                                   solve_grid, solve_grid_questions)
 from solvers.ba.schemes import bi_anchor_interval
 from solvers.ba.training import train_sidenet
-from test_ba_questions import ExactCorrection
+from test_ba_questions import ExactCorrection, held_out
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = dict(width=16, depth=1, embed_dim=8, batch_size=16)
@@ -167,12 +167,7 @@ def test_endpoint_training_runs_and_learns_its_loss(gmm):
     assert stats.data_mode == "solves" and len(stats.loss) == 100
     start, _, _ = train_sidenet(gmm, SideNetConfig(iterations=1, lr=1e-12, **TINY), progress=False)
 
-    def held_out(sidenet):
-        with torch.no_grad():
-            return sum(question_loss(sidenet, gmm, config, 64, torch.Generator().manual_seed(100 + k), "cpu")[0]
-                       for k in range(3))
-
-    assert held_out(raw) < 0.5 * held_out(start)
+    assert held_out(raw, gmm, config) < 0.5 * held_out(start, gmm, config)
 
 
 def test_the_setting_is_checked_and_leaves_older_cache_keys():
