@@ -8,7 +8,8 @@ from backbones.gmm import GaussianMixture
 from solverbench.field import VelocityField
 from solverbench.guidance import Guidance
 from solvers.ba.config import SideNetConfig
-from solvers.ba.interval_loss import DrawnIntervals, SolveIntervals, endpoint_residuals, interval_terms
+from solvers.ba.interval_loss import (DrawnIntervals, SolveIntervals, endpoint_loss, endpoint_residuals,
+                                      interval_terms)
 from solvers.ba.node_velocities import NodeVelocities, OracleVelocities
 from solvers.ba.quadrature import LOBATTO_A, LOBATTO4, gauss_legendre
 from solvers.ba.questions import (SolveBank, exact_trajectories, interval_table, question_loss, question_table,
@@ -165,6 +166,38 @@ def test_endpoint_training_runs_and_learns_its_loss(gmm):
                            solve_loss="endpoints", questions_per_solve=4, **{**TINY, "batch_size": 64})
     raw, _, stats = train_sidenet(gmm, config, progress=False)
     assert stats.data_mode == "solves" and len(stats.loss) == 100
+    start, _, _ = train_sidenet(gmm, SideNetConfig(iterations=1, lr=1e-12, **TINY), progress=False)
+
+    assert held_out(raw, gmm, config) < 0.5 * held_out(start, gmm, config)
+
+
+def test_the_guided_endpoint_loss_is_the_residual_of_the_guided_answers(gmm):
+    """With solve_target: guided, an interval's residual is the one of the state built from the guided answers
+    ``u + w (c - u)``: the branches' residuals weighed w and 1 - w, so that branch errors that cancel in the guided
+    answers cost nothing; the training draws it from guided solves and learns it."""
+    drawn = SolveIntervals([solve_grid(3)], question_table(3, 3).times, LOBATTO4).draw(
+        4, 2, torch.Generator().manual_seed(0))
+    rows = len(drawn.t)
+    x, v_c, v_u, c, u = (torch.randn(rows, 4) for _ in range(5))
+    answers = [(torch.zeros(rows, dtype=torch.long), v_c, c), (torch.ones(rows, dtype=torch.long), v_u, u)]
+    S = Wobble()
+    r_c, r_u = (endpoint_residuals(S, x, drawn, v, target, y) for y, v, target in answers)
+    assert torch.allclose(endpoint_loss(S, x, drawn, answers, guidance=2.0), (2 * r_c - r_u).pow(2).mean())
+    assert torch.allclose(endpoint_loss(S, x, drawn, answers), (r_c.pow(2).mean() + r_u.pow(2).mean()) / 2)
+    weight = torch.arange(1.0, 9.0)
+    per_interval = (r_u + 3.0 * (r_c - r_u)).pow(2).mean(1)
+    assert torch.allclose(endpoint_loss(S, x, drawn, answers, weight, guidance=3.0),
+                          (per_interval * weight).sum() / weight.sum())
+    zero = lambda x, v, t, h, y: torch.zeros_like(x)  # noqa: E731
+    cancelling = [(None, v_c, v_c + 0.5), (None, v_u, v_u + 1.0)]  # errors -0.5 and -1: u + 2 (c - u) = 0
+    assert endpoint_loss(zero, x, drawn, cancelling, guidance=2.0) < 1e-12
+    assert endpoint_loss(zero, x, drawn, cancelling) > 0.1  # branch by branch: not
+
+    config = SideNetConfig(iterations=100, lr=1e-2, questions="solves", solve_nfe_min=3, solve_nfe_max=5,
+                           solve_bank=256, solve_guidance=2.0, solve_target="guided", solve_loss="endpoints",
+                           questions_per_solve=4, **{**TINY, "batch_size": 64})
+    assert config.as_dict()["solve_target"] == "guided" and config.as_dict()["solve_loss"] == "endpoints"
+    raw, _, _ = train_sidenet(gmm, config, progress=False)
     start, _, _ = train_sidenet(gmm, SideNetConfig(iterations=1, lr=1e-12, **TINY), progress=False)
 
     assert held_out(raw, gmm, config) < 0.5 * held_out(start, gmm, config)

@@ -384,8 +384,6 @@ def test_the_guided_target_fits_the_guided_answer_the_sampler_uses(gmm):
         SideNetConfig(questions="solves", solve_guidance=2.0, solve_target="cfg")
     with pytest.raises(ValueError, match="solve_target: guided fits the guided velocity, and solve_guidance is 1"):
         SideNetConfig(questions="solves", solve_target="guided")
-    with pytest.raises(ValueError, match="solve_target: guided is for solve_loss: nodes, not 'endpoints'"):
-        SideNetConfig(questions="solves", solve_guidance=2.0, solve_target="guided", solve_loss="endpoints")
     with pytest.raises(ValueError, match="'solve_target' are for questions: solves or both"):
         SideNetConfig(solve_target="guided")
 

@@ -112,7 +112,7 @@ class SideNetConfig:
     # (interval_loss.py)
     solve_target: str = "branches"  # questions: solves or both, under solve_guidance; branches: each branch's answer
     # fitted to its exact velocity; guided: the guided combination the sampler uses, v_u + w (v_c - v_u), fitted to
-    # the exact one (nodes loss only)
+    # the exact one (with solve_loss: endpoints, the state built from the guided answers)
     solve_bank: int = 0  # questions: solves or both; 0: fresh exact trajectories every iteration; N: N of them
     # solved once before training, each iteration drawing batch_size from them (questions.SolveBank)
     solve_guidance: float = 1.0  # questions: solves or both; the CFG scale the trajectories are solved under
@@ -227,9 +227,6 @@ class SideNetConfig:
         if self.solve_target == "guided" and self.solve_guidance == 1:
             raise ValueError("SideNet setting solve_target: guided fits the guided velocity, and solve_guidance is 1 "
                              "(unguided); set solve_guidance or drop solve_target")
-        if self.solve_target == "guided" and self.solve_loss != "nodes":
-            raise ValueError(f"SideNet setting solve_target: guided is for solve_loss: nodes, not {self.solve_loss!r}; "
-                             "drop one of them")
         if self.questions == "both":
             return
         defaults = {f.name: f.default for f in fields(self)}

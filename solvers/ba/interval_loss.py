@@ -125,10 +125,17 @@ def endpoint_residuals(S: Any, x: torch.Tensor, drawn: DrawnIntervals, v: torch.
 
 def endpoint_loss(S: Any, x: torch.Tensor, drawn: DrawnIntervals,
                   answers: Sequence[tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor]],
-                  weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+                  weight: Optional[torch.Tensor] = None, guidance: Optional[float] = None) -> torch.Tensor:
     """``|| r ||^2`` (``endpoint_residuals``) averaged over the drawn intervals (a mean weighted by ``weight``, one
-    per interval, where given) and then over the branches; ``answers``: per branch ``(y, v, v')`` at the rows."""
-    def mean(y: Optional[torch.Tensor], v: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        error = endpoint_residuals(S, x, drawn, v, target, y).pow(2).flatten(1).mean(1)
+    per interval, where given) and then over the branches; ``answers``: per branch ``(y, v, v')`` at the rows.
+    With ``guidance`` w (two branches, conditional first): ``|| r_u + w (r_c - r_u) ||^2`` instead, the residual of
+    the state a guided solve builds from the guided answers ``u + w (c - u)`` (``solve_target: guided``; ``r`` is
+    linear in the answers' errors)."""
+    def mean(r: torch.Tensor) -> torch.Tensor:
+        error = r.pow(2).flatten(1).mean(1)
         return error.mean() if weight is None else (error * weight).sum() / weight.sum()
-    return torch.stack([mean(*answer) for answer in answers]).mean()
+    residuals = [endpoint_residuals(S, x, drawn, v, target, y) for y, v, target in answers]
+    if guidance is not None:
+        conditional, unconditional = residuals
+        return mean(unconditional + guidance * (conditional - unconditional))
+    return torch.stack([mean(r) for r in residuals]).mean()

@@ -40,6 +40,7 @@ time of the table, and draws each iteration's trajectories from them (``SolveBan
 velocity, as a guided bi-anchor solve corrects both before it guides.  ``solve_target: guided`` fits what that solve
 then uses, the guided answer ``u + w (c - u)``, to the guided exact velocity: the branches' errors, weighed as the
 guidance weighs them (w on the conditional's, 1 - w on the unconditional's), may cancel, and are not fitted apart.
+With ``solve_loss: endpoints`` it fits the state an interval builds from the guided answers.
 """
 from __future__ import annotations
 
@@ -189,9 +190,9 @@ def fit(S: Any, x: torch.Tensor, drawn: DrawnQuestions | DrawnIntervals,
     """The loss of the drawn questions (``fit_loss``) or intervals (``endpoint_loss``), weighted as ``config`` says;
     ``x``: the anchors' states, ``answers``: per branch ``(y, v, v')`` at the drawn rows."""
     weights = question_weights(drawn.first, drawn.last, config)
-    if isinstance(drawn, DrawnIntervals):
-        return endpoint_loss(S, x, drawn, answers, weights)
     guidance = config.solve_guidance if config.solve_target == "guided" else None
+    if isinstance(drawn, DrawnIntervals):
+        return endpoint_loss(S, x, drawn, answers, weights, guidance)
     return fit_loss(S, x, drawn.t, drawn.h, answers, weights, guidance)
 
 

@@ -63,7 +63,7 @@ SETTING_HELP = {
                   "rule's weights)",
     "solve_target": "questions solves or both, under solve-guidance: branches, each branch's answer fitted to its "
                     "exact velocity; guided, the guided velocity v_u + w (v_c - v_u) the sampler forms from them "
-                    "(solve-loss nodes)",
+                    "(with solve-loss endpoints, the state built from the guided answers)",
     "solve_bank": "questions solves or both: 0, fresh exact trajectories every iteration; N, N of them solved "
                   "once before training (with the backbone's velocities at every asked time) and drawn from",
     "solve_guidance": "questions solves or both: the CFG scale the exact trajectories are solved under (1: "
