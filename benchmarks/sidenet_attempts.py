@@ -221,6 +221,15 @@ ATTEMPTS = (
             "the grid it samples on (solve_shift: 0.5, a bank of 512 of its own)",
             {**DIGITS_136K, **FINE_TUNE, "solve_target": "guided", "solve_shift": 0.5}, init="digits.pt",
             schedule=SHIFTED),
+    Attempt("digits", "136k fine-tuned on the endpoint errors of the guided answers", "the two that helped "
+            "together: per interval, the state built from the guided answers u + 2 (c - u) (solve_loss: endpoints "
+            "with solve_target: guided), the 400-iteration fine-tuning with 2 intervals per trajectory",
+            {**DIGITS_136K, **FINE_TUNE, "questions_per_solve": 2, "solve_loss": "endpoints",
+             "solve_target": "guided"}, init="digits.pt"),
+    Attempt("digits", "136k fine-tuned on the endpoint errors of the guided answers, grids shifted 0.5", "the same "
+            "on the shifted grids' intervals, sampled on them",
+            {**DIGITS_136K, **FINE_TUNE, "questions_per_solve": 2, "solve_loss": "endpoints",
+             "solve_target": "guided", "solve_shift": 0.5}, init="digits.pt", schedule=SHIFTED),
     Attempt("digits", "136k fine-tuned on guided solve questions, GPU bank of 4096", "longer training, larger "
             "batches: the fine-tunings above saw 512 trajectories and 400 iterations, and their losses fell on "
             "held-out trajectories as on the bank (question_errors.md); here 8 times the bank, 4 times the batch "
