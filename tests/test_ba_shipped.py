@@ -15,6 +15,7 @@ SHIPPED = {
     "gmm64_solves.pt": ("ba_gmm.yaml", {"name": "gmm", "params": {"preset": "gmm64"}}, 1.0),
     "digits.pt": ("digits.yaml", "digits", 2.0),
     "digits_light.pt": ("digits.yaml", "digits", 2.0),
+    "digits_guided.pt": ("digits.yaml", "digits", 2.0),
 }
 
 
