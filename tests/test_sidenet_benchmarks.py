@@ -85,6 +85,15 @@ def test_attempts_keep_rows_and_sections_of_the_committed_file(tmp_path):
     goal = {"trajectory_error": 0.006, "trajectory_error_ci_low": 0.0055, "trajectory_error_ci_high": 0.0065}
     text = attempts["table"]("digits", [light], {}, goal, {light.name: rows["digits"][light.name]})
     assert rows["digits"][light.name] in text.splitlines() and "(`--missing keep`): light gated, 7k." in text
+    # an attempt with neither a cached SideNet nor an earlier row would be trained: keep refuses it before any work
+    assert not set(attempts["unmeasurable"](sections, str(tmp_path), "digits")) & set(rows["digits"])
+    assert attempts["unmeasurable"]({}, str(tmp_path), "digits") == [
+        a.name for a in listed if a.backbone == "digits" and not a.checkpoint]
+    out = tmp_path / "attempts.md"
+    out.write_text("# an earlier run without a digits table\n")
+    with pytest.raises(SystemExit):
+        attempts["main"](["--only", "digits", "--missing", "keep", "--results", str(tmp_path), "--out", str(out)])
+    assert out.read_text() == "# an earlier run without a digits table\n"
 
 
 def test_a_checkpoint_s_recipe_is_checked_on_its_first_iterations(tmp_path, capsys):
