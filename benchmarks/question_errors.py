@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling scripts
 
 from last_interval_bound import CHECKPOINTS, checkpoint_path  # noqa: E402
 from solverbench.backbone import resolve_backbone  # noqa: E402
+from solverbench.guidance import cfg_combine  # noqa: E402
 from solvers.ba.bank_store import BankStore  # noqa: E402
 from solvers.ba.checkpoint import load_checkpoint  # noqa: E402
 from solvers.ba.config import SideNetConfig  # noqa: E402
@@ -69,20 +70,25 @@ def time_indices(bank: SolveBank, question: Question) -> tuple[int, int]:
     return bank.table.times.index(round(t, 12)), bank.table.times.index(round(t - h, 12))
 
 
+def branch_answers(S, bank: SolveBank, question: Question) -> list[torch.Tensor]:
+    """Per branch, the velocity at ``t - h`` that ``S`` predicts from ``(x(t), v(t))`` on the bank's trajectories."""
+    t, h = question
+    anchor, _ = time_indices(bank, question)
+    x = bank.states[anchor]
+    rows = len(x)
+    with torch.no_grad():
+        return [v[anchor] + S(x, v[anchor], torch.full((rows,), t), torch.full((rows,), h), y)
+                for y, v in zip(bank.branches, bank.velocities)]
+
+
 def question_error(S, bank: SolveBank, question: Question, scale: float) -> tuple[float, float]:
     """The mean RMS error of the guided velocity at ``t - h`` predicted from ``(x(t), v(t))``, and of ``v(t)`` itself
     (the SideNet off), over the bank's trajectories."""
-    t, h = question
     anchor, answer = time_indices(bank, question)
-    x = bank.states[anchor]
-    rows = len(x)
 
     def guided(per_branch):
-        c, u = per_branch if len(per_branch) == 2 else (per_branch[0], per_branch[0])
-        return u + scale * (c - u)
-    with torch.no_grad():
-        predicted = [v[anchor] + S(x, v[anchor], torch.full((rows,), t), torch.full((rows,), h), y)
-                     for y, v in zip(bank.branches, bank.velocities)]
+        return cfg_combine(*per_branch, scale) if len(per_branch) == 2 else per_branch[0]
+    predicted = branch_answers(S, bank, question)
     target = guided([v[answer] for v in bank.velocities])
     off = guided([v[anchor] for v in bank.velocities])
 
@@ -94,12 +100,8 @@ def question_error(S, bank: SolveBank, question: Question, scale: float) -> tupl
 def branch_errors(S, bank: SolveBank, question: Question) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
     """At ``question``: the mean RMS error of the conditional and of the unconditional answer, and the correlation of
     the two branches' errors (over all rows and entries); for the SideNet, then for the SideNet off."""
-    t, h = question
     anchor, answer = time_indices(bank, question)
-    x, rows = bank.states[anchor], len(bank.states[anchor])
-    with torch.no_grad():
-        predicted = [(v[anchor] + S(x, v[anchor], torch.full((rows,), t), torch.full((rows,), h), y) - v[answer])
-                     for y, v in zip(bank.branches, bank.velocities)]
+    predicted = [p - v[answer] for p, v in zip(branch_answers(S, bank, question), bank.velocities)]
     off = [v[anchor] - v[answer] for v in bank.velocities]
 
     def summary(errors):
@@ -142,7 +144,6 @@ def linear_question_error(trained: SolveBank, held_out: SolveBank, question: Que
                           classes: int) -> tuple[float, float]:
     """``question_error`` for the predictor linear in ``(x(t), v(t), label)``, per branch, fitted by ridge regression
     (penalty cross-validated) to ``v(t - h) - v(t)`` on the trajectories of ``trained``."""
-    t, h = question
     anchor, answer = time_indices(trained, question)
     fitted = []
     for y, v in zip(trained.branches, trained.velocities):

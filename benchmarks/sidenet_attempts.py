@@ -363,17 +363,24 @@ def write(path: Path, command: str, text: str, remark: str = "") -> None:
                     + (f"{remark}\n\n" if remark else "") + f"{text}\n\n{NOTES}\n{reading}")
 
 
-def unmeasurable(earlier: dict[str, str], results: str, only: str | None) -> list[str]:
-    """The attempts ``--missing keep`` could neither measure (their SideNet not cached) nor copy (no row in the
-    earlier file): a run would have to train them."""
-    missing = []
+def keep_plan(earlier: dict[str, str], results: str, only: str | None) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """``--missing keep``: per backbone, the earlier rows kept for the attempts whose SideNet is not cached; and the
+    attempts that are neither cached nor in the earlier file, which a run would have to train."""
+    kept, missing = {}, []
     for backbone in SETTINGS:
         if only and backbone != only:
             continue
         rows, built = earlier_rows(earlier.get(backbone, "")), settings_backbone(backbone)
-        missing += [a.name for a in ATTEMPTS
-                    if a.backbone == backbone and a.name not in rows and not a.cached(results, built)]
-    return missing
+        uncached = [a.name for a in ATTEMPTS if a.backbone == backbone and not a.cached(results, built)]
+        kept[backbone] = {name: rows[name] for name in uncached if name in rows}
+        missing += [name for name in uncached if name not in rows]
+    return kept, missing
+
+
+def unmeasurable(earlier: dict[str, str], results: str, only: str | None) -> list[str]:
+    """The attempts ``--missing keep`` could neither measure (their SideNet not cached) nor copy (no row in the
+    earlier file): a run would have to train them."""
+    return keep_plan(earlier, results, only)[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -387,12 +394,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.missing == "keep" and not args.out:
         parser.error("--missing keep copies rows from the --out file's earlier run: give --out")
     earlier = earlier_sections(Path(args.out).read_text()) if args.out and Path(args.out).is_file() else {}
-    if args.missing == "keep":
-        untrained = unmeasurable(earlier, args.results, args.only)
-        if untrained:
-            parser.error(f"--missing keep: {'; '.join(untrained)}: not cached and no row in {args.out}; train them "
-                         "first (python -m solverbench train-sidenet with their settings writes the cache entry) or "
-                         "run with --missing train")
+    kept_by, untrained = keep_plan(earlier, args.results, args.only) if args.missing == "keep" else ({}, [])
+    if untrained:
+        parser.error(f"--missing keep: {'; '.join(untrained)}: not cached and no row in {args.out}; train them "
+                     "first (python -m solverbench train-sidenet with their settings writes the cache entry) or "
+                     "run with --missing train")
     parts = []
     for backbone in SETTINGS:
         if args.only and backbone != args.only:
@@ -400,10 +406,7 @@ def main(argv: list[str] | None = None) -> int:
                 parts.append(earlier[backbone])  # as it was
             continue
         attempts = [a for a in ATTEMPTS if a.backbone == backbone]
-        kept = {}
-        if args.missing == "keep":
-            rows, built = earlier_rows(earlier.get(backbone, "")), settings_backbone(backbone)
-            kept = {a.name: rows[a.name] for a in attempts if a.name in rows and not a.cached(args.results, built)}
+        kept = kept_by.get(backbone, {})
         measured, goal = measure(backbone, [a for a in attempts if a.name not in kept], args.results)
         parts.append(table(backbone, attempts, measured, goal, kept))
     text = "\n\n".join(parts)

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Optional
 
 import torch
 
-from solverbench.guidance import NO_GUIDANCE, Guidance
+from solverbench.guidance import NO_GUIDANCE, Guidance, cfg_combine
 
 
 class VelocityField:
@@ -115,7 +115,7 @@ class VelocityField:
         ``guidance.channels`` channels only, where it names them)."""
         if v_u is None or not self.guided_at(t):
             return v_c
-        guided = v_u + self.guidance.scale * (v_c - v_u)
+        guided = cfg_combine(v_c, v_u, self.guidance.scale)
         k = self.guidance.channels
         if k is None:
             return guided

@@ -78,3 +78,9 @@ class Guidance:
 
 
 NO_GUIDANCE = Guidance()
+
+
+def cfg_combine(conditional, unconditional, scale: float):
+    """Classifier-free guidance's ``u + w (c - u)`` of a conditional and an unconditional velocity, or of anything
+    linear in them (their errors, a state's residuals built from them)."""
+    return unconditional + scale * (conditional - unconditional)

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple, Optional, Sequence, TypeVar
 
 import torch
 
+from solverbench.guidance import cfg_combine
 from solvers.ba.quadrature import QuadratureRule
 from solvers.ba.schemes import check_bi_anchor_rule, probe_offsets, refined_backward, refinement_offsets
 
@@ -136,6 +137,5 @@ def endpoint_loss(S: Any, x: torch.Tensor, drawn: DrawnIntervals,
         return error.mean() if weight is None else (error * weight).sum() / weight.sum()
     residuals = [endpoint_residuals(S, x, drawn, v, target, y) for y, v, target in answers]
     if guidance is not None:
-        conditional, unconditional = residuals
-        return mean(unconditional + guidance * (conditional - unconditional))
+        return mean(cfg_combine(*residuals, guidance))
     return torch.stack([mean(r) for r in residuals]).mean()

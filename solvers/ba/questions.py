@@ -54,7 +54,7 @@ import torch
 from tqdm import tqdm
 
 from solverbench.field import VelocityField
-from solverbench.guidance import Guidance
+from solverbench.guidance import Guidance, cfg_combine
 from solverbench.memory import available_bytes
 from solverbench.reference import Tolerance, reference_trajectory
 from solverbench.timegrid import shifted
@@ -233,8 +233,7 @@ def fit_loss(S: Any, x: torch.Tensor, t: torch.Tensor, h: torch.Tensor,
         return (error.flatten(1).mean(1) * weight).sum() / weight.sum()
     errors = [v + S(x, v, t, h, y) - target for y, v, target in answers]
     if guidance is not None:
-        conditional, unconditional = errors
-        return mean((unconditional + guidance * (conditional - unconditional)).pow(2))
+        return mean(cfg_combine(*errors, guidance).pow(2))
     return torch.stack([mean(error.pow(2)) for error in errors]).mean()
 
 
