@@ -57,7 +57,7 @@ def pick(names: list[str]) -> list[Attempt]:
         raise ValueError(f"no attempt named {unknown[0]!r} in sidenet_attempts.py")
     chosen = [by_name[n] for n in names]
     for a in chosen:
-        if a.checkpoint or SideNetConfig.from_settings(a.params).solve_bank == 0:
+        if a.checkpoint or SideNetConfig.from_settings(a.params()).solve_bank == 0:
             raise ValueError(f"attempt {a.name!r} trains no SideNet from a solve bank: this script sizes those only")
     return chosen
 
@@ -73,7 +73,7 @@ def command(attempt: Attempt, iterations: int, device: str, bank_dir: str, out: 
     name, params = (spec, {}) if isinstance(spec, str) else (spec["name"], spec["params"])
     extra = ["--backbone-params", json.dumps(params)] if params else []
     return [sys.executable, "-m", "solverbench", "train-sidenet", name, *extra,
-            *options({**attempt.params, "iterations": iterations}), "--device", device, "--bank-dir", bank_dir,
+            *options({**attempt.params(), "iterations": iterations}), "--device", device, "--bank-dir", bank_dir,
             "--no-progress", "--out", out]
 
 
@@ -81,7 +81,7 @@ def bank_groups(attempts: list[Attempt], backbone, device: str) -> dict[str, lis
     """The attempts by the solve bank they draw from (its key, bank_store.py)."""
     groups: dict[str, list[Attempt]] = {}
     for a in attempts:
-        config = SideNetConfig.from_settings(a.params)
+        config = SideNetConfig.from_settings(a.params())
         key = repr(bank_key(backbone, config, torch.Generator().manual_seed(config.seed), device))
         groups.setdefault(key, []).append(a)
     return groups
@@ -120,7 +120,7 @@ def run_side_by_side(commands: list[list[str]], log: Path, deadline: float) -> l
 def seconds_per_iteration(attempt: Attempt, backbone, device: str, bank_dir: str) -> float:
     """One iteration of ``attempt``'s training on its bank, alone: the difference of two short runs of the real
     loop over the difference of their lengths."""
-    config = SideNetConfig.from_settings(attempt.params)
+    config = SideNetConfig.from_settings(attempt.params())
     spent = []
     for k in PILOT:  # each iteration waits for its loss (``.item()``), so the seconds are the device's too
         _, _, stats = train_sidenet(backbone, config, device=device, progress=False, bank_dir=bank_dir, stop_after=k)
@@ -171,9 +171,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"[{clock() - start:.0f} s] timing an iteration of each attempt", flush=True)
     per = [seconds_per_iteration(a, backbone, args.device, bank_dir) for a in attempts]
-    caps = [SideNetConfig.from_settings(a.params).iterations for a in attempts]
+    caps = [SideNetConfig.from_settings(a.params()).iterations for a in attempts]
     iterations = sized_iterations(per, caps, deadline - MARGIN_S - clock())
-    paths = [out / cache_path(Path("."), backbone, replace(SideNetConfig.from_settings(a.params), iterations=n)).name
+    paths = [out / cache_path(Path("."), backbone, replace(SideNetConfig.from_settings(a.params()), iterations=n)).name
              for a, n in zip(attempts, iterations)]
     commands = [command(a, n, args.device, bank_dir, str(p)) for a, n, p in zip(attempts, iterations, paths)]
     with open(out / "commands.txt", "w") as listing:

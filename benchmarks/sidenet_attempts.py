@@ -19,6 +19,7 @@ recorded in each checkpoint, on the machine and load it was trained under (see t
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from dataclasses import dataclass, field
@@ -49,6 +50,11 @@ GPU_BANK = {"questions": "solves", "solve_bank": 4096, "batch_size": 1024, "solv
             "questions_per_solve": 4}
 NFE10_SHIFTED = {"solve_nfe_min": 10, "solve_nfe_max": 10, "solve_shift": 0.5}  # one solve's questions: a ceiling
 SHIFTED = {"name": "shifted", "shift": 0.5}
+# LD3's grid learned through BA from the shifted one, at a fifth of its default lr
+LD3_FROM_SHIFTED = {"name": "ld3", "init": SHIFTED, "lr": 0.01, "samples": 200, "validation": 100, "epochs": 15}
+# the best general-purpose SideNet of the shifted grid: digits.pt fine-tuned 1200 iterations on the guided velocity
+# of the shifted grids' questions
+SHIFTED_GUIDED = {**DIGITS_136K, **FINE_TUNE, "solve_target": "guided", "solve_shift": 0.5, "iterations": 1200}
 SETTINGS = {
     "gmm64": {"backbones": [{"name": "gmm", "params": {"preset": "gmm64"}}], "guidance": {"scale": 1.0},
               "num_samples": 1024, "batch_size": 1024, "reference": {"rtol": 1e-9, "atol": 1e-9}},
@@ -66,22 +72,39 @@ class Attempt:
     checkpoint: Optional[str] = None  # a shipped file instead of settings
     schedule: Optional[str | dict] = None  # a learned time grid (ld3, gits) or a fixed one's spec ({name: shifted,
     # shift: s}) in place of the uniform one
-    init: Optional[str] = None  # a shipped file the training starts from (init_from)
+    init: Optional[str] = None  # a shipped file the training starts from (init_from), or the name of an earlier
+    # attempt of the same backbone whose trained SideNet (its cache entry under the results directory) it continues
 
-    @property
-    def params(self) -> dict:
+    def params(self, results: str = "results") -> dict:
+        """The ``ba`` solver's parameters: the shipped checkpoint, or the SideNet settings (``init_from`` resolved;
+        an earlier attempt's SideNet is read from ``results``' cache)."""
         if self.checkpoint:
             return {"checkpoint": str(CHECKPOINTS / self.checkpoint)}
-        return {**self.settings, **({"init_from": str(CHECKPOINTS / self.init)} if self.init else {})}
+        if not self.init:
+            return dict(self.settings)
+        if (CHECKPOINTS / self.init).is_file():
+            return {**self.settings, "init_from": str(CHECKPOINTS / self.init)}
+        before = next((a for a in ATTEMPTS if a.backbone == self.backbone and a.name == self.init), None)
+        if before is None:
+            raise ValueError(f"attempt {self.name!r}: init {self.init!r} is neither a file under {CHECKPOINTS} nor "
+                             f"an attempt on {self.backbone}")
+        return {**self.settings, "init_from": str(before.sidenet_path(results))}
 
-    def cached(self, results: str, backbone) -> bool:
-        """Whether its SideNet is on disk: a shipped file, or the cache entry a run would train for ``backbone``
-        (``settings_backbone``)."""
+    def sidenet_path(self, results: str = "results") -> Path:
+        """Where its trained SideNet is: the shipped file, or the cache entry a run trains for its backbone."""
         if self.checkpoint:
-            return True
-        return cache_path(Path(results) / ".cache", backbone, SideNetConfig.from_settings(self.params)).is_file()
+            return CHECKPOINTS / self.checkpoint
+        config = SideNetConfig.from_settings(self.params(results))
+        return cache_path(Path(results).absolute() / ".cache", settings_backbone(self.backbone), config)
+
+    def cached(self, results: str) -> bool:
+        """Whether its SideNet is on disk (and, for one that continues an earlier attempt, that attempt's)."""
+        if self.init and not (CHECKPOINTS / self.init).is_file() and not Path(self.params(results)["init_from"]).is_file():
+            return False
+        return self.sidenet_path(results).is_file()
 
 
+@functools.lru_cache(maxsize=None)
 def settings_backbone(backbone: str):
     """The backbone the attempts of ``backbone`` (a key of SETTINGS) run on."""
     spec = SETTINGS[backbone]["backbones"][0]
@@ -223,8 +246,7 @@ ATTEMPTS = (
             schedule=SHIFTED),
     Attempt("digits", "136k fine-tuned on the guided velocity of grids shifted 0.5, 1200 iterations", "three "
             "times as long: the best general-purpose SideNet of the shifted grid",
-            {**DIGITS_136K, **FINE_TUNE, "solve_target": "guided", "solve_shift": 0.5, "iterations": 1200},
-            init="digits.pt", schedule=SHIFTED),
+            SHIFTED_GUIDED, init="digits.pt", schedule=SHIFTED),
     Attempt("digits", "136k fine-tuned on the guided velocity of one NFE-10 solve's questions, grid shifted 0.5 "
             "(ceiling)", "the ceilings above were fitted branch by branch; the guided target on the same 39 "
             "questions, at this CPU's scale (a bank of 512, batch 256, 1200 iterations) from digits.pt at the usual "
@@ -263,25 +285,39 @@ ATTEMPTS = (
             "the same ceiling at twice the width (about four times the parameters), from scratch: whether "
             "capacity is the limit",
             {"width": 128, **GPU_BANK, **NFE10_SHIFTED, "iterations": 800}, schedule=SHIFTED),
+    Attempt("digits", "the best shifted-grid SideNet, 1200 more iterations", "its loss was still falling when its "
+            "cosine lr reached 0 (by 5% over its last 600 iterations): 1200 more from its weights, the same settings, "
+            "the lr schedule started afresh", SHIFTED_GUIDED,
+            init="136k fine-tuned on the guided velocity of grids shifted 0.5, 1200 iterations", schedule=SHIFTED),
+    Attempt("digits", "the best shifted-grid SideNet on an LD3 grid", "not a training attempt: its per-interval "
+            "profile on the 0.5 grid at NFE 10 (sidenet_diagnosis.py --digits-shift 0.5) leaves most of the error in "
+            "the last interval (the predictor alone over [0.053, 0]) and the first three, little in the middle; LD3 "
+            "learns the grid through BA from the 0.5 grid, per NFE, on 200 training trajectories (100 held out), "
+            "at lr 0.01 (the default 0.05 made the held-out loss jump fourfold between epochs)", SHIFTED_GUIDED,
+            init="digits.pt", schedule=LD3_FROM_SHIFTED),
+    Attempt("digits", "the best shifted-grid SideNet, 1200 more iterations, on an LD3 grid", "the two above "
+            "together: the longer training and LD3's grid", SHIFTED_GUIDED,
+            init="136k fine-tuned on the guided velocity of grids shifted 0.5, 1200 iterations",
+            schedule=LD3_FROM_SHIFTED),
 )
 
 
-def entry(attempt: Attempt) -> dict:
+def entry(attempt: Attempt, results: str) -> dict:
     spec = {"name": attempt.schedule} if isinstance(attempt.schedule, str) else attempt.schedule
-    return {"name": "ba", "params": attempt.params, **({"schedule": spec} if spec else {})}
+    return {"name": "ba", "params": attempt.params(results), **({"schedule": spec} if spec else {})}
 
 
 def measure(backbone: str, attempts: list[Attempt], results: str) -> tuple[dict, dict]:
     """Per attempt: {nfe: row}; and Euler's goal row at NFE 100."""
     raw = {**SETTINGS[backbone], "name": f"sidenet_attempts_{backbone}", "schedule": "uniform", "seeds": [0],
-           "solvers": [entry(a) for a in attempts] + [{"name": "euler", "nfe": [GOAL_NFE]}], "nfe": list(NFES),
+           "solvers": [entry(a, results) for a in attempts] + [{"name": "euler", "nfe": [GOAL_NFE]}], "nfe": list(NFES),
            "metrics": ["trajectory_error"], "save_samples": 0, "device": "cpu", "dtype": "float32"}
     grid = parse_grid(raw, path=ROOT / "configs" / f"{raw['name']}.yaml")
     rows = run_grid(grid, results, progress=True).frame  # all of its cells: other scripts run subsets of this grid
     rows = rows[(rows["grid"] == grid.name) & (rows["status"] == "ok")]
     out = {}
     for attempt in attempts:
-        mine = rows[(rows["solver_label"] == sb.get_solver("ba", **attempt.params).label())
+        mine = rows[(rows["solver_label"] == sb.get_solver("ba", **attempt.params(results)).label())
                     & rows["schedule"].map(lambda recorded: same_schedule(recorded, attempt.schedule))]
         out[attempt.name] = {int(r["nfe"]): r for _, r in mine.iterrows()}
     goal = rows[(rows["solver"] == "euler") & (rows["nfe"] == GOAL_NFE)].iloc[0]
@@ -370,8 +406,8 @@ def keep_plan(earlier: dict[str, str], results: str, only: str | None) -> tuple[
     for backbone in SETTINGS:
         if only and backbone != only:
             continue
-        rows, built = earlier_rows(earlier.get(backbone, "")), settings_backbone(backbone)
-        uncached = [a.name for a in ATTEMPTS if a.backbone == backbone and not a.cached(results, built)]
+        rows = earlier_rows(earlier.get(backbone, ""))
+        uncached = [a.name for a in ATTEMPTS if a.backbone == backbone and not a.cached(results)]
         kept[backbone] = {name: rows[name] for name in uncached if name in rows}
         missing += [name for name in uncached if name not in rows]
     return kept, missing

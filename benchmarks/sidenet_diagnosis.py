@@ -3,6 +3,8 @@ the true velocity change over an offset the SideNet predicts, by time.
 
     OMP_NUM_THREADS=1 python benchmarks/sidenet_diagnosis.py [--checkpoint solvers/ba/checkpoints/gmm64.pt]
         [--samples 8192] [--digits-samples 100] [--out docs/benchmarks/sidenet_diagnosis.md]
+    OMP_NUM_THREADS=1 python benchmarks/sidenet_diagnosis.py --digits-only --digits-checkpoint FILE
+        [--digits-shift 0.5] [--digits-samples 100] [--out FILE.md]
 
 1. The error profile of BA at NFE 5 (uniform grid) on gmm64, from the noise and labels of the attempts
    table's setting (seed 0, 1024 samples): for each interval ``[t_k, t_k+1]`` one BA interval is taken
@@ -16,7 +18,8 @@ the true velocity change over an offset the SideNet predicts, by time.
 2. The same NFE-5 solves on grids that give more of their five steps to [0.6, 1], where the profile
    says the error is made.
 3. The profile of the 136k digits SideNet at NFE 10 (the digits goal's budget; slow: exact solves of
-   the U-Net at 1e-5, on ``--digits-samples`` samples).
+   the U-Net at 1e-5, on ``--digits-samples`` samples).  ``--digits-only`` makes this profile alone, of
+   ``--digits-checkpoint`` on the grid time-shifted by ``--digits-shift`` (``schedule: {name: shifted}``).
 4. On gmm64, chain starting points ``(x, t)`` drawn as training draws them (data carried to a random t,
    labels kept).  For each offset ``h`` (0.02, a typical training step, and 0.0625, 0.1875 and 0.25,
    offsets of the size a few-step interval asks: an NFE-5 interval asks 0.055, 0.145 and 0.2) and each
@@ -46,6 +49,7 @@ from solverbench.reference import Tolerance, reference_trajectory  # noqa: E402
 from solverbench.metrics.trajectory import per_sample_rms  # noqa: E402
 from solverbench.noise import labels_for, noise_for  # noqa: E402
 from solverbench.solver import PrepareContext  # noqa: E402
+from solverbench.timegrid import make_time_grid  # noqa: E402
 from solvers.ba.chains import chain_start, exact_step  # noqa: E402
 from solvers.ba.checkpoint import load_checkpoint  # noqa: E402
 from solvers.ba.config import SideNetConfig  # noqa: E402
@@ -78,12 +82,12 @@ def interval_step(solver, field: VelocityField, x: torch.Tensor, t: float, t_nex
 
 def error_profile(backbone, checkpoint: str, nfe: int = PROFILE_NFE, samples: int = PROFILE_SAMPLES,
                   guidance: Guidance = Guidance(), tolerance: Tolerance = Tolerance(1e-9, 1e-9),
-                  moved: Optional[float] = MOVED, oracle: bool = True) -> str:
-    """The per-interval table of the module's docstring, for BA with ``checkpoint`` at ``nfe`` on the uniform
+                  moved: Optional[float] = MOVED, oracle: bool = True, schedule: str | dict = "uniform") -> str:
+    """The per-interval table of the module's docstring, for BA with ``checkpoint`` at ``nfe`` on ``schedule``'s
     grid (seed 0's noise and labels, exact solves at ``tolerance``); "moved" where ``moved`` is given."""
     noise, labels = evaluation_draw(backbone, samples)
     field = VelocityField(backbone, labels, guidance)
-    grid = [1 - k / nfe for k in range(nfe + 1)]
+    grid = make_time_grid(schedule, nfe).tolist()
     states = reference_trajectory(field, noise, grid, tolerance).to(noise.dtype)
     solvers = {"BA": sb.get_solver("ba", checkpoint=checkpoint), "SideNet off": sb.get_solver("ba", sidenet="off")}
     if oracle:
@@ -140,15 +144,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=8192)
     parser.add_argument("--digits-samples", type=int, default=100, help="samples of the digits profile (slow: "
                         "exact solves of the U-Net)")
+    parser.add_argument("--digits-checkpoint", default=str(ROOT / "solvers" / "ba" / "checkpoints" / "digits.pt"))
+    parser.add_argument("--digits-shift", type=float, default=1.0, help="profile digits on the grid time-shifted by "
+                        "this (1: uniform)")
+    parser.add_argument("--digits-only", action="store_true", help="the digits profile alone")
     parser.add_argument("--out", default=None, help="also write the Markdown here")
     args = parser.parse_args(argv)
+    if not Path(args.digits_checkpoint).is_file():
+        parser.error(f"no checkpoint at {args.digits_checkpoint}")
+    if not args.digits_shift > 0:
+        parser.error(f"--digits-shift must be positive, got {args.digits_shift}")
+    schedule = "uniform" if args.digits_shift == 1 else {"name": "shifted", "shift": args.digits_shift}
+    command = "OMP_NUM_THREADS=1 python benchmarks/sidenet_diagnosis.py " + " ".join(argv or sys.argv[1:])
+    digits = error_profile(resolve_backbone("digits"), args.digits_checkpoint, nfe=10, samples=args.digits_samples,
+                           guidance=Guidance(scale=2.0), tolerance=Tolerance(1e-5, 1e-5), moved=None, oracle=False,
+                           schedule=schedule)
+    grid_name = "the uniform grid" if args.digits_shift == 1 else f"the grid time-shifted by {args.digits_shift:g}"
+    digits_text = (f"The profile of `{Path(args.digits_checkpoint).name}` at NFE 10 on {grid_name}, in the setting "
+                   "of the attempts table (CFG 2, exact solves at rtol = atol = 1e-5), on its first "
+                   f"{args.digits_samples} samples. \"exact step: final\" is the floor: the final distance when the "
+                   "interval is taken by an exact solve, what two solves at that tolerance disagree by; a cell near it "
+                   "says nothing about that interval.\n\n" + digits)
+    if args.digits_only:
+        print(digits)
+        if args.out:
+            Path(args.out).write_text("# Which interval makes digits' NFE-10 error\n\nProduced by\n\n    "
+                                      + command.strip() + "\n\n" + digits_text + "\n")
+        return 0
     gmm = GaussianMixture("gmm64")
     sidenet = load_checkpoint(args.checkpoint, gmm).sidenet
     profile = error_profile(gmm, args.checkpoint)
     grids = grid_table(gmm, args.checkpoint)
-    digits = error_profile(resolve_backbone("digits"), str(ROOT / "solvers" / "ba" / "checkpoints" / "digits.pt"),
-                           nfe=10, samples=args.digits_samples, guidance=Guidance(scale=2.0),
-                           tolerance=Tolerance(1e-5, 1e-5), moved=None, oracle=False)
     x, t, y = chain_start(gmm, SideNetConfig(label_dropout=0.0), args.samples, torch.Generator().manual_seed(5), "cpu")
     v = gmm(x, t, y)
     lines = ["| t band | " + " | ".join(f"h = {h:g}" for h in OFFSETS) + " |", "|---|" + "--:|" * len(OFFSETS)]
@@ -171,7 +197,6 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     print(profile + "\n\n" + grids + "\n\n" + digits + "\n\n" + text)
     if args.out:
-        command = "OMP_NUM_THREADS=1 python benchmarks/sidenet_diagnosis.py " + " ".join(argv or sys.argv[1:])
         Path(args.out).write_text(
             "# Where the SideNet falls short (gmm64, digits)\n\nProduced by\n\n    " + command.strip() + "\n\n"
             "## gmm64: which interval of an NFE-5 solve makes the error\n\n"
@@ -186,12 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{MOVED} from their reference endpoint (rtol = atol = 1e-9), same noise and labels; the grids after the "
             "uniform one were picked by hand after reading the profile above (not tuned on this noise).\n\n"
             + grids + "\n\n"
-            "## digits at NFE 10\n\n"
-            "The same profile for the shipped 136k digits SideNet (`digits.pt`) at NFE 10, in the setting of the "
-            f"attempts table (CFG 2, exact solves at rtol = atol = 1e-5), on its first {args.digits_samples} samples. "
-            "\"exact step: final\" is the floor: the final distance when the interval is taken by an exact solve, "
-            "what two solves at that tolerance disagree by; a cell near it says nothing about that interval.\n\n"
-            + digits + "\n\n"
+            "## digits at NFE 10\n\n" + digits_text + "\n\n"
             "## gmm64: how much of the velocity change the SideNet predicts\n\n"
             "Each cell: the part of the velocity change over the offset h that the SideNet leaves unpredicted, "
             "RMS(v_hat - v(t - h)) / RMS(v(t - h) - v(t)) (0: perfect, 1: no better than v itself), then both "

@@ -46,6 +46,9 @@ def test_error_profile_charges_each_interval_and_the_oracle_leaves_least(tmp_pat
         assert local < 1e-2 and final < 1e-2 and moved == 0
     summed = [float(v) for v in rows[-1][1:4]]
     assert summed[2] < summed[1]  # exact node velocities leave less than the SideNet switched off
+    shifted = diagnosis["error_profile"](gmm, str(path), nfe=3, samples=8, oracle=False,
+                                         schedule={"name": "shifted", "shift": 0.5})
+    assert [line.split("|")[1].strip() for line in shifted.splitlines()[2:-1]] == ["[1, 0.5]", "[0.5, 0.2]", "[0.2, 0]"]
 
 
 def test_attempts_rewrite_keeps_the_reading(tmp_path):
@@ -66,6 +69,25 @@ def test_attempts_rewrite_keeps_the_reading(tmp_path):
     assert not same('{"name":"shifted","shift":1.5}', None)
 
 
+def test_an_attempt_continues_an_earlier_attempts_sidenet(tmp_path):
+    """init naming an earlier attempt: the training starts from that attempt's cache entry under the results
+    directory, and the attempt counts as cached only where both SideNets are on disk."""
+    attempts = script("sidenet_attempts")
+    earlier = next(a for a in attempts["ATTEMPTS"] if a.backbone == "digits" and a.settings and a.init == "digits.pt")
+    later = attempts["Attempt"]("digits", "continued", "why", {**earlier.settings, "iterations": 10}, init=earlier.name)
+    path = earlier.sidenet_path(str(tmp_path))
+    assert later.params(str(tmp_path))["init_from"] == str(path) and path.parent == tmp_path / ".cache" / "sidenet"
+    assert not later.cached(str(tmp_path))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"stand-in")  # the earlier SideNet cached, the later one not yet
+    assert not later.cached(str(tmp_path))
+    later.sidenet_path(str(tmp_path)).write_bytes(b"stand-in")
+    assert later.cached(str(tmp_path))
+    stray = attempts["Attempt"]("digits", "stray", "why", {"width": 64}, init="no such attempt")
+    with pytest.raises(ValueError, match="'no such attempt' is neither a file under .* nor an attempt on digits"):
+        stray.params(str(tmp_path))
+
+
 def test_attempts_keep_rows_and_sections_of_the_committed_file(tmp_path):
     """--missing keep and --only: an earlier output's sections and rows are found by backbone and attempt name, and a
     kept row is written back verbatim with a note naming it."""
@@ -79,9 +101,8 @@ def test_attempts_keep_rows_and_sections_of_the_committed_file(tmp_path):
     assert "136k SideNet (shipped digits.pt)" in rows["digits"] and "step rate 10" in rows["gmm64"]
     assert set(rows["gmm64"]) <= {a.name for a in listed if a.backbone == "gmm64"}
     light = next(a for a in listed if a.name == "light gated, 7k")
-    digits = attempts["settings_backbone"]("digits")
-    assert not light.cached(str(tmp_path), digits)  # nothing cached there
-    assert next(a for a in listed if a.checkpoint).cached(str(tmp_path), digits)  # a shipped file is always there
+    assert not light.cached(str(tmp_path))  # nothing cached there
+    assert next(a for a in listed if a.checkpoint).cached(str(tmp_path))  # a shipped file is always there
     goal = {"trajectory_error": 0.006, "trajectory_error_ci_low": 0.0055, "trajectory_error_ci_high": 0.0065}
     text = attempts["table"]("digits", [light], {}, goal, {light.name: rows["digits"][light.name]})
     assert rows["digits"][light.name] in text.splitlines() and "(`--missing keep`): light gated, 7k." in text
@@ -227,7 +248,7 @@ def test_gpu_attempts_share_a_bank_and_write_the_cache_entries_the_table_reads(t
     assert len(banks) == 1 and len(list(banks[0].glob("batch_*.pt"))) == 2  # one bank, solved once, for both
     backbone = module["settings_backbone"]("gmm64")
     for attempt in attempts[:2]:
-        config = SideNetConfig.from_settings({**attempt.params, "iterations": 200})  # the cap: gmm is quick
+        config = SideNetConfig.from_settings({**attempt.params(), "iterations": 200})  # the cap: gmm is quick
         name = module["cache_path"](Path("."), backbone, config).name
         saved = torch.load(out / name, weights_only=False)
         assert saved["stats"]["iterations"] == 200 and saved["stats"]["bank_batches_read"] == 2
