@@ -299,6 +299,11 @@ ATTEMPTS = (
             "together: the longer training and LD3's grid", SHIFTED_GUIDED,
             init="136k fine-tuned on the guided velocity of grids shifted 0.5, 1200 iterations",
             schedule=LD3_FROM_SHIFTED),
+    Attempt("digits", "the 2400-iteration shifted-grid SideNet, first interval weighted 4, 400 more iterations",
+            "its profile (sidenet_diagnosis_shifted.md) puts what the SideNet gains over the scheme alone, and most of "
+            "what it leaves, in the first three intervals and the last; on gmm64 weighting the first interval's "
+            "questions 4 is what met the goal", {**SHIFTED_GUIDED, "first_interval_weight": 4.0, "iterations": 400},
+            init="the best shifted-grid SideNet, 1200 more iterations", schedule=SHIFTED),
 )
 
 
