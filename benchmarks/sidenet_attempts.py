@@ -99,9 +99,8 @@ class Attempt:
 
     def cached(self, results: str) -> bool:
         """Whether its SideNet is on disk (and, for one that continues an earlier attempt, that attempt's)."""
-        if self.init and not (CHECKPOINTS / self.init).is_file() and not Path(self.params(results)["init_from"]).is_file():
-            return False
-        return self.sidenet_path(results).is_file()
+        start = self.params(results).get("init_from") if self.init else None
+        return (start is None or Path(start).is_file()) and self.sidenet_path(results).is_file()
 
 
 @functools.lru_cache(maxsize=None)
