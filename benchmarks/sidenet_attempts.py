@@ -82,25 +82,34 @@ class Attempt:
             return {"checkpoint": str(CHECKPOINTS / self.checkpoint)}
         if not self.init:
             return dict(self.settings)
-        if (CHECKPOINTS / self.init).is_file():
+        before = self.continues()
+        if before is None:
             return {**self.settings, "init_from": str(CHECKPOINTS / self.init)}
+        return {**self.settings, "init_from": str(before.sidenet_path(results))}
+
+    def continues(self) -> Optional["Attempt"]:
+        """The earlier attempt whose SideNet this one's training starts from (None: a shipped file, or no init)."""
+        if not self.init or (CHECKPOINTS / self.init).is_file():
+            return None
         before = next((a for a in ATTEMPTS if a.backbone == self.backbone and a.name == self.init), None)
         if before is None:
             raise ValueError(f"attempt {self.name!r}: init {self.init!r} is neither a file under {CHECKPOINTS} nor "
                              f"an attempt on {self.backbone}")
-        return {**self.settings, "init_from": str(before.sidenet_path(results))}
+        return before
 
-    def sidenet_path(self, results: str = "results") -> Path:
-        """Where its trained SideNet is: the shipped file, or the cache entry a run trains for its backbone."""
+    def sidenet_path(self, results: str = "results", params: Optional[dict] = None) -> Path:
+        """Where its trained SideNet is: the shipped file, or the cache entry a run trains for its backbone
+        (``params``: its ``params(results)``, where the caller has them)."""
         if self.checkpoint:
             return CHECKPOINTS / self.checkpoint
-        config = SideNetConfig.from_settings(self.params(results))
+        config = SideNetConfig.from_settings(params or self.params(results))
         return cache_path(Path(results).absolute() / ".cache", settings_backbone(self.backbone), config)
 
     def cached(self, results: str) -> bool:
         """Whether its SideNet is on disk (and, for one that continues an earlier attempt, that attempt's)."""
-        start = self.params(results).get("init_from") if self.init else None
-        return (start is None or Path(start).is_file()) and self.sidenet_path(results).is_file()
+        params = self.params(results)
+        start = params.get("init_from")
+        return (start is None or Path(start).is_file()) and self.sidenet_path(results, params).is_file()
 
 
 @functools.lru_cache(maxsize=None)
@@ -314,10 +323,11 @@ def entry(attempt: Attempt, results: str) -> dict:
 def measure(backbone: str, attempts: list[Attempt], results: str) -> tuple[dict, dict]:
     """Per attempt: {nfe: row}; and Euler's goal row at NFE 100."""
     raw = {**SETTINGS[backbone], "name": f"sidenet_attempts_{backbone}", "schedule": "uniform", "seeds": [0],
-           "solvers": [entry(a, results) for a in attempts] + [{"name": "euler", "nfe": [GOAL_NFE]}], "nfe": list(NFES),
-           "metrics": ["trajectory_error"], "save_samples": 0, "device": "cpu", "dtype": "float32"}
-    grid = parse_grid(raw, path=ROOT / "configs" / f"{raw['name']}.yaml")
-    rows = run_grid(grid, results, progress=True).frame  # all of its cells: other scripts run subsets of this grid
+           "nfe": list(NFES), "metrics": ["trajectory_error"], "save_samples": 0, "device": "cpu", "dtype": "float32"}
+    for stage in stages(attempts):  # an attempt that continues another is parsed (its init_from checked) after it
+        raw["solvers"] = [entry(a, results) for a in stage] + [{"name": "euler", "nfe": [GOAL_NFE]}]
+        grid = parse_grid(raw, path=ROOT / "configs" / f"{raw['name']}.yaml")
+        rows = run_grid(grid, results, progress=True).frame  # all of its cells: other scripts run subsets of this grid
     rows = rows[(rows["grid"] == grid.name) & (rows["status"] == "ok")]
     out = {}
     for attempt in attempts:
@@ -326,6 +336,16 @@ def measure(backbone: str, attempts: list[Attempt], results: str) -> tuple[dict,
         out[attempt.name] = {int(r["nfe"]): r for _, r in mine.iterrows()}
     goal = rows[(rows["solver"] == "euler") & (rows["nfe"] == GOAL_NFE)].iloc[0]
     return out, goal
+
+
+def stages(attempts: list[Attempt]) -> list[list[Attempt]]:
+    """``attempts`` in the order they can be trained: first those that start from a shipped file or from scratch,
+    then those that continue one of them, and so on (always at least one stage, for the goal's row)."""
+    def depth(attempt: Attempt) -> int:
+        before = attempt.continues()
+        return 0 if before is None else 1 + depth(before)
+    depths = [depth(a) for a in attempts]
+    return [[a for a, d in zip(attempts, depths) if d == k] for k in range(max(depths, default=0) + 1)]
 
 
 def same_schedule(recorded: str, wanted: Optional[str | dict]) -> bool:

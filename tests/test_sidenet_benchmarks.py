@@ -83,6 +83,9 @@ def test_an_attempt_continues_an_earlier_attempts_sidenet(tmp_path):
     assert not later.cached(str(tmp_path))
     later.sidenet_path(str(tmp_path)).write_bytes(b"stand-in")
     assert later.cached(str(tmp_path))
+    # a run trains (and its grid checks the init_from of) an attempt only after the one it continues
+    assert attempts["stages"]([later, earlier]) == [[earlier], [later]]
+    assert attempts["stages"]([]) == [[]]
     stray = attempts["Attempt"]("digits", "stray", "why", {"width": 64}, init="no such attempt")
     with pytest.raises(ValueError, match="'no such attempt' is neither a file under .* nor an attempt on digits"):
         stray.params(str(tmp_path))
