@@ -91,3 +91,24 @@ def test_a_read_bank_s_solving_counts_in_the_recorded_training_time(gmm, tmp_pat
     solver.prepare(gmm)
     row = solver.row_fields()
     assert row["train_seconds"] == row["sidenet_train_seconds"] == stats["seconds"] + stats["bank_seconds_read"]
+
+
+def test_a_chain_of_fine_tunings_pays_for_its_kept_bank_once(gmm, tmp_path):
+    config = SideNetConfig(**BANK)
+    first = train_checkpoint(gmm, config, tmp_path / "first.pt", progress=False, bank_dir=tmp_path / "banks")
+    assert first.stats["bank"] and first.stats["bank_seconds"] > 0 and first.stats["bank_batches_read"] == 0
+    paid = first.stats["seconds"]  # solved in place: the bank's solving is in its own seconds
+    second = train_checkpoint(gmm, SideNetConfig(**BANK, init_from=str(tmp_path / "first.pt")),
+                              tmp_path / "second.pt", progress=False, bank_dir=tmp_path / "banks").stats
+    assert second["bank"] == first.stats["bank"] and second["bank_batches_read"] == 3
+    assert second["bank_seconds_counted"] == pytest.approx(second["bank_seconds_read"])
+    solver = sb.get_solver("ba", checkpoint=str(tmp_path / "second.pt"))
+    solver.prepare(gmm)
+    assert solver.row_fields()["train_seconds"] == pytest.approx(second["seconds"] + paid)
+    third = train_checkpoint(gmm, SideNetConfig(**BANK, init_from=str(tmp_path / "second.pt")),
+                             tmp_path / "third.pt", progress=False, bank_dir=tmp_path / "banks").stats
+    assert third["init_seconds"] == pytest.approx(second["seconds"] + paid)  # the bank once along the chain
+    assert third["bank_seconds_counted"] == pytest.approx(third["bank_seconds_read"])
+    other = train_checkpoint(gmm, SideNetConfig(**{**BANK, "seed": 1}, init_from=str(tmp_path / "first.pt")),
+                             tmp_path / "other.pt", progress=False, bank_dir=tmp_path / "banks").stats
+    assert other["bank"] != first.stats["bank"] and other["bank_seconds_counted"] == 0.0  # another bank: its own

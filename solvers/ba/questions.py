@@ -299,6 +299,8 @@ class SolveBank:
         self.size, self.calls, self.config = size, 0, config
         self.draws = config.batch_size if draws is None else draws
         self.read, self.seconds_read = 0, 0.0  # batches read from ``store``, and what solving them took
+        self.seconds = 0.0  # what solving every batch took (read or solved here)
+        self.key = None if store is None else store.folder.name  # the kept bank's name, None: not kept
         check_bank_fits(backbone, config, size, len(self.table.times), device)
         chunks = range(0, size, config.batch_size)
         for index, start in enumerate(tqdm(chunks, desc="solve bank", unit="batch", disable=not progress,
@@ -311,6 +313,7 @@ class SolveBank:
                     store.write(index, batch, generator)
             else:
                 self.read, self.seconds_read = self.read + 1, self.seconds_read + batch.seconds
+            self.seconds += batch.seconds
             if index == 0:  # the whole bank at once, filled batch by batch (no second copy to concatenate)
                 self.states = batch.states.new_empty(batch.states.shape[0], size, *batch.states.shape[2:])
                 self.velocities = batch.velocities.new_empty(*batch.velocities.shape[:2], size,

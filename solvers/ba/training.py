@@ -74,6 +74,10 @@ class TrainingStats:
     # row's train_seconds; their calls are in ``backbone_calls``
     init_seconds: Optional[float] = 0.0  # init_from: the training time of the checkpoint started from (its row's
     # train_seconds; None where its file does not say), not in ``seconds`` but in a result row's train_seconds
+    bank: Optional[str] = None  # the solve bank kept under --bank-dir (its folder's name), None: none kept
+    bank_seconds: float = 0.0  # what solving all of that bank's batches took, read or solved here
+    bank_seconds_counted: float = 0.0  # of bank_seconds_read, what init_seconds already holds: the checkpoint
+    # started from used the same kept bank, so a chain of fine-tunings pays for its bank once
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -223,6 +227,9 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
         bank_batches_read=0 if bank is None else bank.read,
         bank_seconds_read=0.0 if bank is None else bank.seconds_read,
         init_seconds=0.0 if initial is None else training_seconds(initial.stats),
+        bank=None if bank is None else bank.key,
+        bank_seconds=0.0 if bank is None else bank.seconds,
+        bank_seconds_counted=bank_seconds_counted(bank, initial),
     )
     return sidenet.eval(), ema.model, stats
 
@@ -251,11 +258,20 @@ def start_from_checkpoint(sidenet: SideNet, backbone: Any, config: SideNetConfig
 
 def training_seconds(stats: dict[str, Any]) -> Optional[float]:
     """What a checkpoint's training cost in all, as its result rows report it: its own seconds, the solving of
-    the bank batches it read from disk and the training of the checkpoint it started from (None: not recorded)."""
+    the bank batches it read from disk (less what the checkpoint it started from already paid for them) and the
+    training of that checkpoint (None: not recorded)."""
     seconds, before = stats.get("seconds"), stats.get("init_seconds", 0.0)
     if seconds is None or before is None:
         return None
-    return seconds + stats.get("bank_seconds_read", 0.0) + before
+    return seconds + stats.get("bank_seconds_read", 0.0) - stats.get("bank_seconds_counted", 0.0) + before
+
+
+def bank_seconds_counted(bank: Optional[SolveBank], initial: Optional[LoadedSideNet]) -> float:
+    """What of ``bank``'s batches read from disk the checkpoint started from already paid for: where it used the
+    same kept bank, the solving of the batches both used (banks of one stream share their first batches)."""
+    if bank is None or bank.key is None or initial is None or initial.stats.get("bank") != bank.key:
+        return 0.0
+    return min(bank.seconds_read, float(initial.stats.get("bank_seconds", 0.0)))
 
 
 def check_bank_dir(config: SideNetConfig, bank_dir: Optional[str | Path]) -> None:

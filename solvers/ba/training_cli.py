@@ -132,8 +132,10 @@ def train_to_file(backbone: Any, config: SideNetConfig, out: Optional[str | Path
     s = loaded.stats
     split = f" over {ranks.size} processes (DistributedDataParallel)" if ranks.sharded else ""
     read = s.get("bank_batches_read", 0)
+    counted = s.get("bank_seconds_counted", 0.0)
+    paid = f", {counted:.1f} s of it in the training started from" if counted else ""
     bank = (f"; {read} solve-bank batches read from {bank_dir}, not solved (they took {s['bank_seconds_read']:.1f} s "
-            "when solved)") if read else ""
+            f"when solved{paid})") if read else ""
     if config.init_from:
         before = s.get("init_seconds")
         bank += (f"; started from {config.init_from} (its training: "
