@@ -312,6 +312,17 @@ ATTEMPTS = (
             "what it leaves, in the first three intervals and the last; on gmm64 weighting the first interval's "
             "questions 4 is what met the goal", {**SHIFTED_GUIDED, "first_interval_weight": 4.0, "iterations": 400},
             init="the best shifted-grid SideNet, 1200 more iterations", schedule=SHIFTED),
+    Attempt("digits", "the 2400-iteration shifted-grid SideNet, last interval weighted 4, 400 more iterations",
+            "with its last interval solved exactly it would leave 0.00608 ± 0.00065 at NFE 10, the goal "
+            "(last_interval_bound_best.md); that interval, the predictor alone over [0.053, 0], leaves 0.0038 by "
+            "itself, its quadrature with exact answers 0.00083: its three answers are the limit; so weight its "
+            "questions 4 (last_interval_weight), 400 iterations as the first interval's weighting above",
+            {**SHIFTED_GUIDED, "last_interval_weight": 4.0, "iterations": 400},
+            init="the best shifted-grid SideNet, 1200 more iterations", schedule=SHIFTED),
+    Attempt("digits", "the 2400-iteration shifted-grid SideNet, last interval weighted 16, 400 more iterations",
+            "the same at 16: the last interval's questions then carry most of the loss",
+            {**SHIFTED_GUIDED, "last_interval_weight": 16.0, "iterations": 400},
+            init="the best shifted-grid SideNet, 1200 more iterations", schedule=SHIFTED),
 )
 
 
