@@ -289,3 +289,30 @@ def test_question_errors_linear_yardstick_recovers_a_linear_relation():
     assert torch.allclose(errors["ridge_fit"](features, features @ W, penalty * 200), W, atol=1e-3)
     onehot = errors["linear_features"](torch.zeros(2, 1, 2, 2), torch.zeros(2, 1, 2, 2), torch.tensor([1, 5]), 3)
     assert onehot.shape == (2, 4 + 4 + 3 + 1) and onehot[0, 9] == 1 and onehot[1, 10] == 1  # 5 clamped: the null
+
+
+def test_reference_tolerance_measures_each_solve_against_both_references(capsys):
+    """reference_tolerance.py: the loose reference's distance to the tight one, each solve's error against both (a
+    reference against itself is 0), the paired difference; a --tight no tighter than the tables' is refused first."""
+    from solverbench.guidance import Guidance
+    from solverbench.metrics.trajectory import per_sample_rms
+    from solverbench.reference import Tolerance, solve_reference
+    tolerance = script("reference_tolerance")
+    gmm = GaussianMixture(dim=4, num_classes=2, components_per_class=2, std=0.3, mean_scale=1.5)
+    noise = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(64) % 2
+    loose, tight = (solve_reference(gmm, noise, labels, Guidance(scale=2.0), Tolerance(r, r), 64)
+                    for r in (1e-3, 1e-9))
+    gap = per_sample_rms(loose, tight).mean().item()
+    assert gap > 1e-5
+    lines = tolerance["comparison"]({"loose": loose, "tight": tight}, loose, tight)
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in lines[2:]}
+    assert list(rows) == ["the loose reference", "loose", "tight", "tight minus loose, paired"]
+    def value(cell):
+        return float(cell.split(" ± ")[0].strip("| "))
+    assert value(rows["loose"][0]) == value(rows["tight"][1]) == 0
+    for cell in (rows["the loose reference"][1], rows["loose"][1], rows["tight"][0], rows["tight minus loose, paired"][0]):
+        assert value(cell) == pytest.approx(gap, rel=0.05)
+    with pytest.raises(SystemExit) as refused:
+        tolerance["main"](["--tight", "1e-4"])
+    assert refused.value.code == 2 and "--tight must lie in (0, 1e-05)" in capsys.readouterr().err
