@@ -90,10 +90,7 @@ def bound_table(checkpoints: list[str], nfes: list[int], shifts: list[float], sa
             for shift in shifts:
                 grid = make_time_grid({"name": "shifted", "shift": shift} if shift != 1 else "uniform", nfe).tolist()
                 last = last_interval(field, solver.node_velocities(field), solver.rule, noise, grid)
-                cells = []
-                for errors in (per_sample_rms(last.predicted, reference), per_sample_rms(last.exact, reference)):
-                    value, (low, high) = mean_interval(errors)
-                    cells.append(format_with_interval(value, low, high))
+                cells = [mean_with_interval(per_sample_rms(end, reference)) for end in (last.predicted, last.exact)]
                 cells.append(f"{per_sample_rms(last.predicted, last.exact).mean():.2g}")
                 cells.append(" / ".join(f"{e.mean():.2g}" for e in last.node_errors))
                 cells.append(f"{per_sample_rms(last.exact_nodes, last.exact).mean():.2g}")
@@ -101,6 +98,12 @@ def bound_table(checkpoints: list[str], nfes: list[int], shifts: list[float], sa
                 grid_name = "uniform" if shift == 1 else f"shifted {shift:g}"
                 lines.append(f"| {name} | {nfe} | {grid_name} | {' | '.join(cells)} |")
     return "\n".join(lines)
+
+
+def mean_with_interval(errors: torch.Tensor) -> str:
+    """Per-sample errors as their mean ± half the 95% interval."""
+    value, (low, high) = mean_interval(errors)
+    return format_with_interval(value, low, high)
 
 
 def checkpoint_path(name: str) -> Path:

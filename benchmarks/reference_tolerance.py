@@ -8,9 +8,10 @@ dopri5 reference at rtol = atol = 1e-5; this measures that reference against a t
 
 Setting of the attempts table's digits rows (sidenet_attempts.py): CFG 2, seed 0's noise and labels (the first
 ``--samples``), float32 solves.  Both references are the sweep's own (``solve_reference``: float64, the given
-tolerance), each solved as one batch of the samples, as the table solves its 500 (an adaptive solve's steps are the
-batch's, so the loose one is not the table's to the bit).  A reference is tight enough where its distance to the tighter one is small beside the errors compared,
-and the verdict (which side is lower, the paired difference) is the same against both.
+tolerance), each solved as one batch of the samples, as the table solves its 500 (an adaptive solve's steps
+are the batch's, so the loose one is not the table's to the bit).  A reference is tight enough where its
+distance to the tighter one is small beside the errors compared, and the verdict (which side is lower, the
+paired difference) is the same against both.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling scripts
 
 import solverbench as sb  # noqa: E402
-from last_interval_bound import checkpoint_path  # noqa: E402
+from last_interval_bound import checkpoint_path, mean_with_interval  # noqa: E402
 from solverbench.backbone import resolve_backbone  # noqa: E402
 from solverbench.field import VelocityField  # noqa: E402
 from solverbench.guidance import Guidance  # noqa: E402
@@ -33,29 +34,23 @@ from solverbench.metrics.trajectory import per_sample_rms  # noqa: E402
 from solverbench.noise import labels_for, noise_for  # noqa: E402
 from solverbench.plan import make_plan  # noqa: E402
 from solverbench.reference import Tolerance, solve_reference  # noqa: E402
-from solverbench.report.tables.model import format_with_interval  # noqa: E402
 from solverbench.solver import PrepareContext  # noqa: E402
 from solverbench.timegrid import make_time_grid  # noqa: E402
-from solverbench.uncertainty import mean_interval  # noqa: E402
 
 TABLES = Tolerance(1e-5, 1e-5)  # the attempts table's digits reference
-
-
-def cell(errors: torch.Tensor) -> str:
-    value, (low, high) = mean_interval(errors)
-    return format_with_interval(value, low, high)
 
 
 def comparison(endpoints: dict[str, torch.Tensor], loose: torch.Tensor, tight: torch.Tensor) -> list[str]:
     """Markdown rows: the loose reference against the tight one, then each solve's error against both; and, where
     there are two solves, the paired difference (second minus first) against both."""
     lines = ["| | against the loose reference | against the tight one |", "|---|--:|--:|",
-             f"| the loose reference | 0 | {cell(per_sample_rms(loose, tight))} |"]
+             f"| the loose reference | 0 | {mean_with_interval(per_sample_rms(loose, tight))} |"]
     errors = {name: (per_sample_rms(x, loose), per_sample_rms(x, tight)) for name, x in endpoints.items()}
-    lines += [f"| {name} | {cell(a)} | {cell(b)} |" for name, (a, b) in errors.items()]
+    lines += [f"| {name} | {mean_with_interval(a)} | {mean_with_interval(b)} |" for name, (a, b) in errors.items()]
     if len(errors) == 2:
         (first, (a0, b0)), (second, (a1, b1)) = errors.items()
-        lines.append(f"| {second} minus {first}, paired | {cell(a1 - a0)} | {cell(b1 - b0)} |")
+        paired = [mean_with_interval(a1 - a0), mean_with_interval(b1 - b0)]
+        lines.append(f"| {second} minus {first}, paired | {paired[0]} | {paired[1]} |")
     return lines
 
 
