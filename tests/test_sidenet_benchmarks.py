@@ -316,3 +316,41 @@ def test_reference_tolerance_measures_each_solve_against_both_references(capsys)
     with pytest.raises(SystemExit) as refused:
         tolerance["main"](["--tight", "1e-4"])
     assert refused.value.code == 2 and "--tight must lie in (0, 1e-05)" in capsys.readouterr().err
+
+
+def test_fit_gap_measures_ba_on_its_banks_own_trajectories(tmp_path):
+    """fit_gap.py: the bank's samples start at its noises with its labels and end where an exact solve from them
+    ends; BA's errors there are its per-sample distances from those ends; a SideNet with no bank, or one solved at
+    another CFG, is refused in one line."""
+    import solverbench as sb
+    from solverbench.field import VelocityField
+    from solverbench.guidance import Guidance
+    from solverbench.reference import Tolerance, reference_trajectory
+    from solverbench.solver import PrepareContext
+    from solvers.ba.questions import SolveBank
+    gap = script("fit_gap")
+    gmm = GaussianMixture(dim=4, num_classes=2, components_per_class=2, std=0.3, mean_scale=1.5)
+    config = SideNetConfig(width=16, depth=1, embed_dim=8, batch_size=16, iterations=2, questions="solves",
+                           solve_nfe_min=2, solve_nfe_max=3, solve_bank=32, solve_guidance=2.0)
+    bank = SolveBank(gmm, config, 32, torch.Generator().manual_seed(0), "cpu")
+    samples = gap["bank_endpoints"](bank, torch.float32)
+    assert samples.noise.shape == samples.exact.shape == (32, 4) and samples.noise.dtype == torch.float32
+    field = VelocityField(gmm, samples.labels, Guidance(scale=2.0))
+    exact = reference_trajectory(field, samples.noise, [1.0, 0.0], Tolerance(1e-8, 1e-8))[-1].to(torch.float32)
+    assert torch.allclose(samples.exact, exact, atol=1e-4)  # the bank's end is the guided exact solve's
+    raw, ema, stats = train_sidenet(gmm, config, progress=False)
+    path = save_checkpoint(tmp_path / "banked.pt", raw=raw, ema=ema, config=config, stats=stats.as_dict(),
+                           backbone=gmm)
+    solver = sb.get_solver("ba", checkpoint=str(path))
+    solver.prepare(gmm, PrepareContext())
+    errors = gap["ba_errors"](solver, gmm, samples, 2.0, "uniform", 4)
+    assert errors.shape == (32,) and (errors > 0).all()
+    coarse = gap["ba_errors"](solver, gmm, samples, 2.0, "uniform", 1)
+    assert coarse.mean() > errors.mean()  # one interval is worse than four: the distance is to the exact end
+    with pytest.raises(ValueError, match="was not trained on a solve bank"):
+        gap["check_banked"]("chained.pt", SideNetConfig())
+    with pytest.raises(ValueError, match="bank was solved at CFG 1, the table samples at CFG 2"):
+        gap["check_banked"]("plain.pt", SideNetConfig(questions="solves", solve_bank=32))
+    gap["check_banked"]("banked.pt", config)  # accepted
+    with pytest.raises(SystemExit):
+        gap["main"](["--checkpoint", str(tmp_path / "missing.pt")])
