@@ -97,7 +97,8 @@ def gap_table(checkpoints: list[str], nfes: list[int], shift: float, samples: in
     for name, entry in loaded.items():
         bank = solved_bank(backbone, entry.config, bank_dir)
         key = bank.key or f"{entry.config.solve_bank} solved here"
-        banks.setdefault(key, bank_endpoints(bank, held_out.noise.dtype))
+        if key not in banks:  # checkpoints trained on one bank share its samples
+            banks[key] = bank_endpoints(bank, held_out.noise.dtype)
         solver = sb.get_solver("ba", checkpoint=str(checkpoint_path(name)))
         solver.prepare(backbone, PrepareContext())
         for nfe in nfes:
