@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, NamedTuple
 
 import torch
 
@@ -27,27 +26,18 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling scripts
 
 import solverbench as sb  # noqa: E402
-from last_interval_bound import CHECKPOINTS, TOLERANCE, checkpoint_path, mean_with_interval  # noqa: E402
+from last_interval_bound import (CHECKPOINTS, GUIDANCE, Endpoints, checkpoint_path, mean_with_interval,  # noqa: E402
+                                 table_samples)
 from question_errors import solved_bank  # noqa: E402
 from solverbench.backbone import resolve_backbone  # noqa: E402
 from solverbench.field import VelocityField  # noqa: E402
 from solverbench.guidance import Guidance  # noqa: E402
 from solverbench.metrics.trajectory import per_sample_rms  # noqa: E402
-from solverbench.noise import labels_for, noise_for  # noqa: E402
 from solverbench.plan import make_plan  # noqa: E402
-from solverbench.reference import reference_trajectory  # noqa: E402
 from solverbench.solver import PrepareContext  # noqa: E402
 from solverbench.timegrid import make_time_grid  # noqa: E402
 from solvers.ba.checkpoint import load_checkpoint  # noqa: E402
 from solvers.ba.questions import SolveBank  # noqa: E402
-
-GUIDANCE = 2.0  # the attempts table's digits CFG
-
-
-class Endpoints(NamedTuple):
-    noise: torch.Tensor  # at t = 1
-    labels: Any  # None for an unconditional backbone
-    exact: torch.Tensor  # the exact solve's state at t = 0
 
 
 def bank_endpoints(bank: SolveBank, dtype: torch.dtype) -> Endpoints:
@@ -65,16 +55,6 @@ def ba_errors(solver, backbone, samples: Endpoints, guidance: float, schedule, n
     return per_sample_rms(end, samples.exact)
 
 
-def held_out_samples(backbone, samples: int) -> Endpoints:
-    """The attempts table's digits samples and their reference ends."""
-    noise = noise_for(0, range(samples), backbone.sample_shape)
-    labels = labels_for(0, range(samples), backbone.num_classes)
-    with torch.no_grad():
-        exact = reference_trajectory(VelocityField(backbone, labels, Guidance(scale=GUIDANCE)), noise, [1.0, 0.0],
-                                     TOLERANCE)[-1].to(noise.dtype)
-    return Endpoints(noise, labels, exact)
-
-
 def check_banked(name: str, config) -> None:
     """Refuse, in one line, a SideNet that was not trained on a solve bank sampled at the table's CFG."""
     if config.questions == "chains" or config.solve_bank == 0:
@@ -90,7 +70,7 @@ def gap_table(checkpoints: list[str], nfes: list[int], shift: float, samples: in
     loaded = {name: load_checkpoint(checkpoint_path(name), backbone) for name in checkpoints}
     for name, entry in loaded.items():
         check_banked(name, entry.config)
-    held_out = held_out_samples(backbone, samples)
+    held_out = table_samples(backbone, samples)
     schedule = {"name": "shifted", "shift": shift} if shift != 1 else "uniform"
     lines = ["| SideNet | its bank | NFE | on its bank | held out | held out - bank |", "|---|---|--:|--:|--:|--:|"]
     banks: dict[str, Endpoints] = {}

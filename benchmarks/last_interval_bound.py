@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -41,7 +41,29 @@ from solvers.ba.schemes import (bi_anchor_interval, bi_anchor_to_last_interval, 
                                  probe_offsets)
 
 CHECKPOINTS = ROOT / "solvers" / "ba" / "checkpoints"
-TOLERANCE = Tolerance(1e-5, 1e-5)
+TOLERANCE = Tolerance(1e-5, 1e-5)  # the attempts table's digits reference
+GUIDANCE = 2.0  # the attempts table's digits CFG
+
+
+class Endpoints(NamedTuple):
+    noise: torch.Tensor  # at t = 1
+    labels: Any  # None for an unconditional backbone
+    exact: torch.Tensor  # the exact solve's state at t = 0
+
+
+def table_inputs(backbone, samples: int) -> tuple[torch.Tensor, Any]:
+    """The attempts table's noises and labels: seed 0's first ``samples``."""
+    return (noise_for(0, range(samples), backbone.sample_shape),
+            labels_for(0, range(samples), backbone.num_classes))
+
+
+def table_samples(backbone, samples: int) -> Endpoints:
+    """The attempts table's samples and their reference ends: the exact solve at CFG ``GUIDANCE``, ``TOLERANCE``."""
+    noise, labels = table_inputs(backbone, samples)
+    with torch.no_grad():
+        exact = reference_trajectory(VelocityField(backbone, labels, Guidance(scale=GUIDANCE)), noise, [1.0, 0.0],
+                                     TOLERANCE)[-1].to(noise.dtype)
+    return Endpoints(noise, labels, exact)
 
 
 class LastInterval(NamedTuple):
@@ -75,11 +97,8 @@ def last_interval(field: VelocityField, nodes: NodeVelocities, rule: QuadratureR
 
 def bound_table(checkpoints: list[str], nfes: list[int], shifts: list[float], samples: int) -> str:
     backbone = resolve_backbone("digits")
-    noise = noise_for(0, range(samples), backbone.sample_shape)
-    labels = labels_for(0, range(samples), backbone.num_classes)
-    field = VelocityField(backbone, labels, Guidance(scale=2.0))
-    with torch.no_grad():
-        reference = reference_trajectory(field, noise, [1.0, 0.0], TOLERANCE)[-1].to(noise.dtype)
+    noise, labels, reference = table_samples(backbone, samples)
+    field = VelocityField(backbone, labels, Guidance(scale=GUIDANCE))
     lines = ["| SideNet | NFE | grid | BA | last interval exact | last interval: own error | node velocities' error "
              "f_a / f_b / f_end | with exact node velocities: own error | anchored afresh: own error |",
              "|---|--:|---|--:|--:|--:|--:|--:|--:|"]

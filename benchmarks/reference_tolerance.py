@@ -26,12 +26,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling scripts
 
 import solverbench as sb  # noqa: E402
-from last_interval_bound import checkpoint_path, mean_with_interval  # noqa: E402
+from last_interval_bound import GUIDANCE, checkpoint_path, mean_with_interval, table_inputs  # noqa: E402
 from solverbench.backbone import resolve_backbone  # noqa: E402
 from solverbench.field import VelocityField  # noqa: E402
 from solverbench.guidance import Guidance  # noqa: E402
 from solverbench.metrics.trajectory import per_sample_rms  # noqa: E402
-from solverbench.noise import labels_for, noise_for  # noqa: E402
 from solverbench.plan import make_plan  # noqa: E402
 from solverbench.reference import Tolerance, solve_reference  # noqa: E402
 from solverbench.solver import PrepareContext  # noqa: E402
@@ -75,9 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.tight < TABLES.rtol:
         parser.error(f"--tight must lie in (0, {TABLES.rtol:g}), the tables' tolerance; got {args.tight:g}")
     backbone = resolve_backbone("digits")
-    noise = noise_for(0, range(args.samples), backbone.sample_shape)
-    labels = labels_for(0, range(args.samples), backbone.num_classes)
-    guidance = Guidance(scale=2.0)
+    noise, labels = table_inputs(backbone, args.samples)
+    guidance = Guidance(scale=GUIDANCE)
     loose = solve_reference(backbone, noise, labels, guidance, TABLES, args.samples, progress=True).float()
     tight = solve_reference(backbone, noise, labels, guidance, Tolerance(args.tight, args.tight), args.samples,
                             progress=True).float()
