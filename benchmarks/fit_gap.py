@@ -26,8 +26,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling scripts
 
 import solverbench as sb  # noqa: E402
-from last_interval_bound import (CHECKPOINTS, GUIDANCE, Endpoints, checkpoint_path, mean_with_interval,  # noqa: E402
-                                 table_samples)
 from question_errors import solved_bank  # noqa: E402
 from solverbench.backbone import resolve_backbone  # noqa: E402
 from solverbench.field import VelocityField  # noqa: E402
@@ -38,6 +36,8 @@ from solverbench.solver import PrepareContext  # noqa: E402
 from solverbench.timegrid import make_time_grid  # noqa: E402
 from solvers.ba.checkpoint import load_checkpoint  # noqa: E402
 from solvers.ba.questions import SolveBank  # noqa: E402
+from table_setting import (CHECKPOINTS, GUIDANCE, Endpoints, checkpoint_path, mean_with_interval,  # noqa: E402
+                           table_samples)
 
 
 def bank_endpoints(bank: SolveBank, dtype: torch.dtype) -> Endpoints:

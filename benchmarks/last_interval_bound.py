@@ -17,54 +17,28 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling scripts
 
 import solverbench as sb  # noqa: E402
 from solverbench.backbone import resolve_backbone  # noqa: E402
 from solverbench.field import VelocityField  # noqa: E402
 from solverbench.guidance import Guidance  # noqa: E402
 from solverbench.metrics.trajectory import per_sample_rms  # noqa: E402
-from solverbench.noise import labels_for, noise_for  # noqa: E402
-from solverbench.reference import Tolerance, reference_trajectory  # noqa: E402
-from solverbench.report.tables.model import format_with_interval  # noqa: E402
+from solverbench.reference import reference_trajectory  # noqa: E402
 from solverbench.solver import PrepareContext  # noqa: E402
 from solverbench.timegrid import make_time_grid  # noqa: E402
-from solverbench.uncertainty import mean_interval  # noqa: E402
 from solvers.ba.node_velocities import NodeVelocities  # noqa: E402
 from solvers.ba.quadrature import QuadratureRule  # noqa: E402
+from table_setting import (CHECKPOINTS, GUIDANCE, TOLERANCE, checkpoint_path, mean_with_interval,  # noqa: E402
+                           table_samples)
 from solvers.ba.schemes import (bi_anchor_interval, bi_anchor_to_last_interval, cfg_anchor, node_times,  # noqa: E402
                                  probe_offsets)
-
-CHECKPOINTS = ROOT / "solvers" / "ba" / "checkpoints"
-TOLERANCE = Tolerance(1e-5, 1e-5)  # the attempts table's digits reference
-GUIDANCE = 2.0  # the attempts table's digits CFG
-
-
-class Endpoints(NamedTuple):
-    noise: torch.Tensor  # at t = 1
-    labels: Any  # None for an unconditional backbone
-    exact: torch.Tensor  # the exact solve's state at t = 0
-
-
-def table_inputs(backbone, samples: int) -> tuple[torch.Tensor, Any]:
-    """The attempts table's noises and labels: seed 0's first ``samples``."""
-    return (noise_for(0, range(samples), backbone.sample_shape),
-            labels_for(0, range(samples), backbone.num_classes))
-
-
-def table_samples(backbone, samples: int) -> Endpoints:
-    """The attempts table's samples and their reference ends: the exact solve at CFG ``GUIDANCE``, ``TOLERANCE``."""
-    noise, labels = table_inputs(backbone, samples)
-    with torch.no_grad():
-        exact = reference_trajectory(VelocityField(backbone, labels, Guidance(scale=GUIDANCE)), noise, [1.0, 0.0],
-                                     TOLERANCE)[-1].to(noise.dtype)
-    return Endpoints(noise, labels, exact)
-
 
 class LastInterval(NamedTuple):
     predicted: torch.Tensor  # the solve's endpoint: the last interval's predictor
@@ -117,17 +91,6 @@ def bound_table(checkpoints: list[str], nfes: list[int], shifts: list[float], sa
                 grid_name = "uniform" if shift == 1 else f"shifted {shift:g}"
                 lines.append(f"| {name} | {nfe} | {grid_name} | {' | '.join(cells)} |")
     return "\n".join(lines)
-
-
-def mean_with_interval(errors: torch.Tensor) -> str:
-    """Per-sample errors as their mean ± half the 95% interval."""
-    value, (low, high) = mean_interval(errors)
-    return format_with_interval(value, low, high)
-
-
-def checkpoint_path(name: str) -> Path:
-    """A file under solvers/ba/checkpoints by name, or any path."""
-    return CHECKPOINTS / name if (CHECKPOINTS / name).is_file() else Path(name)
 
 
 def main(argv: list[str] | None = None) -> int:

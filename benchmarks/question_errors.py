@@ -32,13 +32,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling scripts
 
-from last_interval_bound import CHECKPOINTS, checkpoint_path  # noqa: E402
 from solverbench.backbone import resolve_backbone  # noqa: E402
 from solverbench.guidance import cfg_combine  # noqa: E402
 from solvers.ba.bank_store import BankStore  # noqa: E402
 from solvers.ba.checkpoint import load_checkpoint  # noqa: E402
 from solvers.ba.config import SideNetConfig  # noqa: E402
 from solvers.ba.questions import Question, SolveBank, solve_grid_questions  # noqa: E402
+from table_setting import CHECKPOINTS, checkpoint_path  # noqa: E402
 
 GUIDANCE = 2.0
 BANK = SideNetConfig(width=64, questions="solves", solve_bank=1024, solve_guidance=GUIDANCE)  # the fine-tunings'

@@ -26,7 +26,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling scripts
 
 import solverbench as sb  # noqa: E402
-from last_interval_bound import GUIDANCE, checkpoint_path, mean_with_interval, table_inputs  # noqa: E402
 from solverbench.backbone import resolve_backbone  # noqa: E402
 from solverbench.field import VelocityField  # noqa: E402
 from solverbench.guidance import Guidance  # noqa: E402
@@ -35,8 +34,9 @@ from solverbench.plan import make_plan  # noqa: E402
 from solverbench.reference import Tolerance, solve_reference  # noqa: E402
 from solverbench.solver import PrepareContext  # noqa: E402
 from solverbench.timegrid import make_time_grid  # noqa: E402
+from table_setting import GUIDANCE, TOLERANCE, checkpoint_path, mean_with_interval, table_inputs  # noqa: E402
 
-TABLES = Tolerance(1e-5, 1e-5)  # the attempts table's digits reference
+TABLES = TOLERANCE  # the attempts table's digits reference
 
 
 def comparison(endpoints: dict[str, torch.Tensor], loose: torch.Tensor, tight: torch.Tensor) -> list[str]:

@@ -39,6 +39,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling scripts
 
 import solverbench as sb  # noqa: E402
 from backbones.gmm import GaussianMixture  # noqa: E402
@@ -47,7 +48,6 @@ from solverbench.field import VelocityField  # noqa: E402
 from solverbench.guidance import Guidance  # noqa: E402
 from solverbench.reference import Tolerance, reference_trajectory  # noqa: E402
 from solverbench.metrics.trajectory import per_sample_rms  # noqa: E402
-from solverbench.noise import labels_for, noise_for  # noqa: E402
 from solverbench.solver import PrepareContext  # noqa: E402
 from solverbench.timegrid import make_time_grid  # noqa: E402
 from solvers.ba.chains import chain_start, exact_step  # noqa: E402
@@ -56,6 +56,7 @@ from solvers.ba.config import SideNetConfig  # noqa: E402
 from solverbench.report.tables.model import format_with_interval  # noqa: E402
 from solverbench.uncertainty import mean_interval  # noqa: E402
 from solvers.ba.schemes import bi_anchor, bi_anchor_interval, cfg_anchor, node_times, probe_offsets  # noqa: E402
+from table_setting import GUIDANCE, TOLERANCE, table_inputs  # noqa: E402
 
 OFFSETS = (0.02, 0.0625, 0.1875, 0.25)
 BANDS = ((0.0, 0.25), (0.25, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.0))
@@ -64,11 +65,6 @@ PROFILE_SAMPLES = 1024
 HAND_GRIDS = ((1, 0.8, 0.6, 0.4, 0.2, 0), (1, 0.9, 0.7, 0.45, 0.2, 0), (1, 0.9, 0.75, 0.5, 0.25, 0),
               (1, 0.95, 0.85, 0.6, 0.3, 0))  # uniform, then hand-picked: more of the 5 steps in [0.6, 1]
 MOVED = 0.1  # a final distance beyond this is another mixture component (they are about 1.4 apart)
-
-
-def evaluation_draw(backbone, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seed 0's noise and labels for the first ``samples`` samples: those of the attempts table's runs."""
-    return noise_for(0, range(samples), backbone.sample_shape), labels_for(0, range(samples), backbone.num_classes)
 
 
 def interval_step(solver, field: VelocityField, x: torch.Tensor, t: float, t_next: float, last: bool) -> torch.Tensor:
@@ -85,7 +81,7 @@ def error_profile(backbone, checkpoint: str, nfe: int = PROFILE_NFE, samples: in
                   moved: Optional[float] = MOVED, oracle: bool = True, schedule: str | dict = "uniform") -> str:
     """The per-interval table of the module's docstring, for BA with ``checkpoint`` at ``nfe`` on ``schedule``'s
     grid (seed 0's noise and labels, exact solves at ``tolerance``); "moved" where ``moved`` is given."""
-    noise, labels = evaluation_draw(backbone, samples)
+    noise, labels = table_inputs(backbone, samples)
     field = VelocityField(backbone, labels, guidance)
     grid = make_time_grid(schedule, nfe).tolist()
     states = reference_trajectory(field, noise, grid, tolerance).to(noise.dtype)
@@ -120,7 +116,7 @@ def error_profile(backbone, checkpoint: str, nfe: int = PROFILE_NFE, samples: in
 
 def grid_table(gmm: GaussianMixture, checkpoint: str) -> str:
     """BA and BA with the SideNet off at NFE 5 on the uniform grid and on grids with shorter first steps."""
-    noise, labels = evaluation_draw(gmm, PROFILE_SAMPLES)
+    noise, labels = table_inputs(gmm, PROFILE_SAMPLES)
     field = VelocityField(gmm, labels)
     reference = reference_trajectory(field, noise, [1.0, 0.0], Tolerance(1e-9, 1e-9))[-1].to(noise.dtype)
     solvers = {"BA": sb.get_solver("ba", checkpoint=checkpoint), "SideNet off": sb.get_solver("ba", sidenet="off")}
@@ -157,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     schedule = "uniform" if args.digits_shift == 1 else {"name": "shifted", "shift": args.digits_shift}
     command = "OMP_NUM_THREADS=1 python benchmarks/sidenet_diagnosis.py " + " ".join(argv or sys.argv[1:])
     digits = error_profile(resolve_backbone("digits"), args.digits_checkpoint, nfe=10, samples=args.digits_samples,
-                           guidance=Guidance(scale=2.0), tolerance=Tolerance(1e-5, 1e-5), moved=None, oracle=False,
+                           guidance=Guidance(scale=GUIDANCE), tolerance=TOLERANCE, moved=None, oracle=False,
                            schedule=schedule)
     grid_name = "the uniform grid" if args.digits_shift == 1 else f"the grid time-shifted by {args.digits_shift:g}"
     digits_text = (f"The profile of `{Path(args.digits_checkpoint).name}` at NFE 10 on {grid_name}, in the setting "

@@ -357,16 +357,16 @@ def test_fit_gap_measures_ba_on_its_banks_own_trajectories(tmp_path):
 
 
 def test_table_samples_are_seed_0s_first_noises_with_the_guided_reference_ends():
-    """last_interval_bound.table_samples, which fit_gap.py and last_interval_bound.py measure against: seed 0's
+    """table_setting.table_samples, which fit_gap.py and last_interval_bound.py measure against: seed 0's
     noises and labels, a prefix of any longer run's (so 200 samples are the first 200 of the table's 500), ending where
     the exact solve at the table's CFG and tolerance ends."""
     from solverbench.field import VelocityField
     from solverbench.guidance import Guidance
     from solverbench.noise import labels_for, noise_for
     from solverbench.reference import Tolerance, reference_trajectory
-    bound = script("last_interval_bound")
+    setting = script("table_setting")
     gmm = GaussianMixture(dim=4, num_classes=3, components_per_class=2, std=0.3, mean_scale=1.5)
-    few, more = bound["table_samples"](gmm, 6), bound["table_samples"](gmm, 16)
+    few, more = setting["table_samples"](gmm, 6), setting["table_samples"](gmm, 16)
     assert torch.equal(few.noise, noise_for(0, range(6), gmm.sample_shape))
     assert torch.equal(few.labels, labels_for(0, range(6), 3)) and len(set(more.labels.tolist())) > 1
     assert torch.equal(more.noise[:6], few.noise) and torch.equal(more.labels[:6], few.labels)
@@ -376,5 +376,5 @@ def test_table_samples_are_seed_0s_first_noises_with_the_guided_reference_ends()
     unguided = reference_trajectory(VelocityField(gmm, more.labels, Guidance(scale=1.0)), more.noise, [1.0, 0.0],
                                     Tolerance(1e-9, 1e-9))[-1].to(torch.float32)
     assert not torch.allclose(more.exact, unguided, atol=1e-2)  # the table's CFG 2, not the plain conditional flow
-    noise, labels = bound["table_inputs"](gmm, 6)
+    noise, labels = setting["table_inputs"](gmm, 6)
     assert torch.equal(noise, few.noise) and torch.equal(labels, few.labels)
