@@ -2,11 +2,14 @@
 the trajectory error it reached, written to a committed table.
 
     OMP_NUM_THREADS=1 python benchmarks/sidenet_attempts.py [--results results] [--only gmm64|digits]
-        [--missing train|keep] [--out docs/benchmarks/sidenet_attempts.md]
+        [--missing train|keep] [--names NAME [NAME ...]] [--out docs/benchmarks/sidenet_attempts.md]
 
 ``--out`` rewrites the tables and keeps the file's hand-written ``## Reading`` section; with ``--only`` it
 keeps the other backbone's table as it is.  ``--missing keep`` does not train the SideNets missing from the
 cache (hours on a CPU): their rows are copied from the ``--out`` file's earlier run, and the notes say which.
+``--names`` measures the named attempts only, training their SideNets where not cached together with those of
+the attempts they continue (also measured), and copies every other row from the ``--out`` file's earlier run:
+one row rebuilt from a fresh clone, where ``--missing train`` would train every attempt of the table.
 
 Each attempt is a set of SideNet settings (the keys of a grid's ``solver_settings: {ba: ...}``) or a
 shipped checkpoint.  Its errors come from the engine: BA at NFE 5 and 10 in the setting of
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -392,8 +396,14 @@ def error(row) -> str:
     return format_with_interval(row["trajectory_error"], row["trajectory_error_ci_low"], row["trajectory_error_ci_high"])
 
 
-def table(backbone: str, attempts: list[Attempt], measured: dict, goal, kept: Optional[dict] = None) -> str:
-    """The backbone's section; ``kept``: rows copied whole from an earlier run, by attempt name."""
+KEPT_UNCACHED = "their SideNets not in this run's cache (`--missing keep`)"
+KEPT_UNNAMED = "not named by this run's `--names`"
+
+
+def table(backbone: str, attempts: list[Attempt], measured: dict, goal, kept: Optional[dict] = None,
+          kept_because: str = KEPT_UNCACHED) -> str:
+    """The backbone's section; ``kept``: rows copied whole from an earlier run, by attempt name (``kept_because``:
+    the note's reason)."""
     kept = kept or {}
     lines = [f"### {backbone}: goal, Euler at NFE {GOAL_NFE}: {error(goal)}", "",
              "| attempt | settings | training (s) | parameters | NFE 5 | NFE 10 | why |", "|---|---|--:|--:|--:|--:|---|"]
@@ -415,8 +425,8 @@ def table(backbone: str, attempts: list[Attempt], measured: dict, goal, kept: Op
         cells = [error(rows[n]) if n in rows else "–" for n in NFES]
         lines.append(f"| {attempt.name} | {setting} | {seconds} | {params} | {' | '.join(cells)} | {attempt.why} |")
     if kept:
-        lines += ["", "Kept from the earlier run of this file, their SideNets not in this run's cache (`--missing keep`): "
-                  + "; ".join(name for name in kept) + "."]
+        lines += ["", f"Kept from the earlier run of this file, {kept_because}: " + "; ".join(name for name in kept)
+                  + "."]
     return "\n".join(lines)
 
 
@@ -468,6 +478,30 @@ def keep_plan(earlier: dict[str, str], results: str, only: str | None) -> tuple[
     return kept, missing
 
 
+def named_plan(earlier: dict[str, str], names: list[str]) -> tuple[dict[str, list[Attempt]], dict[str, dict[str, str]],
+                                                                 list[str]]:
+    """``--names``: per backbone of a named attempt, the attempts to measure (the named ones and those they continue,
+    in the table's order) and the earlier rows kept for the others; and the others that have no earlier row."""
+    by_name = {a.name: a for a in ATTEMPTS}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise ValueError(f"no attempt named {unknown[0]!r} in sidenet_attempts.py")
+    wanted = set()
+    for name in names:
+        attempt: Optional[Attempt] = by_name[name]
+        while attempt is not None:
+            wanted.add(attempt.name)
+            attempt = attempt.continues()
+    measured, kept, missing = {}, {}, []
+    for backbone in dict.fromkeys(by_name[name].backbone for name in names):
+        rows = earlier_rows(earlier.get(backbone, ""))
+        mine = [a for a in ATTEMPTS if a.backbone == backbone]
+        measured[backbone] = [a for a in mine if a.name in wanted]
+        kept[backbone] = {a.name: rows[a.name] for a in mine if a.name not in wanted and a.name in rows}
+        missing += [a.name for a in mine if a.name not in wanted and a.name not in rows]
+    return measured, kept, missing
+
+
 def unmeasurable(earlier: dict[str, str], results: str, only: str | None) -> list[str]:
     """The attempts ``--missing keep`` could neither measure (their SideNet not cached) nor copy (no row in the
     earlier file): a run would have to train them."""
@@ -480,33 +514,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=sorted(SETTINGS), default=None)
     parser.add_argument("--missing", choices=("train", "keep"), default="train",
                         help="SideNets not in the cache: train them (default), or keep their rows from --out's file")
+    parser.add_argument("--names", nargs="+", default=None, metavar="NAME",
+                        help="measure these attempts only (and those they continue), keeping every other row from "
+                        "--out's file")
     parser.add_argument("--out", default=None, help="also write the Markdown here")
     args = parser.parse_args(argv)
     if args.missing == "keep" and not args.out:
         parser.error("--missing keep copies rows from the --out file's earlier run: give --out")
+    if args.names and (args.only or args.missing == "keep" or not args.out):
+        parser.error("--names picks its backbones and keeps every other row from the --out file's earlier run: give "
+                     "--out, and neither --only nor --missing keep")
     earlier = earlier_sections(Path(args.out).read_text()) if args.out and Path(args.out).is_file() else {}
-    kept_by, untrained = keep_plan(earlier, args.results, args.only) if args.missing == "keep" else ({}, [])
-    if untrained:
-        parser.error(f"--missing keep: {'; '.join(untrained)}: not cached and no row in {args.out}; train them "
-                     "first (python -m solverbench train-sidenet with their settings writes the cache entry) or "
-                     "run with --missing train")
+    if args.names:
+        try:
+            named, kept_by, untrained = named_plan(earlier, args.names)
+        except ValueError as exc:
+            parser.error(str(exc))
+        if untrained:
+            parser.error(f"--names: {'; '.join(untrained)}: not named and no row in {args.out} to keep")
+        backbones, kept_because = list(named), KEPT_UNNAMED
+    else:
+        kept_by, untrained = keep_plan(earlier, args.results, args.only) if args.missing == "keep" else ({}, [])
+        if untrained:
+            parser.error(f"--missing keep: {'; '.join(untrained)}: not cached and no row in {args.out}; train them "
+                         "first (python -m solverbench train-sidenet with their settings writes the cache entry) or "
+                         "run with --names or --missing train")
+        backbones, kept_because = [args.only] if args.only else list(SETTINGS), KEPT_UNCACHED
     parts = []
     for backbone in SETTINGS:
-        if args.only and backbone != args.only:
+        if backbone not in backbones:
             if backbone in earlier:
                 parts.append(earlier[backbone])  # as it was
             continue
         attempts = [a for a in ATTEMPTS if a.backbone == backbone]
         kept = kept_by.get(backbone, {})
         measured, goal = measure(backbone, [a for a in attempts if a.name not in kept], args.results)
-        parts.append(table(backbone, attempts, measured, goal, kept))
+        parts.append(table(backbone, attempts, measured, goal, kept, kept_because))
     text = "\n\n".join(parts)
     print(text)
     if args.out:
-        command = "OMP_NUM_THREADS=1 python benchmarks/sidenet_attempts.py " + " ".join(argv or sys.argv[1:])
-        kept = [b for b in SETTINGS if args.only and b != args.only and b in earlier]
-        remark = (f"The {', '.join(kept)} table is the one this file held before (`--only {args.only}` rewrote the "
-                  "other).") if kept else ""
+        command = "OMP_NUM_THREADS=1 python benchmarks/sidenet_attempts.py " + shlex.join(argv or sys.argv[1:])
+        kept = [b for b in SETTINGS if b not in backbones and b in earlier]
+        remark = (f"The {', '.join(kept)} table is the one this file held before (this run measured "
+                  f"{', '.join(backbones)} only).") if kept else ""
         write(Path(args.out), command, text, remark)
     return 0
 

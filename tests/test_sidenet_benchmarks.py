@@ -1,6 +1,7 @@
 """The accuracy-per-FLOP scripts of issue 15: the questions the ceiling SideNet is fitted to, the
 per-interval error profile, and the attempts table's rewrite keeping its hand-written reading."""
 import runpy
+import shlex
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,53 @@ def test_attempts_keep_rows_and_sections_of_the_committed_file(tmp_path):
     with pytest.raises(SystemExit):
         attempts["main"](["--only", "digits", "--missing", "keep", "--results", str(tmp_path), "--out", str(out)])
     assert out.read_text() == "# an earlier run without a digits table\n"
+
+
+def test_named_attempts_are_measured_with_what_they_continue_and_every_other_row_kept(tmp_path, capsys):
+    """--names: the named attempt and the attempts it continues are measured (trained where not cached), every
+    other row of its backbone is copied verbatim from the earlier file, the other backbone's section too; an unknown
+    name, a row that could be neither measured nor kept, and --names beside --only are refused before any work."""
+    attempts = script("sidenet_attempts")
+    main = attempts["main"]
+    listed = attempts["ATTEMPTS"]
+    last = next(a for a in reversed(listed) if a.backbone == "digits" and a.continues() is not None)
+    chain = [last]
+    while chain[-1].continues() is not None:
+        chain.append(chain[-1].continues())
+    asked = []
+    def measure(backbone, chosen, results):  # the engine's measurement, stubbed: which attempts it is asked for
+        asked.append((backbone, [a.name for a in chosen]))
+        row = {"train_seconds": 1.0, "trainable_params": 7, "trajectory_error": 0.5, "trajectory_error_ci_low": 0.4,
+               "trajectory_error_ci_high": 0.6}
+        return {a.name: {5: row, 10: row} for a in chosen}, row
+    main.__globals__["measure"] = measure
+    committed = BENCHMARKS.parent / "docs" / "benchmarks" / "sidenet_attempts.md"
+    out = tmp_path / "attempts.md"
+    out.write_text(committed.read_text())
+    before = attempts["earlier_sections"](committed.read_text())
+    assert main(["--names", last.name, "--results", str(tmp_path), "--out", str(out)]) == 0
+    assert asked == [("digits", [a.name for a in listed if a in chain])]  # the chain, in the table's order
+    after = attempts["earlier_sections"](out.read_text())
+    assert after["gmm64"] == before["gmm64"]
+    rows, old = attempts["earlier_rows"](after["digits"]), attempts["earlier_rows"](before["digits"])
+    assert list(rows) == [a.name for a in listed if a.backbone == "digits"]
+    for name, line in rows.items():
+        assert ("| 0.50 ± 0.10 | 0.50 ± 0.10 |" in line) == (name in {a.name for a in chain})
+        assert name in {a.name for a in chain} or line == old[name]
+    text = out.read_text()
+    assert "not named by this run's `--names`" in text and "this run measured digits only" in text
+    assert f"sidenet_attempts.py --names {shlex.quote(last.name)} --results" in text  # quoted, to be rerun as is
+    assert text.endswith(committed.read_text()[committed.read_text().index("\n## Reading"):])
+    for bad in (["--names", "no such attempt", "--out", str(out)], ["--names", last.name],
+                ["--names", last.name, "--only", "digits", "--out", str(out)]):
+        with pytest.raises(SystemExit):
+            main([*bad, "--results", str(tmp_path)])
+    assert "no attempt named 'no such attempt'" in capsys.readouterr().err
+    out.write_text(committed.read_text().replace("\n| light gated, 7k |", "\n| renamed |", 1))
+    with pytest.raises(SystemExit):
+        main(["--names", last.name, "--results", str(tmp_path), "--out", str(out)])
+    assert "light gated, 7k: not named and no row" in capsys.readouterr().err
+    assert len(asked) == 1  # nothing measured by the refused runs
 
 
 def test_a_checkpoint_s_recipe_is_checked_on_its_first_iterations(tmp_path, capsys):
