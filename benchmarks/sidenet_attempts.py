@@ -396,14 +396,10 @@ def error(row) -> str:
     return format_with_interval(row["trajectory_error"], row["trajectory_error_ci_low"], row["trajectory_error_ci_high"])
 
 
-KEPT_UNCACHED = "their SideNets not in this run's cache (`--missing keep`)"
-KEPT_UNNAMED = "not named by this run's `--names`"
-
-
 def table(backbone: str, attempts: list[Attempt], measured: dict, goal, kept: Optional[dict] = None,
-          kept_because: str = KEPT_UNCACHED) -> str:
-    """The backbone's section; ``kept``: rows copied whole from an earlier run, by attempt name (``kept_because``:
-    the note's reason)."""
+          named: bool = False) -> str:
+    """The backbone's section; ``kept``: rows copied whole from an earlier run, by attempt name (``named``: the
+    others were picked by ``--names``, and the note names those instead)."""
     kept = kept or {}
     lines = [f"### {backbone}: goal, Euler at NFE {GOAL_NFE}: {error(goal)}", "",
              "| attempt | settings | training (s) | parameters | NFE 5 | NFE 10 | why |", "|---|---|--:|--:|--:|--:|---|"]
@@ -425,8 +421,13 @@ def table(backbone: str, attempts: list[Attempt], measured: dict, goal, kept: Op
         cells = [error(rows[n]) if n in rows else "–" for n in NFES]
         lines.append(f"| {attempt.name} | {setting} | {seconds} | {params} | {' | '.join(cells)} | {attempt.why} |")
     if kept:
-        lines += ["", f"Kept from the earlier run of this file, {kept_because}: " + "; ".join(name for name in kept)
-                  + "."]
+        if named:
+            lines += ["", "Measured by this run (`--names` and the attempts they continue): " + "; ".join(
+                a.name for a in attempts if a.name not in kept) + ". Every other row is kept from the earlier run "
+                      "of this file."]
+        else:
+            lines += ["", "Kept from the earlier run of this file, their SideNets not in this run's cache (`--missing "
+                      "keep`): " + "; ".join(name for name in kept) + "."]
     return "\n".join(lines)
 
 
@@ -532,14 +533,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(exc))
         if untrained:
             parser.error(f"--names: {'; '.join(untrained)}: not named and no row in {args.out} to keep")
-        backbones, kept_because = list(named), KEPT_UNNAMED
+        backbones = list(named)
     else:
         kept_by, untrained = keep_plan(earlier, args.results, args.only) if args.missing == "keep" else ({}, [])
         if untrained:
             parser.error(f"--missing keep: {'; '.join(untrained)}: not cached and no row in {args.out}; train them "
                          "first (python -m solverbench train-sidenet with their settings writes the cache entry) or "
                          "run with --names or --missing train")
-        backbones, kept_because = [args.only] if args.only else list(SETTINGS), KEPT_UNCACHED
+        backbones = [args.only] if args.only else list(SETTINGS)
     parts = []
     for backbone in SETTINGS:
         if backbone not in backbones:
@@ -549,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         attempts = [a for a in ATTEMPTS if a.backbone == backbone]
         kept = kept_by.get(backbone, {})
         measured, goal = measure(backbone, [a for a in attempts if a.name not in kept], args.results)
-        parts.append(table(backbone, attempts, measured, goal, kept, kept_because))
+        parts.append(table(backbone, attempts, measured, goal, kept, named=bool(args.names)))
     text = "\n\n".join(parts)
     print(text)
     if args.out:

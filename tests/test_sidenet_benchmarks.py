@@ -153,7 +153,9 @@ def test_named_attempts_are_measured_with_what_they_continue_and_every_other_row
         assert ("| 0.50 ± 0.10 | 0.50 ± 0.10 |" in line) == (name in {a.name for a in chain})
         assert name in {a.name for a in chain} or line == old[name]
     text = out.read_text()
-    assert "not named by this run's `--names`" in text and "this run measured digits only" in text
+    assert "this run measured digits only" in text
+    assert ("Measured by this run (`--names` and the attempts they continue): " + "; ".join(
+        a.name for a in listed if a in chain) + ". Every other row is kept") in text
     assert f"sidenet_attempts.py --names {shlex.quote(last.name)} --results" in text  # quoted, to be rerun as is
     assert text.endswith(committed.read_text()[committed.read_text().index("\n## Reading"):])
     for bad in (["--names", "no such attempt", "--out", str(out)], ["--names", last.name],
