@@ -142,6 +142,26 @@ def test_cache_trains_once_per_backbone_and_settings(tmp_path):
     assert again.path == first.path and first.path.stat().st_mtime_ns == stamp  # loaded, not retrained
     assert cache_path(tmp_path, backbone, SideNetConfig(iterations=3, **TINY)) != first.path
     assert cache_path(tmp_path, GaussianMixture("gmm64"), config) != first.path
+    assert not (tmp_path / "solve_banks").exists()  # chains: no bank to keep
+
+
+def test_cache_keeps_a_solve_bank_for_the_next_sidenet_trained_on_it(tmp_path):
+    """Two cached SideNets on one bank (the second a fine-tuning of the first, as the attempts table chains them):
+    the first solves and keeps the bank under the cache, the second reads it back, and trains on the same bits as
+    one that solved it again."""
+    from solvers.ba.training import train_sidenet
+    backbone = GaussianMixture("gmm2d")
+    banked = dict({k: v for k, v in TINY.items() if k != "chain_length"}, questions="solves", solve_nfe_min=2,
+                  solve_nfe_max=3, solve_bank=32)
+    first = cached_sidenet(backbone, SideNetConfig(iterations=2, **banked), tmp_path, progress=False)
+    kept = [p for p in (tmp_path / "solve_banks").iterdir() if p.is_dir()]
+    assert len(kept) == 1 and first.stats["bank"] == kept[0].name and first.stats["bank_batches_read"] == 0
+    config = SideNetConfig(iterations=3, init_from=str(first.path), **banked)
+    second = cached_sidenet(backbone, config, tmp_path, progress=False)
+    assert second.stats["bank_batches_read"] > 0 and second.stats["bank"] == kept[0].name
+    assert second.stats["bank_seconds_counted"] > 0  # the chain pays for its bank once
+    _, _, solved_again = train_sidenet(backbone, config, progress=False)
+    assert solved_again.loss == second.stats["loss"]
 
 
 @pytest.mark.parametrize("settings, message", [

@@ -3,7 +3,9 @@
 The file is ``<cache_dir>/sidenet/<hash>.pt`` with the hash of the backbone's identity and
 every SideNet setting (architecture, training knobs, seed; ``init_from`` as the SHA-256 of the file it names, not
 its path), so a sweep with many ``ba*``
-solver variants trains once, and a later sweep, or a changed knob, does the right thing.
+solver variants trains once, and a later sweep, or a changed knob, does the right thing.  A SideNet trained on a
+solve bank keeps the bank's batches under ``<cache_dir>/solve_banks/`` (bank_store.py, the folder ``train-sidenet
+--bank-dir`` is given in the docs), so the attempts that share a bank, a chain of fine-tunings above all, solve it once.
 """
 from __future__ import annotations
 
@@ -50,4 +52,10 @@ def cached_sidenet(backbone: Any, config: SideNetConfig, cache_dir: Optional[str
     path = cache_path(cache_dir, backbone, config)
     if path.is_file():
         return load_checkpoint(path, backbone, device=device)
-    return train_checkpoint(backbone, config, path, device=device, progress=progress)
+    return train_checkpoint(backbone, config, path, device=device, progress=progress,
+                            bank_dir=bank_dir(cache_dir, config))
+
+
+def bank_dir(cache_dir: str | Path, config: SideNetConfig) -> Optional[Path]:
+    """Where a cached SideNet's solve bank is kept: ``<cache_dir>/solve_banks``; None for one trained without a bank."""
+    return Path(cache_dir) / "solve_banks" if config.questions != "chains" and config.solve_bank else None
