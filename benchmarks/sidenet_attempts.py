@@ -479,28 +479,26 @@ def keep_plan(earlier: dict[str, str], results: str, only: str | None) -> tuple[
     return kept, missing
 
 
-def named_plan(earlier: dict[str, str], names: list[str]) -> tuple[dict[str, list[Attempt]], dict[str, dict[str, str]],
-                                                                 list[str]]:
-    """``--names``: per backbone of a named attempt, the attempts to measure (the named ones and those they continue,
-    in the table's order) and the earlier rows kept for the others; and the others that have no earlier row."""
+def named_plan(earlier: dict[str, str], names: list[str]) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """``--names``: per backbone of a named attempt, the earlier rows kept for the attempts neither named nor
+    continued by a named one (those are measured); and the kept ones that have no earlier row."""
     by_name = {a.name: a for a in ATTEMPTS}
     unknown = [name for name in names if name not in by_name]
     if unknown:
         raise ValueError(f"no attempt named {unknown[0]!r} in sidenet_attempts.py")
-    wanted = set()
+    measured = set()
     for name in names:
         attempt: Optional[Attempt] = by_name[name]
         while attempt is not None:
-            wanted.add(attempt.name)
+            measured.add(attempt.name)
             attempt = attempt.continues()
-    measured, kept, missing = {}, {}, []
+    kept, missing = {}, []
     for backbone in dict.fromkeys(by_name[name].backbone for name in names):
         rows = earlier_rows(earlier.get(backbone, ""))
-        mine = [a for a in ATTEMPTS if a.backbone == backbone]
-        measured[backbone] = [a for a in mine if a.name in wanted]
-        kept[backbone] = {a.name: rows[a.name] for a in mine if a.name not in wanted and a.name in rows}
-        missing += [a.name for a in mine if a.name not in wanted and a.name not in rows]
-    return measured, kept, missing
+        others = [a.name for a in ATTEMPTS if a.backbone == backbone and a.name not in measured]
+        kept[backbone] = {name: rows[name] for name in others if name in rows}
+        missing += [name for name in others if name not in rows]
+    return kept, missing
 
 
 def unmeasurable(earlier: dict[str, str], results: str, only: str | None) -> list[str]:
@@ -528,12 +526,12 @@ def main(argv: list[str] | None = None) -> int:
     earlier = earlier_sections(Path(args.out).read_text()) if args.out and Path(args.out).is_file() else {}
     if args.names:
         try:
-            named, kept_by, untrained = named_plan(earlier, args.names)
+            kept_by, untrained = named_plan(earlier, args.names)
         except ValueError as exc:
             parser.error(str(exc))
         if untrained:
             parser.error(f"--names: {'; '.join(untrained)}: not named and no row in {args.out} to keep")
-        backbones = list(named)
+        backbones = list(kept_by)
     else:
         kept_by, untrained = keep_plan(earlier, args.results, args.only) if args.missing == "keep" else ({}, [])
         if untrained:
