@@ -57,7 +57,7 @@ def ba_errors(solver, backbone, samples: Endpoints, guidance: float, schedule, n
 
 def check_banked(name: str, config) -> None:
     """Refuse, in one line, a SideNet that was not trained on a solve bank sampled at the table's CFG."""
-    if config.questions == "chains" or config.solve_bank == 0:
+    if not config.uses_solve_bank:
         raise ValueError(f"{name} was not trained on a solve bank (questions: {config.questions}, solve_bank: "
                          f"{config.solve_bank}): there is no training set to compare with")
     if config.solve_guidance != GUIDANCE:

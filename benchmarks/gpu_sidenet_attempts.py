@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling scripts
 
-from sidenet_attempts import ATTEMPTS, SETTINGS, Attempt, settings_backbone  # noqa: E402
+from sidenet_attempts import ATTEMPTS, SETTINGS, Attempt, attempts_named, settings_backbone  # noqa: E402
 from solvers.ba.bank_store import bank_key  # noqa: E402
 from solvers.ba.cache import cache_path  # noqa: E402
 from solvers.ba.config import SideNetConfig  # noqa: E402
@@ -51,13 +51,9 @@ PILOT = (10, 60)  # the two short trainings whose difference times an iteration
 
 def pick(names: list[str]) -> list[Attempt]:
     """The named attempts (exactly as ``sidenet_attempts.py`` names them), refused unless each trains on solve banks."""
-    by_name = {a.name: a for a in ATTEMPTS}
-    unknown = [n for n in names if n not in by_name]
-    if unknown:
-        raise ValueError(f"no attempt named {unknown[0]!r} in sidenet_attempts.py")
-    chosen = [by_name[n] for n in names]
+    chosen = attempts_named(names, ATTEMPTS)
     for a in chosen:
-        if a.checkpoint or SideNetConfig.from_settings(a.params()).solve_bank == 0:
+        if a.checkpoint or not SideNetConfig.from_settings(a.params()).uses_solve_bank:
             raise ValueError(f"attempt {a.name!r} trains no SideNet from a solve bank: this script sizes those only")
     return chosen
 

@@ -36,9 +36,6 @@ from solverbench.solver import PrepareContext  # noqa: E402
 from solverbench.timegrid import make_time_grid  # noqa: E402
 from table_setting import GUIDANCE, TOLERANCE, checkpoint_path, mean_with_interval, table_inputs  # noqa: E402
 
-TABLES = TOLERANCE  # the attempts table's digits reference
-
-
 def comparison(endpoints: dict[str, torch.Tensor], loose: torch.Tensor, tight: torch.Tensor) -> list[str]:
     """Markdown rows: the loose reference against the tight one, then each solve's error against both; and, where
     there are two solves, the paired difference (second minus first) against both."""
@@ -71,12 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not checkpoint_path(args.checkpoint).is_file():
         parser.error(f"no checkpoint {args.checkpoint}")
-    if not 0 < args.tight < TABLES.rtol:
-        parser.error(f"--tight must lie in (0, {TABLES.rtol:g}), the tables' tolerance; got {args.tight:g}")
+    if not 0 < args.tight < TOLERANCE.rtol:
+        parser.error(f"--tight must lie in (0, {TOLERANCE.rtol:g}), the tables' tolerance; got {args.tight:g}")
     backbone = resolve_backbone("digits")
     noise, labels = table_inputs(backbone, args.samples)
     guidance = Guidance(scale=GUIDANCE)
-    loose = solve_reference(backbone, noise, labels, guidance, TABLES, args.samples, progress=True).float()
+    loose = solve_reference(backbone, noise, labels, guidance, TOLERANCE, args.samples, progress=True).float()
     tight = solve_reference(backbone, noise, labels, guidance, Tolerance(args.tight, args.tight), args.samples,
                             progress=True).float()
     field = VelocityField(backbone, labels, guidance)

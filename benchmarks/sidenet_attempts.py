@@ -28,7 +28,7 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -479,21 +479,27 @@ def keep_plan(earlier: dict[str, str], results: str, only: str | None) -> tuple[
     return kept, missing
 
 
-def named_plan(earlier: dict[str, str], names: list[str]) -> tuple[dict[str, dict[str, str]], list[str]]:
-    """``--names``: per backbone of a named attempt, the earlier rows kept for the attempts neither named nor
-    continued by a named one (those are measured); and the kept ones that have no earlier row."""
-    by_name = {a.name: a for a in ATTEMPTS}
+def attempts_named(names: list[str], attempts: Sequence[Attempt] = ()) -> list[Attempt]:
+    """The attempts called ``names`` (among ``attempts``, by default the table's), in that order; a ValueError names
+    the first that is not one."""
+    by_name = {a.name: a for a in attempts or ATTEMPTS}
     unknown = [name for name in names if name not in by_name]
     if unknown:
         raise ValueError(f"no attempt named {unknown[0]!r} in sidenet_attempts.py")
+    return [by_name[name] for name in names]
+
+
+def named_plan(earlier: dict[str, str], names: list[str]) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """``--names``: per backbone of a named attempt, the earlier rows kept for the attempts neither named nor
+    continued by a named one (those are measured); and the kept ones that have no earlier row."""
+    chosen = attempts_named(names)
     measured = set()
-    for name in names:
-        attempt: Optional[Attempt] = by_name[name]
+    for attempt in chosen:
         while attempt is not None:
             measured.add(attempt.name)
             attempt = attempt.continues()
     kept, missing = {}, []
-    for backbone in dict.fromkeys(by_name[name].backbone for name in names):
+    for backbone in dict.fromkeys(a.backbone for a in chosen):
         rows = earlier_rows(earlier.get(backbone, ""))
         others = [a.name for a in ATTEMPTS if a.backbone == backbone and a.name not in measured]
         kept[backbone] = {name: rows[name] for name in others if name in rows}

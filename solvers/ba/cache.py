@@ -58,4 +58,4 @@ def cached_sidenet(backbone: Any, config: SideNetConfig, cache_dir: Optional[str
 
 def bank_dir(cache_dir: str | Path, config: SideNetConfig) -> Optional[Path]:
     """Where a cached SideNet's solve bank is kept: ``<cache_dir>/solve_banks``; None for one trained without a bank."""
-    return Path(cache_dir) / "solve_banks" if config.questions != "chains" and config.solve_bank else None
+    return Path(cache_dir) / "solve_banks" if config.uses_solve_bank else None

@@ -266,6 +266,11 @@ class SideNetConfig:
         return {k: v for k, v in asdict(self).items() if k not in LATER_SETTINGS or v != LATER_SETTINGS[k]}
 
     @property
+    def uses_solve_bank(self) -> bool:
+        """Whether its solve questions come from a bank solved once (``solve_bank`` trajectories)."""
+        return self.questions != "chains" and self.solve_bank > 0
+
+    @property
     def solve_branches(self) -> int:
         """The velocities each solve question is asked of: the conditional alone (unguided solves), or with the
         unconditional one under ``solve_guidance``, as a guided bi-anchor solve corrects both before it guides."""

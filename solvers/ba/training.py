@@ -149,7 +149,7 @@ def loss_sources(backbone: Any, config: SideNetConfig, chain_mode: Optional[str]
     sources: list[LossSource] = []
     if chain_mode is not None:
         sources.append(Chains(backbone, config, chain_mode, batch_size, device))
-    if config.questions != "chains" and config.solve_bank:
+    if config.uses_solve_bank:
         store = None if bank_dir is None else BankStore(bank_dir, backbone, config, generator, device)
         sources.append(SolveBank(backbone, config, rank_share("solve_bank", config.solve_bank, ranks), generator,
                                  device, progress=progress, draws=batch_size, store=store))
@@ -276,7 +276,7 @@ def bank_seconds_counted(bank: Optional[SolveBank], initial: Optional[LoadedSide
 
 def check_bank_dir(config: SideNetConfig, bank_dir: Optional[str | Path]) -> None:
     """A bank directory needs a solve bank to keep."""
-    if bank_dir is not None and not (config.questions != "chains" and config.solve_bank):
+    if bank_dir is not None and not config.uses_solve_bank:
         raise ValueError(f"the bank directory {bank_dir} is for a solve bank (questions: solves or both, with "
                          "solve_bank), and these settings have none; drop it or set solve_bank")
 
