@@ -7,12 +7,13 @@ solver against it, and the registered ``reference`` solver is a thin wrapper of 
 ``reference_endpoints`` gives the endpoints from given noise, labels and guidance, cached
 on disk keyed by everything that defines them (backbone identity, seed, sample count,
 sample dtype, guidance, tolerances), so every solver of a sweep, and every later sweep,
-reuses one solve.  Under torchrun the batches of a solve are split across the ranks (each
-batch solved as in one process, so the endpoints are the same), and rank 0 writes the cache.
+reuses one solve; an entry that cannot be used (truncated, foreign, of another key or shape)
+is moved aside, named in one line, and solved again (``solverbench.cache_entry``).  Under
+torchrun the batches of a solve are split across the ranks (each batch solved as in one
+process, so the endpoints are the same), and rank 0 alone reads, mends and writes the cache.
 """
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from torchdiffeq import odeint
 from tqdm import tqdm
 
 from solverbench.backbone import backbone_identity, backbone_in_dtype
+from solverbench.cache_entry import UnfitEntry, load_tensors, read_entry, save_atomically
 from solverbench.distributed import world
 from solverbench.field import VelocityField
 from solverbench.guidance import Guidance
@@ -137,14 +139,32 @@ def reference_endpoints(backbone: Any, noise: torch.Tensor, labels: Optional[tor
     key = reference_key(backbone, seed, len(noise), dtype_name, guidance, tolerance, label_rule, inverting)
     path = Path(cache_dir) / f"{spec_hash(key)}.pt" if cache_dir is not None else None
     ranks = world()
-    if path is not None and ranks.decide(path.is_file):
-        stored = torch.load(path, weights_only=True)
-        return stored["endpoints"].to(noise.device)
+    if path is not None:
+        found = [None]  # rank 0's reading of the entry
+
+        def look() -> bool:
+            found[0] = read_entry(path, "cached reference " + ("inversion" if inverting else "solve"),
+                                  lambda p: read_endpoints(p, key, noise.shape))
+            return found[0] is not None
+
+        if ranks.decide(look):  # rank 0 alone reads (and moves a damaged entry aside); the others read its file
+            stored = found[0] if ranks.main else read_endpoints(path, key, noise.shape)
+            return stored.to(noise.device)
     endpoints = solve_reference(backbone, noise, labels, guidance, tolerance, batch_size, progress and ranks.main,
                                 inverting)
     if path is not None and ranks.main:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # concurrent runs never share a temporary file
-        torch.save({"endpoints": endpoints.cpu(), "key": str(key)}, tmp)
-        tmp.replace(path)
+        save_atomically({"endpoints": endpoints.cpu(), "key": str(key)}, path)
+    return endpoints
+
+
+def read_endpoints(path: Path, key: dict[str, Any], shape: torch.Size) -> torch.Tensor:
+    """The endpoints a reference cache file holds, checked: written for ``key``, float64 of ``shape``."""
+    stored = load_tensors(path, ("endpoints", "key"))
+    if stored["key"] != str(key):
+        raise UnfitEntry("was written for another reference solve than its name says (stored key differs)")
+    endpoints = stored["endpoints"]
+    if not isinstance(endpoints, torch.Tensor) or endpoints.dtype != torch.float64 or endpoints.shape != shape:
+        found = f"{endpoints.dtype} {tuple(endpoints.shape)}" if isinstance(endpoints, torch.Tensor) else \
+            type(endpoints).__name__
+        raise UnfitEntry(f"holds endpoints {found}, not float64 {tuple(shape)}")
     return endpoints

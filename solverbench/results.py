@@ -8,9 +8,17 @@
 - A run holds a cell's claim (``.claims/<cell id>.lock``, taken without waiting) while it
   runs the cell, so two runs of one grid share its cells instead of each doing all of them;
   the operating system drops the claims of a killed run.
+- A new row that is not ``ok`` (``failed``, ``error``) does not replace a cell's ``ok`` row
+  unless asked (``put_many(..., replace_ok=True)``): a forced rerun that fails keeps the good row.
 - ``grid.json`` records which grid file the folder belongs to: another grid file with the
   same ``name:`` is refused (naming both files) unless forced.
-- A table that cannot be read is an error naming the file and what to do.
+- A table that cannot be read, or that is parquet but not a results table (no ``cell_id`` and
+  ``status`` columns; for reports, no ``grid`` column either), is an error naming the file and
+  what to do.
+- Tidy after a kill: the temporary files of the table, ``grid.json`` and ``cells.json`` are
+  written only under the lock, so the first run to hold it removes any it finds (a killed
+  writer's); a cell's claim file is removed by its holder once the cell's row is on disk (a run
+  that takes the claim after that checks ``done()`` under it, and finds the cell done).
 
 Reads are cached: a table object re-reads the file only where its identity (device, inode,
 size, modification and change times) differs from that of the file it last read or wrote;
@@ -35,11 +43,16 @@ from typing import Any, Iterable, Iterator, Optional
 import pandas as pd
 from filelock import FileLock, Timeout
 
+from solverbench.cache_entry import write_atomically
+
 TABLE = "results.parquet"
 CURRENT_CELLS = "cells.json"
 OWNER = "grid.json"
 LOCK = ".lock"
 CLAIMS = ".claims"
+COLUMNS = ("cell_id", "status")  # what every results table has (the store reads them)
+REPORTED_COLUMNS = ("grid", *COLUMNS)  # what every table solverbench writes has (reports read them too)
+TEMPORARIES = tuple(f".{name}.*.tmp" for name in (TABLE, OWNER, CURRENT_CELLS))  # written under the lock only
 
 
 class DamagedResultsError(ValueError):
@@ -67,7 +80,8 @@ def identity_of(path: Path) -> Optional[FileIdentity]:
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """The parquet table at ``path`` (empty when there is none); a damaged one is one clear error."""
+    """The parquet table at ``path`` (empty when there is none); a damaged one, or one that is not a
+    results table, is one clear error."""
     return read_table_identified(path)[0]
 
 
@@ -79,7 +93,7 @@ def read_table_identified(path: Path) -> tuple[pd.DataFrame, Optional[FileIdenti
             data = f.read()
         if not data:
             raise ValueError("the file is empty (0 bytes)")
-        return pd.read_parquet(io.BytesIO(data)), identity
+        frame = pd.read_parquet(io.BytesIO(data))
     except FileNotFoundError:
         return pd.DataFrame(), None
     except Exception as err:  # pyarrow raises several types for truncated or foreign files
@@ -87,6 +101,20 @@ def read_table_identified(path: Path) -> tuple[pd.DataFrame, Optional[FileIdenti
         raise DamagedResultsError(
             f"results table {path} cannot be read ({type(err).__name__}: {reason}); move it aside "
             f"(mv {path} {path}.damaged) and run the grid again: its cells will rerun") from None
+    require_columns(frame, path, COLUMNS)
+    return frame, identity
+
+
+def require_columns(frame: pd.DataFrame, path: Path, columns: tuple[str, ...]) -> None:
+    """Refuse (DamagedResultsError, naming the file and what to do) a table read from ``path`` without
+    ``columns``: parquet, but not a results table."""
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        found = ", ".join(map(str, frame.columns[:8])) + (", ..." if len(frame.columns) > 8 else "")
+        raise DamagedResultsError(
+            f"results table {path} is parquet but not a solverbench results table (no column"
+            f"{'s' if len(missing) > 1 else ''} {', '.join(missing)}; its columns: {found or 'none'}); move it "
+            f"aside (mv {path} {path}.foreign) and run the grid again: its cells will rerun")
 
 
 def read_json(path: Path) -> Any:
@@ -105,6 +133,7 @@ class ResultsTable:
         self.lock = FileLock(str(self.directory / LOCK))
         self._frame_read_from: Optional[FileIdentity] = None  # the file ``frame`` was read from (None: not read)
         self._done: tuple[Optional[FileIdentity], set[str]] = (None, set())  # done() of the file so identified
+        self._tidied = False  # whether this object removed stale temporary files (once, under the lock)
         self.refresh()
 
     def refresh(self) -> pd.DataFrame:
@@ -127,30 +156,51 @@ class ResultsTable:
         """Add a row, replacing an earlier row of the same cell, and persist."""
         self.put_many([row])
 
-    def put_many(self, rows: list[dict[str, Any]]) -> None:
-        """Add rows (of distinct cells), replacing earlier rows of the same cells; persist once, under the lock."""
+    def put_many(self, rows: list[dict[str, Any]], *, replace_ok: bool = False) -> list[dict[str, Any]]:
+        """Add rows (of distinct cells), replacing earlier rows of the same cells; persist once, under the lock.
+
+        A row that is not ``ok`` does not replace an ``ok`` row of its cell unless ``replace_ok``;
+        returns the rows so held back ([] where every row was written)."""
         if not rows:
-            return
+            return []
         self.directory.mkdir(parents=True, exist_ok=True)
-        with self.lock:
+        with self.locked():
             frame = self.refresh()
+            good = set() if replace_ok else ok_cells(frame)
+            held = [row for row in rows if row.get("status") != "ok" and row["cell_id"] in good]
+            rows = [row for row in rows if not (row.get("status") != "ok" and row["cell_id"] in good)]
+            if not rows:
+                return held
             if "cell_id" in frame:
                 frame = frame[~frame["cell_id"].isin([row["cell_id"] for row in rows])]
             new = pd.DataFrame(rows)
             self.frame = new if frame.empty else pd.concat([frame, new], ignore_index=True)
-            tmp = self.path.with_name(f".{TABLE}.{os.getpid()}.tmp")
-            self.frame.to_parquet(tmp, index=False)
-            os.replace(tmp, self.path)
+            write_atomically(self.path, lambda tmp: self.frame.to_parquet(tmp, index=False))
             # ``frame`` was not read back (its dtypes may differ from a read's), but its cells are exact
             self._frame_read_from = None
             self._done = identity_of(self.path), finished(self.frame)
+        return held
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the folder's lock; the first time, remove the temporary files a killed writer left (every
+        writer of them holds the lock, so any found now is stale)."""
+        with self.lock:
+            if not self._tidied:
+                remove_stale_temporaries(self.directory)
+                self._tidied = True
+            yield
 
     @contextmanager
     def claim(self, cell_id: str) -> Iterator[bool]:
-        """Hold the cell's claim while the block runs; yields False (at once) where another run holds it."""
+        """Hold the cell's claim while the block runs; yields False (at once) where another run holds it.
+
+        The claim file goes when its holder leaves with the cell done (its row on disk): a run that opened
+        the file meanwhile, and takes the claim of the old file or of a new one, finds the cell done."""
         claims = self.directory / CLAIMS
         claims.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(claims / f"{cell_id}.lock"))
+        path = claims / f"{cell_id}.lock"
+        lock = FileLock(str(path))
         try:
             lock.acquire(timeout=0)
         except Timeout:
@@ -159,7 +209,17 @@ class ResultsTable:
         try:
             yield True
         finally:
-            lock.release()
+            try:
+                if self._is_done(cell_id):
+                    path.unlink(missing_ok=True)  # while still held: no run takes the old file after this
+            finally:
+                lock.release()
+
+    def _is_done(self, cell_id: str) -> bool:
+        try:
+            return cell_id in self.done()
+        except (OSError, ValueError):  # a table damaged meanwhile: keep the claim file
+            return False
 
     def wait_for_claim(self, cell_id: str) -> None:
         """Block until no run holds the cell's claim."""
@@ -174,31 +234,67 @@ class ResultsTable:
         """
         self.directory.mkdir(parents=True, exist_ok=True)
         mine = {"grid_file": None if grid_file is None else str(Path(grid_file).resolve()), "grid_hash": grid_hash}
+        with self.locked():
+            if not force:
+                self.check_owner(grid_file, grid_hash)
+            write_atomically(self.directory / OWNER, lambda tmp: tmp.write_text(json.dumps(mine, indent=1)))
+
+    def check_owner(self, grid_file: Optional[Path], grid_hash: str) -> None:
+        """Refuse (GridOwnershipError) where another grid file wrote this folder (see ``adopt``)."""
         record = self.directory / OWNER
-        with self.lock:
-            if record.is_file() and not force:
-                owner = read_json(record)
-                if owner.get("grid_file") != mine["grid_file"] and owner.get("grid_hash") != grid_hash:
-                    def name(path: Optional[str]) -> str:
-                        return path or "a grid given in Python (no file)"
-                    raise GridOwnershipError(
-                        f"results folder {self.directory} belongs to the grid file {name(owner.get('grid_file'))}, "
-                        f"not to {name(mine['grid_file'])} (both are named {self.directory.name!r}); rename one "
-                        "(its name: key), point --results elsewhere, or pass --force to take the folder over")
-            tmp = self.directory / f".{OWNER}.{os.getpid()}.tmp"
-            tmp.write_text(json.dumps(mine, indent=1))
-            os.replace(tmp, record)
+        if not record.is_file():
+            return
+        mine = None if grid_file is None else str(Path(grid_file).resolve())
+        owner = read_json(record)
+        if owner.get("grid_file") != mine and owner.get("grid_hash") != grid_hash:
+            def name(path: Optional[str]) -> str:
+                return path or "a grid given in Python (no file)"
+            raise GridOwnershipError(
+                f"results folder {self.directory} belongs to the grid file {name(owner.get('grid_file'))}, "
+                f"not to {name(mine)} (both are named {self.directory.name!r}); rename one "
+                "(its name: key), point --results elsewhere, or pass --force to take the folder over")
 
     def set_current(self, cell_ids: Iterable[str]) -> None:
         """Record the cells of the grid being run: what ``read_results`` reports."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.directory / f".{CURRENT_CELLS}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(sorted(set(cell_ids))))
-        os.replace(tmp, self.directory / CURRENT_CELLS)
+        listing = json.dumps(sorted(set(cell_ids)))
+        with self.locked():
+            write_atomically(self.directory / CURRENT_CELLS, lambda tmp: tmp.write_text(listing))
+
+    def writes(self) -> list[Path]:
+        """What a run writes here: the folder (the table, listings and temporary files are created in it),
+        its lock file and its claims."""
+        return [self.directory, self.directory / LOCK, self.directory / CLAIMS]
 
     def current(self) -> pd.DataFrame:
         """The rows of the grid's cells as last run (every row where no run recorded them)."""
         return current_rows(self.frame, self.directory.parent)
+
+
+def remove_stale_temporaries(directory: Path) -> None:
+    """Remove the temporary files of the table and listings in ``directory`` (call it holding the lock)."""
+    for pattern in TEMPORARIES:
+        for path in directory.glob(pattern):
+            path.unlink(missing_ok=True)
+
+
+def first_unwritable(paths: Iterable[Path]) -> Optional[Path]:
+    """The first of ``paths`` that this process may not write (a missing one: its nearest existing folder
+    may not be written, so it cannot be made); None where all may be written."""
+    for path in paths:
+        existing = Path(path)
+        while not os.path.lexists(existing) and existing.parent != existing:
+            existing = existing.parent
+        if not os.access(existing, os.W_OK | (os.X_OK if existing.is_dir() else 0)):
+            return existing
+    return None
+
+
+def ok_cells(frame: pd.DataFrame) -> set[str]:
+    """The cells of ``frame`` with an ``ok`` row."""
+    if "cell_id" not in frame:
+        return set()
+    return set(frame.loc[frame["status"] == "ok", "cell_id"])
 
 
 def finished(frame: pd.DataFrame) -> set[str]:
@@ -235,7 +331,9 @@ def read_tables(results_dir: str | Path, grids: Iterable[str] | None = None
         if not path.is_file():
             raise FileNotFoundError(f"no results for grid {name!r}: {path} does not exist")
         try:
-            frames.append(read_table(path))
+            frame = read_table(path)
+            require_columns(frame, path, REPORTED_COLUMNS)
+            frames.append(frame)
         except DamagedResultsError as err:
             damaged[name] = err
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), damaged

@@ -59,13 +59,17 @@ def test_a_stopped_bank_resumes_and_a_larger_one_extends_a_smaller(gmm, tmp_path
     assert len(list(tmp_path.iterdir())) == 3
 
 
-def test_a_file_of_another_bank_is_refused_naming_it(gmm, tmp_path):
-    train_sidenet(gmm, SideNetConfig(**BANK), progress=False, bank_dir=tmp_path)
+def test_a_file_of_another_bank_is_named_moved_aside_and_solved_again(gmm, tmp_path, capsys):
+    solved = train_sidenet(gmm, SideNetConfig(**BANK), progress=False, bank_dir=tmp_path)
     (first,) = tmp_path.glob("*/batch_00000_16.pt")
     saved = torch.load(first, weights_only=True)
     torch.save({**saved, "key": {**saved["key"], "solve_nfe_max": 9}}, first)
-    with pytest.raises(ValueError, match=rf"solve bank file {first} was written for another bank"):
-        train_sidenet(gmm, SideNetConfig(**BANK), progress=False, bank_dir=tmp_path)
+    capsys.readouterr()
+    again = train_sidenet(gmm, SideNetConfig(**BANK), progress=False, bank_dir=tmp_path)
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"solve bank batch {first} cannot be used (was written for another bank" in line
+    assert again[2].bank_batches_read == 2 and same_training(solved, again)
+    assert first.with_name(first.name + ".damaged").is_file() and first.is_file()
 
 
 def test_the_cli_keeps_the_bank_and_refuses_a_bank_dir_without_a_bank(tmp_path, capsys):

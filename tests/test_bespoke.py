@@ -14,7 +14,7 @@ from solverbench.reference import Tolerance, reference_trajectory
 from solverbench.sampling import sample
 from solverbench.solver import NoExactHistoryStep
 from solvers.bespoke import solver as bespoke_solver
-from solvers.bespoke.cache import BespokeCacheError
+from solvers.bespoke.cache import BespokeCacheError, cache_key, load_transformation
 from solvers.bespoke.settings import TrainingSettings
 from solvers.bespoke.solver import BespokeNotPrepared
 from solvers.bespoke.steps import transformed_solve
@@ -136,26 +136,35 @@ def test_the_cache_is_reused_and_a_changed_setting_trains_again(gmm, tmp_path, m
     assert len(trained) == 3 and len(list((tmp_path / "bespoke").glob("*.pt"))) == 4
 
 
-def test_a_corrupt_or_mismatched_cache_file_is_one_line_naming_it(gmm, tmp_path):
+def test_a_corrupt_or_mismatched_cache_file_is_one_line_naming_it_and_trained_again(gmm, tmp_path, capsys):
     context = sb.PrepareContext(cache_dir=tmp_path, progress=False)
     solver = prepared(gmm, 4, context=context)
     other_solver = prepared(gmm, 4, context=context, lipschitz=2.0)
-    path, other = (next(iter(s.held.values())).path for s in (solver, other_solver))
+    (held,), (other_held,) = solver.held.values(), other_solver.held.values()
+    path, other = held.path, other_held.path
+
+    def moved_aside(**params):
+        capsys.readouterr()
+        again = next(iter(prepared(gmm, 4, context=context, **params).held.values()))
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("solverbench: warning: cached Bespoke transformation") and "moved it aside" in line
+        assert not again.from_cache and next(iter(prepared(gmm, 4, context=context, **params).held.values())).from_cache
+        return line, again
 
     other.write_bytes(path.read_bytes())  # the file of another setting under this setting's name
-    with pytest.raises(BespokeCacheError) as err:
-        prepared(gmm, 4, context=context, lipschitz=2.0)
-    message = str(err.value)
-    assert str(other) in message and "training.lipschitz: 1.0 != 2.0" in message and "\n" not in message
+    line, again = moved_aside(lipschitz=2.0)
+    assert str(other) in line and "training.lipschitz: 1.0 != 2.0" in line and again.nodes == other_held.nodes
 
     path.write_bytes(b"not a torch file")
-    with pytest.raises(BespokeCacheError) as err:
-        prepared(gmm, 4, context=context)
-    assert str(path) in str(err.value) and "\n" not in str(err.value)
+    line, again = moved_aside()
+    assert str(path) in line and again.nodes == held.nodes
 
     torch.save({"format": "something else"}, path)
-    with pytest.raises(BespokeCacheError, match="not a Bespoke transformation"):
-        prepared(gmm, 4, context=context)
+    line, _ = moved_aside()
+    assert "not a Bespoke transformation" in line
+    torch.save({"format": "something else"}, path)
+    with pytest.raises(BespokeCacheError, match="not a Bespoke transformation"):  # read directly: refused
+        load_transformation(path, cache_key(gmm, solver.base, held.layout, Guidance(), solver.settings), held.layout)
 
 
 # -- (e) refusals -----------------------------------------------------------------------------

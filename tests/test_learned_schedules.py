@@ -108,12 +108,15 @@ def test_learned_grids_are_cached_and_reused(gmm, tmp_path, monkeypatch):
         learn_time_grid(gmm, "euler", 4, {**SMALL_GITS, "samples": 8}, cache_dir=tmp_path)
 
 
-def test_a_torn_cache_file_is_named_not_learned_over(gmm, tmp_path):
-    learn_time_grid(gmm, "euler", 3, SMALL_GITS, cache_dir=tmp_path)
+def test_a_torn_cache_file_is_named_moved_aside_and_learned_again(gmm, tmp_path, capsys):
+    first = learn_time_grid(gmm, "euler", 3, SMALL_GITS, cache_dir=tmp_path)
     path = cache_path(tmp_path, learned_schedule(SMALL_GITS), problem(gmm, "euler", 3, Guidance()))
     path.write_bytes(b"not a torch file")
-    with pytest.raises(ValueError, match=r"learned time grid '.*\.pt' cannot be read.*delete it"):
-        learn_time_grid(gmm, "euler", 3, SMALL_GITS, cache_dir=tmp_path)
+    capsys.readouterr()
+    again = learn_time_grid(gmm, "euler", 3, SMALL_GITS, cache_dir=tmp_path)
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"learned time grid {path} cannot be used" in line and f"moved it aside to {path}.damaged" in line
+    assert torch.equal(again.times, first.times) and path.with_name(path.name + ".damaged").is_file()
 
 
 @pytest.mark.parametrize("solver, params", [("euler", {}), ("heun", {}), ("rk4", {}), ("flow-dpm", {}),

@@ -157,3 +157,40 @@ def test_a_damaged_listing_is_one_clear_line(tmp_path, capsys, name):
         main(["report", "--results", str(results), "--out", str(tmp_path / "reports")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and name in err and "delete it" in err
+
+
+def forced_cells(tmp_path, monkeypatch, capsys, broken, *options):
+    """A grid run once (ok), then forced with euler ``broken`` (raising, or turning NaN): the exit status, the
+    rows after it, and its stderr."""
+    from solvers.euler import Euler
+
+    grid = write_grid(tmp_path / "shared.yaml", {**GRID, "solvers": ["euler", "heun"], "nfe": [2]})
+    results = tmp_path / "results"
+    assert main(["run", str(grid), "--results", str(results), "--no-progress"]) == 0
+    capsys.readouterr()
+    real = Euler.solve
+    if broken == "raises":
+        monkeypatch.setattr(Euler, "solve", lambda self, field, x, plan: (_ for _ in ()).throw(RuntimeError("boom")))
+    else:
+        monkeypatch.setattr(Euler, "solve", lambda self, field, x, plan: real(self, field, x, plan) * float("nan"))
+    code = main(["run", str(grid), "--results", str(results), "--no-progress", "--force", *options])
+    rows = pd.read_parquet(results / "shared" / "results.parquet").set_index("solver")
+    return code, rows, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("broken, status", [("raises", "error"), ("nan", "failed")])
+def test_a_forced_cell_that_now_fails_keeps_its_ok_row_and_the_run_says_so(tmp_path, monkeypatch, capsys, broken,
+                                                                            status):
+    code, rows, err = forced_cells(tmp_path, monkeypatch, capsys, broken)
+    assert code == 1 and (rows["status"] == "ok").all() and len(rows) == 2
+    assert "1 cell(s) run again did not finish ok; the earlier ok row of each is kept" in err
+    assert f"euler nfe=2 cfg=1 seed=0: {status}: " in err and "--replace-with-failures" in err
+    assert "2 cells in" in err and "2 ok (1 run now)" in err
+
+
+@pytest.mark.parametrize("broken, status", [("raises", "error"), ("nan", "failed")])
+def test_replace_with_failures_records_a_forced_cells_failure_over_its_ok_row(tmp_path, monkeypatch, capsys, broken,
+                                                                               status):
+    code, rows, err = forced_cells(tmp_path, monkeypatch, capsys, broken, "--replace-with-failures")
+    assert rows.loc["euler", "status"] == status and rows.loc["heun", "status"] == "ok"
+    assert code == (1 if status == "error" else 0) and "ok row of each is kept" not in err

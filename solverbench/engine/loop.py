@@ -7,6 +7,11 @@ share the work), writes its rows at once, waits at the end for units another run
 busy with, and closes with a summary that names every cell that did not finish ``ok``.
 Ctrl-C ends it with one line saying what was kept.
 
+A cell run again (``--force``, or for an output it still owes) whose new row is not ``ok``
+keeps its earlier ``ok`` row unless ``replace_with_failures``: the summary names it, saying
+the ``ok`` row was kept, and the run ends with ``SweepFailed`` (exit status 1), whether the
+new row failed (NaN) or raised, since what it computed is not in the table.
+
 Under torchrun every rank runs every unit (each doing its share of the unit's samples);
 rank 0 alone decides what runs (what is done, which claims it holds), tells the others,
 and writes the rows (``solverbench.distributed``).
@@ -46,15 +51,29 @@ class Outcome:
     ran: int = 0  # cells whose rows this run wrote
     statuses: dict[str, int] = field(default_factory=dict)  # over the grid's current cells
     problems: dict[str, list[str]] = field(default_factory=dict)  # status -> one line per cell
+    held: list[dict[str, Any]] = field(default_factory=list)  # new rows not ok that did not replace an ok row
+    kept: list[str] = field(default_factory=list)  # one line per (group of) ``held`` rows
+    replace_with_failures: bool = False  # whether rows not ok replace ok rows
 
     def summary(self, what: str) -> list[str]:
-        """The closing lines: counts by status, then the cells that did not finish ``ok``."""
+        """The closing lines: counts by status, then the cells that did not finish ``ok``, then those
+        whose earlier ``ok`` row was kept over a failure of this run."""
+        return self.counted(what, errors=True) + self.kept_lines(what)
+
+    def counted(self, what: str, *, errors: bool = False) -> list[str]:
+        """The counts by status and the cells of each status not ok (those of ``error`` only with ``errors``)."""
         total = sum(self.statuses.values())
         counts = ", ".join(f"{n} {status}" for status, n in self.statuses.items())
         lines = [f"{total} {what}s in {self.table.path}: {counts} ({self.ran} run now)"]
         for status in self.problems:
-            lines += self.problem_lines(status, what)
+            if errors or status != "error":
+                lines += self.problem_lines(status, what)
         return lines
+
+    def raised(self, what: str) -> list[str]:
+        """What ends the run with SweepFailed: the cells that raised, and those whose ok row was kept."""
+        errors = self.problem_lines("error", what) if "error" in self.problems else []
+        return errors + self.kept_lines(what)
 
     def problem_lines(self, status: str, what: str) -> list[str]:
         explain = {"failed": "recorded with their reason and not rerun; --force reruns them",
@@ -62,14 +81,22 @@ class Outcome:
         cells = self.problems.get(status, [])
         return [f"{len(cells)} {status} {what}(s) ({explain.get(status, 'not ok')}):"] + [f"  {c}" for c in cells]
 
+    def kept_lines(self, what: str) -> list[str]:
+        if not self.kept:
+            return []
+        return [f"{len(self.held)} {what}(s) run again did not finish ok; the earlier ok row of each is kept "
+                "(--replace-with-failures records the failure instead):"] + [f"  {c}" for c in self.kept]
+
 
 def run_units(table: ResultsTable, units: list[Unit], current_ids: list[str], *, force: bool, progress: bool,
-              desc: str, what: str, describe: Callable[[pd.Series], str]) -> Outcome:
-    """Run every unit not done yet; the summary covers ``current_ids`` (the grid's cells)."""
-    outcome = Outcome(table)
+              desc: str, what: str, describe: Callable[[pd.Series], str],
+              replace_with_failures: bool = False) -> Outcome:
+    """Run every unit not done yet; the summary covers ``current_ids`` (the grid's cells).  A new row that is
+    not ``ok`` replaces an ``ok`` row of its cell only with ``replace_with_failures``."""
+    outcome = Outcome(table, replace_with_failures=replace_with_failures)
     ranks = world()
     progress = progress and ranks.main
-    todo_at = ranks.decide(lambda: _todo(table, units, force))
+    todo_at = ranks.decide(lambda: todo_positions(table, units, force))
     todo = [units[i] for i in todo_at]
     skipped = sum(len(u.ids) for u in units) - sum(len(u.ids) for u in todo)
     if skipped and ranks.main:
@@ -98,7 +125,7 @@ def run_units(table: ResultsTable, units: list[Unit], current_ids: list[str], *,
     return outcome
 
 
-def _todo(table: ResultsTable, units: list[Unit], force: bool) -> list[int]:
+def todo_positions(table: ResultsTable, units: list[Unit], force: bool) -> list[int]:
     """The positions of the units to run: all with ``force``, else those not done or still owing an output."""
     done = set() if force else table.done()
     return [i for i, u in enumerate(units) if force or not set(u.ids) <= done or u.owed()]
@@ -114,9 +141,9 @@ def _run_claimed(table: ResultsTable, unit: Unit, force: bool, bar: tqdm, outcom
         if ranks.decide(lambda: force or not set(unit.ids) <= table.done() or unit.owed()):
             bar.set_postfix_str(unit.label, refresh=True)
             rows = unit.run()
-            if ranks.main:
-                table.put_many(rows)
-            outcome.ran += len(rows)
+            held = table.put_many(rows, replace_ok=outcome.replace_with_failures) if ranks.main else []
+            outcome.held += held
+            outcome.ran += len(rows) - len(held)
         bar.update(len(unit.ids))
     return True
 
@@ -134,15 +161,31 @@ def _summarise(outcome: Outcome, current_ids: list[str], describe: Callable[[pd.
             key = (describe(row), str(row["error"]))
             groups[key] = groups.get(key, 0) + 1
         if groups:
-            outcome.problems[status] = [f"{where}{f' ({n} cells)' if n > 1 else ''}: {error}"
-                                        for (where, error), n in groups.items()]
+            outcome.problems[status] = grouped_lines(groups)
+    kept: dict[tuple[str, str], int] = {}
+    for row in outcome.held:
+        key = (describe(pd.Series(row)), f"{row.get('status')}: {row.get('error')}")
+        kept[key] = kept.get(key, 0) + 1
+    outcome.kept = grouped_lines(kept)
+
+
+def summarise_done(table: ResultsTable, current_ids: list[str], describe: Callable[[pd.Series], str]) -> Outcome:
+    """The outcome of a run that ran nothing: the summary of the grid's cells as stored."""
+    outcome = Outcome(table)
+    _summarise(outcome, current_ids, describe)
+    return outcome
+
+
+def grouped_lines(groups: dict[tuple[str, str], int]) -> list[str]:
+    """``where (n cells): error`` per (where, error) group."""
+    return [f"{where}{f' ({n} cells)' if n > 1 else ''}: {error}" for (where, error), n in groups.items()]
 
 
 def report_outcome(outcome: Outcome, what: str) -> None:
-    """Print the summary (stderr); raise SweepFailed, listing them, where cells raised errors."""
-    lines = outcome.summary(what)
-    errors = outcome.problem_lines("error", what) if "error" in outcome.problems else []
-    for line in lines[:len(lines) - len(errors)]:
+    """Print the summary (stderr); raise SweepFailed, listing them, where cells raised errors or cells run
+    again did not finish ok (their ok rows kept)."""
+    for line in outcome.counted(what):
         tqdm.write(line, file=sys.stderr)
-    if errors:
-        raise SweepFailed("\n".join(errors))
+    raised = outcome.raised(what)
+    if raised:
+        raise SweepFailed("\n".join(raised))

@@ -3,18 +3,18 @@
 The file is ``<cache_dir>/schedules/<name>/<hash>.pt``, the hash over everything that defines
 the grid: the backbone's identity, the solver and its parameters (or, for a schedule that
 depends on the solver only through its intervals, the intervals), the budget, the guidance and
-every setting.  Written whole (a rename) by one process; read back with ``weights_only``.
+every setting.  Written whole (a rename) by one process (rank 0 under torchrun); read back with
+``weights_only``.  A file that cannot be used (torn, foreign, learned for another problem) is
+moved aside, named in one line, and learned again (``solverbench.cache_entry``).
 """
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
-
 from solverbench.backbone import backbone_identity
+from solverbench.cache_entry import UnfitEntry, load_tensors, read_entry, save_atomically
 from solverbench.hashing import canonical_json, spec_hash
 from solverbench.schedules.learner import LearnedGrid, LearnedSchedule, ScheduleProblem
 
@@ -46,26 +46,19 @@ def cached_time_grid(schedule: LearnedSchedule, problem: ScheduleProblem,
         return schedule.learn(problem)
     key = cache_key(schedule, problem)
     path = path_of(cache_dir, schedule, key)
-    if path.is_file():
-        return read_grid(path, key)
+    stored = read_entry(path, "learned time grid", lambda p: read_grid(p, key))
+    if stored is not None:
+        return stored
     grid = schedule.learn(problem)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"times": grid.times, "seconds": grid.seconds, "parameters": grid.parameters,
-                "stats": canonical_json(grid.stats), "key": canonical_json(key)}, tmp)
-    os.replace(tmp, path)
+    save_atomically({"times": grid.times, "seconds": grid.seconds, "parameters": grid.parameters,
+                     "stats": canonical_json(grid.stats), "key": canonical_json(key)}, path)
     return grid
 
 
 def read_grid(path: Path, key: dict[str, Any]) -> LearnedGrid:
-    try:
-        stored = torch.load(path, weights_only=True)
-        times, seconds, parameters = stored["times"], float(stored["seconds"]), int(stored["parameters"])
-        stored_key = stored["key"]
-    except Exception as err:  # a torn or foreign file: say which, never learn over it silently
-        raise ValueError(f"learned time grid {str(path)!r} cannot be read ({type(err).__name__}: "
-                         f"{' '.join(str(err).split())[:200]}); delete it to learn the grid again") from None
-    if stored_key != canonical_json(key):
-        raise ValueError(f"learned time grid {str(path)!r} was learned for another problem than its name says "
-                         f"(stored key differs); delete it to learn the grid again")
-    return LearnedGrid(times, seconds, parameters, json.loads(stored["stats"]))
+    """The grid a cache file holds, checked: learned for ``key``."""
+    stored = load_tensors(path, ("times", "seconds", "parameters", "stats", "key"))
+    if stored["key"] != canonical_json(key):
+        raise UnfitEntry("was learned for another problem than its name says (stored key differs)")
+    return LearnedGrid(stored["times"], float(stored["seconds"]), int(stored["parameters"]),
+                       json.loads(stored["stats"]))

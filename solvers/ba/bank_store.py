@@ -10,13 +10,13 @@ unguided), the exact solve's tolerance, the device type and the default dtype.  
 batches, so a bank of 512 and one of 1024 share their first batches.  A batch read back sets the stream to
 where it left it, so a bank read from disk trains to the same bits as one solved in place.
 
-Files are written whole (to a temporary name, then renamed) and read with ``weights_only=True``; a file
-whose key is not the bank's is refused, naming the file.
+Files are written whole (to a temporary name, then renamed) and read with ``weights_only=True``; a file that
+cannot be used (torn, foreign, written for another bank, not of its rows) is moved aside, named in one line, and
+solved again (``solverbench.cache_entry``).
 """
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -24,6 +24,7 @@ from typing import Any, Optional
 import torch
 
 from solverbench.backbone import backbone_identity
+from solverbench.cache_entry import UnfitEntry, load_tensors, read_entry, save_atomically
 from solverbench.hashing import spec_hash
 from solvers.ba.chains import EXACT_TOLERANCE
 from solvers.ba.config import SideNetConfig
@@ -67,25 +68,29 @@ class BankStore:
     def read(self, index: int, rows: int, generator: torch.Generator) -> Optional[SolvedBatch]:
         """Batch ``index`` of ``rows`` trajectories if it is on disk (then ``generator`` is set to where its solve
         left the stream), else None."""
-        path = self.path(index, rows)
-        if not path.is_file():
+        saved = read_entry(self.path(index, rows), "solve bank batch", self.read_saved)
+        if saved is None:
             return None
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        if saved.get("key") != self.key:
-            raise ValueError(f"solve bank file {path} was written for another bank (its key is {saved.get('key')!r}, "
-                             f"this bank's {self.key!r}); remove it")
         generator.set_state(saved["generator"])
         labels = saved["labels"]
         return SolvedBatch(saved["states"].to(self.device), None if labels is None else labels.to(self.device),
                            saved["velocities"].to(self.device), int(saved["calls"]), float(saved["seconds"]))
 
+    def read_saved(self, path: Path) -> dict[str, Any]:
+        """A batch file's contents, checked: written for this bank, with the rows its name says."""
+        saved = load_tensors(path, ("key", "states", "labels", "velocities", "calls", "seconds", "generator"))
+        if saved["key"] != self.key:
+            raise UnfitEntry("was written for another bank (its key differs)")
+        rows = int(path.stem.rsplit("_", 1)[1])
+        states, velocities = saved["states"], saved["velocities"]
+        if not (isinstance(states, torch.Tensor) and isinstance(velocities, torch.Tensor) and states.dim() >= 2
+                and states.shape[1] == rows and velocities.dim() >= 3 and velocities.shape[2] == rows):
+            raise UnfitEntry(f"does not hold {rows} trajectories")
+        return saved
+
     def write(self, index: int, batch: SolvedBatch, generator: torch.Generator) -> None:
         """Keep ``batch`` (solved in place) with the stream's state after it."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.path(index, batch.states.shape[1])
-        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        torch.save({"key": self.key, "states": batch.states.cpu(),
-                    "labels": None if batch.labels is None else batch.labels.cpu(),
-                    "velocities": batch.velocities.cpu(), "calls": batch.calls, "seconds": batch.seconds,
-                    "generator": generator.get_state()}, partial)
-        os.replace(partial, path)
+        save_atomically({"key": self.key, "states": batch.states.cpu(),
+                         "labels": None if batch.labels is None else batch.labels.cpu(),
+                         "velocities": batch.velocities.cpu(), "calls": batch.calls, "seconds": batch.seconds,
+                         "generator": generator.get_state()}, self.path(index, batch.states.shape[1]))

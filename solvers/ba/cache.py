@@ -6,6 +6,8 @@ its path), so a sweep with many ``ba*``
 solver variants trains once, and a later sweep, or a changed knob, does the right thing.  A SideNet trained on a
 solve bank keeps the bank's batches under ``<cache_dir>/solve_banks/`` (bank_store.py, the folder ``train-sidenet
 --bank-dir`` is given in the docs), so the attempts that share a bank, a chain of fine-tunings above all, solve it once.
+A cached file that cannot be used (torn, foreign, for another backbone or other settings) is moved aside, named in one
+line, and trained again (``solverbench.cache_entry``); under torchrun rank 0 does so before the other ranks read it.
 """
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from solverbench.backbone import backbone_identity
-from solverbench.distributed import World
-from solverbench.hashing import file_sha256, spec_hash
+from solverbench.cache_entry import UnfitEntry, read_entry
+from solverbench.distributed import World, world
+from solverbench.hashing import canonical_json, file_sha256, spec_hash
 from solvers.ba.checkpoint import FORMAT, LoadedSideNet, load_checkpoint, save_checkpoint
 from solvers.ba.config import SideNetConfig
 from solvers.ba.training import train_sidenet
@@ -50,10 +53,24 @@ def cached_sidenet(backbone: Any, config: SideNetConfig, cache_dir: Optional[str
         raw, ema, stats = train_sidenet(backbone, config, device=device, progress=progress)
         return LoadedSideNet(ema, config, stats.as_dict(), backbone_identity(backbone), path=None)
     path = cache_path(cache_dir, backbone, config)
-    if path.is_file():
-        return load_checkpoint(path, backbone, device=device)
+    cached = read_entry(path, "cached SideNet", lambda p: read_cached(p, backbone, config, device), mend=world().main)
+    if cached is not None:
+        return cached
     return train_checkpoint(backbone, config, path, device=device, progress=progress,
                             bank_dir=bank_dir(cache_dir, config))
+
+
+def read_cached(path: Path, backbone: Any, config: SideNetConfig, device: str) -> LoadedSideNet:
+    """The SideNet a cache file holds, checked: trained for ``backbone`` with ``config``'s settings (those
+    of ``init_from`` aside: the cache's name holds the file's digest, the checkpoint the path it was read at)."""
+    loaded = load_checkpoint(path, backbone, device=device)
+    if settings_of(loaded.config) != settings_of(config):
+        raise UnfitEntry("was trained with other SideNet settings than its name says")
+    return loaded
+
+
+def settings_of(config: SideNetConfig) -> str:
+    return canonical_json({k: v for k, v in config.as_dict().items() if k != "init_from"})
 
 
 def bank_dir(cache_dir: str | Path, config: SideNetConfig) -> Optional[Path]:

@@ -42,7 +42,7 @@ from solverbench.guidance import NO_GUIDANCE, Guidance
 from solverbench.hashing import canonical_json
 from solverbench.plan import Plan, make_plan
 from solverbench.solver import NoExactHistoryStep, PrepareContext, Solver
-from solvers.bespoke.cache import cache_key, cache_path, load_transformation, save_transformation
+from solvers.bespoke.cache import cache_key, cache_path, cached_transformation, save_transformation
 from solvers.bespoke.settings import TrainingSettings
 from solvers.bespoke.steps import transformed_solve
 from solvers.bespoke.training import train_transformation
@@ -142,8 +142,9 @@ class Bespoke(Solver):
         """theta from the cache where it is there, else trained (and written to the cache)."""
         key = cache_key(backbone, self.base, layout, guidance, self.settings)
         path = cache_path(context.cache_dir, key) if context.cache_dir is not None else None
-        if path is not None and path.is_file():
-            transformation, stats = load_transformation(path, key, layout)
+        cached = cached_transformation(path, key, layout) if path is not None else None
+        if cached is not None:
+            transformation, stats = cached
             return Held(layout, guidance, transformation, transformation.nodes().floats(), stats, path, True)
         trained = train_transformation(backbone, layout, guidance, paths_for(guidance), self.settings,
                                        progress=context.progress,

@@ -5,12 +5,14 @@ turned into images by ``backbone.to_images``.  Its features (every feature the e
 gives) and the Frechet statistics (mean, covariance) of the features FID and sFID use are
 stored under ``<cache dir>/image_reference/`` keyed by the data's identity (the backbone's
 ``data_identity()``: every checkpoint of a data set shares it), the extractor (name and a
-digest of its weights) and ``n``.  Under torchrun the ranks split the reference images' batches.  (Where the grid names an ADM reference batch instead, it is the
-reference: ``reference_batch``.)
+digest of its weights) and ``n``; an entry that cannot be used (torn, foreign, of another key) is
+moved aside, named in one line and computed again (``solverbench.cache_entry``), and one that
+lacks the statistics of a feature gets them from its stored features.  Under torchrun the ranks
+split the reference images' batches, and rank 0 alone reads, mends and writes the cache.
+(Where the grid names an ADM reference batch instead, it is the reference: ``reference_batch``.)
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 
 from solverbench.backbone import data_identity
+from solverbench.cache_entry import UnfitEntry, load_tensors, read_entry, save_atomically
 from solverbench.distributed import world
 from solverbench.hashing import canonical_json, spec_hash
 from solverbench.metrics.image.extractors import extract_features
@@ -78,17 +81,41 @@ def reference_set(backbone: Any, *, extractor_name: str, extractor: Any, weights
     """The cached reference of ``backbone``'s data for ``extractor``, computed on the first call only."""
     key = reference_key(backbone, extractor_name, weights_digest, n)
     path = Path(cache_dir) / CACHE_SUBDIR / f"{spec_hash(key)}.pt"
-    if world().decide(path.is_file):
-        stored = torch.load(path, map_location="cpu", weights_only=True)
-        if stored["key"] == canonical_json(key) and set(frechet_layers) <= set(stored["statistics"]):
-            return ReferenceSet(stored["statistics"], path, lambda: stored["features"])
+    ranks = world()
+    found = [None]  # rank 0's reading of the entry
+
+    def look() -> bool:
+        found[0] = read_entry(path, "cached image reference", lambda p: read_reference(p, key, frechet_layers))
+        return found[0] is not None
+
+    if ranks.decide(look):  # rank 0 alone reads (and moves a damaged entry aside); the others read its file
+        stored = found[0] if ranks.main else read_reference(path, key, frechet_layers)
+        if ranks.main and stored.get("added"):  # statistics of more features, from the stored features
+            save_atomically({"key": canonical_json(key), "features": stored["features"],
+                             "statistics": stored["statistics"]}, path)
+        return ReferenceSet(stored["statistics"], path, lambda: stored["features"])
     x0, _ = backbone.sample_data(n, torch.Generator().manual_seed(REFERENCE_SEED))
     features = features_of(extractor, backbone, x0, batch_size, device)
     statistics = {layer: frechet_statistics(features[layer]) for layer in frechet_layers}
-    if not world().main:  # rank 0 writes the cache
-        return ReferenceSet(statistics, path, lambda: features)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.partial")
-    torch.save({"key": canonical_json(key), "features": features, "statistics": statistics}, partial)
-    os.replace(partial, path)
+    if ranks.main:  # rank 0 writes the cache
+        save_atomically({"key": canonical_json(key), "features": features, "statistics": statistics}, path)
     return ReferenceSet(statistics, path, lambda: features)
+
+
+def read_reference(path: Path, key: dict[str, Any], frechet_layers: tuple[str, ...]) -> dict[str, Any]:
+    """A reference cache file, checked: written for ``key``, with features of every layer in
+    ``frechet_layers``; statistics it lacks are computed from its features (``added`` says so)."""
+    stored = load_tensors(path, ("key", "features", "statistics"))
+    if stored["key"] != canonical_json(key):
+        raise UnfitEntry("was written for another reference than its name says (stored key differs)")
+    features, statistics = stored["features"], stored["statistics"]
+    if not (isinstance(features, dict) and isinstance(statistics, dict)
+            and all(isinstance(v, torch.Tensor) for v in features.values())):
+        raise UnfitEntry("holds no features and statistics by feature name")
+    missing = [layer for layer in frechet_layers if layer not in statistics]
+    unknown = [layer for layer in missing if layer not in features]
+    if unknown:
+        raise UnfitEntry(f"has no features {', '.join(map(repr, unknown))}")
+    for layer in missing:
+        statistics[layer] = frechet_statistics(features[layer])
+    return {"features": features, "statistics": statistics, "added": bool(missing)}

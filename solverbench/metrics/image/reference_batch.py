@@ -8,7 +8,8 @@ is the TF-Inception network whose features the batch's statistics were computed 
   and ``mu_s``, ``sigma_s`` (ADM's: over the whole data set);
 - KID and precision/recall (k = 3): against the features of its images ``arr_0``, extracted on
   first use and cached under ``<cache dir>/image_reference/``, keyed by the file's SHA-256 and
-  the extractor's weights.
+  the extractor's weights (a cache file that cannot be used is moved aside, named in one line,
+  and extracted again: ``solverbench.cache_entry``; under torchrun rank 0 mends and writes it).
 
 Intervals are unchanged: the bootstrap over the cell's samples, the reference held fixed.
 The noise floor (``<metric>_floor``: a data draw of the cell's size in place of the samples)
@@ -28,7 +29,6 @@ from the current directory.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -36,6 +36,8 @@ from typing import Any, Iterable, Optional
 import numpy as np
 import torch
 
+from solverbench.cache_entry import UnfitEntry, load_tensors, read_entry, save_atomically
+from solverbench.distributed import world
 from solverbench.hashing import canonical_json, file_sha256, spec_hash
 from solverbench.metrics.image.adm_npz import (
     IMAGES,
@@ -144,18 +146,28 @@ def batch_reference(batch: ReferenceBatch, *, metric_layers: dict[str, str], ext
         key = {"reference_batch_sha256": batch.digest, "extractor": extractor_name,
                "extractor_weights": weights_digest}
         path = Path(cache_dir) / CACHE_SUBDIR / f"{spec_hash(key)}.pt"
-        if path.is_file():
-            stored = torch.load(path, map_location="cpu", weights_only=True)
-            if stored["key"] == canonical_json(key):
-                return stored["features"]
+        stored = read_entry(path, "cached reference batch features", lambda p: read_features(p, key),
+                            mend=world().main)
+        if stored is not None:
+            return stored
         features = extract_features(extractor, read_images(batch.path, batch_size), device)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.partial")
-        torch.save({"key": canonical_json(key), "features": features}, partial)
-        os.replace(partial, path)
+        if world().main:  # rank 0 writes the cache
+            save_atomically({"key": canonical_json(key), "features": features}, path)
         return features
 
     return ReferenceSet(statistics, batch.path, load_features, batch=batch)
+
+
+def read_features(path: Path, key: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The features a reference batch's cache file holds, checked: written for ``key``."""
+    stored = load_tensors(path, ("key", "features"))
+    if stored["key"] != canonical_json(key):
+        raise UnfitEntry("was written for another reference batch or extractor than its name says (stored key "
+                         "differs)")
+    features = stored["features"]
+    if not (isinstance(features, dict) and all(isinstance(v, torch.Tensor) for v in features.values())):
+        raise UnfitEntry("holds no features by feature name")
+    return features
 
 
 def own_statistics(reference: ReferenceSet) -> bool:
