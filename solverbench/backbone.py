@@ -98,6 +98,21 @@ def has_data(backbone: Any) -> bool:
     return callable(getattr(backbone, "sample_data", None))
 
 
+def weights_dtypes(backbone: Any) -> set[torch.dtype]:
+    """The dtypes of the backbone's floating-point parameters: an ``nn.Module``'s own, or those of the modules
+    an object holds as attributes (a wrapper's); empty for a backbone without any (a closed-form velocity,
+    such as ``gmm``'s, whose tensors are buffers)."""
+    modules = [backbone] if isinstance(backbone, nn.Module) else \
+        [v for v in vars(backbone).values() if isinstance(v, nn.Module)] if hasattr(backbone, "__dict__") else []
+    return {p.dtype for module in modules for p in module.parameters() if p.is_floating_point()}
+
+
+def has_network(backbone: Any) -> bool:
+    """Whether the backbone computes through a network of floating-point parameters (``weights_dtypes``): what
+    reduced precision (autocast) would change."""
+    return bool(weights_dtypes(backbone))
+
+
 def backbone_in_dtype(backbone: Any, dtype: torch.dtype) -> Any:
     """The backbone with weights in ``dtype`` (a copy) where it has floating-point parameters."""
     if isinstance(backbone, nn.Module):

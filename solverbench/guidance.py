@@ -79,6 +79,15 @@ class Guidance:
 
 NO_GUIDANCE = Guidance()
 
+    def check_fits(self, sample_shape: tuple[int, ...]) -> None:
+        """Refuse ``channels`` beyond the channels of samples of ``sample_shape`` (the first dimension of a
+        sample, x's dim 1): 1 <= channels <= sample_shape[0], where all of them is the same as leaving it out."""
+        if self.channels is not None and (not sample_shape or self.channels > sample_shape[0]):
+            have = sample_shape[0] if sample_shape else 0
+            raise ValueError(f"guidance channels {self.channels} do not fit samples of shape {tuple(sample_shape)}, "
+                             f"which have {have} channel(s) (dimension 1 of x); give 1 to {have}, or leave channels "
+                             "out to guide them all")
+
 
 def cfg_combine(conditional, unconditional, scale: float):
     """Classifier-free guidance's ``u + w (c - u)`` of a conditional and an unconditional velocity, or of anything

@@ -19,6 +19,7 @@ import torch
 from solverbench.timegrid import check_time_grid, make_time_grid
 
 WHOLE_SPAN = (1.0, 0.0)  # an adaptive solver's "grid": from noise to data
+MAX_INTERVALS = 10**6  # the most intervals a budget may make: its time grid is the first thing a solve allocates
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def make_plan(solver: Any, *, nfe: Any = None, schedule: str | dict = "uniform",
     ``partial_stages``.  An explicit grid alone spends ``s`` per interval; given with a budget
     (a grid learned for that budget) it must have the N intervals the budget makes, which spend
     as the budget says.  ``partial=True`` lets it start below 1 or end above 0.  Adaptive solvers
-    take neither.
+    take neither.  A budget of more than ``MAX_INTERVALS`` intervals is refused before anything is allocated.
     """
     name = solver.label()
     nfe = check_nfe(nfe)
@@ -99,6 +100,10 @@ def make_plan(solver: Any, *, nfe: Any = None, schedule: str | dict = "uniform",
     if nfe is None:
         raise ValueError("give an NFE budget (nfe=...) or an explicit time_grid")
     intervals = -(-nfe // stages)
+    if intervals > MAX_INTERVALS:
+        raise ValueError(f"{name} would spend a budget of {nfe} NFE on {intervals} intervals; at most "
+                         f"{MAX_INTERVALS} intervals are allowed (the time grid is allocated first, and no solve "
+                         "needs more)")
     last = nfe - stages * (intervals - 1)
     if last != stages and last not in tuple(solver.partial_stages):
         spendable = ", ".join(str(r) for r in sorted(solver.partial_stages)) or "none"

@@ -23,7 +23,7 @@ from typing import Any, Iterator, Optional
 
 import torch
 
-from solverbench.backbone import backbone_identity
+from solverbench.backbone import backbone_identity, backbone_in_dtype
 
 DTYPES = ("float32", "float64", "bfloat16", "float16")
 AUTOCAST = ("bfloat16", "float16")
@@ -92,7 +92,10 @@ class Precision:
         return module
 
     def backbone(self, backbone: Any) -> Any:
-        """The backbone as the cells sample with it (itself where the precision is plain)."""
+        """The backbone as the cells sample with it: its network in float64 for a float64 grid (a copy), under
+        autocast and compiled where asked; itself where nothing changes."""
+        if self.dtype == "float64":
+            backbone = backbone_in_dtype(backbone, torch.float64)
         return backbone if self.plain else PrecisionBackbone(backbone, self)
 
 

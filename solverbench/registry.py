@@ -90,6 +90,11 @@ def _shown(obj: Any) -> str:
     return name if module.startswith(PLUGIN_MODULE_PREFIX) else f"{module}.{name}"
 
 
+def defined_at(obj: Any) -> str:
+    """``file, line N`` of a class's or function's definition (a plugin file's path), as far as Python can tell."""
+    return _where(obj)
+
+
 def _where(obj: Any) -> str:
     """``file, line N`` of a class's or function's definition, as far as Python can tell."""
     try:

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import torch
 
-from solverbench.backbone import resolve_backbone
+from solverbench.backbone import resolve_backbone, weights_dtypes
 from solverbench.field import VelocityField
 from solverbench.guidance import Guidance
 from solverbench.plan import Plan, make_plan
@@ -49,10 +49,21 @@ def sample(
     intervals the budget makes); adaptive solvers need neither.  The measured NFE is checked
     against the budget.
 
-    ``noise`` is a tensor of shape ``(N, *backbone.sample_shape)``; ``labels`` (a tensor
-    or list of N integers in ``[0, num_classes)``, or the backbone's null label) only for
-    a class-conditional backbone; guidance is ``cfg_scale`` (a number >= 0) on
-    ``cfg_interval``, or a ``Guidance`` given whole as ``guidance``.
+    ``noise`` is a tensor of shape ``(N, *backbone.sample_shape)`` of finite numbers (NaN or
+    infinite noise is refused); ``labels`` (a tensor or list of N integers in ``[0, num_classes)``,
+    or the backbone's null label) only for a class-conditional backbone; guidance is
+    ``cfg_scale`` (a number >= 0) on ``cfg_interval``, or a ``Guidance`` given whole as
+    ``guidance`` (its ``channels``, where given, at most the backbone's channels,
+    ``sample_shape[0]``).
+
+    Dtypes: the solve runs in the noise's dtype, and the samples come back in it.  The noise
+    must be floating point and, for a backbone with a network, of its weights' dtype (float32
+    noise for a float32 network; float16 noise there is refused, not cast: run the network
+    under autocast, or cast the backbone, for reduced precision).  A backbone without a
+    network (``gmm``, computed in float64 whatever it is given) takes any floating dtype:
+    float64 noise gives a float64 solve, and float16 noise a float16 one, its state rounded to
+    float16 at every step.  A solver that runs the backbone in a dtype of its own (the
+    ``reference`` solve: float64) takes any floating noise.
 
     ``partial=True`` lets an explicit ``time_grid`` start below 1 or end above 0, to
     integrate only part of the way: ``noise`` is then the state at ``time_grid[0]`` and
@@ -79,12 +90,42 @@ def checked_call(backbone: Any, solver: str | Solver, x: Any, labels: Any, cfg_s
         raise ValueError(
             f"{what} has sample shape {tuple(x.shape[1:])}, the backbone expects {tuple(backbone.sample_shape)}"
         )
+    check_dtype(x, backbone, solver, what)
+    check_finite(x, what)
     labels = check_labels(labels, backbone, len(x))
     if guidance is None:
         guidance = Guidance(cfg_scale, cfg_interval)
     elif (cfg_scale, tuple(cfg_interval)) != (1.0, (0.0, 1.0)):
         raise ValueError("give guidance either as cfg_scale/cfg_interval or as guidance=Guidance(...), not both")
+    guidance.check_fits(backbone.sample_shape)
     return backbone, solver, labels, guidance
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def check_dtype(x: torch.Tensor, backbone: Any, solver: Solver, what: str) -> None:
+    """``x`` floating point, and of the backbone's weights' dtype where it has one, unless the solver runs the
+    backbone in a dtype of its own (``Solver.backbone_dtype``: the reference solve's float64) (``sample``'s rule)."""
+    weights = weights_dtypes(backbone) if solver.backbone_dtype is None else set()
+    if not x.is_floating_point():
+        wanted = dtype_name(next(iter(weights))) if len(weights) == 1 else "float32"
+        raise TypeError(f"{what} has dtype {dtype_name(x.dtype)}; give floating-point {what} ({wanted}, e.g. "
+                        f"{what}.to(torch.{wanted}))")
+    if len(weights) == 1 and x.dtype not in weights:
+        wanted = dtype_name(next(iter(weights)))
+        raise TypeError(f"{what} has dtype {dtype_name(x.dtype)}, but the backbone's weights are {wanted}: give "
+                        f"{wanted} {what} ({what}.to(torch.{wanted})), or cast the backbone (backbone.to(torch."
+                        f"{dtype_name(x.dtype)}))")
+
+
+def check_finite(x: torch.Tensor, what: str) -> None:
+    """Refuse a start state with NaN or infinite entries, counting the samples that hold any."""
+    bad = int((~torch.isfinite(x.reshape(len(x), -1))).any(dim=1).sum()) if x.numel() else 0
+    if bad:
+        raise ValueError(f"{what}: {bad} of {len(x)} samples are not finite (they hold NaN or inf); give finite "
+                         f"{what}")
 
 
 def solve_plan(solver: Solver, field: VelocityField, x: torch.Tensor, plan: Plan) -> SampleResult:

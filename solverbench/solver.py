@@ -7,7 +7,9 @@ the plan.  ``order`` is the theoretical global order (local truncation error
 O(H^(order+1))), or ``None`` where no order is claimed.
 
 A solver that needs preparation (a network of its own, a learned grid) implements
-``prepare(backbone, context)``; the ``PrepareContext`` carries all it may use.  A solver
+``prepare(backbone, context)``; the ``PrepareContext`` carries all it may use.  What would make
+``prepare`` fail on a backbone (a checkpoint made for another one) it refuses while a grid is
+read, in ``check_backbone(backbone, context)``, for every backbone the grid runs it on.  A solver
 family that reads grid-level settings names itself in ``family`` (the key of its mapping
 under the grid's ``solver_settings:``) and checks them in ``check_settings``.  What a
 solver counts besides NFE (network calls of its own, their seconds) it reports in
@@ -36,11 +38,24 @@ import torch
 
 from solverbench.field import VelocityField
 from solverbench.plan import Plan, make_plan
-from solverbench.registry import SOLVERS
+from solverbench.registry import SOLVERS, defined_at
 
 
 class NoExactHistoryStep(NotImplementedError):
     """A multistep solver that does not implement ``local_step``: it cannot step from exact history."""
+
+
+class SolverCheckError(ValueError):
+    """A solver that cannot run on a backbone, found by ``Solver.check_backbone``; ``key`` names what is at
+    fault where one thing is: ``params.NAME`` (a parameter) or ``settings.NAME`` (a family setting)."""
+
+    def __init__(self, message: str, key: Optional[str] = None):
+        super().__init__(message)
+        self.key = key
+
+
+class IncompleteSolver(TypeError):
+    """A registered solver class that does not implement ``Solver.solve``."""
 
 
 @dataclass(frozen=True)
@@ -74,12 +89,19 @@ class Solver:
     legacy_settings_keys: tuple[str, ...] = ()  # older top-level grid keys of those settings (deprecated)
     differentiable_times: bool = False  # solve() backpropagates into plan.times (see the module docstring)
     invertible: bool = False  # runs from data to noise on the mirrored field (solverbench.inversion)
+    backbone_dtype: Optional[torch.dtype] = None  # the dtype it runs the backbone in (a cast copy); None: the state's
 
     def prepare(self, backbone: Any, context: PrepareContext) -> None:
         """One-off preparation for a backbone (e.g. training a network of its own); no-op by default."""
 
     def check_settings(self, settings: Mapping[str, Any]) -> None:
         """Refuse bad family settings while a grid is read (raise ValueError); accepts all by default."""
+
+    def check_backbone(self, backbone: Any, context: PrepareContext) -> None:
+        """Refuse, while a grid is read, a backbone that ``prepare(backbone, context)`` would fail on (raise
+        ``SolverCheckError``, or another ValueError): e.g. a checkpoint made for another backbone.  The context
+        is the one ``prepare`` gets, but on the CPU and without a cache folder (the results folder is not known
+        yet).  Cheap: no training; what it loads it may keep for ``prepare``.  Accepts every backbone by default."""
 
     def solve(self, field: VelocityField, x: torch.Tensor, plan: Plan) -> torch.Tensor:
         """Integrate ``dx/dt = field(x, t)`` along ``plan.times`` (from the first time to the last),
@@ -151,13 +173,25 @@ def solver_label(name: str, params: Mapping[str, Any]) -> str:
     return name + ("(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params else "")
 
 
+def check_implements_solve(cls: type) -> None:
+    """Raise ``IncompleteSolver`` (one line naming the class and where it is defined) unless ``cls``
+    implements ``solve``."""
+    if getattr(cls, "solve", None) is Solver.solve:
+        name = getattr(cls, "registered_name", "?")
+        what = f"solver {name!r} (class {cls.__qualname__}, " if name != "?" else f"solver class {cls.__qualname__} ("
+        raise IncompleteSolver(f"{what}{defined_at(cls)}) does not implement solve(self, field, x, plan) -> samples, "
+                               "which every solver must")
+
+
 def get_solver(name: str | Solver, **params: Any) -> Solver:
     """A solver instance from its registered name and parameters."""
     if isinstance(name, Solver):
         if params:
             raise TypeError("parameters can only be given with a solver name, not an instance")
+        check_implements_solve(type(name))
         return name
     cls = SOLVERS.get(name)
+    check_implements_solve(cls)
     try:
         return cls(**params)
     except TypeError as err:

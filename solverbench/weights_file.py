@@ -3,8 +3,8 @@
 Every checkpoint the harness or a plugin reads goes through ``read_weights``: tensors and
 plain containers only (no code runs while a file is read), on the CPU.  A missing file, a
 folder, an empty file, a pickled module (``torch.save(model)`` instead of
-``torch.save(model.state_dict())``) and any other unreadable file each raise one line that
-names the file.
+``torch.save(model.state_dict())``), a file torch.save did not write (or one cut short) and any
+other unreadable file each raise one line that names the file.
 """
 from __future__ import annotations
 
@@ -80,7 +80,24 @@ def _why_unreadable(path: Path, err: Exception) -> str:
                     "`model.state_dict()` instead (torch.save(model.state_dict(), path))")
         return (f"holds a pickled {cls} object, which weights_only=True does not load: store only tensors "
                 "and plain containers (dict, list, numbers, strings), e.g. `model.state_dict()`")
+    if not _written_by_torch_save(path):
+        return ("is not a file torch.save wrote (neither its zip archive nor its older pickle format), or one cut "
+                "short: a download or copy that did not finish? Write it again")
     return f"cannot be read with weights_only=True: {_first_line(err)}"
+
+
+_LEGACY_HEADER = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"  # torch.save's older format: its magic number, pickled
+
+
+def _written_by_torch_save(path: Path) -> bool:
+    """Whether the file is in a format torch.save writes: a whole zip archive, or the older pickle format."""
+    try:
+        if zipfile.is_zipfile(path):
+            return True
+        with open(path, "rb") as f:
+            return f.read(len(_LEGACY_HEADER)) == _LEGACY_HEADER
+    except OSError:
+        return False
 
 
 def _holds_a_module(path: Path) -> bool:

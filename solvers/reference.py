@@ -28,6 +28,7 @@ class Reference(Solver):
             raise ValueError(f"rtol and atol must be positive, got rtol={rtol}, atol={atol}")
         self.tolerance = Tolerance(rtol, atol)
         self.dtype = getattr(torch, dtype)
+        self.backbone_dtype = self.dtype  # it solves with a copy of the backbone in this dtype, whatever the noise's
 
     def params(self):
         return {"rtol": self.tolerance.rtol, "atol": self.tolerance.atol}

@@ -87,14 +87,21 @@ def test_train_sidenet_refuses_unknown_or_bad_settings(capsys):
     assert "'iterations' must be a positive integer" in capsys.readouterr().err
 
 
-def test_a_solver_that_cannot_be_prepared_is_an_error_row_with_its_parameters(tmp_path):
-    """The shipped gmm64 SideNet does not fit gmm2d: the cell's row says so, under the solver's full label."""
+def test_a_solver_that_cannot_be_prepared_is_an_error_row_with_its_parameters(tmp_path, monkeypatch):
+    """The shipped gmm64 SideNet does not fit gmm2d: refused while the grid is read; where the read-time check
+    is left out, the cell's row says so, under the solver's full label."""
     from pathlib import Path
 
     from solverbench.engine import SweepFailed
+    from solverbench.errors import GridError
+    from solvers.ba.samplers import SideNetSolver
 
     checkpoint = str(Path(__file__).parents[1] / "solvers" / "ba" / "checkpoints" / "gmm64.pt")
-    grid = parse_grid({**GRID, "solvers": [{"name": "ba", "params": {"checkpoint": checkpoint}}], "solver_settings": {}})
+    raw = {**GRID, "solvers": [{"name": "ba", "params": {"checkpoint": checkpoint}}], "solver_settings": {}}
+    with pytest.raises(GridError, match=r"'solvers\[0\]\.params\.checkpoint'.*trained for another backbone"):
+        parse_grid(raw)
+    monkeypatch.setattr(SideNetSolver, "check_backbone", lambda self, backbone, context: None)
+    grid = parse_grid(raw)
     with pytest.raises(SweepFailed, match="trained for another backbone"):
         run_grid(grid, tmp_path, progress=False)
     rows = pd.read_parquet(tmp_path / "ba-small" / "results.parquet")

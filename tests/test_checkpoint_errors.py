@@ -26,13 +26,18 @@ def bad_files(tmp_path):
     torch.save({"x": Net().lin.weight.data, "when": __import__("datetime").date(2024, 1, 1)}, other)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a torch file")
+    whole = tmp_path / "whole.pt"
+    torch.save(Net().state_dict(), whole)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(whole.read_bytes()[:300])
     return [
         (folder, "is a folder, not a file"),
         (tmp_path / "nowhere.pt", "does not exist"),
         (empty, r"is empty \(0 bytes\)"),
         (module, r"holds a pickled module \(.*Net\).*save `model\.state_dict\(\)` instead"),
         (other, r"holds a pickled datetime\.date object, which weights_only=True does not load"),
-        (garbage, "cannot be read with weights_only=True: .+"),
+        (garbage, r"is not a file torch\.save wrote \(neither its zip archive nor its older pickle format\)"),
+        (cut, r"is not a file torch\.save wrote .*, or one cut short"),
     ]
 
 

@@ -26,8 +26,22 @@ def test_a_missing_sidenet_checkpoint_is_found_while_reading(tmp_path):
     assert "solvers[0].params.checkpoint" in str(info.value) and str(tmp_path / "nowhere" / "gmm.pt") in str(info.value)
 
 
+def sidenet_file(path, backbone, **settings):
+    """An untrained SideNet checkpoint for ``backbone`` (``settings``: its SideNet settings)."""
+    from solvers.ba.checkpoint import save_checkpoint
+    from solvers.ba.config import SideNetConfig
+    from solvers.ba.sidenet import sidenet_for
+
+    config = SideNetConfig.from_settings(settings)
+    net = sidenet_for(backbone, config.network)
+    save_checkpoint(path, raw=net, ema=net, config=config, stats={}, backbone=backbone)
+    return path
+
+
 def test_a_sidenet_s_init_from_is_read_next_to_the_grid_file(tmp_path):
-    (tmp_path / "start.pt").write_bytes(b"bytes")
+    from solverbench import resolve_backbone
+
+    sidenet_file(tmp_path / "start.pt", resolve_backbone("gmm", preset="gmm2d"))
     grid = {**GMM, "solvers": [{"name": "ba", "params": {"init_from": "start.pt"}}]}
     (tmp_path / "g.yaml").write_text(repr(grid).replace("'", '"'))
     spec = load_grid(tmp_path / "g.yaml").solvers[0]

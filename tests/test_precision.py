@@ -53,10 +53,10 @@ def grid_text(name: str, extra: str) -> dict:
     import yaml
     return yaml.safe_load(f"""
 name: {name}
-backbones: [{{name: gmm, params: {{preset: gmm-smooth}}}}]
+backbones: [{{name: toy2d, params: {{dataset: moons}}}}]
 solvers: [euler, heun]
 nfe: [4]
-num_samples: 64
+num_samples: 16
 metrics: [trajectory_error]
 {extra}""")
 
@@ -91,6 +91,18 @@ def test_compiled_backbone_runs_and_matches_eager():
 def test_bad_precision_keys_are_refused_in_one_line(extra, message):
     with pytest.raises(GridError, match=message):
         parse_grid(grid_text("bad", extra))
+
+
+def test_autocast_on_a_backbone_without_a_network_is_refused():
+    raw = grid_text("gmm-bf16", "dtype: float16")
+    raw["backbones"] = [{"name": "gmm", "params": {"preset": "gmm2d"}}]
+    with pytest.raises(GridError, match="backbone 'gmm' has no network to run in float16"):
+        parse_grid(raw)
+
+
+def test_a_float64_grid_runs_a_network_in_float64(tmp_path):
+    table = run_grid(parse_grid(grid_text("f64", "dtype: float64")), tmp_path, progress=False)
+    assert table.frame["status"].eq("ok").all() and table.frame["dtype"].eq("float64").all()
 
 
 def test_the_lte_study_refuses_autocast():

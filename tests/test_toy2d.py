@@ -77,7 +77,7 @@ def test_parameters_are_checked(tmp_path):
 def test_a_foreign_checkpoint_is_refused(tmp_path):
     path = tmp_path / "digits.pt"
     path.write_bytes(b"not a torch file")
-    with pytest.raises(CheckpointError, match="cannot be read"):
+    with pytest.raises(CheckpointError, match="is not a file torch.save wrote"):
         Toy2DFlow(checkpoint=path)
     from backbones.digits.backbone import SHIPPED_FLOW
 

@@ -1,5 +1,6 @@
 """Read a grid file: its kind first (the study that runs it reads its own section), then every
-section through its parser (``solverbench.grid.sections``), into one frozen ``Grid``."""
+section through its parser (``solverbench.grid.sections``), into one frozen ``Grid``.  A key given
+twice in one mapping is refused (YAML would keep the last silently)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,6 +43,30 @@ KEYS = {
 DEFAULT_KIND = "sweep"
 
 
+class DuplicateKey(yaml.YAMLError):
+    """A key given twice in one mapping of a YAML file."""
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (merge keys ``<<`` aside)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in lines:
+                    raise DuplicateKey(f"key {key!r} is given twice in one mapping (lines {lines[key]} and {line}); "
+                                       "keep one")
+                lines[key] = line
+            except TypeError:  # an unhashable key: the loader refuses it itself
+                continue
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_grid(path: str | Path) -> Grid:
     path = Path(path)
     if path.is_dir():
@@ -52,9 +77,11 @@ def load_grid(path: str | Path) -> Grid:
         raise GridError(f"grid file {str(path)!r} does not exist")
     with open(path) as f:
         try:
-            raw = yaml.safe_load(f)
+            raw = yaml.load(f, Loader=UniqueKeyLoader)
+        except DuplicateKey as err:
+            raise GridError(f"grid file {str(path)!r}: {err}") from None
         except yaml.YAMLError as err:
-            raise GridError(f"grid file {str(path)!r} is not valid YAML: {err}") from None
+            raise GridError(f"grid file {str(path)!r} is not valid YAML: {' '.join(str(err).split())}") from None
     return parse_grid(raw, path=path)
 
 
@@ -103,14 +130,16 @@ def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
     guidance, guidance_by_nfe = sections.guidances_by_nfe(raw, specs, solvers)
     num_samples, batch_size = sections.sample_counts(raw)
     metrics = sections.metrics(raw, specs, guidance)
+    settings = sections.solver_settings(raw, solvers)
     grid = Grid(
         name=sections.name_of(raw, path), path=path, kind=kind, backbones=specs, solvers=solvers,
         schedules=sections.schedules(raw, solvers), guidances=guidance, seeds=sections.seeds(raw), num_samples=num_samples,
         batch_size=batch_size, device=sections.device(raw), dtype=sections.dtype(raw), metrics=metrics,
         metric_options=sections.metric_options(raw, metrics), tolerance=sections.tolerance(raw),
-        save_samples=sections.save_samples(raw), solver_settings=sections.solver_settings(raw, solvers),
-        study=study_settings, raw=raw, guidance_by_nfe=guidance_by_nfe, labels=sections.labels(raw),
-        precision=sections.precision(raw),
+        save_samples=sections.save_samples(raw), solver_settings=settings,
+        study=study_settings, raw=raw, guidance_by_nfe=guidance_by_nfe, labels=sections.labels(raw, specs),
+        precision=sections.precision(raw, specs),
     )
     study.check_grid(grid)
+    sections.solvers_on_backbones(specs, solvers, settings, base)  # last: it may load checkpoints
     return grid

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Optional
 
 import torch
 
-from solverbench.backbone import resolve_backbone
+from solverbench.backbone import has_network, resolve_backbone
 from solverbench.errors import GridError, grid_error
 from solverbench.file_params import file_digests, resolve_paths
 from solverbench.plan import make_plan
@@ -24,7 +24,8 @@ from solverbench.reference import Tolerance
 from solverbench.noise import LABEL_RULES
 from solverbench.registry import BACKBONES, METRICS, SCHEDULES, SOLVERS, load_plugin_file
 from solverbench.schedules import is_learned, learned_schedule
-from solverbench.solver import Solver, solver_label
+from solverbench.solver import IncompleteSolver, PrepareContext, Solver, SolverCheckError, check_implements_solve, \
+    solver_label
 from solverbench.timegrid import GRIDS, make_time_grid
 from solverbench.uncertainty import OPTIONS as UNCERTAINTY_OPTIONS
 from solverbench.uncertainty import check_resamples
@@ -106,6 +107,10 @@ def backbones(raw: Mapping[str, Any], base: Path) -> tuple[BackboneSpec, ...]:
 def build_solver(key: str, name: str, params: Mapping[str, Any]) -> Solver:
     cls = SOLVERS.get(name)
     try:
+        check_implements_solve(cls)
+    except IncompleteSolver as err:
+        grid_error(key.rsplit(".", 1)[0] + ".name", name, str(err))
+    try:
         return cls(**params)
     except TypeError as err:
         allowed = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
@@ -156,10 +161,10 @@ def solvers(raw: Mapping[str, Any], base: Path, budgets: tuple[int, ...], need_b
                         make_plan(solver, nfe=nfe)
                     except ValueError as err:
                         grid_error(f"{key}.nfe" if own else "nfe", nfe, str(err))
-            own_schedules = (checked_schedules(f"{key}.schedule", spec["schedule"], solver)
+            own_schedules = (checked_schedules(f"{key}.schedule", spec["schedule"], solver, cell_budgets)
                              if "schedule" in spec else None)
             specs.append(SolverSpec(name, written, resolved, cell_budgets, solver, written_label(solver, written),
-                                    file_digests(base, SOLVERS.get(name), written), own_schedules, only_on))
+                                    file_digests(base, SOLVERS.get(name), written), own_schedules, only_on, i))
     return tuple(specs)
 
 
@@ -183,13 +188,15 @@ def schedules(raw: Mapping[str, Any], solver_specs: tuple[SolverSpec, ...] = ())
     values = checked_schedules("schedule", raw.get("schedule", "uniform"))
     for spec in solver_specs:
         if spec.schedules is None:
-            checked_schedules("schedule", values, spec.instance)
+            checked_schedules("schedule", values, spec.instance, spec.budgets)
     return values
 
 
-def checked_schedules(key: str, value: Any, solver: Optional[Solver] = None) -> tuple[Any, ...]:
+def checked_schedules(key: str, value: Any, solver: Optional[Solver] = None,
+                      budgets: tuple[Optional[int], ...] = ()) -> tuple[Any, ...]:
     """A schedule or list of them: closed-form ones by name or ``{name, ...params}``, learned ones
-    (``solverbench.schedules``) with their settings checked, and checked against ``solver``."""
+    (``solverbench.schedules``) with their settings checked, and checked against ``solver`` and the
+    intervals its ``budgets`` make (a learned schedule may not be able to give as many)."""
     values = as_list(value)
     known = ", ".join(sorted(GRIDS)) + "; learned: " + ", ".join(SCHEDULES.names())
     for i, schedule in enumerate(values):
@@ -203,6 +210,12 @@ def checked_schedules(key: str, value: Any, solver: Optional[Solver] = None) -> 
                 make_time_grid(schedule, 2)
         except (TypeError, ValueError) as err:
             grid_error(where, schedule, f"known schedules: {known} ({err})")
+        if solver is not None and is_learned(schedule):
+            for nfe in (n for n in budgets if n is not None):
+                try:
+                    learner.check_intervals(make_plan(solver, nfe=nfe).intervals)
+                except ValueError as err:
+                    grid_error(where, schedule, f"{solver.label()} at NFE {nfe}: {err}")
     return tuple(values)
 
 
@@ -267,6 +280,12 @@ def guidances(raw: Mapping[str, Any], specs: tuple[BackboneSpec, ...]) -> tuple[
                 grid_error(f"guidance.{which}", scale if which == "scale" else pair,
                            "allowed: non-negative numbers" if which == "scale"
                            else "allowed: [t_lo, t_hi] with 0 <= t_lo < t_hi <= 1, or a list of such pairs")
+    for spec in specs if out else ():  # the conventions (channels among them) are those of every scale and interval
+        try:
+            out[0].check_fits(spec.instance.sample_shape)
+        except ValueError as err:
+            key = "channels" if "channels" in section else "sampler"  # given, or set by a sampler's conventions
+            grid_error(f"guidance.{key}", section.get(key), f"backbone {spec.name!r}: {err}")
     if any(g.on for g in out):
         for spec in specs:
             if getattr(spec.instance, "null_label", None) is None:
@@ -282,10 +301,14 @@ def seeds(raw: Mapping[str, Any]) -> tuple[int, ...]:
     return tuple(values)
 
 
-def labels(raw: Mapping[str, Any]) -> str:
+def labels(raw: Mapping[str, Any], specs: tuple[BackboneSpec, ...] = ()) -> str:
+    """The label rule; one other than the default needs a class-conditional backbone in the grid."""
     rule = raw.get("labels", "uniform")
     if rule not in LABEL_RULES:
         grid_error("labels", rule, "allowed: " + "; ".join(f"{name} ({what})" for name, what in LABEL_RULES.items()))
+    if rule != "uniform" and specs and all(getattr(s.instance, "num_classes", None) is None for s in specs):
+        grid_error("labels", rule, f"the grid's backbones ({', '.join(s.name for s in specs)}) are unconditional "
+                                   "(num_classes is None): their samples take no labels; leave labels out")
     return rule
 
 
@@ -316,12 +339,21 @@ def dtype(raw: Mapping[str, Any]) -> str:
     return name
 
 
-def precision(raw: Mapping[str, Any]) -> Precision:
-    """The grid's ``dtype``, ``tf32`` and ``compile`` (solverbench.precision)."""
+def precision(raw: Mapping[str, Any], specs: tuple[BackboneSpec, ...] = ()) -> Precision:
+    """The grid's ``dtype``, ``tf32`` and ``compile`` (solverbench.precision).  A reduced ``dtype`` (autocast of
+    the networks) needs a network in every backbone: one without (``gmm``'s closed-form velocity) would give the
+    float32 numbers under other cell ids."""
     for key in ("tf32", "compile"):
         if not isinstance(raw.get(key, False), bool):
             grid_error(key, raw[key], "allowed: true or false")
-    return Precision(dtype(raw), raw.get("tf32", False), raw.get("compile", False))
+    chosen = Precision(dtype(raw), raw.get("tf32", False), raw.get("compile", False))
+    if chosen.autocast is not None:
+        for spec in specs:
+            if not has_network(spec.instance):
+                grid_error("dtype", chosen.dtype, f"backbone {spec.name!r} has no network to run in {chosen.dtype} (no "
+                                                  "floating-point parameters, e.g. a closed-form velocity), so its "
+                                                  "cells would give the float32 numbers; use float32 (or float64)")
+    return chosen
 
 
 def metrics(raw: Mapping[str, Any], specs: tuple[BackboneSpec, ...], guidance: tuple[Guidance, ...]
@@ -385,6 +417,29 @@ def save_samples(raw: Mapping[str, Any]) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         grid_error("save_samples", value, "allowed: a non-negative integer")
     return value
+
+
+def solvers_on_backbones(specs: tuple[BackboneSpec, ...], solver_specs: tuple[SolverSpec, ...],
+                         settings: Mapping[str, Mapping[str, Any]], base: Path) -> None:
+    """Each solver checked against every backbone the grid runs it on (``Solver.check_backbone``: e.g. a
+    checkpoint of the solver's own made for another backbone), so that no cell fails on what the grid file says."""
+    for solver in solver_specs:
+        family = solver.instance.family
+        context = PrepareContext(grid_dir=base, settings=settings.get(family, {}) if family else {})
+        for backbone in specs:
+            if not solver.runs_on(backbone):
+                continue
+            try:
+                solver.instance.check_backbone(backbone.instance, context)
+            except ValueError as err:
+                fault = getattr(err, "key", None) if isinstance(err, SolverCheckError) else None
+                where, value = f"solvers[{solver.entry}]", solver.params
+                if fault and fault.startswith("params.") and fault[len("params."):] in solver.params:
+                    where, value = f"{where}.{fault}", solver.params[fault[len("params."):]]
+                elif fault and fault.startswith("settings.") and family:
+                    name = fault[len("settings."):]
+                    where, value = f"{SETTINGS_KEY}.{family}.{name}", settings.get(family, {}).get(name)
+                grid_error(where, value, f"on backbone {backbone.name!r}: {err}")
 
 
 def legacy_settings_keys() -> dict[str, str]:

@@ -44,6 +44,7 @@ class SolverSpec:
     files: Mapping[str, str] = field(default_factory=dict)
     schedules: Optional[tuple[Any, ...]] = None  # its own schedule list (the entry's schedule:); None: the grid's
     backbones: Optional[tuple[str, ...]] = None  # the backbone names it runs on (the entry's backbones:); None: all
+    entry: int = field(default=0, compare=False)  # its entry's index in the grid's solvers: list (for messages)
 
     def runs_on(self, backbone: "BackboneSpec") -> bool:
         return self.backbones is None or backbone.name in self.backbones

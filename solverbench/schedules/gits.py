@@ -35,12 +35,17 @@ class GITS(LearnedSchedule):
             raise ValueError("schedule 'gits': samples >= 1, fine_steps >= 2 and teacher_rtol > 0 are needed, got "
                              f"{self.settings}")
 
+    def check_intervals(self, intervals: int) -> None:
+        """The grid's points are chosen among the fine grid's: at most ``fine_steps`` intervals."""
+        fine = self.settings["fine_steps"]
+        if intervals > fine:
+            raise ValueError(f"schedule 'gits': {intervals} intervals cannot be chosen from a fine grid of {fine}; "
+                             f"raise fine_steps to {intervals} or more")
+
     def learn(self, problem: ScheduleProblem) -> LearnedGrid:
         start = time.perf_counter()
         n, fine = problem.intervals, self.settings["fine_steps"]
-        if n > fine:
-            raise ValueError(f"schedule 'gits': {n} intervals cannot be chosen from a fine grid of {fine}; "
-                             f"raise fine_steps")
+        self.check_intervals(n)
         s = torch.linspace(1.0, 0.0, fine + 1, dtype=torch.float64)
         seed, samples = self.settings["seed"], self.settings["samples"]
         teacher = problem.teacher(seed, samples, s, self.settings["teacher_rtol"])  # (M + 1, B, ...)

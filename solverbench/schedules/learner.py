@@ -137,6 +137,10 @@ class LearnedSchedule:
         if solver.adaptive:
             raise ValueError(f"schedule {self.registered_name!r}: {solver.label()} is adaptive and takes no time grid")
 
+    def check_intervals(self, intervals: int) -> None:
+        """Refuse a grid of ``intervals`` intervals this schedule cannot make (raise ValueError); checked for
+        every budget of a grid file when it is read."""
+
     def key(self) -> dict[str, Any]:
         """What defines the learned grid besides the problem: the name and every setting."""
         return {"name": self.registered_name, **self.settings}

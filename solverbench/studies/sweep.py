@@ -107,6 +107,15 @@ def parse_export(raw: Mapping[str, Any]) -> Export:
     return Export(npz=section.get("npz", False))
 
 
+def check_npz_export(grid: Grid, asked: str) -> None:
+    """Refuse the ADM .npz export (``asked``: where it was asked, for the message) where a backbone of the grid
+    makes no images (it has no ``to_images``)."""
+    without = [spec.name for spec in grid.backbones if not callable(getattr(spec.instance, "to_images", None))]
+    if without:
+        raise GridError(f"{asked}; the ADM .npz export holds images, and backbone(s) {', '.join(map(repr, without))} "
+                        "make none (no to_images); export is for image backbones")
+
+
 def cells(grid: Grid) -> list[Cell]:
     """Every cell of the grid, in a stable order (adaptive solvers get one cell per setting, NFE None)."""
     return [Cell(backbone, solver, nfe, schedule, guidance, seed)
@@ -135,16 +144,20 @@ class Sweep(Study):
     @classmethod
     def check_grid(cls, grid: Grid) -> None:
         """What the grid's metrics cannot compute, refused before any work (their ``check_grid`` hooks:
-        e.g. a reference batch that lacks what they compare with)."""
+        e.g. a reference batch that lacks what they compare with), and an export a backbone cannot give."""
         for check in metric_hooks(grid, "check_grid"):
             try:
                 check(grid)
             except ValueError as err:
                 raise GridError(str(err)) from None
+        if grid.study is not None and grid.study.npz:
+            check_npz_export(grid, "grid key 'export.npz': bad value True")
 
     @classmethod
     def with_npz_export(cls, grid: Grid) -> Grid:
-        """``grid`` exporting every cell's samples as an ADM .npz (``run --export-npz``); same cell ids."""
+        """``grid`` exporting every cell's samples as an ADM .npz (``run --export-npz``); same cell ids.  A grid
+        with a backbone that makes no images is refused (GridError)."""
+        check_npz_export(grid, "--export-npz")
         return dataclasses.replace(grid, study=dataclasses.replace(grid.study or Export(), npz=True))
 
     @property

@@ -8,7 +8,11 @@ trained once and cached under the context's cache folder keyed by the backbone's
 and the SideNet settings (the family's grid settings, ``solver_settings: {ba: ...}``, or
 the older top-level ``sidenet:``, overridden by the solver's own params).
 A solver that was never prepared refuses to sample (training silently inside ``sample()``
-would hide minutes of work); ``sidenet: off`` needs no preparation.  ``ba-oracle`` puts
+would hide minutes of work); ``sidenet: off`` needs no preparation.  While a grid is read
+(``check_backbone``) the checkpoint is loaded against each backbone the solver runs on, and kept
+for ``prepare``; where the SideNet is to be trained, its ``init_from`` is checked the same way.
+A relative ``init_from`` among the family's grid settings is read next to the grid file, as the
+solver's own parameters are.  ``ba-oracle`` puts
 exact velocities where the SideNet's would be: an analysis tool, never a sampler.
 """
 from __future__ import annotations
@@ -23,15 +27,16 @@ from solverbench.backbone import backbone_identity
 from solverbench.field import VelocityField
 from solverbench.hashing import canonical_json
 from solverbench.plan import Plan
-from solverbench.solver import PrepareContext, Solver
+from solverbench.solver import PrepareContext, Solver, SolverCheckError
 from solvers.ba.cache import cached_sidenet
-from solvers.ba.checkpoint import LoadedSideNet, load_checkpoint
+from solvers.ba.checkpoint import LoadedSideNet, SideNetCheckpointError, load_checkpoint
 from solvers.ba.config import SideNetConfig
 from solvers.ba.node_velocities import AnchorVelocities, NodeVelocities, OracleVelocities, SideNetVelocities
 from solvers.ba.quadrature import BI_ANCHOR_FAMILIES, QuadratureRule, bi_anchor_rule, gauss_legendre
 from solvers.ba.schemes import bi_anchor, bi_anchor_local_step, single_anchor
+from solvers.ba.sidenet import sidenet_for
 from solvers.ba.training_cli import describe_settings
-from solvers.ba.training import training_seconds
+from solvers.ba.training import check_solve_guidance, read_init_from, training_seconds
 
 
 class SideNetNotPrepared(RuntimeError):
@@ -97,27 +102,73 @@ class SideNetSolver(Solver):
         self.backbone_parameters: Optional[int] = None
         self.prepared_for: Optional[str] = None
         self.velocities: Optional[NodeVelocities] = None if self.sidenet_on else AnchorVelocities()
+        self.checked: dict[str, LoadedSideNet] = {}  # checkpoint loaded by check_backbone, per backbone identity
 
     def check_settings(self, settings: dict[str, Any]) -> None:
         """Refuse bad grid-level SideNet settings while the grid is read (ValueError)."""
         SideNetConfig.from_settings(settings, {} if self.checkpoint else self.overrides, where="sidenet settings")
 
     # -- preparation --------------------------------------------------------------
+    def check_backbone(self, backbone: Any, context: PrepareContext) -> None:
+        """Load ``checkpoint`` against ``backbone`` (kept for ``prepare``); or, where the SideNet is to be trained,
+        check ``init_from`` (readable, made for this backbone, of the settings' architecture) and that guided
+        solve questions have a null label to guide with.  Failures are ``SolverCheckError`` naming the key."""
+        if not self.sidenet_on:
+            return
+        if self.checkpoint:
+            try:
+                loaded = load_checkpoint(Path(self.checkpoint), backbone,
+                                         architecture=self.overrides.get("architecture"))
+            except SideNetCheckpointError as err:
+                raise SolverCheckError(str(err), "params.checkpoint") from None
+            except (KeyError, TypeError, ValueError, RuntimeError) as err:  # a file of this format, but damaged
+                raise SolverCheckError(f"SideNet checkpoint {self.checkpoint!r} cannot be loaded: "
+                                       f"{type(err).__name__}: {' '.join(str(err).split())}", "params.checkpoint") from None
+            self.checked[canonical_json(backbone_identity(backbone))] = loaded
+            return
+        config = self.sidenet_config(context)
+        try:
+            check_solve_guidance(config, backbone)
+        except ValueError as err:
+            raise SolverCheckError(str(err), "params.solve_guidance" if "solve_guidance" in self.overrides
+                                   else "settings.solve_guidance") from None
+        if config.init_from:
+            try:
+                with torch.random.fork_rng(devices=[]):  # building the SideNet draws its initial weights
+                    wanted = sidenet_for(backbone, config.network).spec
+                read_init_from(backbone, config, wanted)
+            except (FileNotFoundError, KeyError, TypeError, ValueError, RuntimeError) as err:
+                message = str(err) if isinstance(err, (FileNotFoundError, ValueError)) else \
+                    f"SideNet setting 'init_from': {config.init_from} cannot be loaded: {type(err).__name__}: {err}"
+                raise SolverCheckError(" ".join(message.split()), "params.init_from" if "init_from" in self.overrides
+                                       else "settings.init_from") from None
+
+    def sidenet_config(self, context: PrepareContext) -> SideNetConfig:
+        """The SideNet settings: the family's grid settings (a relative ``init_from`` read next to the grid file),
+        then the solver's own."""
+        settings = dict(context.settings)
+        start = settings.get("init_from")
+        if isinstance(start, str) and start and context.grid_dir is not None and not Path(start).is_absolute():
+            settings["init_from"] = str(Path(context.grid_dir) / start)
+        return SideNetConfig.from_settings(settings, self.overrides, where=f"{self.label()}: SideNet settings")
+
     def prepare(self, backbone: Any, context: PrepareContext = PrepareContext()) -> None:
         """Load ``checkpoint`` (a grid resolved it next to the grid file; the Python API reads it
-        from the working directory), or train or load the cached SideNet for ``backbone``."""
+        from the working directory; what ``check_backbone`` loaded is reused), or train or load the
+        cached SideNet for ``backbone``."""
         self.backbone_parameters = parameter_count(backbone)
         self.prepared_for = canonical_json(backbone_identity(backbone))
         if not self.sidenet_on:
             return
         if self.checkpoint:
-            self.loaded = load_checkpoint(Path(self.checkpoint), backbone, device=context.device,
-                                          architecture=self.overrides.get("architecture"))
+            checked = self.checked.pop(self.prepared_for, None)
+            if checked is not None:
+                checked.sidenet = checked.sidenet.to(context.device)
+            self.loaded = checked or load_checkpoint(Path(self.checkpoint), backbone, device=context.device,
+                                                     architecture=self.overrides.get("architecture"))
         else:
-            config = SideNetConfig.from_settings(context.settings, self.overrides,
-                                                 where=f"{self.label()}: SideNet settings")
-            self.loaded = cached_sidenet(backbone, config, context.cache_dir, device=context.device,
-                                         progress=context.progress)
+            self.loaded = cached_sidenet(backbone, self.sidenet_config(context), context.cache_dir,
+                                         device=context.device, progress=context.progress)
         self.velocities = SideNetVelocities(self.loaded.sidenet)
 
     def node_velocities(self, field: VelocityField) -> NodeVelocities:

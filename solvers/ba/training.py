@@ -178,9 +178,7 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
               f"sample_data, so chains start from noise carried to their t by the backbone ({config.noise_steps} "
               "Heun steps); set data: noise to choose this explicitly", file=sys.stderr)
     batch_size = rank_share("batch_size", config.batch_size, ranks)
-    if config.questions != "chains" and config.solve_guidance != 1 and backbone.null_label is None:
-        raise ValueError(f"SideNet setting 'solve_guidance' is {config.solve_guidance:g}, but the backbone "
-                         f"{type(backbone).__name__} has no null label, so it cannot be guided; drop solve_guidance")
+    check_solve_guidance(config, backbone)
     torch.manual_seed(config.seed)  # the SideNet's initial weights (the same on every rank)
     sidenet = sidenet_for(backbone, config.network)
     initial = start_from_checkpoint(sidenet, backbone, config)  # before any solving or chain
@@ -234,17 +232,32 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
     return sidenet.eval(), ema.model, stats
 
 
+def check_solve_guidance(config: SideNetConfig, backbone: Any) -> None:
+    """Guided solve questions need a backbone with a null label (ValueError)."""
+    if config.questions != "chains" and config.solve_guidance != 1 and backbone.null_label is None:
+        raise ValueError(f"SideNet setting 'solve_guidance' is {config.solve_guidance:g}, but the backbone "
+                         f"{type(backbone).__name__} has no null label, so it cannot be guided; drop solve_guidance")
+
+
 def start_from_checkpoint(sidenet: SideNet, backbone: Any, config: SideNetConfig) -> Optional[LoadedSideNet]:
     """Load ``init_from``'s EMA weights into ``sidenet`` (built from the settings), after checking the file against
     the backbone and that architecture; returns the checkpoint (None: no ``init_from``, the random initialisation
     stays)."""
+    loaded = read_init_from(backbone, config, sidenet.spec)
+    if loaded is not None:
+        sidenet.load_state_dict(loaded.sidenet.state_dict())
+    return loaded
+
+
+def read_init_from(backbone: Any, config: SideNetConfig, wanted: dict[str, Any]) -> Optional[LoadedSideNet]:
+    """``init_from``'s checkpoint, checked: a file (FileNotFoundError), readable, made for ``backbone`` and holding
+    the SideNet of spec ``wanted`` (the one the settings build; CheckpointMismatchError); None without one."""
     if not config.init_from:
         return None
     path = Path(config.init_from)
     if not path.is_file():
         raise FileNotFoundError(f"SideNet setting 'init_from': no checkpoint at {path}")
     loaded = load_checkpoint(path, backbone)
-    wanted = sidenet.spec
     if loaded.sidenet.spec != wanted:
         differ = sorted(k for k in set(wanted) | set(loaded.sidenet.spec)
                         if wanted.get(k) != loaded.sidenet.spec.get(k))
@@ -252,7 +265,6 @@ def start_from_checkpoint(sidenet: SideNet, backbone: Any, config: SideNetConfig
             f"SideNet setting 'init_from': {path} holds another SideNet than these settings build, in "
             + "; ".join(f"{k}: {loaded.sidenet.spec.get(k)!r} != {wanted.get(k)!r}" for k in differ)
             + " (checkpoint != settings); give the checkpoint's architecture settings")
-    sidenet.load_state_dict(loaded.sidenet.state_dict())
     return loaded
 
 
