@@ -13,6 +13,15 @@ on which public samplers differ; the defaults are solverbench's own:
   authors' single-anchor sampler).  A solver marks its steps with ``field.at_step(t)``.
 - ``channels``: guide only the first k channels, the others keep the conditional velocity
   (SiT's and DiT's ``forward_with_cfg`` guide 3 of the 4 latent channels); None guides all.
+
+A public sampler's conventions are one option, ``sampler`` (``SAMPLERS``): ``Guidance.like("sit",
+scale)`` or a grid's ``guidance: {scale: 4.0, sampler: sit}``.
+
+Past the ends of the path.  An adaptive solver may evaluate beyond t = 0 (dopri5 steps past
+the end and interpolates back), and an inversion beyond t = 1.  An interval that reaches an
+end (``t_lo = 0`` or ``t_hi = 1``) goes on past it, so the field an overshooting stage sees is
+the one just inside: without that, a guided field would jump to the conditional one there,
+and the adaptive solve would spend its evaluations finding the jump.
 """
 from __future__ import annotations
 
@@ -23,6 +32,12 @@ from typing import Optional
 
 RULES = ("project", "repa")
 DECISIONS = ("evaluation", "step")
+# public samplers -> the conventions that reproduce their guidance
+SAMPLERS = {
+    "repa": {"rule": "repa", "decision": "step"},  # REPA's samplers.py (euler_sampler, Heun's stage too)
+    # SiT's sample_ddp.py: forward_with_cfg (3 channels) at every evaluation, t = 0 included, where cfg > 1
+    "sit": {"rule": "repa", "channels": 3},
+}
 
 
 @dataclass(frozen=True)
@@ -62,11 +77,22 @@ class Guidance:
         return self.scale > 1.0 if self.rule == "repa" else self.scale != 1.0
 
     def applies_at(self, t: float) -> bool:
-        """Guidance is on at time ``t`` (the rule's interval, and a scale that guides)."""
+        """Guidance is on at time ``t``: the rule's interval, gone on past an end of the path that it
+        reaches (t < 0 where ``t_lo = 0``, t > 1 where ``t_hi = 1``), and a scale that guides."""
         t_lo, t_hi = self.interval
         t = float(t)
-        inside = t_lo <= t <= t_hi if self.rule == "repa" else t_lo < t <= t_hi
+        if t < 0.0 or t > 1.0:
+            inside = t_lo == 0.0 if t < 0.0 else t_hi == 1.0
+        elif self.rule == "repa":
+            inside = t_lo <= t <= t_hi
+        else:
+            inside = t_lo < t <= t_hi
         return self.on and inside
+
+    @classmethod
+    def like(cls, sampler: str, scale: float = 1.0, interval: tuple[float, float] = (0.0, 1.0)) -> "Guidance":
+        """Guidance as the public ``sampler`` applies it (``SAMPLERS``), at ``scale`` on ``interval``."""
+        return cls(scale, interval, **sampler_conventions(sampler))
 
     @property
     def convention(self) -> Optional[str]:
@@ -76,9 +102,6 @@ class Guidance:
                 ([f"channels={self.channels}"] if self.channels is not None else [])
         return "; ".join(parts) or None
 
-
-NO_GUIDANCE = Guidance()
-
     def check_fits(self, sample_shape: tuple[int, ...]) -> None:
         """Refuse ``channels`` beyond the channels of samples of ``sample_shape`` (the first dimension of a
         sample, x's dim 1): 1 <= channels <= sample_shape[0], where all of them is the same as leaving it out."""
@@ -87,6 +110,27 @@ NO_GUIDANCE = Guidance()
             raise ValueError(f"guidance channels {self.channels} do not fit samples of shape {tuple(sample_shape)}, "
                              f"which have {have} channel(s) (dimension 1 of x); give 1 to {have}, or leave channels "
                              "out to guide them all")
+
+
+NO_GUIDANCE = Guidance()
+
+
+def sampler_conventions(sampler: Optional[str] = None, **explicit) -> dict:
+    """The conventions (rule, decision, channels) of a public ``sampler`` (``SAMPLERS``), with ``explicit``
+    ones; an explicit convention that contradicts the sampler's is refused (ValueError)."""
+    if sampler is None:
+        return dict(explicit)
+    if not isinstance(sampler, str) or sampler not in SAMPLERS:
+        raise ValueError(f"guidance sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    conventions = SAMPLERS[sampler]
+    defaults = {k: Guidance.__dataclass_fields__[k].default for k in explicit}
+    contradicted = {k: v for k, v in explicit.items() if v != conventions.get(k, defaults[k])}
+    if contradicted:
+        given = ", ".join(f"{k}: {v}" for k, v in contradicted.items())
+        sets = ", ".join(f"{k}: {v}" for k, v in conventions.items())
+        raise ValueError(f"guidance sampler {sampler} sets {sets} (and the other conventions to their defaults); "
+                         f"leave out {given}")
+    return dict(conventions)
 
 
 def cfg_combine(conditional, unconditional, scale: float):

@@ -64,6 +64,13 @@ def reference_trajectory(field: VelocityField, x: torch.Tensor, times: Any, tole
         field.nfe += solve_field.nfe
 
 
+def guided_past_the_end(guidance: Guidance, inverting: bool = False) -> bool:
+    """Whether guidance reaches the end the solve steps past (t = 0; t = 1 for an inversion) and so goes on
+    beyond it (solverbench.guidance): the stages dopri5 takes past the end see the guided field."""
+    t_lo, t_hi = guidance.interval
+    return guidance.on and (t_hi == 1.0 if inverting else t_lo == 0.0)
+
+
 def reference_key(backbone: Any, seed: int, num_samples: int, dtype: str, guidance: Guidance,
                   tolerance: Tolerance, label_rule: str = "uniform", inverting: bool = False) -> dict[str, Any]:
     return {
@@ -72,6 +79,7 @@ def reference_key(backbone: Any, seed: int, num_samples: int, dtype: str, guidan
         **({"labels": label_rule} if label_rule != "uniform" else {}),
         "dtype": dtype, "cfg_scale": guidance.scale, "cfg_interval": list(guidance.interval),
         **({"cfg_convention": guidance.convention} if guidance.convention else {}),
+        **({"past_the_end": "guided"} if guided_past_the_end(guidance, inverting) else {}),
         "rtol": tolerance.rtol, "atol": tolerance.atol, "method": METHOD,
     }
 

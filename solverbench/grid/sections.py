@@ -19,7 +19,7 @@ from solverbench.file_params import file_digests, resolve_paths
 from solverbench.plan import make_plan
 from solverbench.precision import Precision
 from solverbench.grid.values import DTYPE_NAMES, BackboneSpec, SolverSpec
-from solverbench.guidance import Guidance
+from solverbench.guidance import Guidance, sampler_conventions
 from solverbench.reference import Tolerance
 from solverbench.noise import LABEL_RULES
 from solverbench.registry import BACKBONES, METRICS, SCHEDULES, SOLVERS, load_plugin_file
@@ -224,7 +224,8 @@ GUIDANCE_KEYS = {"scale": "a number >= 0, a list of them, or a mapping NFE -> sc
                  "interval": "[t_lo, t_hi] or a list of such pairs",
                  "rule": "project (t_lo < t <= t_hi, any scale != 1) or repa (t_lo <= t <= t_hi, scale > 1)",
                  "decision": "evaluation (each evaluation's time) or step (once per step, from its start)",
-                 "channels": "guide only the first k channels (SiT's forward_with_cfg: 3); absent: all"}
+                 "channels": "guide only the first k channels (SiT's forward_with_cfg: 3); absent: all",
+                 "sampler": "sit or repa: the conventions of that code base's sampler, in one option"}
 
 
 def guidances_by_nfe(raw: Mapping[str, Any], specs: tuple[BackboneSpec, ...], solvers: tuple[SolverSpec, ...]
@@ -257,11 +258,12 @@ def guidances(raw: Mapping[str, Any], specs: tuple[BackboneSpec, ...]) -> tuple[
     if not isinstance(section, dict) or set(section) - set(GUIDANCE_KEYS):
         grid_error("guidance", section, "allowed: a mapping with the keys " + "; ".join(
             f"{k}: {v}" for k, v in GUIDANCE_KEYS.items()))
-    conventions = {k: section[k] for k in ("rule", "decision", "channels") if k in section}
+    written = {k: section[k] for k in ("sampler", "rule", "decision", "channels") if k in section}
     try:
+        conventions = sampler_conventions(**written)
         Guidance(**conventions)
     except (TypeError, ValueError) as err:
-        grid_error("guidance", {k: section[k] for k in conventions}, str(err))
+        grid_error("guidance", written, str(err))
     scales = as_list(section.get("scale", 1.0))
     interval = section.get("interval", [0.0, 1.0])
     intervals = interval if interval and isinstance(interval[0], (list, tuple)) else [interval]
