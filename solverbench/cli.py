@@ -9,9 +9,9 @@ and those that plugins register with ``@command(name, help)`` (the BA-solver's t
 command comes from ``solvers/ba``; ``--plugin FILE`` loads a plugin file first).
 
 ``python -m solverbench COMMAND --help`` lists a command's options.  A bad input ends the
-command with one line ``solverbench COMMAND: error: ...`` (exit status 2;
-``SOLVERBENCH_TRACEBACK=1`` shows the traceback instead); Ctrl-C with one line
-``solverbench COMMAND: interrupted...`` (exit status 130).
+command with one line ``solverbench COMMAND: error: ...`` (exit status 2, of every rank under
+torchrun, rank 0 printing the line; ``SOLVERBENCH_TRACEBACK=1`` shows the traceback instead);
+Ctrl-C with one line ``solverbench COMMAND: interrupted...`` (exit status 130).
 """
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse, but a bad option is one line (no usage dump) pointing at ``--help``; exit status 2."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+        say_error(f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)")
+        self.exit(2)
 
 
 def command(name: str, help: str) -> Callable[[Callable[[argparse.ArgumentParser], Handler]], Any]:
@@ -52,20 +53,28 @@ def _run(parser: argparse.ArgumentParser):
     parser.add_argument("--results", default="results", help="results directory (default: results)")
     parser.add_argument("--force", action="store_true",
                         help="redo cells that are already in the results, and take over a results folder that "
-                             "another grid file of the same name wrote")
+                             "another grid file of the same name wrote; a redone cell that now fails or raises "
+                             "keeps its earlier ok row (the summary names it; exit status 1)")
+    parser.add_argument("--replace-with-failures", action="store_true",
+                        help="with --force: record a redone cell's failure (failed or error) over its earlier ok "
+                             "row instead of keeping that row")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--export-npz", action="store_true",
                         help="also write every cell's samples as an ADM evaluation .npz (RESULTS/<grid name>/npz/"
                              "<cell id>.npz), as the grid's export: {npz: true} does; cell ids stay the same")
+    parser.add_argument("--check", action="store_true",
+                        help="read and check the grid and its results folder, say how many cells are done and how "
+                             "many would run, and run nothing (exit status 0, or 2 with the error's one line)")
 
     def run(args: argparse.Namespace) -> int:
         from solverbench import distributed
         from solverbench.engine import run_grid
+        from solverbench.engine.check import check_grid
         from solverbench.errors import GridError
         from solverbench.grid import load_grid
         from solverbench.registry import STUDIES
 
-        grid = load_grid(args.grid)
+        grid = distributed.all_or_none(lambda: load_grid(args.grid))  # under torchrun: every rank, or none
         ranks = distributed.init_from_environment(grid.device) if distributed.launched_by_torchrun() else \
             distributed.world()
         if args.export_npz:
@@ -74,7 +83,13 @@ def _run(parser: argparse.ArgumentParser):
                 raise GridError(f"--export-npz: a grid of kind {grid.kind} has no samples to export")
             grid = with_npz_export(grid)
         try:
-            table = run_grid(grid, args.results, force=args.force, progress=not args.no_progress)
+            if args.check:  # the grid and its results folder checked; nothing run or written
+                summary = check_grid(grid, args.results, force=args.force)
+                if ranks.main:
+                    print(summary)
+                return 0
+            table = run_grid(grid, args.results, force=args.force, progress=not args.no_progress,
+                             replace_with_failures=args.replace_with_failures)
         finally:
             distributed.close()
         if not ranks.main:
@@ -222,8 +237,10 @@ def _train_backbone(parser: argparse.ArgumentParser):
         import typing
         from pathlib import Path
 
-        from solverbench.hashing import spec_hash
+        from solverbench.cache_entry import UnfitEntry, read_entry
+        from solverbench.hashing import canonical_json, spec_hash
         from solverbench.registry import BACKBONES
+        from solverbench.weights_file import read_weights
 
         cls = BACKBONES.get(args.backbone)
         config_cls = getattr(cls, "TrainingConfig", None)
@@ -242,7 +259,8 @@ def _train_backbone(parser: argparse.ArgumentParser):
                                  choices=f.metadata.get("choices"),
                                  help=f"{f.metadata.get('help', '')} (default: {f.default}{must})")
         add_checkpoint_options(options, "checkpoint file to write (default: RESULTS/.cache/backbones/"
-                                        "NAME-<hash of the training options>.pt, reused if it exists)")
+                                        "NAME-<hash of the training options>.pt, reused if it exists; one "
+                                        "that does not load is moved aside and trained again)")
         options.add_argument("--force", action="store_true", help="train even if the cached checkpoint exists")
         opts = options.parse_args(args.options)
         try:  # the config checks its fields: a meaningless option fails here, before any work
@@ -252,7 +270,22 @@ def _train_backbone(parser: argparse.ArgumentParser):
             return 2
         cache_name = f"{args.backbone}-{spec_hash(dataclasses.asdict(config))}.pt"
         out = Path(opts.out) if opts.out else Path(opts.results) / ".cache" / "backbones" / cache_name
-        if out.exists() and not (opts.out or opts.force):
+
+        def read_trained(path: Path) -> Path:
+            """The cached checkpoint, checked: it loads (into the backbone, where the class takes a
+            checkpoint) and was trained with these options."""
+            if "checkpoint" not in getattr(cls, "path_params", ()):
+                read_weights(path)
+                return path
+            trained = getattr(cls(checkpoint=str(path)), "config", None)
+            if dataclasses.is_dataclass(trained) and canonical_json(dataclasses.asdict(trained)) != \
+                    canonical_json(dataclasses.asdict(config)):
+                raise UnfitEntry("was trained with other options than its name says")
+            return path
+
+        cached = None if opts.out or opts.force else \
+            read_entry(out, f"cached {args.backbone} checkpoint", read_trained)
+        if cached is not None:
             print(f"{out} exists (trained with these options); --force trains again")
         else:
             start = time.perf_counter()
@@ -270,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in leading_plugins(argv):  # before the parser is built: a plugin may add commands
             load_plugin_file(path)
     except (ValueError, FileNotFoundError) as err:
-        print(f"solverbench: error: {one_line(err)}", file=sys.stderr)
+        say_error(f"solverbench: error: {one_line(err)}")
         return 2
     parser = ArgumentParser(
         prog="solverbench", description="Benchmark ODE solvers of flow-matching models.",
@@ -286,26 +319,31 @@ def main(argv: list[str] | None = None) -> int:
         handlers[name] = make(sub.add_parser(name, help=help_line, description=help_line))
     args = parser.parse_args(argv)
     try:
-        from solverbench.distributed import PeerFailed
+        from solverbench.distributed import PeerFailed, report_once
         from solverbench.engine import SweepFailed
         from solverbench.errors import GridError
         from solverbench.registry import UnknownNameError
 
+        # a bad grid, name, parameter, option, checkpoint or plugin file, a missing file: one line, exit
+        # status 2 (GridError, CheckpointError and PluginError are ValueErrors)
+        bad_input = (GridError, ValueError, UnknownNameError, FileNotFoundError, IsADirectoryError,
+                     NotADirectoryError, PermissionError)
         try:
             return handlers[args.command](args)
-        except PeerFailed:  # under torchrun: the rank that failed says why
-            return 1
+        except PeerFailed as err:  # under torchrun, another rank failed first
+            if not err.raised(*bad_input):
+                return 1  # that rank shows its traceback
+            report_once(f"solverbench {args.command}: error: {one_line(err.message)} (on rank {err.rank} of "
+                        f"{err.size})", own=False)
+            return 2
         except SweepFailed as err:  # cells failed; the rest of the sweep ran
             print(f"solverbench {args.command}: error: {err}", file=sys.stderr)
             return 1
-        except (GridError, ValueError, UnknownNameError, FileNotFoundError, IsADirectoryError,
-                NotADirectoryError, PermissionError) as err:
-            # a bad grid, name, parameter, option, checkpoint or plugin file, a missing file: one line
-            # (GridError, CheckpointError and PluginError are ValueErrors); SOLVERBENCH_TRACEBACK=1 shows where.
-            if os.environ.get("SOLVERBENCH_TRACEBACK"):
+        except bad_input as err:
+            if os.environ.get("SOLVERBENCH_TRACEBACK"):  # shows where
                 raise
-            if os.environ.get("RANK", "0") == "0":  # under torchrun every rank meets a bad input: rank 0 says it
-                print(f"solverbench {args.command}: error: {one_line(err)}", file=sys.stderr)
+            # under torchrun every rank may meet the bad input: rank 0 says it, every rank exits with 2
+            report_once(f"solverbench {args.command}: error: {one_line(err)}", own=True)
             return 2
     except KeyboardInterrupt as interrupt:
         message = interrupt.args[0] if interrupt.args and isinstance(interrupt.args[0], str) else ""
@@ -326,6 +364,17 @@ def leading_plugins(argv: list[str]) -> list[str]:
         else:
             break
     return files
+
+
+def say_error(line: str) -> None:
+    """Print a closing error line to stderr: under torchrun once (rank 0), the other ranks waiting until
+    it is out (``distributed.report_once``; torch is imported only then)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from solverbench.distributed import report_once
+
+        report_once(line, own=True)
+    else:
+        print(line, file=sys.stderr)
 
 
 def one_line(err: Any) -> str:

@@ -3,6 +3,7 @@ the SideNet trainer runs data-parallel (solverbench.distributed)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from solverbench.distributed import World
+from solverbench.distributed import PeerFailed, World, failure, raise_first
+from solverbench.errors import GridError
 from solvers.ba.training import rank_share
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,6 +161,59 @@ def test_each_rank_keeps_its_share_of_a_bank_and_reads_it_back(tmp_path):
     again, said = train("again.pt")
     assert "solve-bank batches read from" in said and again["stats"]["bank_batches_read"] == 1  # rank 0: 32 of 64
     assert all(torch.equal(first["ema"][k], again["ema"][k]) for k in first["ema"])
+
+
+TINY_GRID = """\
+name: tiny
+backbones: [{name: gmm, params: {preset: gmm2d}}]
+solvers: [euler]
+nfe: [2]
+num_samples: 8
+metrics: [trajectory_error]
+"""
+
+
+def bad_launch(tmp_path: Path, case: str) -> tuple[str, str]:
+    """The grid file of a bad launch and the message its one line must carry."""
+    grid = tmp_path / "grid.yaml"
+    if case == "unknown key":  # every rank reads the grid and fails
+        grid.write_text(TINY_GRID + "bogus: 3\n")
+        return str(grid), "grid key 'bogus': bad value 3; unknown key"
+    if case == "another grid's folder":  # found after the process group is up: rank 0 decides it
+        grid.write_text(TINY_GRID)
+        (tmp_path / "r" / "tiny").mkdir(parents=True)
+        (tmp_path / "r" / "tiny" / "grid.json").write_text('{"grid_file": "/elsewhere/tiny.yaml", "grid_hash": "x"}')
+        return str(grid), "belongs to the grid file /elsewhere/tiny.yaml"
+    # one rank fails to read the grid while the other reads it: that one must not wait alone
+    (tmp_path / "rank1.py").write_text("import os\nif os.environ['RANK'] == '1':\n    raise ValueError('no rank 1')\n")
+    grid.write_text(TINY_GRID + "plugins: [rank1.py]\n")
+    return str(grid), "while being imported: no rank 1 (on rank 1 of 2)"
+
+
+@pytest.mark.parametrize("case", ["unknown key", "another grid's folder", "one rank fails to read the grid"])
+def test_a_bad_grid_under_torchrun_is_one_line_and_every_rank_exits_2(tmp_path, case):
+    """torchrun itself ends with status 1 and its own failure report wherever a rank exits non-zero;
+    the ranks print the one line once, show no traceback of theirs, and all exit with 2."""
+    grid, message = bad_launch(tmp_path, case)
+    done = solverbench(["run", grid, "--results", "r", "--no-progress"], tmp_path, 2)
+    output = done.stdout + done.stderr
+    lines = [line for line in output.splitlines() if "solverbench run: error:" in line]
+    assert len(lines) == 1 and message in lines[0], output[-3000:]
+    statuses = re.findall(r"exitcode +: (-?\d+)", done.stderr)  # torchrun's failure report: a line per rank
+    assert statuses == ["2", "2"], done.stderr[-3000:]
+    assert "PeerFailed" not in output and "solverbench/cli.py" not in output  # no rank's traceback
+    assert done.returncode == 1
+
+
+def test_a_failure_is_raised_by_the_first_failing_rank_and_named_to_the_others():
+    failures = [None, failure(GridError("bad key")), failure(RuntimeError("later"))]
+    with pytest.raises(GridError, match="bad key"):
+        raise_first(failures, GridError("bad key"), 1)
+    for rank, error in ((0, None), (2, RuntimeError("later"))):
+        with pytest.raises(PeerFailed, match="rank 1 of 3 failed: GridError: bad key") as peer:
+            raise_first(failures, error, rank)
+        assert peer.value.raised(ValueError) and not peer.value.raised(KeyError) and peer.value.message == "bad key"
+    raise_first([None, None], None, 0)  # nobody failed
 
 
 def test_batches_are_dealt_round_robin_and_a_batch_size_must_split():
