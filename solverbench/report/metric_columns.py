@@ -10,6 +10,10 @@ from solverbench.registry import METRICS
 
 
 DERIVED_SUFFIXES = ("_ci_low", "_ci_high", "_floor")  # a metric's interval and noise floor, not metrics
+# errors and distances whose estimate cannot be negative, so neither can their intervals (KID's
+# unbiased estimate can, and is left out)
+NONNEGATIVE = frozenset({"trajectory_error", "trajectory_error_max", "sliced_wasserstein", "energy_distance", "fid",
+                         "sfid", "roundtrip_error", "inversion_error", "edit_distance"})
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,11 @@ class MetricColumn:
     @property
     def arrow(self) -> str:
         return {True: " ↓", False: " ↑", None: ""}[self.lower_is_better]
+
+    @property
+    def nonnegative(self) -> bool:
+        """An error or distance that is never below 0: its intervals are cut at 0."""
+        return self.name in NONNEGATIVE
 
     @property
     def axis_label(self) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 from solverbench.report.figures.convergence import plot_convergence
 from solverbench.report.figures.order_curves import plot_order_curves
 from solverbench.report.figures.pareto import plot_pareto
-from solverbench.report.figures.samples import plot_samples
+from solverbench.report.figures.samples import plot_samples, why_no_figure
 from solverbench.report.figures.training_cost import plot_training_cost
 from solverbench.report.figures.style import SolverStyles
 from solverbench.report.items import Item, Section, figure_item, write_table
@@ -106,7 +106,6 @@ def _samples(setting: Setting, out_dir: Path, results_dir: Path) -> Item:
     samples_dir = results_dir / setting.grid / "samples"
     figure = plot_samples(setting.rows, samples_dir, setting.title, out_dir / setting.directory / "samples.png")
     return figure_item(figure, out_dir, "Samples: the same saved noise through every solver (rows) and NFE (columns).",
-                       f"No sample figure: the run saved no samples under {samples_dir}, or they are neither "
-                       "images (C, H, W) nor 2-D points.")
+                       "" if figure else f"No sample figure: {why_no_figure(setting.rows, samples_dir)}.")
 
 

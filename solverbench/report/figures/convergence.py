@@ -88,10 +88,23 @@ def _error_bars(ax, line: pd.DataFrame, color) -> bool:
     has = line[line["low"].notna() & line["high"].notna()]
     if has.empty:
         return False
-    middle, half = (has["low"] + has["high"]) / 2, (has["high"] - has["low"]).abs() / 2
-    ax.errorbar(has["nfe"], middle, yerr=half, fmt="none", ecolor=color, elinewidth=1.1, capsize=3,
-                capthick=1.1, alpha=0.85, label="_nolegend_")
+    # drawn down from the top end, so that a low end of exactly 0 stays 0 (a log axis leaves it out of
+    # its range; a centre minus half the width would leave a rounding residue of 1e-17 in it)
+    ax.errorbar(has["nfe"], has["high"], yerr=[has["high"] - has["low"], 0 * has["high"]], fmt="none", ecolor=color,
+                elinewidth=1.1, capsize=3, capthick=1.1, alpha=0.85, label="_nolegend_")
     return True
+
+
+def _log_range_above_zero(ax, numbers: np.ndarray) -> None:
+    """Where an interval reaches down to 0 (a distance's, cut there), the log y-axis spans the positive
+    ``numbers`` drawn (with matplotlib's 5% margins) and its bars and bands run off the bottom: else a
+    band from 0 would stretch the axis down to about 1e-17 (a rounding residue of 0)."""
+    numbers = numbers[~np.isnan(numbers)]
+    positive = np.log10(numbers[numbers > 0])
+    if (numbers > 0).all() or not len(positive):
+        return
+    margin = 0.05 * max(positive.max() - positive.min(), 0.1)
+    ax.set_ylim(10 ** (positive.min() - margin), 10 ** (positive.max() + margin))
 
 
 def _dodge(n: int) -> np.ndarray:
@@ -130,11 +143,13 @@ def draw_convergence(ax, rows: pd.DataFrame, metric: MetricColumn, styles: Solve
                 linestyle=ANALYSIS_LINE_STYLE if dashed else styles.linestyle(label),
                 markerfacecolor="none" if dashed else color, label=label + note)
         bars = _error_bars(ax, line, color) or bars
+    drawn = [lines[["value", "low", "high"]]]  # the numbers on the y-axis
     for i, ref in enumerate(references):
         text = f"{ref['label']}: {format_number(ref['value'], 3)}"
         if ref["adaptive"] and log_y and np.log10(lowest / ref["value"]) > OFF_AXIS_DECADES:
             ax.plot([], [], linestyle="none", label=text + " (off the axis, below)")
             continue
+        drawn.append(pd.DataFrame([{k: ref[k] for k in ("value", "low", "high")}]))
         shade = str(0.3 + 0.4 * i / max(1, len(references) - 1))
         ax.axhline(ref["value"], color=shade, linewidth=1.3, label=text,
                    dashes=(1, 2) if ref["adaptive"] else REFERENCE_DASHES[i % len(REFERENCE_DASHES)])
@@ -144,6 +159,7 @@ def draw_convergence(ax, rows: pd.DataFrame, metric: MetricColumn, styles: Solve
     floor = noise_floor(ok, metric)
     value, low, high = floor[f"{metric.name}_floor"], *(floor[c] for c in ci_columns(f"{metric.name}_floor"))
     if pd.notna(value):
+        drawn.append(pd.DataFrame([{"value": value, "low": low, "high": high}]))
         ax.axhline(value, color="black", linestyle=":", linewidth=1.4,
                    label=f"data vs. data (noise floor): {format_with_interval(value, low, high)}")
         if pd.notna(low) and pd.notna(high):
@@ -153,6 +169,7 @@ def draw_convergence(ax, rows: pd.DataFrame, metric: MetricColumn, styles: Solve
                 label="bars (and grey bands): 95% confidence intervals")
     if log_y:
         ax.set_yscale("log")
+        _log_range_above_zero(ax, pd.concat(drawn).to_numpy(float).ravel())
         plain_log_ticks(ax.yaxis)
     ax.set_xscale("log")
     value_ticks(ax.xaxis, lines["nfe"].unique())

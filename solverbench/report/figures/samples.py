@@ -64,6 +64,18 @@ def _limits(points: list[torch.Tensor]) -> tuple[tuple[float, float], tuple[floa
     return (lo[0] - pad[0], hi[0] + pad[0]), (lo[1] - pad[1], hi[1] + pad[1])
 
 
+def why_no_figure(rows: pd.DataFrame, samples_dir: Path) -> str:
+    """Why ``plot_samples`` drew nothing: no samples saved, or samples of a shape it does not draw."""
+    for _, row in rows[rows["status"] == "ok"].iterrows():
+        path = samples_dir / f"{row['cell_id']}.pt"
+        if path.is_file():
+            shape = tuple(torch.load(path, weights_only=True)["samples"].shape[1:])
+            what = f"{shape[0]}-D vectors" if len(shape) == 1 else f"arrays of shape {shape}"
+            return (f"the samples saved under {samples_dir} are {what}, not images (C, H, W) or 2-D points, "
+                    "the shapes a sample figure draws")
+    return f"the run saved no samples under {samples_dir} (the grid's save_samples)"
+
+
 def plot_samples(rows: pd.DataFrame, samples_dir: Path, title: str, path: Path) -> Optional[Path]:
     """The sample grid of one setting; None when no samples were saved or they are not pictures."""
     panels = load_panels(rows, samples_dir)

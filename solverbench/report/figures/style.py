@@ -11,7 +11,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
+from matplotlib.ticker import (FixedLocator, FuncFormatter, Locator, LogLocator, MaxNLocator,  # noqa: E402
+                               NullFormatter)
 
 DPI = 150
 RC = {
@@ -77,6 +78,7 @@ def report_figure(path: Path, *, size: tuple[float, float] = (8.0, 5.0), nrows: 
                                  layout="constrained" if constrained else None)
         try:
             yield fig, (axes if grid or nrows * ncols > 1 else axes[0, 0])
+            readable_log_axes(fig)
             path.parent.mkdir(parents=True, exist_ok=True)
             fig.savefig(path, dpi=DPI, bbox_inches="tight")
         finally:
@@ -125,18 +127,61 @@ def value_ticks(axis, values: Iterable[float], min_gap: float = 1 / 16) -> None:
 
 
 def plain_log_ticks(axis) -> None:
-    """A log axis labelled in plain numbers (20, 0.05, 1e-04) at 1, 2 and 5 times powers of ten
-    where it spans under two decades (matplotlib would write 2 x 10^1), at powers of ten elsewhere."""
-    low, high = sorted(axis.get_view_interval())
-    if not (low > 0 and high > low):
-        return
-    if math.log10(high / low) < 2:
-        ticks = [m * 10.0 ** e for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
-                 for m in (1, 2, 5) if low <= m * 10.0 ** e <= high]
-        if len(ticks) >= 2:
-            axis.set_major_locator(FixedLocator(ticks))
+    """A log axis labelled in plain numbers (20, 0.05, 1e-04) at ``PlainLogLocator``'s ticks
+    (matplotlib would write 2 x 10^1, and label nothing where no power of ten is in view)."""
+    axis.set_major_locator(PlainLogLocator())
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
+
+
+def readable_log_axes(fig) -> None:
+    """``plain_log_ticks`` on every log axis of ``fig`` whose ticks nobody chose (still matplotlib's
+    LogLocator): however little of a decade it spans, it has labelled ticks."""
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log" and type(axis.get_major_locator()) is LogLocator:
+                plain_log_ticks(axis)
+
+
+class PlainLogLocator(Locator):
+    """The major ticks of a log axis, chosen when it is drawn: powers of ten where it spans two
+    decades or more; else the first of 1, 2 and 5 times powers of ten (0.05, 0.1, 0.2), every digit
+    times a power of ten (0.5, 0.6, 0.7) and evenly spaced numbers (0.52, 0.54, 0.56) that puts at
+    least two ticks in view and leaves neither end of the axis unlabelled over more than
+    ``END_GAP`` of its length."""
+
+    END_GAP = 0.4
+
+    def __init__(self):
+        self.decades = LogLocator()
+        self.even = MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10])
+
+    def set_axis(self, axis) -> None:
+        super().set_axis(axis)
+        self.decades.set_axis(axis)
+
+    def __call__(self) -> list[float]:
+        return self.tick_values(*self.axis.get_view_interval())
+
+    def tick_values(self, vmin: float, vmax: float) -> list[float]:
+        low, high = sorted((vmin, vmax))
+        if not (low > 0 and high > low) or math.log10(high / low) >= 2:
+            return list(self.decades.tick_values(vmin, vmax))
+        span = math.log10(high / low)
+
+        def inside(v: float) -> bool:
+            return low * (1 - 1e-9) <= v <= high * (1 + 1e-9)
+
+        def covers(ticks: list[float]) -> bool:
+            return len(ticks) >= 2 and max(math.log10(ticks[0] / low), math.log10(high / ticks[-1])) <= \
+                self.END_GAP * span
+
+        decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+        for mantissas in ((1, 2, 5), range(1, 10)):
+            ticks = [m * 10.0 ** e for e in decades for m in mantissas if inside(m * 10.0 ** e)]
+            if covers(ticks):
+                return ticks
+        return [float(f"{v:.12g}") for v in self.even.tick_values(low, high) if inside(v)]
 
 
 def _key(value: float) -> float:

@@ -25,9 +25,10 @@ def block_order(block: str) -> float:
     return float("inf") if block == "adaptive" else float(block)
 
 
-def with_interval(rows: pd.DataFrame, column: str) -> dict[str, float]:
-    """``{column, column_ci_low, column_ci_high}`` over ``rows`` (seeds): the mean and its interval;
-    NaN interval where the rows hold none (results written before intervals were recorded)."""
+def with_interval(rows: pd.DataFrame, column: str, nonnegative: bool = False) -> dict[str, float]:
+    """``{column, column_ci_low, column_ci_high}`` over ``rows`` (seeds): the mean and its interval,
+    cut at 0 for a ``nonnegative`` metric (the seeds' combined interval is symmetric); NaN interval
+    where the rows hold none (results written before intervals were recorded)."""
     low, high = ci_columns(column)
     values = rows[column].dropna() if column in rows else pd.Series(dtype=float)
     if values.empty:
@@ -36,7 +37,7 @@ def with_interval(rows: pd.DataFrame, column: str) -> dict[str, float]:
     lows = kept[low] if low in kept else pd.Series(NAN, index=kept.index)
     highs = kept[high] if high in kept else pd.Series(NAN, index=kept.index)
     mean, ci_low, ci_high = combine_seeds(values.to_numpy(float), lows.to_numpy(float), highs.to_numpy(float))
-    return {column: mean, low: ci_low, high: ci_high}
+    return {column: mean, low: max(ci_low, 0.0) if nonnegative and ci_low < 0 else ci_low, high: ci_high}
 
 
 def block_means(rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -53,7 +54,7 @@ def noise_floor(rows: pd.DataFrame, metric: MetricColumn) -> dict[str, float]:
     if column not in rows or not rows[column].notna().any():
         return with_interval(pd.DataFrame(), column)
     per_seed = rows[rows[column].notna()].drop_duplicates("seed")
-    return with_interval(per_seed, column)
+    return with_interval(per_seed, column, metric.nonnegative)
 
 
 def aggregate(rows: pd.DataFrame, metrics: list[MetricColumn]) -> pd.DataFrame:
@@ -77,7 +78,7 @@ def aggregate(rows: pd.DataFrame, metrics: list[MetricColumn]) -> pd.DataFrame:
             "problem": None if bad.empty else f"{bad['status'].iloc[0]}: {bad['error'].iloc[0]}",
         }
         for m in metrics:
-            record.update(with_interval(ok, m.name))
+            record.update(with_interval(ok, m.name, m.nonnegative))
         records.append(record)
     frame = pd.DataFrame(records)
     if frame.empty:
@@ -91,12 +92,12 @@ def best_flags(records: pd.DataFrame, ranked: pd.Series, metric: MetricColumn) -
     """True for the best ranked value and for every ranked value whose 95% interval overlaps the best
     one's (ties are shown as ties); without intervals, ties are values equal as printed.
 
-    Nothing is best with fewer than two ranked values, or for a metric that is not ranked.
+    A block's only ranked value is its best; nothing is best for a metric that is not ranked.
     """
     values = records[metric.name]
     low, high = ci_columns(metric.name)
     candidates = values[ranked].dropna()
-    best = metric.best(candidates) if len(candidates) >= 2 else None
+    best = metric.best(candidates)
     if best is None:
         return pd.Series(False, index=values.index)
     winner = candidates.index[candidates == best][0]

@@ -41,15 +41,21 @@ def format_number(value: Optional[float], digits: int = 4) -> str:
 def format_with_interval(value: Optional[float], low: Optional[float], high: Optional[float]) -> str:
     """``value ± h``, h half the 95% interval's width with two significant digits and the value to the
     same decimal place (``0.0532 ± 0.0143``; scientific as ``4.70e-03 ± 3.3e-03``); the value alone
-    where there is no interval."""
+    where there is no interval.  An interval cut at 0 (a distance's), whose ``± h`` would reach below
+    0, is printed as its two ends instead: ``0.045 [0, 0.122]``."""
     if value is None or math.isnan(float(value)):
         return "–"
     if low is None or high is None or math.isnan(float(low)) or math.isnan(float(high)):
         return format_number(value)
-    value, half = float(value), (float(high) - float(low)) / 2
+    value, low, high = float(value), float(low), float(high)
+    half = (high - low) / 2
     if half <= 0:
         return f"{format_number(value)} ± 0"
     if value != 0 and not 1e-3 <= abs(value) < 1e5 or not 1e-4 <= half < 1e5:
-        return f"{format_number(value, 3)} ± {half:.1e}"
-    decimals = max(0, 1 - math.floor(math.log10(half)))
-    return f"{value:.{decimals}f} ± {half:.{decimals}f}"
+        text, end = format_number(value, 3), (lambda v: f"{v:.1e}")
+    else:
+        decimals = max(0, 1 - math.floor(math.log10(half)))
+        text, end = f"{value:.{decimals}f}", (lambda v: f"{v:.{decimals}f}")
+    if low >= 0 > value - half:  # the symmetric form would show negative values the interval excludes
+        return f"{text} [{'0' if low == 0 else end(low)}, {end(high)}]"
+    return f"{text} ± {end(half)}"

@@ -104,7 +104,8 @@ def _common_notes(rows: pd.DataFrame, metrics: list[MetricColumn], ranked: bool,
     seeds, samples = rows["seed"].nunique(), int(rows["num_samples"].max())
     notes = [f"Mean over {seeds} seed(s) of {samples} samples each; ± is half the width of the 95% confidence "
              "interval (per-sample means: bootstrap over samples; distribution metrics: bootstrap over the "
-             "cell's samples; several seeds: combined), the CSV holds both ends."]
+             "cell's samples; several seeds: combined), the CSV holds both ends; an interval of a distance or "
+             "error, cut at 0, is printed as its two ends [low, high] where ± would reach below 0."]
     if ranked:
         notes.insert(0, "Bold: the best value in each NFE block and every value whose 95% interval overlaps the "
                         "best one's, so ties show as ties (↓ lower is better, ↑ higher is better).")
