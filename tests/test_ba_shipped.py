@@ -38,18 +38,24 @@ def test_the_grid_that_uses_it_points_at_it_with_its_backbone(name):
     assert all(p.parent == CHECKPOINTS.resolve() and p.name in SHIPPED for p in paths)
 
 
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """One results folder for the module: the checkpoints of one backbone share its reference solve (cached)."""
+    return tmp_path_factory.mktemp("shipped")
+
+
 @pytest.mark.parametrize("name", sorted(SHIPPED))
-def test_ba_with_the_shipped_sidenet_beats_ba_without_one(name, tmp_path):
+def test_ba_with_the_shipped_sidenet_beats_ba_without_one(name, results):
     """At NFE 10 on 32 samples of the grid's own setting (its backbone, its guidance)."""
     _, backbone, cfg_scale = SHIPPED[name]
     grid = parse_grid({
-        "name": "shipped", "backbones": [backbone], "nfe": [10], "num_samples": 32, "batch_size": 32,
+        "name": "shipped_" + name.removesuffix(".pt"), "backbones": [backbone], "nfe": [10], "num_samples": 32, "batch_size": 32,
         "guidance": {"scale": cfg_scale}, "metrics": ["trajectory_error"],
         "reference": {"rtol": 1e-5, "atol": 1e-5},
         "solvers": [{"name": "ba", "params": {"checkpoint": str(CHECKPOINTS / name)}},
                     {"name": "ba", "params": {"sidenet": "off"}}],
     })
-    rows = run_grid(grid, tmp_path, progress=False).frame
+    rows = run_grid(grid, results, progress=False).frame
     assert (rows["status"] == "ok").all(), rows["error"].tolist()
     error = dict(zip(rows["solver_params"].str.contains("checkpoint"), rows["trajectory_error"]))
     # measured on the grids (500-1024 samples): 0.14 of the error without a SideNet on gmm64, 0.57 on digits

@@ -99,6 +99,7 @@ def test_two_processes_give_the_samples_and_metrics_of_one(tmp_path):
     assert [p.name for p in sidenets[0]] == [p.name for p in sidenets[1]] and len(sidenets[0]) == 1
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: run with -m slow
 def test_image_metrics_and_their_reference_agree_across_processes(tmp_path):
     one = run_grid_file(tmp_path, DIGITS_GRID, "one", 1)
     two = run_grid_file(tmp_path, DIGITS_GRID, "two", 2)
@@ -146,6 +147,7 @@ def test_sidenet_training_is_data_parallel_under_torchrun(tmp_path, questions):
     assert stats["processes"] == 2 and stats["batch_size"] == 32 and len(stats["loss"]) == 4
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: run with -m slow
 def test_each_rank_keeps_its_share_of_a_bank_and_reads_it_back(tmp_path):
     """--bank-dir under torchrun: a folder per rank's stream; rerun, the bank is read and the weights are the same."""
     def train(out):

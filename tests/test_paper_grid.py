@@ -156,6 +156,7 @@ def run_tiny_paper_grid(setup, nfe: list[int]) -> tuple[Path, pd.DataFrame]:
     return results, rows
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: run with -m slow
 def test_the_paper_grid_runs_every_solver_of_table_1_on_a_tiny_sit(tiny_paper_setup):
     run_tiny_paper_grid(tiny_paper_setup, [5])
 

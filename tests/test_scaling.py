@@ -14,6 +14,7 @@ from solverbench.results import DamagedResultsError, ResultsTable, read_table
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "sweep_scaling.py"
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: run with -m slow
 def test_quick_mode_times_both_series_by_phase_fits_exponents_and_profiles(tmp_path):
     bench = runpy.run_path(str(SCRIPT))
     out = tmp_path / "scaling.txt"

@@ -282,6 +282,7 @@ def test_gpu_attempts_size_iterations_to_the_time_left():
     assert sized([1.0], [5000], 10.0) == [100]  # never fewer than 100
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: run with -m slow
 def test_gpu_attempts_share_a_bank_and_write_the_cache_entries_the_table_reads(tmp_path, monkeypatch):
     module = script("gpu_sidenet_attempts")
     Attempt = module["Attempt"]
@@ -310,6 +311,7 @@ def test_gpu_attempts_share_a_bank_and_write_the_cache_entries_the_table_reads(t
     assert "--lr 0.0005" in listing and "--iterations 200" in listing
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: run with -m slow
 def test_scheme_floor_finds_each_solver_s_rows_on_both_grids(tmp_path):
     """The floor table through the real engine (cheap solvers in place of the oracle, whose exact solves take minutes
     here): every row is found on the uniform and the shifted grid, with the goal line; bad options are refused."""
