@@ -51,7 +51,7 @@ def test_ba_with_the_shipped_sidenet_beats_ba_without_one(name, results):
     grid = parse_grid({
         "name": "shipped_" + name.removesuffix(".pt"), "backbones": [backbone], "nfe": [10], "num_samples": 32, "batch_size": 32,
         "guidance": {"scale": cfg_scale}, "metrics": ["trajectory_error"],
-        "reference": {"rtol": 1e-5, "atol": 1e-5},
+        "reference": {"rtol": 1e-4, "atol": 1e-4},  # errors are 1e-2: a looser reference tells them apart
         "solvers": [{"name": "ba", "params": {"checkpoint": str(CHECKPOINTS / name)}},
                     {"name": "ba", "params": {"sidenet": "off"}}],
     })

@@ -107,6 +107,7 @@ def test_image_metrics_and_their_reference_agree_across_processes(tmp_path):
     assert_same_run(tmp_path, one, two, "shard-digits")
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: run with -m slow
 def test_a_sharded_run_resumes_where_it_stopped(tmp_path):
     """A run that ended after its first cell (here: a grid that had only it) is taken up by the next
     run, as a killed run would be; the done cell is not run again."""
@@ -134,7 +135,9 @@ def test_a_study_that_does_not_shard_is_refused_under_torchrun(tmp_path):
 
 
 # both: two losses, the SideNet called through DDP in each; a guided bank: split over the ranks, two branches
-@pytest.mark.parametrize("questions", [["chains"], ["both"], ["solves", "--solve-bank", "64", "--solve-guidance", "2"]],
+@pytest.mark.parametrize("questions", [["chains"], pytest.param(["both"], marks=pytest.mark.slow),
+                                       pytest.param(["solves", "--solve-bank", "64", "--solve-guidance", "2"],
+                                                    marks=pytest.mark.slow)],
                          ids=["chains", "both", "guided-bank"])
 def test_sidenet_training_is_data_parallel_under_torchrun(tmp_path, questions):
     out = tmp_path / "sidenet.pt"
