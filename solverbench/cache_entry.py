@@ -109,6 +109,25 @@ def read_entry(path: str | Path, what: str, read: Callable[[Path], T], *, mend: 
     return None
 
 
+def read_shared_entry(path: str | Path, what: str, read: Callable[[Path], T]) -> Optional[T]:
+    """``read_entry`` for the ranks of a torchrun launch (``solverbench.distributed``): rank 0 alone reads the
+    entry (and moves a damaged one aside), all ranks learn whether there is one, and the other ranks then read
+    rank 0's file.  In one process: ``read_entry``."""
+    from solverbench.distributed import world
+
+    ranks = world()
+    found: Optional[T] = None
+
+    def look() -> bool:
+        nonlocal found
+        found = read_entry(path, what, read)
+        return found is not None
+
+    if not ranks.decide(look):
+        return None
+    return found if ranks.main else read(Path(path))
+
+
 def unusable(path: Path, stat: os.stat_result) -> Optional[str]:
     """Why the file at ``path`` cannot be an entry before it is read (a folder, empty), else None."""
     if os.path.isdir(path):

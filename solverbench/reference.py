@@ -24,7 +24,7 @@ from torchdiffeq import odeint
 from tqdm import tqdm
 
 from solverbench.backbone import backbone_identity, backbone_in_dtype
-from solverbench.cache_entry import UnfitEntry, load_tensors, read_entry, save_atomically
+from solverbench.cache_entry import UnfitEntry, load_tensors, read_shared_entry, save_atomically
 from solverbench.distributed import world
 from solverbench.field import VelocityField
 from solverbench.guidance import Guidance
@@ -148,15 +148,9 @@ def reference_endpoints(backbone: Any, noise: torch.Tensor, labels: Optional[tor
     path = Path(cache_dir) / f"{spec_hash(key)}.pt" if cache_dir is not None else None
     ranks = world()
     if path is not None:
-        found = [None]  # rank 0's reading of the entry
-
-        def look() -> bool:
-            found[0] = read_entry(path, "cached reference " + ("inversion" if inverting else "solve"),
-                                  lambda p: read_endpoints(p, key, noise.shape))
-            return found[0] is not None
-
-        if ranks.decide(look):  # rank 0 alone reads (and moves a damaged entry aside); the others read its file
-            stored = found[0] if ranks.main else read_endpoints(path, key, noise.shape)
+        stored = read_shared_entry(path, "cached reference " + ("inversion" if inverting else "solve"),
+                                   lambda p: read_endpoints(p, key, noise.shape))
+        if stored is not None:
             return stored.to(noise.device)
     endpoints = solve_reference(backbone, noise, labels, guidance, tolerance, batch_size, progress and ranks.main,
                                 inverting)

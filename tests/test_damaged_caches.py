@@ -148,8 +148,12 @@ def test_under_torchrun_only_rank_0_reads_and_mends_the_reference_cache(tmp_path
         def decide(self, fn):
             return True
 
-    monkeypatch.setattr(reference, "world", lambda: Rank1())
-    monkeypatch.setattr(reference, "read_entry", lambda *a, **k: pytest.fail("a rank other than 0 judged the cache"))
+    import solverbench.cache_entry as cache_entry
+    import solverbench.distributed as distributed
+
+    for module in (reference, distributed):
+        monkeypatch.setattr(module, "world", lambda: Rank1())
+    monkeypatch.setattr(cache_entry, "read_entry", lambda *a, **k: pytest.fail("a rank other than 0 judged the cache"))
     assert torch.equal(references(tmp_path), first)
 
 

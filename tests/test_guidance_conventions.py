@@ -1,6 +1,7 @@
 """Guidance conventions other samplers use, each an explicit option checked against its definition,
 and with them set, solverbench's Euler and Heun reproduce REPA's and SiT's samplers on random tiny SiTs."""
-from dataclasses import dataclass
+import runpy
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -215,27 +216,10 @@ def test_a_sampler_is_one_option_and_refuses_what_contradicts_it():
 
 # -- past the end of the path -----------------------------------------------------------------------
 
-class Counting(torch.nn.Module):
-    """A backbone recording the time of every evaluation."""
-
-    def __init__(self, backbone):
-        super().__init__()
-        self.backbone = backbone
-        self.sample_shape, self.num_classes, self.null_label = (backbone.sample_shape, backbone.num_classes,
-                                                                backbone.null_label)
-        self.times = []
-
-    def forward(self, x, t, y=None):
-        self.times.append(float(t[0]))
-        return self.backbone(x, t, y)
-
-
-@dataclass(frozen=True)
-class StoppingAtTheEnd(Guidance):
-    """Guidance stopped at the ends of the path: beyond t = 0 the field is the conditional one."""
-
-    def applies_at(self, t):
-        return 0.0 <= float(t) <= 1.0 and super().applies_at(t)
+# the benchmark's two variants (benchmarks/guided_reference_cost.py): a counting backbone, and guidance stopped
+# at the ends of the path (as it was before it went on past them)
+COST = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "guided_reference_cost.py"))
+Counting, StoppingAtTheEnd = COST["CountingBackbone"], COST["StoppingAtTheEnd"]
 
 
 @pytest.mark.parametrize("rule", ["project", "repa"])

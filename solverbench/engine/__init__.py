@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from solverbench.distributed import world
 
-from solverbench.engine.loop import SweepFailed, Unit, report_outcome, run_units, summarise_done
+from solverbench.engine.loop import SweepFailed, Unit, report_outcome, run_units, summarise_done, todo_positions
 from solverbench.engine.study import Study
 from solverbench.engine.workspace import Workspace
 from solverbench.errors import GridError
@@ -72,8 +72,7 @@ def run_grid(grid: Grid, results_dir: str | Path = "results", *, force: bool = F
 def refuse_to_write(table: ResultsTable, units: list[Unit], read_only: Path, force: bool, what: str) -> None:
     """Refuse (ReadOnlyResultsError, one line) a run that would write a folder it cannot write: a forced
     one, or one with units not done or owing an output."""
-    done = table.done()
-    todo = [unit for unit in units if force or not set(unit.ids) <= done or unit.owed()]
+    todo = [units[i] for i in todo_positions(table, units, force)]
     if todo:
         count = sum(len(unit.ids) for unit in todo)
         total = sum(len(unit.ids) for unit in units)

@@ -10,10 +10,6 @@ from solverbench.registry import METRICS
 
 
 DERIVED_SUFFIXES = ("_ci_low", "_ci_high", "_floor")  # a metric's interval and noise floor, not metrics
-# errors and distances whose estimate cannot be negative, so neither can their intervals (KID's
-# unbiased estimate can, and is left out)
-NONNEGATIVE = frozenset({"trajectory_error", "trajectory_error_max", "sliced_wasserstein", "energy_distance", "fid",
-                         "sfid", "roundtrip_error", "inversion_error", "edit_distance"})
 
 
 @dataclass(frozen=True)
@@ -23,15 +19,13 @@ class MetricColumn:
     unit: str
     lower_is_better: Optional[bool]  # None: never ranked (see unranked_reason)
     unranked_reason: str = "a plugin's metric whose direction solverbench does not know"
+    # an error or distance whose estimate is never below 0, so its intervals are cut at 0 (not KID, whose
+    # unbiased estimate can be)
+    nonnegative: bool = False
 
     @property
     def arrow(self) -> str:
         return {True: " ↓", False: " ↑", None: ""}[self.lower_is_better]
-
-    @property
-    def nonnegative(self) -> bool:
-        """An error or distance that is never below 0: its intervals are cut at 0."""
-        return self.name in NONNEGATIVE
 
     @property
     def axis_label(self) -> str:
@@ -46,18 +40,19 @@ class MetricColumn:
 
 
 KNOWN = (
-    MetricColumn("trajectory_error", "trajectory error", "RMS to reference endpoint, data units", True),
+    MetricColumn("trajectory_error", "trajectory error", "RMS to reference endpoint, data units", True,
+                 nonnegative=True),
     MetricColumn("trajectory_error_max", "max trajectory error", "worst sample's RMS, data units", None,
-                 "a maximum over samples, which has no useful interval"),
-    MetricColumn("sliced_wasserstein", "sliced Wasserstein-2", "to data samples, data units", True),
-    MetricColumn("energy_distance", "energy distance", "to data samples, data units", True),
+                 "a maximum over samples, which has no useful interval", nonnegative=True),
+    MetricColumn("sliced_wasserstein", "sliced Wasserstein-2", "to data samples, data units", True, nonnegative=True),
+    MetricColumn("energy_distance", "energy distance", "to data samples, data units", True, nonnegative=True),
     # Not ranked: samples that collapse onto the modes score *higher* than exact ones, so
     # the value to read is its distance from the reference (adaptive) row's.
     MetricColumn("log_likelihood", "data log-likelihood", "mean log p(x | y), nats", None,
                  "higher is not better: samples collapsed onto the modes score higher than exact ones; "
                  "read its distance from the reference row"),
-    MetricColumn("fid", "FID", "feature-space Frechet distance, unitless", True),
-    MetricColumn("sfid", "sFID", "spatial-feature Frechet distance, unitless", True),
+    MetricColumn("fid", "FID", "feature-space Frechet distance, unitless", True, nonnegative=True),
+    MetricColumn("sfid", "sFID", "spatial-feature Frechet distance, unitless", True, nonnegative=True),
     MetricColumn("kid", "KID", "kernel inception distance, unitless", True),
     MetricColumn("kid_std", "KID spread", "std of KID over its subsets, unitless", None,
                  "the spread of KID over its subsets, not a quality (KID's interval is its own)"),
@@ -68,10 +63,11 @@ KNOWN = (
                  "the spread of IS over its splits, not a quality (IS's interval is its own)"),
     # kind: inversion (docs/inversion.md)
     MetricColumn("roundtrip_error", "round-trip error", "RMS of invert-then-regenerate to the data, data units",
-                 True),
-    MetricColumn("inversion_error", "inversion error", "RMS to the exact inversion's noise, noise units", True),
+                 True, nonnegative=True),
+    MetricColumn("inversion_error", "inversion error", "RMS to the exact inversion's noise, noise units", True,
+                 nonnegative=True),
     MetricColumn("edit_accuracy", "edit accuracy", "fraction the classifier labels as the target class", False),
-    MetricColumn("edit_distance", "edit distance", "RMS of the edit to its source, data units", True),
+    MetricColumn("edit_distance", "edit distance", "RMS of the edit to its source, data units", True, nonnegative=True),
     MetricColumn("source_accuracy", "classifier on the sources", "fraction of unedited data labelled right", None,
                  "the classifier on the unedited data, the same for every solver: the ceiling of edit accuracy"),
 )

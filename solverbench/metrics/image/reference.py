@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 
 from solverbench.backbone import data_identity
-from solverbench.cache_entry import UnfitEntry, load_tensors, read_entry, save_atomically
+from solverbench.cache_entry import UnfitEntry, load_tensors, read_shared_entry, save_atomically
 from solverbench.distributed import world
 from solverbench.hashing import canonical_json, spec_hash
 from solverbench.metrics.image.extractors import extract_features
@@ -82,14 +82,8 @@ def reference_set(backbone: Any, *, extractor_name: str, extractor: Any, weights
     key = reference_key(backbone, extractor_name, weights_digest, n)
     path = Path(cache_dir) / CACHE_SUBDIR / f"{spec_hash(key)}.pt"
     ranks = world()
-    found = [None]  # rank 0's reading of the entry
-
-    def look() -> bool:
-        found[0] = read_entry(path, "cached image reference", lambda p: read_reference(p, key, frechet_layers))
-        return found[0] is not None
-
-    if ranks.decide(look):  # rank 0 alone reads (and moves a damaged entry aside); the others read its file
-        stored = found[0] if ranks.main else read_reference(path, key, frechet_layers)
+    stored = read_shared_entry(path, "cached image reference", lambda p: read_reference(p, key, frechet_layers))
+    if stored is not None:
         if ranks.main and stored.get("added"):  # statistics of more features, from the stored features
             save_atomically({"key": canonical_json(key), "features": stored["features"],
                              "statistics": stored["statistics"]}, path)
