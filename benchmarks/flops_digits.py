@@ -1,5 +1,5 @@
 """FLOPs and peak memory per sample on digits: the backbone's FLOPs per NFE and what BA's shipped SideNet
-adds (issue 15, point 1).
+adds.
 
     python benchmarks/flops_digits.py
 

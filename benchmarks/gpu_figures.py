@@ -1,4 +1,4 @@
-"""The GPU figures of the scale issue, in one run: images/s, the SideNet's share and peak memory.
+"""The GPU figures in one run: images/s, the SideNet's share and peak memory.
 
     python benchmarks/gpu_figures.py                                  # SiT-XL/2 on the GPU (see below)
     python benchmarks/gpu_figures.py --size tiny --resolution 32 --batch-sizes 4 --repeats 1   # CPU smoke run
@@ -14,7 +14,7 @@ images/s, the SideNet's share of the wall time (its own timer, ``sidenet_time``)
 peak GPU memory of the timed runs.
 
 It writes ``OUT/gpu_figures_<device>.csv`` after every row (a run cut short keeps what it
-measured) and ``OUT/gpu_figures_<device>.md``: the table, then the issue's two targets
+measured) and ``OUT/gpu_figures_<device>.md``: the table, then two targets
 checked: euler at least 90 images/s at NFE 10 with CFG in bf16-compiled, and BA's wall
 time at most 1.05 x euler's at equal NFE (each mode, batch and variant).
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import runpy
 import statistics
 import sys
 import tempfile
@@ -36,14 +37,14 @@ from backbones.sit.backbone import SiTBackbone
 from solverbench.guidance import Guidance
 from solverbench.precision import Precision
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sit_throughput import UNTRAINED_SIDENET, uses_sidenet  # noqa: E402  (a script beside this one)
+THROUGHPUT = runpy.run_path(str(Path(__file__).with_name("sit_throughput.py")))  # the script beside this one
+UNTRAINED_SIDENET, uses_sidenet = THROUGHPUT["UNTRAINED_SIDENET"], THROUGHPUT["uses_sidenet"]
 
 MODES = {"fp32": Precision("float32"), "bf16-compiled": Precision("bfloat16", tf32=True, compile=True)}
 SOLVERS = ("euler", {"name": "flow-dpm", "order": 2}, {"name": "flow-unipc", "variant": "bh2", "order": 2},
            "ba", "ba-single")
 # SideNet variants (SideNet settings, as a grid's solver_settings: {ba: ...} gives them)
-# (benchmarks/sidenet_variants.py compares what they cost on a CPU and what they are worth)
+# (python -m research.sidenet.sidenet_variants compares what they cost on a CPU and what they are worth)
 VARIANTS = {"official": {"architecture": "official"}, "project": {}, "poly": {"output_head": "poly"},
             "poly-slim": {"output_head": "poly", "width": 64, "depth": 2}}
 EULER_TARGET = 90.0  # images/s at NFE 10 with CFG, bf16 + compile
@@ -84,7 +85,7 @@ def timed_runs(backbone, solver, noise, labels, nfe: int, guidance: Guidance, re
 
 
 def targets(table: pd.DataFrame) -> list[str]:
-    """The issue's two targets, checked on the table, one line each."""
+    """The two targets, checked on the table, one line each."""
     lines = []
     euler = table[(table["solver"] == "euler") & (table["mode"] == "bf16-compiled")]
     for _, row in euler.iterrows():

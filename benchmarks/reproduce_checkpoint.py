@@ -12,17 +12,13 @@ difference in the last bits says nothing about the recipe.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from solverbench.backbone import resolve_backbone  # noqa: E402
-from solvers.ba.config import SideNetConfig  # noqa: E402
-from solvers.ba.training import train_sidenet  # noqa: E402
+from solverbench.backbone import resolve_backbone
+from solvers.ba.config import SideNetConfig
+from solvers.ba.training import train_sidenet
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,17 +15,23 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import NamedTuple
 
 import torch
 
 from solvers.ba.config import SideNetConfig
-from solvers.ba.sidenet import build_sidenet
+from solvers.ba.sidenet import sidenet_for
+
+
+class Samples(NamedTuple):
+    """What a SideNet is built for: the backbone's sample shape and labels (the null label after the classes)."""
+    sample_shape: tuple
+    num_classes: int
+    null_label: int
 
 
 def sidenet(shape: list[int], classes: int, width: int) -> torch.nn.Module:
-    architecture = SideNetConfig(width=width).network
-    net = build_sidenet({"kind": "image", "sample_shape": shape, "num_classes": classes, "null_label": classes,
-                         **architecture})
+    net = sidenet_for(Samples(tuple(shape), classes, classes), SideNetConfig(width=width).network)
     for p in net.parameters():  # not zero: every layer does its work
         torch.nn.init.normal_(p, std=0.02)
     return net.eval().requires_grad_(False)

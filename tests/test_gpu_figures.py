@@ -1,4 +1,4 @@
-"""benchmarks/gpu_figures.py, the scale issue's GPU script, runs on the CPU at --size tiny."""
+"""benchmarks/gpu_figures.py, the script of the GPU figures, runs on the CPU at --size tiny."""
 from __future__ import annotations
 
 import runpy

@@ -2,8 +2,8 @@
 trajectories of the solve bank it was trained on, against its error on the attempts table's samples, which it never
 saw.
 
-    OMP_NUM_THREADS=1 python benchmarks/fit_gap.py --checkpoint FILE [FILE ...] [--nfe 10] [--shift 0.5]
-        [--samples 500] [--bank-dir results/.cache/solve_banks] [--out docs/benchmarks/fit_gap.md]
+    OMP_NUM_THREADS=1 python -m research.sidenet.fit_gap --checkpoint FILE [FILE ...] [--nfe 10] [--shift 0.5]
+        [--samples 500] [--bank-dir results/.cache/solve_banks] [--out research/sidenet/findings/fit_gap.md]
 
 The bank is the one each checkpoint's own settings name (``solve_bank`` trajectories of its seed's stream, solved
 exactly at rtol = atol = 1e-6 under its ``solve_guidance``, on its ``solve_shift``'s grids): read from ``--bank-dir``
@@ -21,23 +21,19 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling scripts
-
-import solverbench as sb  # noqa: E402
-from question_errors import solved_bank  # noqa: E402
-from solverbench.backbone import resolve_backbone  # noqa: E402
-from solverbench.field import VelocityField  # noqa: E402
-from solverbench.guidance import Guidance  # noqa: E402
-from solverbench.metrics.trajectory import per_sample_rms  # noqa: E402
-from solverbench.plan import make_plan  # noqa: E402
-from solverbench.solver import PrepareContext  # noqa: E402
-from solverbench.timegrid import make_time_grid  # noqa: E402
-from solvers.ba.checkpoint import load_checkpoint  # noqa: E402
-from solvers.ba.questions import SolveBank  # noqa: E402
-from table_setting import (CHECKPOINTS, GUIDANCE, Endpoints, checkpoint_path, mean_with_interval,  # noqa: E402
-                           table_samples)
+import solverbench as sb
+from research.sidenet.question_errors import solved_bank
+from research.sidenet.table_setting import (GUIDANCE, Endpoints, checkpoint_path, mean_with_interval, table_samples,
+                                           unknown_checkpoint)
+from solverbench.backbone import resolve_backbone
+from solverbench.field import VelocityField
+from solverbench.guidance import Guidance
+from solverbench.metrics.trajectory import per_sample_rms
+from solverbench.plan import make_plan
+from solverbench.solver import PrepareContext
+from solverbench.timegrid import make_time_grid
+from solvers.ba.checkpoint import load_checkpoint
+from solvers.ba.questions import SolveBank
 
 
 def bank_endpoints(bank: SolveBank, dtype: torch.dtype) -> Endpoints:
@@ -99,15 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bank-dir", default=None, help="where the banks' batches are kept (train-sidenet's)")
     parser.add_argument("--out", default=None, help="also write the Markdown here")
     args = parser.parse_args(argv)
-    for name in args.checkpoint:
-        if not checkpoint_path(name).is_file():
-            parser.error(f"no checkpoint {name} (neither under {CHECKPOINTS} nor as a path)")
+    if refusal := unknown_checkpoint(args.checkpoint):
+        parser.error(refusal)
     if args.samples < 2 or args.shift <= 0 or min(args.nfe) < 1:
         parser.error("--samples must be at least 2, --shift positive and every --nfe at least 1")
     text = gap_table(args.checkpoint, args.nfe, args.shift, args.samples, args.bank_dir)
     print(text)
     if args.out:
-        command = "OMP_NUM_THREADS=1 python benchmarks/fit_gap.py " + " ".join(argv or sys.argv[1:])
+        command = "OMP_NUM_THREADS=1 python -m research.sidenet.fit_gap " + " ".join(argv or sys.argv[1:])
         Path(args.out).write_text("# digits: has a SideNet fitted its bank?\n\nProduced by\n\n    " + command.strip()
                                   + "\n\n" + (__doc__ or "").split("\n\n", 2)[2] + "\nTrajectory error ± half the "
                                   "95% interval; the last column is the difference of the two means.\n\n" + text

@@ -1,7 +1,7 @@
 """How far a SideNet of the shipped size can get at NFE 5 on gmm64 when nothing but its own fit limits it.
 
-    OMP_NUM_THREADS=1 python benchmarks/sidenet_ceiling.py [--iterations 1200 [4800 ...]] [--width 128]
-        [--results results] [--out docs/benchmarks/sidenet_ceiling.md]
+    OMP_NUM_THREADS=1 python -m research.sidenet.sidenet_ceiling [--iterations 1200 [4800 ...]] [--width 128]
+        [--results results] [--out research/sidenet/findings/sidenet_ceiling.md]
 
 Chain training asks the SideNet about random ``(t, h)`` along chains it simulates itself.  Here the
 same network (the shipped gmm64 architecture, trained with the project recipe's optimiser, lr 1e-3
@@ -15,8 +15,8 @@ one solve: no chain drift, no questions it is never asked.  Its error is a ceili
 trainer at this size and budget, not a sampler anyone should ship (it is fitted to one NFE).
 
 Each SideNet is written to ``RESULTS/.cache/sidenet_ceiling/`` (and reused from there) and evaluated through the engine in
-the attempts table's setting (``benchmarks/sidenet_attempts.py``: 1024 samples, reference at 1e-9),
-with the per-interval error profile of ``benchmarks/sidenet_diagnosis.py``.
+the attempts table's setting (``sidenet_attempts.py``: 1024 samples, reference at 1e-9),
+with the per-interval error profile of ``sidenet_diagnosis.py``.
 """
 from __future__ import annotations
 
@@ -29,21 +29,18 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling scripts
-
-from backbones.gmm import GaussianMixture  # noqa: E402
-from sidenet_attempts import Attempt, error, measure  # noqa: E402
-from sidenet_diagnosis import error_profile  # noqa: E402
-from solverbench.field import VelocityField  # noqa: E402
-from solverbench.reference import Tolerance, reference_trajectory  # noqa: E402
-from solvers.ba.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from solvers.ba.config import SideNetConfig  # noqa: E402
-from solvers.ba.quadrature import QuadratureRule, bi_anchor_rule  # noqa: E402
-from solvers.ba.questions import SolveQuestions  # noqa: E402
-from solvers.ba.sidenet import sidenet_for  # noqa: E402
-from solvers.ba.training import EMA  # noqa: E402
+from backbones.gmm import GaussianMixture
+from research.sidenet.attempts import Attempt
+from research.sidenet.sidenet_attempts import error, measure
+from research.sidenet.sidenet_diagnosis import error_profile
+from solverbench.field import VelocityField
+from solverbench.reference import Tolerance, reference_trajectory
+from solvers.ba.checkpoint import load_checkpoint, save_checkpoint
+from solvers.ba.config import SideNetConfig
+from solvers.ba.quadrature import QuadratureRule, bi_anchor_rule
+from solvers.ba.questions import SolveQuestions
+from solvers.ba.sidenet import sidenet_for
+from solvers.ba.training import EMA
 
 NFE = 5
 EXACT = Tolerance(1e-9, 1e-9)
@@ -124,11 +121,11 @@ def main(argv: list[str] | None = None) -> int:
                      f"{error(rows[5])} | {error(rows[10])} |")
     lines.append(f"| goal: Euler at NFE 100 | | | {error(goal)} | |")
     profiles = [f"{stats['iterations']} iterations, per interval of the NFE-5 solve (local / final / moved, as in "
-                f"docs/benchmarks/sidenet_diagnosis.md):\n\n" + error_profile(gmm, str(path)) for path, stats in trained]
+                f"research/sidenet/findings/sidenet_diagnosis.md):\n\n" + error_profile(gmm, str(path)) for path, stats in trained]
     text = "\n".join(lines) + "\n\n" + "\n\n".join(profiles)
     print(text)
     if args.out:
-        command = "OMP_NUM_THREADS=1 python benchmarks/sidenet_ceiling.py " + " ".join(argv or sys.argv[1:])
+        command = "OMP_NUM_THREADS=1 python -m research.sidenet.sidenet_ceiling " + " ".join(argv or sys.argv[1:])
         Path(args.out).write_text("# gmm64 at NFE 5: a SideNet fitted to the solve's own questions\n\nProduced by\n\n"
                                   f"    {command.strip()}\n\nTraining times on one CPU thread of the 2-core machine, "
                                   f"with other jobs beside it.\n\n{text}\n")

@@ -1,7 +1,7 @@
 """What each SideNet variant costs beside SiT-XL/2, and the trajectory error it reaches.
 
-    OMP_NUM_THREADS=1 python benchmarks/sidenet_variants.py [--results results] [--repeats 3]
-        [--digits-iterations 300] [--out docs/benchmarks/sidenet_variants.md]
+    OMP_NUM_THREADS=1 python -m research.sidenet.sidenet_variants [--results results] [--repeats 3]
+        [--digits-iterations 300] [--out research/sidenet/findings/sidenet_variants.md]
 
 For each variant of ``variants()`` (the authors' SideNet, the project's default gated head, the
 polynomial head of degree 3, 2 and 5, both heads on a slim trunk):
@@ -33,24 +33,21 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import solverbench as sb  # noqa: E402
-from solverbench.grid import parse_grid  # noqa: E402
-from solverbench.report.tables.model import format_with_interval  # noqa: E402
-from solvers.ba.config import SideNetConfig  # noqa: E402
-from solvers.ba.quadrature import bi_anchor_rule  # noqa: E402
-from solvers.ba.sidenet import SideNet, build_sidenet  # noqa: E402
+import solverbench as sb
+from research.sidenet import CHECKPOINTS, ROOT
+from solverbench.grid import parse_grid
+from solverbench.report.tables.model import format_with_interval
+from solvers.ba.config import SideNetConfig
+from solvers.ba.quadrature import bi_anchor_rule
+from solvers.ba.sidenet import SideNet, sidenet_for
 
 SIT_SHAPE, SIT_CLASSES = (4, 32, 32), 1000
 NFES = (5, 10)
-CHECKPOINTS = ROOT / "solvers" / "ba" / "checkpoints"
 
 
 class Variant:
@@ -105,11 +102,16 @@ def seconds(fn: Callable[[], Any], repeats: int) -> float:
     return statistics.median(times)
 
 
+class Samples(NamedTuple):
+    """What a SideNet is built for: the backbone's sample shape and labels (the null label after the classes)."""
+    sample_shape: tuple
+    num_classes: int
+    null_label: int
+
+
 def sidenet_at(settings: dict, shape=SIT_SHAPE, classes: int = SIT_CLASSES) -> SideNet:
     """An image SideNet of ``settings`` for samples of ``shape``, random (non-zero) weights."""
-    network = SideNetConfig.from_settings(settings).network
-    net = build_sidenet({"kind": "image", "sample_shape": list(shape), "num_classes": classes,
-                         "null_label": classes, **network})
+    net = sidenet_for(Samples(tuple(shape), classes, classes), SideNetConfig.from_settings(settings).network)
     torch.manual_seed(0)
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.02)
@@ -234,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
               f"digits SideNets of this run: {args.digits_iterations} iterations (shipped digits.pt: 2400).")
     print(report)
     if args.out:
-        command = "OMP_NUM_THREADS=1 python benchmarks/sidenet_variants.py " + " ".join(argv or sys.argv[1:])
+        command = "OMP_NUM_THREADS=1 python -m research.sidenet.sidenet_variants " + " ".join(argv or sys.argv[1:])
         Path(args.out).write_text(f"# SideNet variants: cost beside SiT-XL/2 and trajectory error\n\n"
                                   f"Produced by\n\n    {command.strip()}\n\n{report}\n")
     return 0

@@ -1,9 +1,9 @@
 """BA's floor on digits: the bi-anchor scheme with exact node velocities (``ba-oracle``, a perfect SideNet) beside
 BA with the shipped 136k SideNet, BA with the SideNet off and Euler, at NFE 5 and 10 on the uniform grid and on the
-grid shifted 0.5, with Euler at NFE 100 (issue 15's goal) as the line to reach.
+grid shifted 0.5, with Euler at NFE 100 (the goal) as the line to reach.
 
-    [NVIDIA_TF32_OVERRIDE=0] python benchmarks/scheme_floor.py [--device cuda] [--samples 500] [--oracle-tol 1e-6] [--results results]
-        [--out docs/benchmarks/scheme_floor.md]
+    [NVIDIA_TF32_OVERRIDE=0] python -m research.sidenet.scheme_floor [--device cuda] [--samples 500] [--oracle-tol 1e-6]
+        [--results results] [--out research/sidenet/findings/scheme_floor.md]
 
 The setting is the attempts table's digits setting (``sidenet_attempts.py``: CFG 2, seed 0, the reference at
 rtol = atol = 1e-5), so its figures are comparable with that table's.  No SideNet can take BA below its scheme's
@@ -17,15 +17,13 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling scripts
-
-import solverbench as sb  # noqa: E402
-from sidenet_attempts import CHECKPOINTS, SETTINGS, error, same_schedule  # noqa: E402
-from solverbench.engine import run_grid  # noqa: E402
-from solverbench.grid import parse_grid  # noqa: E402
-from solverbench.solver import solver_label  # noqa: E402
+import solverbench as sb
+from research.sidenet import CHECKPOINTS, ROOT
+from research.sidenet.attempts import SETTINGS
+from research.sidenet.sidenet_attempts import error, same_schedule
+from solverbench.engine import run_grid
+from solverbench.grid import parse_grid
+from solverbench.solver import solver_label
 
 NFES = (5, 10)
 GOAL_NFE = 100
@@ -84,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     text = table(rows, args.oracle_tol)
     print(text)
     if args.out:
-        command = "python benchmarks/scheme_floor.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        command = "python -m research.sidenet.scheme_floor " + " ".join(argv if argv is not None else sys.argv[1:])
         if args.device.startswith("cuda"):  # full float32 convolutions, as on a CPU (cuDNN's default rounds via TF32)
             command = "NVIDIA_TF32_OVERRIDE=0 " + command
         setting = __doc__.split("\n\n")[2].strip()  # the docstring's paragraph on the setting and the cost

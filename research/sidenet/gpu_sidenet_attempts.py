@@ -1,6 +1,6 @@
-"""Train attempts of ``sidenet_attempts.py`` side by side on one GPU, inside a wall-time budget.
+"""Train attempts of attempts.yaml side by side on one GPU, inside a wall-time budget.
 
-    NVIDIA_TF32_OVERRIDE=0 python benchmarks/gpu_sidenet_attempts.py --names NAME [NAME ...] --budget SECONDS
+    NVIDIA_TF32_OVERRIDE=0 python -m research.sidenet.gpu_sidenet_attempts --names NAME [NAME ...] --budget SECONDS
         --out DIR [--device cuda] [--bank-dir DIR]
 
 A lent GPU is held for minutes, not hours, so the iterations are sized to the time there is:
@@ -14,7 +14,7 @@ A lent GPU is held for minutes, not hours, so the iterations are sized to the ti
    of 100, at most the attempt's own ``iterations``);
 3. **trainings**: ``python -m solverbench train-sidenet`` with the attempt's settings and those iterations, side by
    side, each writing the cache entry ``sidenet_attempts.py`` reads (``DIR/<hash>.pt``: copy it under
-   ``RESULTS/.cache/sidenet/``, then set the attempt's ``iterations`` to the count used).
+   ``RESULTS/.cache/sidenet/``, then set the attempt's ``iterations`` in attempts.yaml to the count used).
 
 ``DIR/commands.txt`` gets the exact commands (each reproduces its checkpoint on the same kind of device and torch
 build, not to the bit on another) and ``DIR/log.txt`` every run's output.  ``NVIDIA_TF32_OVERRIDE=0`` keeps the
@@ -29,19 +29,15 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling scripts
-
-from sidenet_attempts import ATTEMPTS, SETTINGS, Attempt, attempts_named, settings_backbone  # noqa: E402
-from solvers.ba.bank_store import bank_key  # noqa: E402
-from solvers.ba.cache import cache_path  # noqa: E402
-from solvers.ba.config import SideNetConfig  # noqa: E402
-from solvers.ba.training import train_sidenet  # noqa: E402
+from research.sidenet import ROOT
+from research.sidenet.attempts import ATTEMPTS, SETTINGS, Attempt, attempts_named, settings_backbone
+from solvers.ba.bank_store import bank_key
+from solvers.ba.cache import cache_path
+from solvers.ba.config import SideNetConfig
+from solvers.ba.training import train_sidenet
 
 MARGIN_S = 45.0  # kept back from the budget: process starts, the bank's load, writing the checkpoints
 SHARE = 0.65  # of the time left that the sized iterations are planned to fill: on an H200, four digits trainings
@@ -50,7 +46,7 @@ PILOT = (10, 60)  # the two short trainings whose difference times an iteration
 
 
 def pick(names: list[str]) -> list[Attempt]:
-    """The named attempts (exactly as ``sidenet_attempts.py`` names them), refused unless each trains on solve banks."""
+    """The named attempts (exactly as attempts.yaml names them), refused unless each trains on solve banks."""
     chosen = attempts_named(names, ATTEMPTS)
     for a in chosen:
         if a.checkpoint or not SideNetConfig.from_settings(a.params()).uses_solve_bank:
@@ -128,7 +124,7 @@ def seconds_per_iteration(attempt: Attempt, backbone, device: str, bank_dir: str
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--names", nargs="+", required=True, help="attempts of sidenet_attempts.py, by name")
+    parser.add_argument("--names", nargs="+", required=True, help="attempts of attempts.yaml, by name")
     parser.add_argument("--budget", type=float, required=True, help="wall seconds for the whole run (> 0)")
     parser.add_argument("--out", required=True, help="folder for the checkpoints, commands.txt and log.txt")
     parser.add_argument("--device", default="cuda")
@@ -169,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     per = [seconds_per_iteration(a, backbone, args.device, bank_dir) for a in attempts]
     caps = [SideNetConfig.from_settings(a.params()).iterations for a in attempts]
     iterations = sized_iterations(per, caps, deadline - MARGIN_S - clock())
-    paths = [out / cache_path(Path("."), backbone, replace(SideNetConfig.from_settings(a.params()), iterations=n)).name
+    paths = [out / cache_path(Path("."), backbone, SideNetConfig.from_settings({**a.params(), "iterations": n})).name
              for a, n in zip(attempts, iterations)]
     commands = [command(a, n, args.device, bank_dir, str(p)) for a, n, p in zip(attempts, iterations, paths)]
     with open(out / "commands.txt", "w") as listing:

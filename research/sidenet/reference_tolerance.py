@@ -2,9 +2,9 @@
 dopri5 reference at rtol = atol = 1e-5; this measures that reference against a tighter one, and the goal's two sides
 (Euler at NFE 100 and a BA SideNet at NFE 10) against both.
 
-    OMP_NUM_THREADS=1 python benchmarks/reference_tolerance.py [--samples 200] [--tight 1e-8]
+    OMP_NUM_THREADS=1 python -m research.sidenet.reference_tolerance [--samples 200] [--tight 1e-8]
         [--checkpoint results/.cache/sidenet/bc2dd09554955777.pt] [--shift 0.5]
-        [--out docs/benchmarks/reference_tolerance.md]
+        [--out research/sidenet/findings/reference_tolerance.md]
 
 Setting of the attempts table's digits rows (sidenet_attempts.py): CFG 2, seed 0's noise and labels (the first
 ``--samples``), float32 solves.  Both references are the sweep's own (``solve_reference``: float64, the given
@@ -21,20 +21,18 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling scripts
+import solverbench as sb
+from research.sidenet.table_setting import (GUIDANCE, TOLERANCE, checkpoint_path, mean_with_interval, table_inputs,
+                                           unknown_checkpoint)
+from solverbench.backbone import resolve_backbone
+from solverbench.field import VelocityField
+from solverbench.guidance import Guidance
+from solverbench.metrics.trajectory import per_sample_rms
+from solverbench.plan import make_plan
+from solverbench.reference import Tolerance, solve_reference
+from solverbench.solver import PrepareContext
+from solverbench.timegrid import make_time_grid
 
-import solverbench as sb  # noqa: E402
-from solverbench.backbone import resolve_backbone  # noqa: E402
-from solverbench.field import VelocityField  # noqa: E402
-from solverbench.guidance import Guidance  # noqa: E402
-from solverbench.metrics.trajectory import per_sample_rms  # noqa: E402
-from solverbench.plan import make_plan  # noqa: E402
-from solverbench.reference import Tolerance, solve_reference  # noqa: E402
-from solverbench.solver import PrepareContext  # noqa: E402
-from solverbench.timegrid import make_time_grid  # noqa: E402
-from table_setting import GUIDANCE, TOLERANCE, checkpoint_path, mean_with_interval, table_inputs  # noqa: E402
 
 def comparison(endpoints: dict[str, torch.Tensor], loose: torch.Tensor, tight: torch.Tensor) -> list[str]:
     """Markdown rows: the loose reference against the tight one, then each solve's error against both; and, where
@@ -66,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shift", type=float, default=1.0, help="BA's grid: SD3's time shift (1: uniform)")
     parser.add_argument("--out", default=None, help="also write the Markdown here")
     args = parser.parse_args(argv)
-    if not checkpoint_path(args.checkpoint).is_file():
-        parser.error(f"no checkpoint {args.checkpoint}")
+    if refusal := unknown_checkpoint([args.checkpoint]):
+        parser.error(refusal)
     if not 0 < args.tight < TOLERANCE.rtol:
         parser.error(f"--tight must lie in (0, {TOLERANCE.rtol:g}), the tables' tolerance; got {args.tight:g}")
     backbone = resolve_backbone("digits")
@@ -84,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(comparison(endpoints, loose, tight))
     print(text)
     if args.out:
-        command = "OMP_NUM_THREADS=1 python benchmarks/reference_tolerance.py " + " ".join(argv or sys.argv[1:])
+        command = "OMP_NUM_THREADS=1 python -m research.sidenet.reference_tolerance " + " ".join(argv or sys.argv[1:])
         grid_name = "uniform grid" if args.shift == 1 else f"grid shifted {args.shift:g}"
         Path(args.out).write_text(
             "# digits: is the reference at 1e-5 tight enough?\n\nProduced by\n\n    " + command.strip() + "\n\n"

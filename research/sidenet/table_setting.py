@@ -13,9 +13,9 @@ from solverbench.guidance import Guidance
 from solverbench.noise import labels_for, noise_for
 from solverbench.reference import Tolerance, reference_trajectory
 from solverbench.report.tables.model import format_with_interval
+from research.sidenet import CHECKPOINTS
 from solverbench.uncertainty import mean_interval
 
-CHECKPOINTS = Path(__file__).resolve().parents[1] / "solvers" / "ba" / "checkpoints"
 TOLERANCE = Tolerance(1e-5, 1e-5)  # the digits reference
 GUIDANCE = 2.0  # the digits CFG
 
@@ -50,3 +50,9 @@ def mean_with_interval(errors: torch.Tensor) -> str:
 def checkpoint_path(name: str) -> Path:
     """A file under solvers/ba/checkpoints by name, or any path."""
     return CHECKPOINTS / name if (CHECKPOINTS / name).is_file() else Path(name)
+
+
+def unknown_checkpoint(names: list[str]) -> str:
+    """The one-line refusal of the first of ``names`` that is no checkpoint (``checkpoint_path``), or ""."""
+    missing = [name for name in names if not checkpoint_path(name).is_file()]
+    return f"no checkpoint {missing[0]} (neither under {CHECKPOINTS} nor as a path)" if missing else ""

@@ -3,8 +3,8 @@ with its last interval solved exactly from the state BA reaches there (a bound o
 alone can buy); and, on that interval, how far off each of the predictor's node velocities is, and what its
 quadrature leaves with exact ones.
 
-    OMP_NUM_THREADS=1 python benchmarks/last_interval_bound.py [--samples 200] [--nfe 5 10]
-        [--checkpoint digits.pt ...] [--shift 1 0.5] [--out docs/benchmarks/last_interval_bound.md]
+    OMP_NUM_THREADS=1 python -m research.sidenet.last_interval_bound [--samples 200] [--nfe 5 10]
+        [--checkpoint digits.pt ...] [--shift 1 0.5] [--out research/sidenet/findings/last_interval_bound.md]
 
 Setting of the attempts table's digits rows (sidenet_attempts.py): CFG 2, seed 0's noise and labels (its first
 ``--samples``), the reference solve at rtol = atol = 1e-5.  Each solve is the real bi-anchor loop (``bi_anchor``'s
@@ -21,24 +21,20 @@ from typing import NamedTuple
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling scripts
+import solverbench as sb
+from research.sidenet.table_setting import (GUIDANCE, TOLERANCE, checkpoint_path, mean_with_interval, table_samples,
+                                           unknown_checkpoint)
+from solverbench.backbone import resolve_backbone
+from solverbench.field import VelocityField
+from solverbench.guidance import Guidance
+from solverbench.metrics.trajectory import per_sample_rms
+from solverbench.reference import reference_trajectory
+from solverbench.solver import PrepareContext
+from solverbench.timegrid import make_time_grid
+from solvers.ba.node_velocities import NodeVelocities
+from solvers.ba.quadrature import QuadratureRule
+from solvers.ba.schemes import bi_anchor_interval, bi_anchor_to_last_interval, cfg_anchor, node_times, probe_offsets
 
-import solverbench as sb  # noqa: E402
-from solverbench.backbone import resolve_backbone  # noqa: E402
-from solverbench.field import VelocityField  # noqa: E402
-from solverbench.guidance import Guidance  # noqa: E402
-from solverbench.metrics.trajectory import per_sample_rms  # noqa: E402
-from solverbench.reference import reference_trajectory  # noqa: E402
-from solverbench.solver import PrepareContext  # noqa: E402
-from solverbench.timegrid import make_time_grid  # noqa: E402
-from solvers.ba.node_velocities import NodeVelocities  # noqa: E402
-from solvers.ba.quadrature import QuadratureRule  # noqa: E402
-from table_setting import (CHECKPOINTS, GUIDANCE, TOLERANCE, checkpoint_path, mean_with_interval,  # noqa: E402
-                           table_samples)
-from solvers.ba.schemes import (bi_anchor_interval, bi_anchor_to_last_interval, cfg_anchor, node_times,  # noqa: E402
-                                 probe_offsets)
 
 class LastInterval(NamedTuple):
     predicted: torch.Tensor  # the solve's endpoint: the last interval's predictor
@@ -102,13 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shift", type=float, nargs="+", default=[1.0])
     parser.add_argument("--out", default=None, help="also write the Markdown here")
     args = parser.parse_args(argv)
-    for name in args.checkpoint:
-        if not checkpoint_path(name).is_file():
-            parser.error(f"no checkpoint {name} (neither under {CHECKPOINTS} nor as a path)")
+    if refusal := unknown_checkpoint(args.checkpoint):
+        parser.error(refusal)
     text = bound_table(args.checkpoint, args.nfe, args.shift, args.samples)
     print(text)
     if args.out:
-        command = "OMP_NUM_THREADS=1 python benchmarks/last_interval_bound.py " + " ".join(argv or sys.argv[1:])
+        command = "OMP_NUM_THREADS=1 python -m research.sidenet.last_interval_bound " + " ".join(argv or sys.argv[1:])
         Path(args.out).write_text(
             "# digits: what BA's last interval costs\n\nProduced by\n\n    " + command.strip() + "\n\n"
             f"Trajectory error (± half the 95% interval) of BA on the first {args.samples} samples of the attempts "

@@ -1,6 +1,6 @@
-"""The accuracy-per-FLOP scripts of issue 15: the questions the ceiling SideNet is fitted to, the
-per-interval error profile, and the attempts table's rewrite keeping its hand-written reading."""
-import runpy
+"""The SideNet investigation's scripts (research/sidenet/): the attempts table read from attempts.yaml and rewritten
+keeping its hand-written reading, the questions the ceiling SideNet is fitted to, the per-interval error profile, and
+the measurements of the last interval, the questions' errors, the reference and the fit to a bank."""
 import shlex
 from pathlib import Path
 
@@ -8,23 +8,21 @@ import pytest
 import torch
 
 from backbones.gmm import GaussianMixture
+from research.sidenet import (fit_gap, gpu_sidenet_attempts, last_interval_bound, question_errors, reference_tolerance,
+                              scheme_floor, sidenet_attempts, sidenet_ceiling, sidenet_diagnosis, table_setting)
+from research.sidenet.attempts import ATTEMPTS, Attempt, load_attempts
 from solvers.ba.checkpoint import save_checkpoint
 from solvers.ba.config import SideNetConfig
 from solvers.ba.quadrature import two_interior_node_rule
 from solvers.ba.training import train_sidenet
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def script(name):
-    return runpy.run_path(str(BENCHMARKS / f"{name}.py"))
+pytestmark = [pytest.mark.research, pytest.mark.usefixtures("one_thread")]
+COMMITTED = Path(__file__).resolve().parents[2] / "research" / "sidenet" / "findings" / "sidenet_attempts.md"
 
 
 def test_ceiling_questions_are_those_of_an_nfe5_bi_anchor_solve():
-    ceiling = script("sidenet_ceiling")
     a = 0.25
-    times, questions = ceiling["solve_questions"](5, two_interior_node_rule(a))
+    times, questions = sidenet_ceiling.solve_questions(5, two_interior_node_rule(a))
     assert times[0] == 1 and times[-1] == 0 and all(s > t for s, t in zip(times, times[1:]))
     assert len(times) == 6 + 2 * 5  # the grid and two interior nodes per interval
     assert len(questions) == 5 * 3 + 4  # a forward probe of three per interval, a backward refinement but on the last
@@ -33,12 +31,11 @@ def test_ceiling_questions_are_those_of_an_nfe5_bi_anchor_solve():
 
 
 def test_error_profile_charges_each_interval_and_the_oracle_leaves_least(tmp_path):
-    diagnosis = script("sidenet_diagnosis")
     gmm = GaussianMixture(dim=4, num_classes=2, components_per_class=2, std=0.3, mean_scale=1.5)
     config = SideNetConfig(iterations=2, width=16, depth=1, embed_dim=8, batch_size=16, chain_length=2)
     raw, ema, stats = train_sidenet(gmm, config, progress=False)
     path = save_checkpoint(tmp_path / "tiny.pt", raw=raw, ema=ema, config=config, stats=stats.as_dict(), backbone=gmm)
-    table = diagnosis["error_profile"](gmm, str(path), nfe=3, samples=32)
+    table = sidenet_diagnosis.error_profile(gmm, str(path), nfe=3, samples=32)
     rows = [line.split("|")[1:-1] for line in table.splitlines()[2:]]
     assert [r[0].strip() for r in rows] == ["[1, 0.67]", "[0.67, 0.33]", "[0.33, 0]", "sum of final"]
     for row in rows[:-1]:
@@ -47,23 +44,23 @@ def test_error_profile_charges_each_interval_and_the_oracle_leaves_least(tmp_pat
         assert local < 1e-2 and final < 1e-2 and moved == 0
     summed = [float(v) for v in rows[-1][1:4]]
     assert summed[2] < summed[1]  # exact node velocities leave less than the SideNet switched off
-    shifted = diagnosis["error_profile"](gmm, str(path), nfe=3, samples=8, oracle=False,
-                                         schedule={"name": "shifted", "shift": 0.5})
+    shifted = sidenet_diagnosis.error_profile(gmm, str(path), nfe=3, samples=8, oracle=False,
+                                              schedule={"name": "shifted", "shift": 0.5})
     assert [line.split("|")[1].strip() for line in shifted.splitlines()[2:-1]] == ["[1, 0.5]", "[0.5, 0.2]", "[0.2, 0]"]
 
 
 def test_attempts_rewrite_keeps_the_reading(tmp_path):
-    attempts = script("sidenet_attempts")
     out = tmp_path / "attempts.md"
-    attempts["write"](out, "python x.py", "| old table |")
+    sidenet_attempts.write(out, "python x.py", "| old table |")
     assert "| old table |" in out.read_text() and "## Reading" not in out.read_text()
     out.write_text(out.read_text() + "\n## Reading (written after the run)\n\n- a finding\n")
-    attempts["write"](out, "python x.py", "| new table |", remark="The gmm64 table is the one this file held before.")
+    sidenet_attempts.write(out, "python x.py", "| new table |",
+                           remark="The gmm64 table is the one this file held before.")
     text = out.read_text()
     assert "    python x.py\n\nThe gmm64 table is the one this file held before.\n\n| new table |" in text
     assert "| new table |" in text and "| old table |" not in text
     assert text.endswith("## Reading (written after the run)\n\n- a finding\n") and text.count("## Reading") == 1
-    same = attempts["same_schedule"]
+    same = sidenet_attempts.same_schedule
     assert same('"uniform"', None) and same('{"name": "ld3", "epochs": 10}', "ld3") and not same('"uniform"', "ld3")
     shifted = {"name": "shifted", "shift": 1.5}
     assert same('{"name":"shifted","shift":1.5}', shifted) and not same('{"name":"shifted","shift":2.0}', shifted)
@@ -73,9 +70,8 @@ def test_attempts_rewrite_keeps_the_reading(tmp_path):
 def test_an_attempt_continues_an_earlier_attempts_sidenet(tmp_path):
     """init naming an earlier attempt: the training starts from that attempt's cache entry under the results
     directory, and the attempt counts as cached only where both SideNets are on disk."""
-    attempts = script("sidenet_attempts")
-    earlier = next(a for a in attempts["ATTEMPTS"] if a.backbone == "digits" and a.settings and a.init == "digits.pt")
-    later = attempts["Attempt"]("digits", "continued", "why", {**earlier.settings, "iterations": 10}, init=earlier.name)
+    earlier = next(a for a in ATTEMPTS if a.backbone == "digits" and a.settings and a.init == "digits.pt")
+    later = Attempt("digits", "continued", "why", {**earlier.settings, "iterations": 10}, init=earlier.name)
     path = earlier.sidenet_path(str(tmp_path))
     assert later.params(str(tmp_path))["init_from"] == str(path) and path.parent == tmp_path / ".cache" / "sidenet"
     assert not later.cached(str(tmp_path))
@@ -85,49 +81,67 @@ def test_an_attempt_continues_an_earlier_attempts_sidenet(tmp_path):
     later.sidenet_path(str(tmp_path)).write_bytes(b"stand-in")
     assert later.cached(str(tmp_path))
     # a run trains (and its grid checks the init_from of) an attempt only after the one it continues
-    assert attempts["stages"]([later, earlier]) == [[earlier], [later]]
-    assert attempts["stages"]([]) == [[]]
-    stray = attempts["Attempt"]("digits", "stray", "why", {"width": 64}, init="no such attempt")
+    assert sidenet_attempts.stages([later, earlier]) == [[earlier], [later]]
+    assert sidenet_attempts.stages([]) == [[]]
+    stray = Attempt("digits", "stray", "why", {"width": 64}, init="no such attempt")
     with pytest.raises(ValueError, match="'no such attempt' is neither a file under .* nor an attempt on digits"):
         stray.params(str(tmp_path))
+
+
+def test_the_attempts_table_lists_each_attempt_once_after_the_one_it_continues(tmp_path):
+    """attempts.yaml: names unique per backbone, every init a shipped file or an attempt listed before it (the order a
+    run trains them in), floats read as floats; an entry with a misspelt key or no reason is refused, naming it."""
+    names = [(a.backbone, a.name) for a in ATTEMPTS]
+    assert len(set(names)) == len(names) and {b for b, _ in names} == {"gmm64", "digits"}
+    for k, attempt in enumerate(ATTEMPTS):
+        before = attempt.continues()
+        assert before is None or before in ATTEMPTS[:k]
+        assert not any(isinstance(value, str) and value[0].isdigit() for value in attempt.settings.values())
+    fine_tuned = next(a for a in ATTEMPTS if a.name == "136k fine-tuned on guided solve questions")
+    assert fine_tuned.settings["lr"] == 2e-4 and fine_tuned.params()["init_from"].endswith("digits.pt")
+    bad = tmp_path / "attempts.yaml"
+    bad.write_text("- {backbone: gmm64, name: a, why: b, setings: {width: 8}}\n")
+    with pytest.raises(ValueError, match="entry 1: unknown key 'setings'"):
+        load_attempts(bad)
+    bad.write_text("- {backbone: gmm64, name: a, why: b}\n- {backbone: gmm64, name: c}\n")
+    with pytest.raises(ValueError, match="entry 2: an attempt needs backbone, name and why"):
+        load_attempts(bad)
 
 
 def test_attempts_keep_rows_and_sections_of_the_committed_file(tmp_path):
     """--missing keep and --only: an earlier output's sections and rows are found by backbone and attempt name, and a
     kept row is written back verbatim with a note naming it."""
-    attempts = script("sidenet_attempts")
-    committed = (BENCHMARKS.parent / "docs" / "benchmarks" / "sidenet_attempts.md").read_text()
-    sections = attempts["earlier_sections"](committed)
+    committed = COMMITTED.read_text()
+    sections = sidenet_attempts.earlier_sections(committed)
     assert set(sections) == {"gmm64", "digits"}
     assert not any("Errors:" in body or "## Reading" in body for body in sections.values())
-    rows = {backbone: attempts["earlier_rows"](body) for backbone, body in sections.items()}
-    listed = attempts["ATTEMPTS"]
+    rows = {backbone: sidenet_attempts.earlier_rows(body) for backbone, body in sections.items()}
+    listed = ATTEMPTS
     assert "136k SideNet (shipped digits.pt)" in rows["digits"] and "step rate 10" in rows["gmm64"]
     assert set(rows["gmm64"]) <= {a.name for a in listed if a.backbone == "gmm64"}
     light = next(a for a in listed if a.name == "light gated, 7k")
     assert not light.cached(str(tmp_path))  # nothing cached there
     assert next(a for a in listed if a.checkpoint).cached(str(tmp_path))  # a shipped file is always there
     goal = {"trajectory_error": 0.006, "trajectory_error_ci_low": 0.0055, "trajectory_error_ci_high": 0.0065}
-    text = attempts["table"]("digits", [light], {}, goal, {light.name: rows["digits"][light.name]})
+    text = sidenet_attempts.table("digits", [light], {}, goal, {light.name: rows["digits"][light.name]})
     assert rows["digits"][light.name] in text.splitlines() and "(`--missing keep`): light gated, 7k." in text
     # an attempt with neither a cached SideNet nor an earlier row would be trained: keep refuses it before any work
-    assert not set(attempts["unmeasurable"](sections, str(tmp_path), "digits")) & set(rows["digits"])
-    assert attempts["unmeasurable"]({}, str(tmp_path), "digits") == [
+    assert not set(sidenet_attempts.unmeasurable(sections, str(tmp_path), "digits")) & set(rows["digits"])
+    assert sidenet_attempts.unmeasurable({}, str(tmp_path), "digits") == [
         a.name for a in listed if a.backbone == "digits" and not a.checkpoint]
     out = tmp_path / "attempts.md"
     out.write_text("# an earlier run without a digits table\n")
     with pytest.raises(SystemExit):
-        attempts["main"](["--only", "digits", "--missing", "keep", "--results", str(tmp_path), "--out", str(out)])
+        sidenet_attempts.main(["--only", "digits", "--missing", "keep", "--results", str(tmp_path), "--out", str(out)])
     assert out.read_text() == "# an earlier run without a digits table\n"
 
 
-def test_named_attempts_are_measured_with_what_they_continue_and_every_other_row_kept(tmp_path, capsys):
+def test_named_attempts_are_measured_with_what_they_continue_and_every_other_row_kept(tmp_path, capsys, monkeypatch):
     """--names: the named attempt and the attempts it continues are measured (trained where not cached), every
     other row of its backbone is copied verbatim from the earlier file, the other backbone's section too; an unknown
     name, a row that could be neither measured nor kept, and --names beside --only are refused before any work."""
-    attempts = script("sidenet_attempts")
-    main = attempts["main"]
-    listed = attempts["ATTEMPTS"]
+    main = sidenet_attempts.main
+    listed = ATTEMPTS
     last = next(a for a in reversed(listed) if a.backbone == "digits" and a.continues() is not None)
     chain = [last]
     while chain[-1].continues() is not None:
@@ -138,16 +152,16 @@ def test_named_attempts_are_measured_with_what_they_continue_and_every_other_row
         row = {"train_seconds": 1.0, "trainable_params": 7, "trajectory_error": 0.5, "trajectory_error_ci_low": 0.4,
                "trajectory_error_ci_high": 0.6}
         return {a.name: {5: row, 10: row} for a in chosen}, row
-    main.__globals__["measure"] = measure
-    committed = BENCHMARKS.parent / "docs" / "benchmarks" / "sidenet_attempts.md"
+    monkeypatch.setattr(sidenet_attempts, "measure", measure)
+    committed = COMMITTED
     out = tmp_path / "attempts.md"
     out.write_text(committed.read_text())
-    before = attempts["earlier_sections"](committed.read_text())
+    before = sidenet_attempts.earlier_sections(committed.read_text())
     assert main(["--names", last.name, "--results", str(tmp_path), "--out", str(out)]) == 0
     assert asked == [("digits", [a.name for a in listed if a in chain])]  # the chain, in the table's order
-    after = attempts["earlier_sections"](out.read_text())
+    after = sidenet_attempts.earlier_sections(out.read_text())
     assert after["gmm64"] == before["gmm64"]
-    rows, old = attempts["earlier_rows"](after["digits"]), attempts["earlier_rows"](before["digits"])
+    rows, old = sidenet_attempts.earlier_rows(after["digits"]), sidenet_attempts.earlier_rows(before["digits"])
     assert list(rows) == [a.name for a in listed if a.backbone == "digits"]
     for name, line in rows.items():
         assert ("| 0.50 ± 0.10 | 0.50 ± 0.10 |" in line) == (name in {a.name for a in chain})
@@ -156,7 +170,8 @@ def test_named_attempts_are_measured_with_what_they_continue_and_every_other_row
     assert "this run measured digits only" in text
     assert ("Measured by this run (`--names` and the attempts they continue): " + "; ".join(
         a.name for a in listed if a in chain) + ". Every other row is kept") in text
-    assert f"sidenet_attempts.py --names {shlex.quote(last.name)} --results" in text  # quoted, to be rerun as is
+    rerun = f"python -m research.sidenet.sidenet_attempts --names {shlex.quote(last.name)} --results"
+    assert rerun in text  # quoted, to be rerun as is
     assert text.endswith(committed.read_text()[committed.read_text().index("\n## Reading"):])
     for bad in (["--names", "no such attempt", "--out", str(out)], ["--names", last.name],
                 ["--names", last.name, "--only", "digits", "--out", str(out)]):
@@ -168,35 +183,6 @@ def test_named_attempts_are_measured_with_what_they_continue_and_every_other_row
         main(["--names", last.name, "--results", str(tmp_path), "--out", str(out)])
     assert "light gated, 7k: not named and no row" in capsys.readouterr().err
     assert len(asked) == 1  # nothing measured by the refused runs
-
-
-def test_a_checkpoint_s_recipe_is_checked_on_its_first_iterations(tmp_path, capsys):
-    """reproduce_checkpoint.py: a training's first iterations, redone under the whole run's schedule, give its
-    recorded losses to the bit; a recorded loss changed is found."""
-    config = SideNetConfig(width=16, depth=1, embed_dim=8, batch_size=16, chain_length=2, iterations=6)
-    backbone = GaussianMixture("gmm-smooth")
-    raw, ema, stats = train_sidenet(backbone, config, progress=False)
-    path = save_checkpoint(tmp_path / "tiny.pt", raw=raw, ema=ema, config=config, stats=stats.as_dict(),
-                           backbone=backbone)
-    check = script("reproduce_checkpoint")["main"]
-    options = [str(path), "gmm", "--backbone-params", "{preset: gmm-smooth}", "--iterations", "3"]
-    assert check(options) == 0 and "3 of the first 3 iteration losses identical to the bit" in capsys.readouterr().out
-    _, _, shorter = train_sidenet(backbone, SideNetConfig(**{**config.as_dict(), "iterations": 3}), progress=False)
-    assert shorter.loss[1:] != stats.loss[1:3]  # a 3-iteration run has another schedule: not what is checked
-    saved = torch.load(path, weights_only=True)
-    saved["stats"]["loss"][2] += 1e-9
-    torch.save(saved, path)
-    assert check(options) == 1 and "the first differing is iteration 2" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="stop_after must be 1 to the 6 iterations, got 7"):
-        train_sidenet(backbone, config, progress=False, stop_after=7)
-    banked = SideNetConfig(width=16, depth=1, embed_dim=8, batch_size=16, iterations=4, questions="solves",
-                           solve_nfe_min=2, solve_nfe_max=3, solve_bank=32)
-    raw, ema, stats = train_sidenet(backbone, banked, progress=False, bank_dir=tmp_path / "banks")
-    path = save_checkpoint(tmp_path / "banked.pt", raw=raw, ema=ema, config=banked, stats=stats.as_dict(),
-                           backbone=backbone)
-    options = [str(path), "gmm", "--backbone-params", "{preset: gmm-smooth}", "--iterations", "2"]
-    assert check([*options, "--bank-dir", str(tmp_path / "banks")]) == 0  # the bank read back: the same bits
-    assert "2 of the first 2 iteration losses identical" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("guidance", [1.0, 2.0])
@@ -211,7 +197,6 @@ def test_last_interval_bound_runs_the_real_solve_and_hands_its_state_to_an_exact
     from solverbench.reference import Tolerance, reference_trajectory
     from solverbench.solver import PrepareContext
     from solvers.ba.schemes import bi_anchor
-    bound = script("last_interval_bound")
     gmm = GaussianMixture(dim=4, num_classes=2, components_per_class=2, std=0.3, mean_scale=1.5)
     config = SideNetConfig(iterations=2, width=16, depth=1, embed_dim=8, batch_size=16, chain_length=2)
     raw, ema, stats = train_sidenet(gmm, config, progress=False)
@@ -221,22 +206,22 @@ def test_last_interval_bound_runs_the_real_solve_and_hands_its_state_to_an_exact
     x = torch.randn(32, 4, generator=torch.Generator().manual_seed(0))
     field = VelocityField(gmm, torch.arange(32) % 2, Guidance(scale=guidance))
     grid = [1.0, 0.7, 0.45, 0.2, 0.0]
-    last = bound["last_interval"](field, solver.node_velocities(field), solver.rule, x, grid)
+    last = last_interval_bound.last_interval(field, solver.node_velocities(field), solver.rule, x, grid)
     with torch.no_grad():
         assert torch.equal(last.predicted, bi_anchor(field, solver.node_velocities(field), solver.rule, x,
                                                      torch.tensor(grid, dtype=torch.float64)))
         # two intervals: the state at 0.5 is one corrected interval from noise, and an exact solve goes on from it
-        two = bound["last_interval"](field, solver.node_velocities(field), solver.rule, x, [1.0, 0.5, 0.0])
+        two = last_interval_bound.last_interval(field, solver.node_velocities(field), solver.rule, x, [1.0, 0.5, 0.0])
         state = solver.local_step(field, [1.0], [x], 0.5)
         assert torch.allclose(two.exact, reference_trajectory(field, state, [0.5, 0.0], Tolerance(1e-5, 1e-5))[-1].to(
             x.dtype), atol=1e-6)
         # one interval: its anchor at t = 1 is evaluated at its own state, so anchoring afresh changes nothing
-        one = bound["last_interval"](field, solver.node_velocities(field), solver.rule, x, [1.0, 0.0])
+        one = last_interval_bound.last_interval(field, solver.node_velocities(field), solver.rule, x, [1.0, 0.0])
         assert torch.equal(one.fresh_anchor, one.predicted)
     assert not torch.allclose(last.fresh_anchor, last.predicted)  # state reuse: v(x_pred), not v(x)
     assert len(last.node_errors) == 3 and all(e.shape == (32,) and (e > 1e-3).all() for e in last.node_errors)
     oracle = sb.get_solver("ba-oracle", rtol=1e-9, atol=1e-9)
-    exact = bound["last_interval"](field, oracle.velocities, oracle.rule, x, grid)
+    exact = last_interval_bound.last_interval(field, oracle.velocities, oracle.rule, x, grid)
     assert all(e.max() < 1e-4 for e in exact.node_errors)
     assert torch.allclose(exact.exact_nodes, exact.predicted, atol=1e-5)  # the same quadrature of the same velocities
 
@@ -246,7 +231,6 @@ def test_question_errors_split_the_bank_and_measure_against_the_exact_velocities
     question error, a zero one the error of the SideNet switched off, whichever loss is asked for."""
     from solvers.ba.questions import SolveBank
     from test_ba_questions import ExactCorrection
-    errors = script("question_errors")
     gmm = GaussianMixture(dim=4, num_classes=2, components_per_class=2, std=0.3, mean_scale=1.5)
     tiny = dict(questions="solves", solve_nfe_min=5, solve_nfe_max=6, solve_bank=32, width=16, depth=1, embed_dim=8,
                 batch_size=16)
@@ -257,26 +241,26 @@ def test_question_errors_split_the_bank_and_measure_against_the_exact_velocities
     zero = torch.nn.Module()
     zero.forward = lambda x, v, t, h, y: torch.zeros_like(x)
     for loss, per in (("nodes", 4), ("endpoints", 2)):
-        assert errors["mean_loss"](ExactCorrection(gmm), held_out, loss, per) < 1e-7
-        assert errors["mean_loss"](zero, held_out, loss, per) > 1e-3
+        assert question_errors.mean_loss(ExactCorrection(gmm), held_out, loss, per) < 1e-7
+        assert question_errors.mean_loss(zero, held_out, loss, per) > 1e-3
     assert held_out.config.solve_loss == "nodes"  # the loss asked for is the copy's
-    questions = [q for qs in errors["question_groups"](5).values() for q in qs]
+    questions = [q for qs in question_errors.question_groups(5).values() for q in qs]
     for question in questions:
-        exact, off = errors["question_error"](ExactCorrection(gmm), held_out, question, 1.0)
+        exact, off = question_errors.question_error(ExactCorrection(gmm), held_out, question, 1.0)
         assert exact < 1e-4 < off
-        assert errors["question_error"](zero, held_out, question, 1.0) == (off, off)
+        assert question_errors.question_error(zero, held_out, question, 1.0) == (off, off)
     guided = SolveBank(gmm, SideNetConfig(**tiny, solve_guidance=2.0), 32, torch.Generator().manual_seed(0), "cpu")
     for question in questions:  # both branches, guided: the SideNet off is the anchor's guided velocity
-        _, off = errors["question_error"](zero, guided, question, 2.0)
-        assert off > 1e-3 and errors["question_error"](zero, guided, question, 2.0) == (off, off)
-        (c, u, r), (c0, u0, r0) = errors["branch_errors"](zero, guided, question)
+        _, off = question_errors.question_error(zero, guided, question, 2.0)
+        assert off > 1e-3 and question_errors.question_error(zero, guided, question, 2.0) == (off, off)
+        (c, u, r), (c0, u0, r0) = question_errors.branch_errors(zero, guided, question)
         assert (c, u, r) == (c0, u0, r0) and c0 > 0 and -1 <= r0 <= 1  # a zero SideNet errs as the SideNet off
-        fitted, off_again = errors["linear_question_error"](guided, guided, question, 2.0, gmm.null_label + 1)
+        fitted, off_again = question_errors.linear_question_error(guided, guided, question, 2.0, gmm.null_label + 1)
         assert off_again == off and fitted < off  # fitted where it is measured: the linear row beats the anchor's v
 
 
 def test_gpu_attempts_size_iterations_to_the_time_left():
-    sized = script("gpu_sidenet_attempts")["sized_iterations"]
+    sized = gpu_sidenet_attempts.sized_iterations
     # 0.65 of 100 s split two ways: 32.5 s each, at 10 ms (3250, capped at 2500) and 30 ms (1083 -> 1000) an iteration
     assert sized([0.01, 0.03], [2500, 20000], 100.0) == [2500, 1000]
     assert sized([1.0], [5000], 10.0) == [100]  # never fewer than 100
@@ -284,14 +268,12 @@ def test_gpu_attempts_size_iterations_to_the_time_left():
 
 @pytest.mark.slow  # over 10 s on 2 cores: run with -m slow
 def test_gpu_attempts_share_a_bank_and_write_the_cache_entries_the_table_reads(tmp_path, monkeypatch):
-    module = script("gpu_sidenet_attempts")
-    Attempt = module["Attempt"]
     tiny = {"questions": "solves", "solve_bank": 64, "batch_size": 32, "questions_per_solve": 4, "width": 16,
             "depth": 1, "iterations": 200}
     attempts = (Attempt("gmm64", "tiny a", "", tiny), Attempt("gmm64", "tiny b", "", {**tiny, "lr": 5e-4}),
                 Attempt("gmm64", "shipped", "", checkpoint="gmm64.pt"))
-    main = module["main"]
-    main.__globals__["ATTEMPTS"] = attempts  # runpy's namespace: the module's globals
+    main = gpu_sidenet_attempts.main
+    monkeypatch.setattr(gpu_sidenet_attempts, "ATTEMPTS", attempts)
     with pytest.raises(SystemExit):
         main(["--names", "shipped", "--budget", "60", "--out", str(tmp_path / "x"), "--device", "cpu"])
     with pytest.raises(SystemExit):
@@ -300,10 +282,10 @@ def test_gpu_attempts_share_a_bank_and_write_the_cache_entries_the_table_reads(t
     assert main(["--names", "tiny a", "tiny b", "--budget", "150", "--out", str(out), "--device", "cpu"]) == 0
     banks = [p for p in (tmp_path / "banks").iterdir() if p.is_dir()]
     assert len(banks) == 1 and len(list(banks[0].glob("batch_*.pt"))) == 2  # one bank, solved once, for both
-    backbone = module["settings_backbone"]("gmm64")
+    backbone = gpu_sidenet_attempts.settings_backbone("gmm64")
     for attempt in attempts[:2]:
         config = SideNetConfig.from_settings({**attempt.params(), "iterations": 200})  # the cap: gmm is quick
-        name = module["cache_path"](Path("."), backbone, config).name
+        name = gpu_sidenet_attempts.cache_path(Path("."), backbone, config).name
         saved = torch.load(out / name, weights_only=False)
         assert saved["stats"]["iterations"] == 200 and saved["stats"]["bank_batches_read"] == 2
     listing = (out / "commands.txt").read_text()
@@ -312,19 +294,19 @@ def test_gpu_attempts_share_a_bank_and_write_the_cache_entries_the_table_reads(t
 
 
 @pytest.mark.slow  # over 10 s on 2 cores: run with -m slow
-def test_scheme_floor_finds_each_solver_s_rows_on_both_grids(tmp_path):
+def test_scheme_floor_finds_each_solver_s_rows_on_both_grids(tmp_path, monkeypatch):
     """The floor table through the real engine (cheap solvers in place of the oracle, whose exact solves take minutes
     here): every row is found on the uniform and the shifted grid, with the goal line; bad options are refused."""
-    module = script("scheme_floor")
-    main = module["main"]
+    main = scheme_floor.main
     for bad in (["--samples", "1"], ["--oracle-tol", "1e-5"]):
         with pytest.raises(SystemExit):
             main([*bad, "--results", str(tmp_path)])
-    main.__globals__["solvers"] = lambda tol: [("BA, SideNet off", "ba", {"sidenet": "off"}), ("Euler", "euler", {})]
+    monkeypatch.setattr(scheme_floor, "solvers",
+                        lambda tol: [("BA, SideNet off", "ba", {"sidenet": "off"}), ("Euler", "euler", {})])
     out = tmp_path / "floor.md"
     assert main(["--samples", "2", "--results", str(tmp_path), "--out", str(out)]) == 0
     text = out.read_text()
-    assert "python benchmarks/scheme_floor.py --samples 2" in text and "Goal, Euler at NFE 100" in text
+    assert "python -m research.sidenet.scheme_floor --samples 2" in text and "Goal, Euler at NFE 100" in text
     rows = [line for line in text.splitlines() if line.startswith(("| BA, SideNet off |", "| Euler |"))]
     assert len(rows) == 4 and not any("–" in row for row in rows)  # both grids, both NFEs, every cell found
     assert any("| shifted 0.5 |" in row for row in rows)
@@ -332,14 +314,13 @@ def test_scheme_floor_finds_each_solver_s_rows_on_both_grids(tmp_path):
 
 def test_question_errors_linear_yardstick_recovers_a_linear_relation():
     """The ridge fit of the linear row: an exactly linear target is recovered, the least penalty chosen."""
-    errors = script("question_errors")
     gen = torch.Generator().manual_seed(0)
     features = torch.randn(200, 6, generator=gen, dtype=torch.float64)
     W = torch.randn(6, 3, generator=gen, dtype=torch.float64)
-    penalty = errors["ridge_penalty"](features, features @ W)
-    assert penalty == min(errors["PENALTIES"])
-    assert torch.allclose(errors["ridge_fit"](features, features @ W, penalty * 200), W, atol=1e-3)
-    onehot = errors["linear_features"](torch.zeros(2, 1, 2, 2), torch.zeros(2, 1, 2, 2), torch.tensor([1, 5]), 3)
+    penalty = question_errors.ridge_penalty(features, features @ W)
+    assert penalty == min(question_errors.PENALTIES)
+    assert torch.allclose(question_errors.ridge_fit(features, features @ W, penalty * 200), W, atol=1e-3)
+    onehot = question_errors.linear_features(torch.zeros(2, 1, 2, 2), torch.zeros(2, 1, 2, 2), torch.tensor([1, 5]), 3)
     assert onehot.shape == (2, 4 + 4 + 3 + 1) and onehot[0, 9] == 1 and onehot[1, 10] == 1  # 5 clamped: the null
 
 
@@ -349,7 +330,6 @@ def test_reference_tolerance_measures_each_solve_against_both_references(capsys)
     from solverbench.guidance import Guidance
     from solverbench.metrics.trajectory import per_sample_rms
     from solverbench.reference import Tolerance, solve_reference
-    tolerance = script("reference_tolerance")
     gmm = GaussianMixture(dim=4, num_classes=2, components_per_class=2, std=0.3, mean_scale=1.5)
     noise = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
     labels = torch.arange(64) % 2
@@ -357,7 +337,7 @@ def test_reference_tolerance_measures_each_solve_against_both_references(capsys)
                     for r in (1e-3, 1e-9))
     gap = per_sample_rms(loose, tight).mean().item()
     assert gap > 1e-5
-    lines = tolerance["comparison"]({"loose": loose, "tight": tight}, loose, tight)
+    lines = reference_tolerance.comparison({"loose": loose, "tight": tight}, loose, tight)
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in lines[2:]}
     assert list(rows) == ["the loose reference", "loose", "tight", "tight minus loose, paired"]
     def value(cell):
@@ -366,7 +346,7 @@ def test_reference_tolerance_measures_each_solve_against_both_references(capsys)
     for cell in (rows["the loose reference"][1], rows["loose"][1], rows["tight"][0], rows["tight minus loose, paired"][0]):
         assert value(cell) == pytest.approx(gap, rel=0.05)
     with pytest.raises(SystemExit) as refused:
-        tolerance["main"](["--tight", "1e-4"])
+        reference_tolerance.main(["--tight", "1e-4"])
     assert refused.value.code == 2 and "--tight must lie in (0, 1e-05)" in capsys.readouterr().err
 
 
@@ -380,12 +360,11 @@ def test_fit_gap_measures_ba_on_its_banks_own_trajectories(tmp_path):
     from solverbench.reference import Tolerance, reference_trajectory
     from solverbench.solver import PrepareContext
     from solvers.ba.questions import SolveBank
-    gap = script("fit_gap")
     gmm = GaussianMixture(dim=4, num_classes=2, components_per_class=2, std=0.3, mean_scale=1.5)
     config = SideNetConfig(width=16, depth=1, embed_dim=8, batch_size=16, iterations=2, questions="solves",
                            solve_nfe_min=2, solve_nfe_max=3, solve_bank=32, solve_guidance=2.0)
     bank = SolveBank(gmm, config, 32, torch.Generator().manual_seed(0), "cpu")
-    samples = gap["bank_endpoints"](bank, torch.float32)
+    samples = fit_gap.bank_endpoints(bank, torch.float32)
     assert samples.noise.shape == samples.exact.shape == (32, 4) and samples.noise.dtype == torch.float32
     field = VelocityField(gmm, samples.labels, Guidance(scale=2.0))
     exact = reference_trajectory(field, samples.noise, [1.0, 0.0], Tolerance(1e-8, 1e-8))[-1].to(torch.float32)
@@ -395,17 +374,17 @@ def test_fit_gap_measures_ba_on_its_banks_own_trajectories(tmp_path):
                            backbone=gmm)
     solver = sb.get_solver("ba", checkpoint=str(path))
     solver.prepare(gmm, PrepareContext())
-    errors = gap["ba_errors"](solver, gmm, samples, 2.0, "uniform", 4)
+    errors = fit_gap.ba_errors(solver, gmm, samples, 2.0, "uniform", 4)
     assert errors.shape == (32,) and (errors > 0).all()
-    coarse = gap["ba_errors"](solver, gmm, samples, 2.0, "uniform", 1)
+    coarse = fit_gap.ba_errors(solver, gmm, samples, 2.0, "uniform", 1)
     assert coarse.mean() > errors.mean()  # one interval is worse than four: the distance is to the exact end
     with pytest.raises(ValueError, match="was not trained on a solve bank"):
-        gap["check_banked"]("chained.pt", SideNetConfig())
+        fit_gap.check_banked("chained.pt", SideNetConfig())
     with pytest.raises(ValueError, match="bank was solved at CFG 1, the table samples at CFG 2"):
-        gap["check_banked"]("plain.pt", SideNetConfig(questions="solves", solve_bank=32))
-    gap["check_banked"]("banked.pt", config)  # accepted
+        fit_gap.check_banked("plain.pt", SideNetConfig(questions="solves", solve_bank=32))
+    fit_gap.check_banked("banked.pt", config)  # accepted
     with pytest.raises(SystemExit):
-        gap["main"](["--checkpoint", str(tmp_path / "missing.pt")])
+        fit_gap.main(["--checkpoint", str(tmp_path / "missing.pt")])
 
 
 def test_table_samples_are_seed_0s_first_noises_with_the_guided_reference_ends():
@@ -416,9 +395,8 @@ def test_table_samples_are_seed_0s_first_noises_with_the_guided_reference_ends()
     from solverbench.guidance import Guidance
     from solverbench.noise import labels_for, noise_for
     from solverbench.reference import Tolerance, reference_trajectory
-    setting = script("table_setting")
     gmm = GaussianMixture(dim=4, num_classes=3, components_per_class=2, std=0.3, mean_scale=1.5)
-    few, more = setting["table_samples"](gmm, 6), setting["table_samples"](gmm, 16)
+    few, more = table_setting.table_samples(gmm, 6), table_setting.table_samples(gmm, 16)
     assert torch.equal(few.noise, noise_for(0, range(6), gmm.sample_shape))
     assert torch.equal(few.labels, labels_for(0, range(6), 3)) and len(set(more.labels.tolist())) > 1
     assert torch.equal(more.noise[:6], few.noise) and torch.equal(more.labels[:6], few.labels)
@@ -428,5 +406,5 @@ def test_table_samples_are_seed_0s_first_noises_with_the_guided_reference_ends()
     unguided = reference_trajectory(VelocityField(gmm, more.labels, Guidance(scale=1.0)), more.noise, [1.0, 0.0],
                                     Tolerance(1e-9, 1e-9))[-1].to(torch.float32)
     assert not torch.allclose(more.exact, unguided, atol=1e-2)  # the table's CFG 2, not the plain conditional flow
-    noise, labels = setting["table_inputs"](gmm, 6)
+    noise, labels = table_setting.table_inputs(gmm, 6)
     assert torch.equal(noise, few.noise) and torch.equal(labels, few.labels)

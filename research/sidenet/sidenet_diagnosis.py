@@ -1,9 +1,9 @@
 """Where a SideNet falls short: which interval of a few-step BA solve makes its error, and how much of
 the true velocity change over an offset the SideNet predicts, by time.
 
-    OMP_NUM_THREADS=1 python benchmarks/sidenet_diagnosis.py [--checkpoint solvers/ba/checkpoints/gmm64.pt]
-        [--samples 8192] [--digits-samples 100] [--out docs/benchmarks/sidenet_diagnosis.md]
-    OMP_NUM_THREADS=1 python benchmarks/sidenet_diagnosis.py --digits-only --digits-checkpoint FILE
+    OMP_NUM_THREADS=1 python -m research.sidenet.sidenet_diagnosis [--checkpoint solvers/ba/checkpoints/gmm64.pt]
+        [--samples 8192] [--digits-samples 100] [--out research/sidenet/findings/sidenet_diagnosis.md]
+    OMP_NUM_THREADS=1 python -m research.sidenet.sidenet_diagnosis --digits-only --digits-checkpoint FILE
         [--digits-shift 0.5] [--digits-samples 100] [--out FILE.md]
 
 1. The error profile of BA at NFE 5 (uniform grid) on gmm64, from the noise and labels of the attempts
@@ -37,26 +37,23 @@ from typing import Optional
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling scripts
-
-import solverbench as sb  # noqa: E402
-from backbones.gmm import GaussianMixture  # noqa: E402
-from solverbench.backbone import resolve_backbone  # noqa: E402
-from solverbench.field import VelocityField  # noqa: E402
-from solverbench.guidance import Guidance  # noqa: E402
-from solverbench.reference import Tolerance, reference_trajectory  # noqa: E402
-from solverbench.metrics.trajectory import per_sample_rms  # noqa: E402
-from solverbench.solver import PrepareContext  # noqa: E402
-from solverbench.timegrid import make_time_grid  # noqa: E402
-from solvers.ba.chains import chain_start, exact_step  # noqa: E402
-from solvers.ba.checkpoint import load_checkpoint  # noqa: E402
-from solvers.ba.config import SideNetConfig  # noqa: E402
-from solverbench.report.tables.model import format_with_interval  # noqa: E402
-from solverbench.uncertainty import mean_interval  # noqa: E402
-from solvers.ba.schemes import bi_anchor, bi_anchor_interval, cfg_anchor, node_times, probe_offsets  # noqa: E402
-from table_setting import GUIDANCE, TOLERANCE, table_inputs  # noqa: E402
+import solverbench as sb
+from backbones.gmm import GaussianMixture
+from research.sidenet import CHECKPOINTS
+from research.sidenet.table_setting import GUIDANCE, TOLERANCE, table_inputs
+from solverbench.backbone import resolve_backbone
+from solverbench.field import VelocityField
+from solverbench.guidance import Guidance
+from solverbench.metrics.trajectory import per_sample_rms
+from solverbench.reference import Tolerance, reference_trajectory
+from solverbench.report.tables.model import format_with_interval
+from solverbench.solver import PrepareContext
+from solverbench.timegrid import make_time_grid
+from solverbench.uncertainty import mean_interval
+from solvers.ba.chains import chain_start, exact_step
+from solvers.ba.checkpoint import load_checkpoint
+from solvers.ba.config import SideNetConfig
+from solvers.ba.schemes import bi_anchor, bi_anchor_interval, cfg_anchor, node_times, probe_offsets
 
 OFFSETS = (0.02, 0.0625, 0.1875, 0.25)
 BANDS = ((0.0, 0.25), (0.25, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.0))
@@ -136,11 +133,11 @@ def grid_table(gmm: GaussianMixture, checkpoint: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default=str(ROOT / "solvers" / "ba" / "checkpoints" / "gmm64.pt"))
+    parser.add_argument("--checkpoint", default=str(CHECKPOINTS / "gmm64.pt"))
     parser.add_argument("--samples", type=int, default=8192)
     parser.add_argument("--digits-samples", type=int, default=100, help="samples of the digits profile (slow: "
                         "exact solves of the U-Net)")
-    parser.add_argument("--digits-checkpoint", default=str(ROOT / "solvers" / "ba" / "checkpoints" / "digits.pt"))
+    parser.add_argument("--digits-checkpoint", default=str(CHECKPOINTS / "digits.pt"))
     parser.add_argument("--digits-shift", type=float, default=1.0, help="profile digits on the grid time-shifted by "
                         "this (1: uniform)")
     parser.add_argument("--digits-only", action="store_true", help="the digits profile alone")
@@ -151,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.digits_shift > 0:
         parser.error(f"--digits-shift must be positive, got {args.digits_shift}")
     schedule = "uniform" if args.digits_shift == 1 else {"name": "shifted", "shift": args.digits_shift}
-    command = "OMP_NUM_THREADS=1 python benchmarks/sidenet_diagnosis.py " + " ".join(argv or sys.argv[1:])
+    command = "OMP_NUM_THREADS=1 python -m research.sidenet.sidenet_diagnosis " + " ".join(argv or sys.argv[1:])
     digits = error_profile(resolve_backbone("digits"), args.digits_checkpoint, nfe=10, samples=args.digits_samples,
                            guidance=Guidance(scale=GUIDANCE), tolerance=TOLERANCE, moved=None, oracle=False,
                            schedule=schedule)

@@ -1,8 +1,8 @@
 """What a digits SideNet's training loss says about the questions a solve asks: its solve-question losses on the bank
 it was fine-tuned on and on trajectories it never saw, and its guided errors at chosen questions of an NFE-N solve.
 
-    OMP_NUM_THREADS=1 python benchmarks/question_errors.py [--nfe 10] [--checkpoint digits.pt ...]
-        [--bank-dir results/.cache/solve_banks] [--out docs/benchmarks/question_errors.md]
+    OMP_NUM_THREADS=1 python -m research.sidenet.question_errors [--nfe 10] [--checkpoint digits.pt ...]
+        [--bank-dir results/.cache/solve_banks] [--out research/sidenet/findings/question_errors.md]
 
 The trajectories are the guided bank of the attempts table's fine-tunings (seed 0, CFG 2, NFE 5 to 15, batches of
 256, exact at rtol = atol = 1e-6) grown to 1024: its first 512 are the bank those SideNets were fine-tuned on
@@ -22,23 +22,18 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling scripts
-
-from solverbench.backbone import resolve_backbone  # noqa: E402
-from solverbench.guidance import cfg_combine  # noqa: E402
-from solvers.ba.bank_store import BankStore  # noqa: E402
-from solvers.ba.checkpoint import load_checkpoint  # noqa: E402
-from solvers.ba.config import SideNetConfig  # noqa: E402
-from solvers.ba.questions import Question, SolveBank, solve_grid_questions  # noqa: E402
-from table_setting import CHECKPOINTS, checkpoint_path  # noqa: E402
+from research.sidenet.table_setting import checkpoint_path, unknown_checkpoint
+from solverbench.backbone import resolve_backbone
+from solverbench.guidance import cfg_combine
+from solvers.ba.bank_store import BankStore
+from solvers.ba.checkpoint import load_checkpoint
+from solvers.ba.config import SideNetConfig
+from solvers.ba.questions import Question, SolveBank, solve_grid_questions
 
 GUIDANCE = 2.0
 BANK = SideNetConfig(width=64, questions="solves", solve_bank=1024, solve_guidance=GUIDANCE)  # the fine-tunings'
@@ -59,7 +54,7 @@ def solved_bank(backbone, config: SideNetConfig, bank_dir: str | None) -> SolveB
 def mean_loss(S, bank: SolveBank, solve_loss: str, per: int) -> float:
     """The ``solve_loss`` loss of ``DRAWS`` draws of 256 of the bank's trajectories, ``per`` questions each."""
     bank = copy.copy(bank)
-    bank.config = replace(bank.config, solve_loss=solve_loss)
+    bank.config = SideNetConfig.from_settings({**bank.config.as_dict(), "solve_loss": solve_loss})
     with torch.no_grad():
         return sum(bank.draw_loss(S, 256, per, torch.Generator().manual_seed(k)).item() for k in range(DRAWS)) / DRAWS
 
@@ -214,15 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bank-dir", default=None, help="where the bank's batches are kept (train-sidenet's)")
     parser.add_argument("--out", default=None, help="also write the Markdown here")
     args = parser.parse_args(argv)
-    for name in args.checkpoint:
-        if not checkpoint_path(name).is_file():
-            parser.error(f"no checkpoint {name} (neither under {CHECKPOINTS} nor as a path)")
+    if refusal := unknown_checkpoint(args.checkpoint):
+        parser.error(refusal)
     if not 5 <= args.nfe <= 15:
         parser.error(f"--nfe must be one of the bank's NFE 5 to 15, got {args.nfe}")
     text = tables(args.checkpoint, args.nfe, args.bank_dir)
     print(text)
     if args.out:
-        command = "OMP_NUM_THREADS=1 python benchmarks/question_errors.py " + " ".join(argv or sys.argv[1:])
+        command = "OMP_NUM_THREADS=1 python -m research.sidenet.question_errors " + " ".join(argv or sys.argv[1:])
         Path(args.out).write_text("# digits: what the solve-question losses say about a solve's questions\n\n"
                                   "Produced by\n\n    " + command.strip() + "\n\n" + (__doc__ or "").split("\n\n", 2)[2]
                                   + "\n" + text + "\n")
