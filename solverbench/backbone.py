@@ -1,4 +1,4 @@
-"""The Backbone contract: a velocity network with the conventions of BA_SOLVER.md.
+"""The Backbone contract: a velocity network with the conventions of docs/ba-solver.md ("Conventions").
 
 ``forward(x, t, y=None) -> v`` with ``x_t = (1 - t) x0 + t eps`` (t = 1 noise, t = 0 data)
 and ``v = dx/dt = eps - x0``.  ``t`` arrives as a tensor of shape ``(batch,)``.

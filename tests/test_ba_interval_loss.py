@@ -196,16 +196,16 @@ def test_the_guided_endpoint_loss_is_the_residual_of_the_guided_answers(gmm):
     config = SideNetConfig(iterations=100, lr=1e-2, questions="solves", solve_nfe_min=3, solve_nfe_max=5,
                            solve_bank=256, solve_guidance=2.0, solve_target="guided", solve_loss="endpoints",
                            questions_per_solve=4, **{**TINY, "batch_size": 64})
-    assert config.as_dict()["solve_target"] == "guided" and config.as_dict()["solve_loss"] == "endpoints"
+    assert config.solves.solve_target == "guided" and config.solves.solve_loss == "endpoints"
     raw, _, _ = train_sidenet(gmm, config, progress=False)
     start, _, _ = train_sidenet(gmm, SideNetConfig(iterations=1, lr=1e-12, **TINY), progress=False)
 
     assert held_out(raw, gmm, config) < 0.5 * held_out(start, gmm, config)
 
 
-def test_the_setting_is_checked_and_leaves_older_cache_keys():
-    assert "solve_loss" not in SideNetConfig(questions="solves").as_dict()
-    assert SideNetConfig(questions="solves", solve_loss="endpoints").as_dict()["solve_loss"] == "endpoints"
+def test_the_setting_is_checked():
+    assert SideNetConfig(questions="solves").solves.solve_loss == "nodes"
+    assert SideNetConfig(questions="solves", solve_loss="endpoints").solves.solve_loss == "endpoints"
     with pytest.raises(ValueError, match="'solve_loss' must be one of nodes, endpoints, got 'states'"):
         SideNetConfig(questions="solves", solve_loss="states")
     with pytest.raises(ValueError, match="'solve_loss' are for questions: solves or both"):

@@ -35,7 +35,7 @@ def test_gauss_lobatto_matches_legendre_construction(n):
     assert rule.degree == 2 * n - 3
 
 
-def test_simpson_and_lobatto4_weights_as_written_in_ba_solver_md():
+def test_simpson_and_lobatto4_weights_as_the_docs_write_them():
     np.testing.assert_allclose(q.SIMPSON13.weights, [1 / 6, 4 / 6, 1 / 6])
     np.testing.assert_allclose(q.SIMPSON38.nodes, [0, 1 / 3, 2 / 3, 1])
     np.testing.assert_allclose(q.SIMPSON38.weights, [1 / 8, 3 / 8, 3 / 8, 1 / 8])

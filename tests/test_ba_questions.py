@@ -152,11 +152,8 @@ def test_both_adds_the_chain_loss_to_the_question_loss(gmm):
     assert stats.backbone_calls > chains.backbone_calls + 3 * 10
 
 
-def test_solve_question_settings_are_checked_and_leave_older_cache_keys():
-    later = {"questions", "solve_nfe_min", "solve_nfe_max", "questions_per_solve", "solve_bank", "solve_guidance",
-             "first_interval_weight", "last_interval_weight", "solve_shift"}
-    assert not later & set(SideNetConfig().as_dict())
-    assert SideNetConfig(questions="solves").as_dict()["questions"] == "solves"
+def test_solve_question_settings_are_checked():
+    assert SideNetConfig(questions="solves", solve_bank=8).solves.solve_bank == 8
     with pytest.raises(ValueError, match="'questions' must be one of chains, solves, both, got 'paths'"):
         SideNetConfig(questions="paths")
     with pytest.raises(ValueError, match=r"'solve_nfe_min' \(9\) is above 'solve_nfe_max' \(4\)"):
@@ -377,9 +374,7 @@ def test_the_guided_target_fits_the_guided_answer_the_sampler_uses(gmm):
     cancelling = [(None, v_c, v_c + 0.5), (None, v_u, v_u + 1.0)]  # errors -0.5 and -1: u + 2 (c - u) = 0
     assert fit_loss(lambda x, v, t, h, y: torch.zeros_like(x), x, t, h, cancelling, guidance=2.0) < 1e-12
     assert fit_loss(lambda x, v, t, h, y: torch.zeros_like(x), x, t, h, cancelling) > 0.5  # branch by branch: not
-    assert SideNetConfig(questions="solves", solve_guidance=2.0, solve_target="guided").as_dict()["solve_target"] \
-        == "guided"
-    assert "solve_target" not in SideNetConfig(questions="solves", solve_guidance=2.0).as_dict()
+    assert SideNetConfig(questions="solves", solve_guidance=2.0, solve_target="guided").solves.solve_target == "guided"
     with pytest.raises(ValueError, match="'solve_target' must be one of branches, guided, got 'cfg'"):
         SideNetConfig(questions="solves", solve_guidance=2.0, solve_target="cfg")
     with pytest.raises(ValueError, match="solve_target: guided fits the guided velocity, and solve_guidance is 1"):

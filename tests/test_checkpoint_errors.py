@@ -1,4 +1,4 @@
-"""Issue 9 (7): a bad checkpoint file is one clear line naming the file, for backbones and SideNets."""
+"""A bad checkpoint file is one clear line naming the file, for backbones and SideNets."""
 import pytest
 import torch
 

@@ -45,10 +45,10 @@ def bank_key(backbone: Any, config: SideNetConfig, generator: torch.Generator, d
     """What decides a bank's batches (see the module's docstring)."""
     stream = hashlib.sha256(generator.get_state().numpy().tobytes()).hexdigest()[:16]
     return {"format": BANK_FORMAT, "backbone": backbone_identity(backbone), "stream": stream,
-            "batch_size": config.batch_size, "solve_nfe_min": config.solve_nfe_min,
-            "solve_nfe_max": config.solve_nfe_max, "solve_shift": config.solve_shift,
-            "solve_guidance": config.solve_guidance,
-            "label_dropout": config.label_dropout if config.solve_guidance == 1 else None,
+            "batch_size": config.optimisation.batch_size, "solve_nfe_min": config.solves.solve_nfe_min,
+            "solve_nfe_max": config.solves.solve_nfe_max, "solve_shift": config.solves.solve_shift,
+            "solve_guidance": config.solves.solve_guidance,
+            "label_dropout": config.optimisation.label_dropout if config.solves.solve_guidance == 1 else None,
             "tolerance": EXACT_TOLERANCE, "device": torch.device(device).type,
             "dtype": str(torch.get_default_dtype())}
 

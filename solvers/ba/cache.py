@@ -1,13 +1,13 @@
 """Train a SideNet once per (backbone identity, SideNet settings) and reuse it from disk.
 
-The file is ``<cache_dir>/sidenet/<hash>.pt`` with the hash of the backbone's identity and
-every SideNet setting (architecture, training knobs, seed; ``init_from`` as the SHA-256 of the file it names, not
-its path), so a sweep with many ``ba*``
-solver variants trains once, and a later sweep, or a changed knob, does the right thing.  A SideNet trained on a
-solve bank keeps the bank's batches under ``<cache_dir>/solve_banks/`` (bank_store.py, the folder ``train-sidenet
---bank-dir`` is given in the docs), so the attempts that share a bank, a chain of fine-tunings above all, solve it once.
-A cached file that cannot be used (torn, foreign, for another backbone or other settings) is moved aside, named in one
-line, and trained again (``solverbench.cache_entry``); under torchrun rank 0 does so before the other ranks read it.
+The file is ``<cache_dir>/sidenet/<hash>.pt`` with the hash of ``CACHE_VERSION``, the backbone's identity
+and every SideNet setting, nested by group (architecture, training settings, seed; ``init_from`` as the
+SHA-256 of the file it names, not its path), so a sweep with many ``ba*`` solver variants trains once, and a
+later sweep, or a changed setting, does the right thing.  A SideNet trained on a solve bank keeps the bank's
+batches under ``<cache_dir>/solve_banks/`` (bank_store.py, the folder ``train-sidenet --bank-dir`` is given in
+the docs), so the attempts that share a bank, a chain of fine-tunings above all, solve it once.  A cached file
+that cannot be used (torn, foreign, for another backbone or other settings) is moved aside, named in one line,
+and trained again (``solverbench.cache_entry``); under torchrun rank 0 does so before the other ranks read it.
 """
 from __future__ import annotations
 
@@ -18,17 +18,27 @@ from solverbench.backbone import backbone_identity
 from solverbench.cache_entry import UnfitEntry, read_entry
 from solverbench.distributed import World, world
 from solverbench.hashing import canonical_json, file_sha256, spec_hash
-from solvers.ba.checkpoint import FORMAT, LoadedSideNet, load_checkpoint, save_checkpoint
+from solvers.ba.checkpoint import LoadedSideNet, load_checkpoint
 from solvers.ba.config import SideNetConfig
+from solvers.ba.solverbench_format import save_checkpoint
 from solvers.ba.training import train_sidenet
+
+# Raised when a SideNet trained from the same settings would come out otherwise (a setting changing
+# meaning, a training step changing what it computes): every cached SideNet is then trained again.
+CACHE_VERSION = 2
+
+
+def cache_key(backbone: Any, config: SideNetConfig) -> dict[str, Any]:
+    """What names a cached SideNet: the cache version, the backbone's identity and every setting, nested."""
+    settings = config.nested()
+    start = config.optimisation.init_from
+    if start and Path(start).is_file():  # the file's bytes, wherever it lies
+        settings["optimisation"]["init_from"] = "sha256:" + file_sha256(start)
+    return {"version": CACHE_VERSION, "backbone": backbone_identity(backbone), "sidenet": settings}
 
 
 def cache_path(cache_dir: str | Path, backbone: Any, config: SideNetConfig) -> Path:
-    settings = config.as_dict()
-    if config.init_from and Path(config.init_from).is_file():  # the file's bytes, wherever it lies
-        settings["init_from"] = "sha256:" + file_sha256(config.init_from)
-    key = {"format": FORMAT, "backbone": backbone_identity(backbone), "sidenet": settings}
-    return Path(cache_dir) / "sidenet" / f"{spec_hash(key)}.pt"
+    return Path(cache_dir) / "sidenet" / f"{spec_hash(cache_key(backbone, config))}.pt"
 
 
 def train_checkpoint(backbone: Any, config: SideNetConfig, path: str | Path, *, device: str = "cpu",
@@ -70,7 +80,9 @@ def read_cached(path: Path, backbone: Any, config: SideNetConfig, device: str) -
 
 
 def settings_of(config: SideNetConfig) -> str:
-    return canonical_json({k: v for k, v in config.as_dict().items() if k != "init_from"})
+    settings = config.nested()
+    del settings["optimisation"]["init_from"]
+    return canonical_json(settings)
 
 
 def bank_dir(cache_dir: str | Path, config: SideNetConfig) -> Optional[Path]:

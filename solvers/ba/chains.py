@@ -1,4 +1,4 @@
-"""The pieces of a training chain (BA_SOLVER.md, "Training the SideNet"): where a chain
+"""The pieces of a training chain (docs/ba-solver.md, "Chain training"): where a chain
 starts (``noise_starts``: a share of them at t = 1), the signed step it takes, and the SideNet's no-grad simulation of that step (or, with
 ``chain_steps: exact``, the backbone's own trajectory to the step's end)."""
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
-from torchdiffeq import odeint
 
 from solverbench.backbone import has_data
 from solvers.ba.config import SideNetConfig
@@ -28,7 +27,7 @@ def backbone_velocity(backbone: Any, x: torch.Tensor, t: torch.Tensor, y: Option
 def backbone_autocast(config: SideNetConfig, device: Any) -> Optional[torch.dtype]:
     """The precision the chains run the backbone in: the official recipe's float16 autocast
     (bfloat16 off CUDA, where float16 autocast is slow or missing); full precision otherwise."""
-    if config.recipe != "official":
+    if config.optimisation.recipe != "official":
         return None
     return torch.float16 if torch.device(device).type == "cuda" else torch.bfloat16
 
@@ -72,6 +71,8 @@ def exact_step(backbone: Any, x: torch.Tensor, t: torch.Tensor, h: torch.Tensor,
     """``x' = x(t - h)`` on the backbone's own trajectory through ``(x, t)`` (no grad): one batched adaptive
     Dormand-Prince solve of ``dz/ds = -h v(z, t - s h)`` over ``s`` in [0, 1], in float64, so that every
     chain keeps its own ``h``.  A distillation target: the step the reference solver would take."""
+    from torchdiffeq import odeint  # here, not at the top: it imports scipy (half a second) for every command
+
     h64 = h.double().reshape(-1, *(1,) * (x.dim() - 1))
 
     def velocity(s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -150,11 +151,12 @@ def resolve_data_mode(backbone: Any, mode: str) -> str:
 def chain_start(backbone: Any, config: SideNetConfig, n: int, generator: torch.Generator, device: str):
     """Where ``n`` chains start: ``(x, t, y)``, labels dropped to the null label at rate ``label_dropout``, a
     share ``noise_starts`` of them at ``t = 1``."""
-    if resolve_data_mode(backbone, config.data) == "data":
+    chains = config.chains
+    if resolve_data_mode(backbone, chains.data) == "data":
         x, t, y = data_start(backbone, n, generator, device)
     else:
-        x, t, y = noise_start(backbone, n, generator, device, config.noise_steps, backbone_autocast(config, device))
-    y = drop_labels(y, backbone.null_label, config.label_dropout, generator)
-    if config.noise_starts > 0:
-        x, t = move_to_noise(x, t, config.noise_starts, generator)
+        x, t, y = noise_start(backbone, n, generator, device, chains.noise_steps, backbone_autocast(config, device))
+    y = drop_labels(y, backbone.null_label, config.optimisation.label_dropout, generator)
+    if chains.noise_starts > 0:
+        x, t = move_to_noise(x, t, chains.noise_starts, generator)
     return x, t, y

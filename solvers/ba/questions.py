@@ -27,7 +27,7 @@ The questions (``bi_anchor_questions``) are those of the bi-anchor scheme with t
 ``-a H``.  A sampler with another rule or time grid asks other questions, which this training does
 not see; nor does it see an inverting solve's (in path time the uniform grid from 0 to 1 with
 negative offsets, node_velocities.py; ``solve_grid_questions(..., inverting=True)``): fitted to
-them as well, a gmm64 SideNet kept none of its NFE-5 gain (docs/benchmarks/sidenet_attempts.md).
+them as well, a gmm64 SideNet kept none of its NFE-5 gain (0.057 at NFE 5, against 0.033 without them).
 ``questions: both`` adds the chain loss, whose signed steps go both ways.
 
 ``solve_loss: endpoints`` (interval_loss.py) draws ``questions_per_solve`` intervals of the solve instead and fits,
@@ -51,7 +51,7 @@ import time
 from typing import Any, NamedTuple, Optional, Protocol, Sequence
 
 import torch
-from tqdm import tqdm
+from solverbench.progress import progress_bar
 
 from solverbench.field import VelocityField
 from solverbench.guidance import Guidance, cfg_combine
@@ -165,7 +165,7 @@ def question_table(low: int, high: int, shift: float = 1.0) -> SolveQuestions:
 
 def config_table(config: SideNetConfig) -> SolveQuestions:
     """The question table of ``config``'s solves."""
-    return question_table(config.solve_nfe_min, config.solve_nfe_max, config.solve_shift)
+    return question_table(config.solves.solve_nfe_min, config.solves.solve_nfe_max, config.solves.solve_shift)
 
 
 @functools.lru_cache(maxsize=8)
@@ -179,8 +179,9 @@ def draw(config: SideNetConfig, n: int, per_trajectory: int, generator: torch.Ge
          ) -> DrawnQuestions | DrawnIntervals:
     """What ``n`` trajectories are asked, ``per_trajectory`` each: questions (``solve_loss: nodes``) or intervals
     (``endpoints``, interval_loss.py) of their solves."""
-    low, high, shift = config.solve_nfe_min, config.solve_nfe_max, config.solve_shift
-    table = interval_table(low, high, shift) if config.solve_loss == "endpoints" else question_table(low, high, shift)
+    solves = config.solves
+    low, high, shift = solves.solve_nfe_min, solves.solve_nfe_max, solves.solve_shift
+    table = interval_table(low, high, shift) if solves.solve_loss == "endpoints" else question_table(low, high, shift)
     return table.draw(n, per_trajectory, generator)
 
 
@@ -190,7 +191,7 @@ def fit(S: Any, x: torch.Tensor, drawn: DrawnQuestions | DrawnIntervals,
     """The loss of the drawn questions (``fit_loss``) or intervals (``endpoint_loss``), weighted as ``config`` says;
     ``x``: the anchors' states, ``answers``: per branch ``(y, v, v')`` at the drawn rows."""
     weights = question_weights(drawn.first, drawn.last, config)
-    guidance = config.solve_guidance if config.solve_target == "guided" else None
+    guidance = config.solves.solve_guidance if config.solves.solve_target == "guided" else None
     if isinstance(drawn, DrawnIntervals):
         return endpoint_loss(S, x, drawn, answers, weights, guidance)
     return fit_loss(S, x, drawn.t, drawn.h, answers, weights, guidance)
@@ -204,9 +205,9 @@ def exact_trajectories(backbone: Any, config: SideNetConfig, n: int, generator: 
     (the questions are then asked of both branches, ``branch_labels``)."""
     noise = torch.randn(n, *backbone.sample_shape, generator=generator).to(device)
     labels = draw_labels(backbone, n, generator, device)
-    if config.solve_guidance == 1:
-        labels = drop_labels(labels, backbone.null_label, config.label_dropout, generator)
-    field = VelocityField(backbone, labels, Guidance(scale=config.solve_guidance))
+    if config.solves.solve_guidance == 1:
+        labels = drop_labels(labels, backbone.null_label, config.optimisation.label_dropout, generator)
+    field = VelocityField(backbone, labels, Guidance(scale=config.solves.solve_guidance))
     with torch.no_grad():
         states = reference_trajectory(field, noise, times, Tolerance(EXACT_TOLERANCE, EXACT_TOLERANCE))
     return states.to(noise.dtype), labels, field.nfe
@@ -215,7 +216,7 @@ def exact_trajectories(backbone: Any, config: SideNetConfig, n: int, generator: 
 def branch_labels(backbone: Any, labels: Optional[torch.Tensor], config: SideNetConfig) -> list[Optional[torch.Tensor]]:
     """The labels each question is asked with: the trajectories' own; under ``solve_guidance`` also the null
     label, as a guided bi-anchor solve corrects the conditional and the unconditional velocity alike."""
-    if config.solve_branches == 1:
+    if config.solves.branches == 1:
         return [labels]
     return [labels, torch.full_like(labels, backbone.null_label)]
 
@@ -240,9 +241,10 @@ def fit_loss(S: Any, x: torch.Tensor, t: torch.Tensor, h: torch.Tensor,
 def question_weights(first: torch.Tensor, last: torch.Tensor, config: SideNetConfig) -> Optional[torch.Tensor]:
     """Each question's loss weight: ``first_interval_weight`` in a solve's first interval, ``last_interval_weight``
     in its last, their product where one interval is both, 1 elsewhere (None: all 1, the plain mean)."""
-    if config.first_interval_weight == 1 and config.last_interval_weight == 1:
+    first_weight, last_weight = config.solves.first_interval_weight, config.solves.last_interval_weight
+    if first_weight == 1 and last_weight == 1:
         return None
-    return torch.where(first, config.first_interval_weight, 1.0) * torch.where(last, config.last_interval_weight, 1.0)
+    return torch.where(first, first_weight, 1.0) * torch.where(last, last_weight, 1.0)
 
 
 def question_loss(sidenet: SideNet, backbone: Any, config: SideNetConfig, n: int, generator: torch.Generator,
@@ -252,7 +254,7 @@ def question_loss(sidenet: SideNet, backbone: Any, config: SideNetConfig, n: int
     the batched backbone calls it took (the exact solve's, and per branch one for the anchors and one for the
     answers)."""
     states, labels, nfe = exact_trajectories(backbone, config, n, generator, device, config_table(config).times)
-    drawn = on_device(draw(config, n, config.questions_per_solve, generator), device)
+    drawn = on_device(draw(config, n, config.solves.questions_per_solve, generator), device)
     x, x_answer = states[drawn.anchor, drawn.trajectory], states[drawn.answer, drawn.trajectory]
     answers = []
     for y in branch_labels(backbone, labels, config):
@@ -297,15 +299,15 @@ class SolveBank:
                  progress: bool = False, draws: Optional[int] = None, store: Optional[BankStore] = None):
         self.table = config_table(config)
         self.size, self.calls, self.config = size, 0, config
-        self.draws = config.batch_size if draws is None else draws
+        self.draws = config.optimisation.batch_size if draws is None else draws
         self.read, self.seconds_read = 0, 0.0  # batches read from ``store``, and what solving them took
         self.seconds = 0.0  # what solving every batch took (read or solved here)
         self.key = None if store is None else store.folder.name  # the kept bank's name, None: not kept
         check_bank_fits(backbone, config, size, len(self.table.times), device)
-        chunks = range(0, size, config.batch_size)
-        for index, start in enumerate(tqdm(chunks, desc="solve bank", unit="batch", disable=not progress,
-                                           leave=False)):
-            rows = min(config.batch_size, size - start)
+        chunks = range(0, size, config.optimisation.batch_size)
+        for index, start in enumerate(progress_bar(chunks, desc="solve bank", unit="batch", enabled=progress,
+                                                   off_terminal="total", leave=False)):
+            rows = min(config.optimisation.batch_size, size - start)
             batch = None if store is None else store.read(index, rows, generator)
             if batch is None:
                 batch = solve_batch(backbone, config, self.table.times, rows, generator, device)
@@ -336,8 +338,8 @@ class SolveBank:
 
     def loss(self, sidenet: SideNet, generator: torch.Generator,
              trained: Optional[torch.nn.Module] = None) -> tuple[torch.Tensor, int]:
-        loss = self.draw_loss(sidenet if trained is None else trained, self.draws, self.config.questions_per_solve,
-                              generator)
+        loss = self.draw_loss(sidenet if trained is None else trained, self.draws,
+                              self.config.solves.questions_per_solve, generator)
         return loss, 0
 
     def draw_loss(self, S: Any, n: int, per_trajectory: int, generator: torch.Generator) -> torch.Tensor:
@@ -365,14 +367,14 @@ def solve_batch(backbone: Any, config: SideNetConfig, times: Sequence[float], ro
 def check_bank_fits(backbone: Any, config: SideNetConfig, size: int, times: int, device: str) -> None:
     """Refuse, before any solving, a bank whose states and velocities (per branch) at every time of its table
     would not fit in the memory ``device`` has free."""
-    branches = config.solve_branches
+    branches = config.solves.branches
     needed = size * times * (1 + branches) * math.prod(backbone.sample_shape) * torch.get_default_dtype().itemsize
     free = available_bytes(device)
     if free is not None and needed > free:
         raise ValueError(f"SideNet setting 'solve_bank' {size} needs {in_units(needed)} on {device} (states and "
                          f"{branches} velocit{'y' if branches == 1 else 'ies'} at {times} times, NFE "
-                         f"{config.solve_nfe_min} to {config.solve_nfe_max}) and {in_units(free)} is free; give a "
-                         "smaller solve_bank or a narrower NFE range")
+                         f"{config.solves.solve_nfe_min} to {config.solves.solve_nfe_max}) and {in_units(free)} is "
+                         "free; give a smaller solve_bank or a narrower NFE range")
 
 
 def in_units(size: int) -> str:

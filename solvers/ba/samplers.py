@@ -6,7 +6,8 @@ checkpoint of this project, or an authors' SideNet file, read as ``architecture:
 ``architecture`` is the one setting a checkpoint takes, and then must match the file), else
 trained once and cached under the context's cache folder keyed by the backbone's identity
 and the SideNet settings (the family's grid settings, ``solver_settings: {ba: ...}``, or
-the older top-level ``sidenet:``, overridden by the solver's own params).
+the older top-level ``sidenet:``, overridden by the solver's own params; each flat or nested
+by group, config.py).  ``describe_settings`` says what they are for ``solverbench list``.
 A solver that was never prepared refuses to sample (training silently inside ``sample()``
 would hide minutes of work); ``sidenet: off`` needs no preparation.  While a grid is read
 (``check_backbone``) the checkpoint is loaded against each backbone the solver runs on, and kept
@@ -30,12 +31,11 @@ from solverbench.plan import Plan
 from solverbench.solver import PrepareContext, Solver, SolverCheckError
 from solvers.ba.cache import cached_sidenet
 from solvers.ba.checkpoint import LoadedSideNet, SideNetCheckpointError, load_checkpoint
-from solvers.ba.config import SideNetConfig
+from solvers.ba.config import SideNetConfig, flat_settings, settings_description, unknown_settings
 from solvers.ba.node_velocities import AnchorVelocities, NodeVelocities, OracleVelocities, SideNetVelocities
 from solvers.ba.quadrature import BI_ANCHOR_FAMILIES, QuadratureRule, bi_anchor_rule, gauss_legendre
 from solvers.ba.schemes import bi_anchor, bi_anchor_local_step, single_anchor
 from solvers.ba.sidenet import sidenet_for
-from solvers.ba.training_cli import describe_settings
 from solvers.ba.training import check_solve_guidance, read_init_from, training_seconds
 
 
@@ -77,19 +77,20 @@ def parameter_count(module: Any) -> Optional[int]:
 class SideNetSolver(Solver):
     """A BA scheme whose node velocities come from a SideNet (or from the anchors, sidenet off)."""
 
-    path_params = ("checkpoint", "init_from")  # init_from: a SideNet setting given in a solver's params
-    describe_settings = staticmethod(describe_settings)  # what **settings take (solverbench list)
+    path_params = ("checkpoint", "init_from")  # init_from: a SideNet setting given (flat) in a solver's params
     family = "ba"  # the grid's solver_settings: {ba: {...}} are the SideNet settings
     invertible = True  # the mirrored scheme: the SideNet is asked in path time (node_velocities, docs/inversion.md)
     legacy_settings_keys = ("sidenet",)  # the top-level key they had before solver_settings
 
     def __init__(self, *, sidenet: Any = True, checkpoint: Optional[str] = None, **settings: Any):
         self.sidenet_on = parse_switch(sidenet)
-        unknown = sorted(set(settings) - set(SideNetConfig.keys()))
+        unknown = unknown_settings(settings)
         if unknown:
             raise TypeError(f"unknown parameter(s) {', '.join(map(repr, unknown))}; SideNet settings are: "
-                            + ", ".join(SideNetConfig.keys()))
-        SideNetConfig.from_settings(settings, where=f"{self.registered_name} params")  # bad values fail here
+                            + ", ".join(SideNetConfig.keys()) + " (flat, or nested by group)")
+        where = f"{self.registered_name} params"
+        settings = flat_settings(settings, where)
+        SideNetConfig.from_settings(settings, where=where)  # bad values fail here
         if not self.sidenet_on and (checkpoint or settings):
             raise ValueError("sidenet=off takes neither a checkpoint nor SideNet settings")
         if checkpoint and set(settings) - {"architecture"}:
@@ -97,12 +98,19 @@ class SideNetSolver(Solver):
                              f"{', '.join(sorted(set(settings) - {'architecture'}))} (architecture alone may stay: "
                              "it is checked against the file)")
         self.checkpoint = checkpoint
-        self.overrides = dict(settings)
+        self.overrides = settings  # by flat name
         self.loaded: Optional[LoadedSideNet] = None
         self.backbone_parameters: Optional[int] = None
         self.prepared_for: Optional[str] = None
         self.velocities: Optional[NodeVelocities] = None if self.sidenet_on else AnchorVelocities()
         self.checked: dict[str, LoadedSideNet] = {}  # checkpoint loaded by check_backbone, per backbone identity
+
+    @classmethod
+    def describe_settings(cls, full: bool = False) -> str:
+        """What ``**settings`` take (``solverbench list``, beside the constructor's own parameters: the scheme's,
+        ``sidenet`` and ``checkpoint``): the everyday SideNet settings and how to see the rest; with ``full``,
+        every one, grouped, with its default and meaning.  The same text for ``ba`` and ``ba-single``."""
+        return settings_description(full, cls.family)
 
     def check_settings(self, settings: dict[str, Any]) -> None:
         """Refuse bad grid-level SideNet settings while the grid is read (ValueError)."""
@@ -132,21 +140,22 @@ class SideNetSolver(Solver):
         except ValueError as err:
             raise SolverCheckError(str(err), "params.solve_guidance" if "solve_guidance" in self.overrides
                                    else "settings.solve_guidance") from None
-        if config.init_from:
+        if config.optimisation.init_from:
             try:
                 with torch.random.fork_rng(devices=[]):  # building the SideNet draws its initial weights
                     wanted = sidenet_for(backbone, config.network).spec
                 read_init_from(backbone, config, wanted)
             except (FileNotFoundError, KeyError, TypeError, ValueError, RuntimeError) as err:
                 message = str(err) if isinstance(err, (FileNotFoundError, ValueError)) else \
-                    f"SideNet setting 'init_from': {config.init_from} cannot be loaded: {type(err).__name__}: {err}"
+                    f"SideNet setting 'init_from': {config.optimisation.init_from} cannot be loaded: " \
+                    f"{type(err).__name__}: {err}"
                 raise SolverCheckError(" ".join(message.split()), "params.init_from" if "init_from" in self.overrides
                                        else "settings.init_from") from None
 
     def sidenet_config(self, context: PrepareContext) -> SideNetConfig:
         """The SideNet settings: the family's grid settings (a relative ``init_from`` read next to the grid file),
         then the solver's own."""
-        settings = dict(context.settings)
+        settings = flat_settings(context.settings, f"{self.label()}: SideNet settings")
         start = settings.get("init_from")
         if isinstance(start, str) and start and context.grid_dir is not None and not Path(start).is_absolute():
             settings["init_from"] = str(Path(context.grid_dir) / start)
@@ -212,7 +221,7 @@ class SideNetSolver(Solver):
             "sidenet_iterations": stats.get("iterations"),
             "sidenet_batch_size": stats.get("batch_size"),
             "sidenet_final_loss": stats.get("final_loss"),
-            "sidenet_architecture": self.loaded.config.architecture if self.loaded is not None else None,
+            "sidenet_architecture": self.loaded.config.network.architecture if self.loaded is not None else None,
             "sidenet_recipe": stats.get("recipe"),  # None for an authors' file (it does not say)
             "sidenet_data_mode": stats.get("data_mode"),  # data, or noise: data-free chains
             "sidenet_checkpoint": str(self.loaded.path) if self.loaded is not None and self.loaded.path else None,

@@ -1,6 +1,6 @@
 """The BA-solver's two sampling schemes, each one backbone call (one NFE) per interval.
 
-Symbols as in BA_SOLVER.md: an interval ``[t, t - H]``, its rule's nodes ``c`` on [0, 1]
+Symbols as in docs/ba-solver.md ("Conventions"): an interval ``[t, t - H]``, its rule's nodes ``c`` on [0, 1]
 (a node ``c`` sits at time ``t - c H``) and weights ``w``; ``v0`` the anchor velocity at the
 start, ``v1`` the terminal anchor.  For the 4-point rules ``c = (0, a, 1 - a, 1)`` and
 ``w = (w0, w1, w2, w3)``.
@@ -59,7 +59,7 @@ def check_bi_anchor_rule(rule: QuadratureRule) -> None:
 def bi_anchor_interval(field: VelocityField, nodes: NodeVelocities, rule: QuadratureRule, x: torch.Tensor,
                        anchor0: Anchor, t: float, H: float, last: bool, next_times: Sequence[float] = ()
                        ) -> tuple[torch.Tensor, Anchor | None]:
-    """One interval of the bi-anchor scheme (BA_SOLVER.md, "Sampling: bi-anchor").
+    """One interval of the bi-anchor scheme (docs/ba-solver.md, "The bi-anchor scheme").
 
     1. forward probe from ``(x, v0, t)`` at ``a H, (1 - a) H, H``: ``f_a, f_b, f_end``;
     2. predictor ``x_pred = x - H (w0 v0 + w1 f_a + w2 f_b + w3 f_end)`` (returned on the last interval);
@@ -123,7 +123,7 @@ def bi_anchor_local_step(field: VelocityField, nodes: NodeVelocities, rule: Quad
 
 def single_anchor(field: VelocityField, nodes: NodeVelocities, rule: QuadratureRule, x: torch.Tensor,
                   grid: torch.Tensor) -> torch.Tensor:
-    """BA_SOLVER.md, "Sampling: single-anchor": per interval ``v0 = v(x, t)`` (1 NFE), node
+    """docs/ba-solver.md, "The single-anchor scheme": per interval ``v0 = v(x, t)`` (1 NFE), node
     velocities from ``(x, v0, t)`` at ``c_i H``, and ``x <- x - H sum_i w_i v_i``.  An interval
     is one step: under the ``step`` guidance decision its nodes are guided as its anchor is
     (the authors' sampler)."""

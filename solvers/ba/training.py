@@ -1,4 +1,4 @@
-"""Chain training of a SideNet beside a frozen backbone (BA_SOLVER.md, "Training the SideNet").
+"""Chain training of a SideNet beside a frozen backbone (docs/ba-solver.md, "Chain training").
 
 One iteration: start a batch at ``(x, t)`` with ``v = backbone(x, t, y)``; K times draw a
 signed step ``h``, simulate ``x' = x - h sum_i w_i v_hat_i`` with the SideNet at the
@@ -24,7 +24,7 @@ its share of the batch's chains from its own stream; rank 0 writes the checkpoin
 grid's run trains a missing SideNet on rank 0 alone, so its samples stay those of one
 process.)
 
-The ``recipe`` setting (config.py) picks the knobs' defaults and three behaviours: the
+The ``recipe`` setting (config.py) picks the other settings' defaults and three behaviours: the
 official recipe's EMA has no warm-up, its chains run the backbone under reduced-precision
 autocast, and its steps may be 1e-5 where no room is left, with t' clamped to [0, 1]
 (as the authors' BALoss does).
@@ -41,7 +41,7 @@ from typing import Any, Optional
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
+from solverbench.progress import progress_bar
 
 from solverbench.distributed import World
 
@@ -107,15 +107,16 @@ def chain_loss(sidenet: SideNet, backbone: Any, x: torch.Tensor, t: torch.Tensor
     """Mean over the K steps of ``|| v + S(x, v, t, h, y) - v' ||^2`` (``S`` called through ``trained``,
     the DistributedDataParallel wrapper of ``sidenet`` where there is one)."""
     S = sidenet if trained is None else trained
-    rule = gauss_legendre(config.sim_nodes)
+    chains = config.chains
+    rule = gauss_legendre(chains.sim_nodes)
     autocast = backbone_autocast(config, x.device)
-    official = config.recipe == "official"
+    official = config.optimisation.recipe == "official"
     v = backbone_velocity(backbone, x, t, y, autocast)
     terms = []
-    for _ in range(config.chain_length):
-        h = signed_steps(t, config.step_rate, generator, min_room=1e-5 if official else 0.0,
-                         inward_at_noise=config.noise_starts > 0)
-        x_next = exact_step(backbone, x, t, h, y) if config.chain_steps == "exact" else \
+    for _ in range(chains.chain_length):
+        h = signed_steps(t, chains.step_rate, generator, min_room=1e-5 if official else 0.0,
+                         inward_at_noise=chains.noise_starts > 0)
+        x_next = exact_step(backbone, x, t, h, y) if chains.chain_steps == "exact" else \
             simulate_step(sidenet, x, v, t, h, y, rule)
         t_next = (t - h).clamp(0.0, 1.0) if official else t - h
         v_next = backbone_velocity(backbone, x_next, t_next, y, autocast)  # target, reused as the next anchor
@@ -134,10 +135,10 @@ class Chains:
 
     def loss(self, sidenet: SideNet, generator: torch.Generator,
              trained: Optional[torch.nn.Module] = None) -> tuple[torch.Tensor, int]:
-        config = self.config
-        x, t, y = chain_start(self.backbone, config, self.batch_size, generator, self.device)
-        calls = config.chain_length + 1 + (0 if self.mode == "data" else 2 * config.noise_steps)
-        return chain_loss(sidenet, self.backbone, x, t, y, config, generator, trained), calls
+        chains = self.config.chains
+        x, t, y = chain_start(self.backbone, self.config, self.batch_size, generator, self.device)
+        calls = chains.chain_length + 1 + (0 if self.mode == "data" else 2 * chains.noise_steps)
+        return chain_loss(sidenet, self.backbone, x, t, y, self.config, generator, trained), calls
 
 
 def loss_sources(backbone: Any, config: SideNetConfig, chain_mode: Optional[str], batch_size: int,
@@ -151,8 +152,9 @@ def loss_sources(backbone: Any, config: SideNetConfig, chain_mode: Optional[str]
         sources.append(Chains(backbone, config, chain_mode, batch_size, device))
     if config.uses_solve_bank:
         store = None if bank_dir is None else BankStore(bank_dir, backbone, config, generator, device)
-        sources.append(SolveBank(backbone, config, rank_share("solve_bank", config.solve_bank, ranks), generator,
-                                 device, progress=progress, draws=batch_size, store=store))
+        size = rank_share("solve_bank", config.solves.solve_bank, ranks)
+        sources.append(SolveBank(backbone, config, size, generator, device, progress=progress, draws=batch_size,
+                                 store=store))
     elif config.questions != "chains":
         sources.append(FreshSolves(backbone, config, batch_size, device))
     return sources
@@ -169,44 +171,45 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
     ``stop_after``: run only the first N iterations of the configured ones (the same learning-rate
     schedule), to check that a recipe reproduces a checkpoint's recorded losses without its whole cost."""
     check_bank_dir(config, bank_dir)
-    if stop_after is not None and not 1 <= stop_after <= config.iterations:
-        raise ValueError(f"stop_after must be 1 to the {config.iterations} iterations, got {stop_after}")
-    chain_mode = None if config.questions == "solves" else resolve_data_mode(backbone, config.data)
+    fit, chains = config.optimisation, config.chains
+    if stop_after is not None and not 1 <= stop_after <= fit.iterations:
+        raise ValueError(f"stop_after must be 1 to the {fit.iterations} iterations, got {stop_after}")
+    chain_mode = None if config.questions == "solves" else resolve_data_mode(backbone, chains.data)
     data_mode = {"chains": chain_mode, "solves": "solves", "both": f"{chain_mode} and solves"}[config.questions]
-    if config.data == "auto" and chain_mode == "noise":
+    if chains.data == "auto" and chain_mode == "noise":
         print(f"SideNet training is data-free: data is auto and the backbone {type(backbone).__name__} has no "
-              f"sample_data, so chains start from noise carried to their t by the backbone ({config.noise_steps} "
+              f"sample_data, so chains start from noise carried to their t by the backbone ({chains.noise_steps} "
               "Heun steps); set data: noise to choose this explicitly", file=sys.stderr)
-    batch_size = rank_share("batch_size", config.batch_size, ranks)
+    batch_size = rank_share("batch_size", fit.batch_size, ranks)
     check_solve_guidance(config, backbone)
-    torch.manual_seed(config.seed)  # the SideNet's initial weights (the same on every rank)
+    torch.manual_seed(fit.seed)  # the SideNet's initial weights (the same on every rank)
     sidenet = sidenet_for(backbone, config.network)
     initial = start_from_checkpoint(sidenet, backbone, config)  # before any solving or chain
     sidenet = sidenet.to(device).train()
     trained = DistributedDataParallel(sidenet) if ranks.sharded else None
-    ema = EMA(sidenet, config.ema_decay, warmup=config.recipe == "project")
-    optimizer = torch.optim.AdamW(sidenet.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    ema = EMA(sidenet, fit.ema_decay, warmup=fit.recipe == "project")
+    optimizer = torch.optim.AdamW(sidenet.parameters(), lr=fit.lr, weight_decay=fit.weight_decay)
     schedule = None
-    if config.lr_schedule == "cosine":
+    if fit.lr_schedule == "cosine":
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda k: 0.5 * (1 + math.cos(math.pi * k / config.iterations)))
-    generator = torch.Generator().manual_seed(config.seed + ranks.rank)  # rank 0's: one process's stream
+            optimizer, lambda k: 0.5 * (1 + math.cos(math.pi * k / fit.iterations)))
+    generator = torch.Generator().manual_seed(fit.seed + ranks.rank)  # rank 0's: one process's stream
     losses: list[float] = []
     began = time.perf_counter()
     sources = loss_sources(backbone, config, chain_mode, batch_size, generator, device, ranks,
                            progress=progress and ranks.main, bank_dir=bank_dir)
     bank = next((source for source in sources if isinstance(source, SolveBank)), None)
     backbone_calls = sum(source.calls for source in sources)  # a bank's solving, before the first iteration
-    run = config.iterations if stop_after is None else stop_after
-    bar = tqdm(range(run), desc="SideNet", unit="it", disable=not (progress and ranks.main),
-               leave=False)
+    run = fit.iterations if stop_after is None else stop_after
+    bar = progress_bar(range(run), desc="SideNet", unit="it", enabled=progress and ranks.main,
+                       off_terminal="total", leave=False)
     for _ in bar:
         terms, calls = zip(*(source.loss(sidenet, generator, trained) for source in sources))
         loss = sum(terms[1:], terms[0])
         backbone_calls += sum(calls)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(sidenet.parameters(), config.grad_clip)
+        torch.nn.utils.clip_grad_norm_(sidenet.parameters(), fit.grad_clip)
         optimizer.step()
         if schedule is not None:
             schedule.step()
@@ -217,10 +220,10 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
     tail = losses[-max(1, len(losses) // 20):]
     autocast = backbone_autocast(config, device)
     stats = TrainingStats(
-        iterations=run, batch_size=config.batch_size, seconds=time.perf_counter() - began,
+        iterations=run, batch_size=fit.batch_size, seconds=time.perf_counter() - began,
         data_mode=data_mode, parameters=sidenet.parameter_count(),
         backbone_calls=backbone_calls,
-        final_loss=sum(tail) / len(tail), loss=losses, recipe=config.recipe, processes=ranks.size,
+        final_loss=sum(tail) / len(tail), loss=losses, recipe=fit.recipe, processes=ranks.size,
         backbone_autocast=None if autocast is None else str(autocast).removeprefix("torch."),
         bank_batches_read=0 if bank is None else bank.read,
         bank_seconds_read=0.0 if bank is None else bank.seconds_read,
@@ -234,8 +237,8 @@ def train_sidenet(backbone: Any, config: SideNetConfig, *, device: str = "cpu", 
 
 def check_solve_guidance(config: SideNetConfig, backbone: Any) -> None:
     """Guided solve questions need a backbone with a null label (ValueError)."""
-    if config.questions != "chains" and config.solve_guidance != 1 and backbone.null_label is None:
-        raise ValueError(f"SideNet setting 'solve_guidance' is {config.solve_guidance:g}, but the backbone "
+    if config.questions != "chains" and config.solves.solve_guidance != 1 and backbone.null_label is None:
+        raise ValueError(f"SideNet setting 'solve_guidance' is {config.solves.solve_guidance:g}, but the backbone "
                          f"{type(backbone).__name__} has no null label, so it cannot be guided; drop solve_guidance")
 
 
@@ -252,9 +255,9 @@ def start_from_checkpoint(sidenet: SideNet, backbone: Any, config: SideNetConfig
 def read_init_from(backbone: Any, config: SideNetConfig, wanted: dict[str, Any]) -> Optional[LoadedSideNet]:
     """``init_from``'s checkpoint, checked: a file (FileNotFoundError), readable, made for ``backbone`` and holding
     the SideNet of spec ``wanted`` (the one the settings build; CheckpointMismatchError); None without one."""
-    if not config.init_from:
+    if not config.optimisation.init_from:
         return None
-    path = Path(config.init_from)
+    path = Path(config.optimisation.init_from)
     if not path.is_file():
         raise FileNotFoundError(f"SideNet setting 'init_from': no checkpoint at {path}")
     loaded = load_checkpoint(path, backbone)

@@ -4,15 +4,15 @@ Two architectures: ``project`` (this project's own, for vector and image samples
 default) and ``official`` (the authors' image SideNet, ``official.py``)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
+from solvers.ba.config import ARCHITECTURES, NetworkSettings
 from solvers.ba.sidenet.base import ProjectSideNet, SideNet
 from solvers.ba.sidenet.image import ImageSideNet
 from solvers.ba.sidenet.mlp import MLPSideNet
 from solvers.ba.sidenet.official import OfficialImageSideNet
 
 KINDS = {MLPSideNet.kind: MLPSideNet, ImageSideNet.kind: ImageSideNet}
-ARCHITECTURES = ("project", "official")
 OFFICIAL = {ImageSideNet.kind: OfficialImageSideNet}  # the authors' SideNet, by kind
 
 
@@ -43,11 +43,13 @@ def build_sidenet(spec: dict[str, Any]) -> SideNet:
     return cls(spec.pop("sample_shape"), spec.pop("num_classes"), spec.pop("null_label"), **spec)
 
 
-def sidenet_for(backbone: Any, network: dict[str, Any]) -> SideNet:
+def sidenet_for(backbone: Any, network: NetworkSettings | Mapping[str, Any]) -> SideNet:
     """A fresh (zero-output) SideNet for ``backbone``: its kind from the sample shape, its
-    architecture and sizes from ``network`` (``SideNetConfig.network``)."""
+    architecture and sizes from ``network`` (the settings' ``network`` group, or the mapping of
+    sizes ``NetworkSettings.build_arguments`` gives)."""
+    sizes = network.build_arguments() if isinstance(network, NetworkSettings) else network
     return build_sidenet({"kind": sidenet_kind(backbone.sample_shape), "sample_shape": list(backbone.sample_shape),
-                          "num_classes": backbone.num_classes, "null_label": backbone.null_label, **network})
+                          "num_classes": backbone.num_classes, "null_label": backbone.null_label, **sizes})
 
 
 __all__ = ["SideNet", "ProjectSideNet", "MLPSideNet", "ImageSideNet", "OfficialImageSideNet", "ARCHITECTURES",

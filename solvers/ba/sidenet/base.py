@@ -7,7 +7,7 @@ its ``spec``); ``ProjectSideNet`` is this project's own network body, shared by 
 
 The output is multiplied by ``h`` and the last layer is zero-initialised, so ``v_hat = v``
 at ``h = 0`` and an untrained SideNet leaves every velocity as it is.  ``h > 0`` looks
-toward the data, ``h < 0`` back toward the noise (BA_SOLVER.md).
+toward the data, ``h < 0`` back toward the noise (docs/ba-solver.md, "Conventions").
 
 The project's last layer has two parts (``output_head="gated"``, the default):
 
@@ -37,9 +37,9 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import nn
 
+from solvers.ba.config import OUTPUT_HEADS
 from solvers.ba.sidenet.conditioning import Conditioning, Modulation, RMSNorm, modulate
 
-OUTPUT_HEADS = ("gated", "plain", "poly")
 POLY_SCALE = 0.1  # s of the polynomial head: its terms are s (h / s)^p
 
 
