@@ -66,4 +66,7 @@ def test_sweep_rows_and_table_1_carry_the_costs(tmp_path):
     assert (rows["peak_memory_per_sample"] > 0).all()
     write_report(tmp_path / "results", tmp_path / "report")
     table = (tmp_path / "report" / "costs" / "table1.md").read_text()
-    assert "| wall time per sample | FLOPs per sample | solver FLOPs per sample | peak memory per sample |" in table
+    assert ("| wall time per sample (ms) | FLOPs per sample (MFLOPs) | solver FLOPs per sample (MFLOPs) "
+            "| peak memory per sample (KB) |") in table
+    flops = rows.set_index("solver")["flops_per_sample"]
+    assert f"| euler | " in table and f"| {flops['euler'] / 1e6:.1f} |" in table  # MFLOPs, one fixed format

@@ -22,12 +22,10 @@ from solvers.unipc import FlowUniPC
 
 diffusers = pytest.importorskip("diffusers")
 
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
+              pytest.mark.usefixtures("one_thread")]  # tests/conftest.py
 
 STEP_COUNTS = (5, 8, 12, 16)  # 16: diffusers lowers the order before the last step only below 15
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def diffusers_sample(scheduler, backbone, noise, n_steps, float64):

@@ -1,7 +1,12 @@
 """What a reader of a report relies on: every log axis has labels however narrow its range, a
-distance's interval never reads as going below 0, a block's only solver is still marked best, and a
-missing sample figure says why.  Drawn from small frames built here; nothing is run."""
+distance's interval never reads as going below 0, a block's only solver is still marked best, a
+missing sample figure says why, costs read in one unit per column, a metric that does not rank is
+not a Table 1 column, and a learned grid that came back uniform says so.  Drawn from small frames
+built here; nothing is run."""
+import json
+
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -9,9 +14,11 @@ import torch
 from solverbench.report.figures.convergence import draw_convergence
 from solverbench.report.figures.samples import why_no_figure
 from solverbench.report.figures.style import SolverStyles, report_figure
-from solverbench.report.metric_columns import KNOWN_BY_NAME, metric_columns
+from solverbench.report.learned_grids import is_uniform
+from solverbench.report.metric_columns import KNOWN_BY_NAME, cost_columns, metric_columns
 from solverbench.report.tables.model import format_with_interval
 from solverbench.report.tables.table1 import FLOOR_LABEL, table1
+from solverbench.report.tables.training_cost import training_cost_table
 
 
 def visible_labels(fig, axis) -> list[str]:
@@ -111,3 +118,88 @@ def test_a_missing_sample_figure_says_why(tmp_path):
     torch.save({"samples": torch.zeros(8, 64), "labels": None}, tmp_path / "samples" / "euler-4-0.pt")
     why = why_no_figure(frame, tmp_path / "samples")
     assert "are 64-D vectors, not images" in why and "saved no samples" not in why
+
+
+# -- costs in one unit per column, the log-likelihood, learned grids that came back uniform ---------------
+
+def cost_rows(wall, flops, memory) -> pd.DataFrame:
+    """Two solvers at NFE 4 with the given costs per sample (seconds, FLOPs, bytes; one value per solver)."""
+    frame = rows({("euler", 4): [0.3], ("heun", 4): [0.2]})
+    return frame.assign(wall_time_per_sample=wall, flops_per_sample=flops, peak_memory_per_sample=memory)
+
+
+def cost_cells(frame: pd.DataFrame) -> dict[str, list[str]]:
+    ranked, _ = table1(frame, metric_columns(frame) + cost_columns(frame), "t")
+    return {header: [row.cells[i].text for row in ranked.rows] for i, header in enumerate(ranked.columns)}
+
+
+def test_cost_columns_name_their_unit_and_print_every_value_with_the_same_decimals():
+    frame = cost_rows(wall=[9.4e-6, 2.37e-4], flops=[1.589e7, 0.0], memory=[22600.0, 47410.0])
+    cells = cost_cells(frame)
+    assert cells["wall time per sample (ms)"] == ["0.00940", "0.23700"]
+    assert cells["FLOPs per sample (MFLOPs)"] == ["15.9", "0"]
+    assert cells["peak memory per sample (KB)"] == ["22.6", "47.4"]
+    ranked, _ = table1(frame, metric_columns(frame) + cost_columns(frame), "t")
+    assert any("wall time per sample in ms (10^-3 s)" in note and "CSV holds them in seconds, FLOPs and bytes"
+               in note for note in ranked.notes)
+    assert ranked.rows[0].record["wall_time_per_sample"] == 9.4e-6  # the CSV keeps the stored unit
+
+
+def test_large_costs_move_to_a_larger_unit_for_the_whole_column_never_to_scientific_notation():
+    cells = cost_cells(cost_rows(wall=[0.85, 12.5], flops=[2.36e11, 1.18e12], memory=[3.1e8, 2.05e7]))
+    assert cells["wall time per sample (ms)"] == ["850", "12500"]
+    assert cells["FLOPs per sample (GFLOPs)"] == ["236", "1180"]
+    assert cells["peak memory per sample (MB)"] == ["310.0", "20.5"]
+    assert not any("e" in text for column in cells.values() for text in column if text[:1].isdigit())
+
+
+def test_the_log_likelihood_is_left_out_of_table1_and_the_notes_say_why():
+    frame = rows({("euler", 4): [0.3], ("heun", 4): [0.2]}).assign(log_likelihood=[-1.0, -2.0])
+    assert "log_likelihood" in [m.name for m in metric_columns(frame)]  # its convergence figure still has it
+    ranked, _ = table1(frame, metric_columns(frame), "t")
+    assert not any("log-likelihood" in column for column in ranked.columns)
+    assert "log_likelihood" not in ranked.rows[0].record
+    assert any(note.startswith("data log-likelihood is left out of this table") and "higher is not better" in note
+               for note in ranked.notes)
+
+
+UNIFORM_5 = json.dumps([1.0, 0.8, 0.6, 0.4, 0.2, 0.0])
+LEARNED_5 = json.dumps([1.0, 0.7, 0.45, 0.25, 0.1, 0.0])
+LEARNED_10 = json.dumps([1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.35, 0.2, 0.1, 0.05, 0.0])
+
+
+def learned_rows(times_at_5: str) -> pd.DataFrame:
+    """``ba`` on the uniform grid and ``ba @ ld3`` on a learned one (``times_at_5`` at NFE 5, learned at 10)."""
+    frame = rows({("ba", 5): [0.10], ("ba @ ld3", 5): [0.10], ("ba", 10): [0.05], ("ba @ ld3", 10): [0.03]})
+    learned = frame["solver_label"] == "ba @ ld3"
+    frame["schedule_times"] = None
+    frame.loc[learned & (frame["nfe"] == 5), "schedule_times"] = times_at_5
+    frame.loc[learned & (frame["nfe"] == 10), "schedule_times"] = LEARNED_10
+    frame["schedule_train_seconds"] = np.where(learned, 12.0, np.nan)
+    return frame
+
+
+def test_a_learned_grid_that_came_back_uniform_is_marked_in_the_tables():
+    frame = learned_rows(UNIFORM_5)
+    ranked, _ = table1(frame, metric_columns(frame), "t")
+    solvers = [(row.record["nfe"], row.cells[1].text) for row in ranked.rows]
+    assert solvers == [(5, "ba"), (5, "ba @ ld3 (= uniform)"), (10, "ba"), (10, "ba @ ld3")]
+    assert any(note.startswith("(= uniform): the learned time grid came back the uniform grid")
+               for note in ranked.notes)
+    assert [row.record["learned_grid_uniform"] for row in ranked.rows] == [False, True, False, False]
+    costs = training_cost_table(frame, KNOWN_BY_NAME["trajectory_error"], "t")
+    assert [row.cells[1].text for row in costs.rows] == ["ba", "ba @ ld3 (= uniform)", "ba", "ba @ ld3"]
+
+
+def test_a_learned_grid_that_moved_is_not_marked_however_close_its_numbers():
+    frame = learned_rows(LEARNED_5)
+    ranked, _ = table1(frame, metric_columns(frame), "t")
+    assert not any("(= uniform)" in row.cells[1].text for row in ranked.rows)
+    assert not any("(= uniform)" in note for note in ranked.notes)
+
+
+@pytest.mark.parametrize("times, uniform", [
+    ([1.0, 0.75, 0.5, 0.25, 0.0], True), ([1.0, 0.75000001, 0.49999999, 0.25, 0.0], True),
+    ([1.0, 0.7501, 0.5, 0.25, 0.0], False), ([1.0, 0.0], True), ([1.0, 0.5, 0.0, 0.0], False)])
+def test_a_stored_grid_is_uniform_within_the_stored_precision(times, uniform):
+    assert is_uniform(json.dumps(times)) is uniform

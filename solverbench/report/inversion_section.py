@@ -1,5 +1,6 @@
-"""The report of one inversion setting (docs/inversion.md): round-trip and inversion errors against NFE,
-their table, and where the grid class-edited, the edit table and source -> edit image grids."""
+"""The report section of ``kind: inversion`` (docs/inversion.md): per setting (backbone, time grid and
+guidance) round-trip and inversion errors against NFE, their table, and where the grid class-edited, the
+edit table and source -> edit image grids."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,8 +10,15 @@ from solverbench.report.figures.inversion import plot_inversion_errors
 from solverbench.report.figures.style import SolverStyles
 from solverbench.report.items import Item, Section, figure_item, write_table
 from solverbench.report.metric_columns import EDIT_METRICS, INVERSION_METRICS, KNOWN_BY_NAME
+from solverbench.report.sections import ReportContext, ReportSection, register_report_section
 from solverbench.report.settings import Setting
 from solverbench.report.tables.table1 import table1
+
+
+@register_report_section("inversion")
+class InversionSection(ReportSection):
+    def render(self, setting: Setting, context: ReportContext) -> Section:
+        return inversion_section(setting, context.out_dir, context.results_dir, context.styles)
 
 
 def inversion_section(setting: Setting, out_dir: Path, results_dir: Path, styles: SolverStyles) -> Section:

@@ -1,4 +1,5 @@
-"""The report of one LTE-study setting: LTE against H (log-log) and the fitted slopes as a table."""
+"""The report section of ``kind: lte``: per setting (backbone and guidance; its solvers and start times in
+one figure) the LTE against H (log-log) and the fitted slopes as a table."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,11 +8,18 @@ from solverbench.report.figures.order_curves import plot_order_curves
 from solverbench.report.figures.style import SolverStyles
 from solverbench.report.items import Section, figure_item, write_table
 from solverbench.report.order_fit import lte_curves
+from solverbench.report.sections import ReportContext, ReportSection, register_report_section
 from solverbench.report.settings import Setting
 from solverbench.report.tables.slopes import slope_table
 
 LTE_X = "interval size H (time units; t runs from 1 = noise to 0 = data)"
 LTE_Y = "local truncation error (RMS, data units)"
+
+
+@register_report_section("lte")
+class LTESection(ReportSection):
+    def render(self, setting: Setting, context: ReportContext) -> Section:
+        return lte_section(setting, context.out_dir, context.styles)
 
 
 def lte_section(setting: Setting, out_dir: Path, styles: SolverStyles) -> Section:

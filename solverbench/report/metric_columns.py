@@ -13,6 +13,13 @@ DERIVED_SUFFIXES = ("_ci_low", "_ci_high", "_floor")  # a metric's interval and 
 
 
 @dataclass(frozen=True)
+class DisplayUnit:
+    name: str  # "ms"
+    size: float  # one of it in the stored unit: 1e-3 (seconds)
+    meaning: str  # "10^-3 s"
+
+
+@dataclass(frozen=True)
 class MetricColumn:
     name: str  # the results column
     label: str  # what a reader calls it
@@ -22,6 +29,11 @@ class MetricColumn:
     # an error or distance whose estimate is never below 0, so its intervals are cut at 0 (not KID, whose
     # unbiased estimate can be)
     nonnegative: bool = False
+    # False: left out of Table 1, whose columns read as rankings, for a metric where neither direction is better
+    in_table1: bool = True
+    # a cost's display units, smallest first: a table column takes the smallest in which its values stay
+    # readable (tables.cost_units)
+    units: tuple[DisplayUnit, ...] = ()
 
     @property
     def arrow(self) -> str:
@@ -50,7 +62,7 @@ KNOWN = (
     # the value to read is its distance from the reference (adaptive) row's.
     MetricColumn("log_likelihood", "data log-likelihood", "mean log p(x | y), nats", None,
                  "higher is not better: samples collapsed onto the modes score higher than exact ones; "
-                 "read its distance from the reference row"),
+                 "read its distance from the reference row", in_table1=False),
     MetricColumn("fid", "FID", "feature-space Frechet distance, unitless", True, nonnegative=True),
     MetricColumn("sfid", "sFID", "spatial-feature Frechet distance, unitless", True, nonnegative=True),
     MetricColumn("kid", "KID", "kernel inception distance, unitless", True),
@@ -71,18 +83,22 @@ KNOWN = (
     MetricColumn("source_accuracy", "classifier on the sources", "fraction of unedited data labelled right", None,
                  "the classifier on the unedited data, the same for every solver: the ceiling of edit accuracy"),
 )
-# what a cell cost (Table 1's last columns): never ranked, never drawn against NFE as a quality
+# what a cell cost (Table 1's last columns): never ranked, never drawn against NFE as a quality; stored in
+# seconds, FLOPs and bytes, shown in the units below
+FLOP_UNITS = (DisplayUnit("MFLOPs", 1e6, "10^6 FLOPs"), DisplayUnit("GFLOPs", 1e9, "10^9 FLOPs"),
+              DisplayUnit("TFLOPs", 1e12, "10^12 FLOPs"))
 COSTS = (
-    MetricColumn("wall_time_per_sample", "wall time per sample", "seconds, on the run's device", None,
-                 "a cost, not a quality"),
+    MetricColumn("wall_time_per_sample", "wall time per sample", "on the run's device", None,
+                 "a cost, not a quality", units=(DisplayUnit("ms", 1e-3, "10^-3 s"),)),
     MetricColumn("flops_per_sample", "FLOPs per sample", "backbone + solver, torch's flop counter", None,
-                 "a cost, not a quality"),
+                 "a cost, not a quality", units=FLOP_UNITS),
     MetricColumn("solver_flops_per_sample", "solver FLOPs per sample",
                  "beside the backbone (a network of its own), torch's flop counter", None,
-                 "a cost, not a quality"),
+                 "a cost, not a quality", units=FLOP_UNITS),
     MetricColumn("peak_memory_per_sample", "peak memory per sample",
-                 "bytes of tensors a one-sample solve holds at once, weights excluded", None,
-                 "a cost, not a quality"),
+                 "of tensors a one-sample solve holds at once, weights excluded", None, "a cost, not a quality",
+                 units=(DisplayUnit("KB", 1e3, "1000 bytes"), DisplayUnit("MB", 1e6, "10^6 bytes"),
+                        DisplayUnit("GB", 1e9, "10^9 bytes"))),
 )
 COST_NAMES = tuple(m.name for m in COSTS)
 INVERSION_METRICS = ("roundtrip_error", "inversion_error")

@@ -1,45 +1,42 @@
-"""Split results into report settings: one per grid, backbone, schedule and guidance.
+"""What a report setting is, and the text that names it.
 
-Every table and figure of the report shows one setting, so numbers from different
-backbones, schedules or guidance scales never share a ranking.  A grid whose cells sample on
-learned time grids (LD3, GITS: each row records its ``schedule_times``) compares its schedules
-instead: its settings do not split by schedule, and every solver on a schedule other than the
-uniform grid is labelled with it (``flow-unipc(...) @ ld3``), so learned and closed-form grids
-share one ranking.
+Every table and figure of the report shows one setting (``split.split_settings``), so numbers
+from different backbones, schedules or guidance scales never share a ranking.  A grid whose
+cells sample on learned time grids (LD3, GITS: each row records its ``schedule_times``)
+compares its schedules instead: its settings do not split by schedule, and every solver on a
+schedule other than the uniform grid is labelled with it (``flow-unipc(...) @ ld3``), so
+learned and closed-form grids share one ranking.
 """
 from __future__ import annotations
 
 import json
 import re
 from dataclasses import dataclass
-from typing import Optional
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 
 GUIDANCE_KEYS = ("cfg_scale", "cfg_lo", "cfg_hi")
-SWEEP_KEYS = ("grid", "backbone", "backbone_params", "schedule") + GUIDANCE_KEYS
-LTE_KEYS = ("grid", "backbone", "backbone_params") + GUIDANCE_KEYS
+# what splits every kind's rows into settings, besides the grid (the columns every row has: engine.rows)
+COMMON_KEYS = ("backbone", "backbone_params") + GUIDANCE_KEYS + ("cfg_convention",)
+DEFAULT_KIND = "sweep"  # the kind of rows written before rows recorded theirs
 
 
 @dataclass
 class Setting:
     grid: str
-    kind: str  # "sweep", "lte" or "inversion"
+    kind: str  # the study kind of its rows (the report section that shows them)
     title: str
     directory: Path  # relative to the report's folder
     rows: pd.DataFrame
 
 
-def is_lte(frame: pd.DataFrame) -> pd.Series:
-    return frame["kind"].eq("lte") if "kind" in frame else pd.Series(False, index=frame.index)
-
-
-def report_kinds(frame: pd.DataFrame) -> pd.Series:
-    """The report kind of each row: ``lte``, ``inversion`` or ``sweep`` (every other kind, and rows without one)."""
+def row_kinds(frame: pd.DataFrame) -> pd.Series:
+    """The study kind of each row (``sweep`` for rows that record none)."""
     if "kind" not in frame:
-        return pd.Series("sweep", index=frame.index)
-    return frame["kind"].where(frame["kind"].isin(["lte", "inversion"]), "sweep")
+        return pd.Series(DEFAULT_KIND, index=frame.index)
+    return frame["kind"].fillna(DEFAULT_KIND)
 
 
 def params_text(params_json: str) -> str:
@@ -68,16 +65,23 @@ def guidance_text(scale: float, lo: float, hi: float, convention: Optional[str] 
     return text + (f" ({convention})" if convention else "")
 
 
-def _title(values: dict) -> str:
-    params = params_text(values["backbone_params"])
-    parts = [f"{values['backbone']}({params})" if params else values["backbone"]]
+def setting_title(values: dict) -> str:
+    """``grid: backbone(params), schedule time grid, guidance`` from a setting's key values (those it has),
+    then any other key of the setting as ``key=value``."""
+    parts = []
+    if "backbone" in values:
+        params = params_text(values.get("backbone_params") or "")
+        parts.append(f"{values['backbone']}({params})" if params else values["backbone"])
     if "schedule" in values:
         parts.append(f"{schedule_text(values['schedule'])} time grid")
-    parts.append(guidance_text(values["cfg_scale"], values["cfg_lo"], values["cfg_hi"], values.get("cfg_convention")))
-    return f"{values['grid']}: " + ", ".join(parts)
+    if all(key in values for key in GUIDANCE_KEYS):
+        parts.append(guidance_text(*(values[key] for key in GUIDANCE_KEYS), values.get("cfg_convention")))
+    shown = {"grid", "backbone", "backbone_params", "schedule", "cfg_convention", *GUIDANCE_KEYS}
+    parts += [f"{key}={value}" for key, value in values.items() if key not in shown]
+    return f"{values['grid']}: " + (", ".join(parts) or "all rows")
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=-]+", "-", text).strip("-")[:60]
 
 
@@ -93,29 +97,8 @@ def labelled_with_schedules(frame: pd.DataFrame) -> pd.Series:
     """The solver labels, ``label @ schedule`` for every sweep row not on the uniform grid of a grid that
     compares schedules (``compares_schedules``); the others as they are."""
     labels = frame["solver_label"].copy()
-    for _, rows in frame[~is_lte(frame)].groupby("grid", sort=False):
+    for _, rows in frame.groupby(["grid", row_kinds(frame)], sort=False):
         if compares_schedules(rows):
             moved = rows["schedule"] != UNIFORM
             labels.loc[rows.index[moved]] += rows.loc[moved, "schedule"].map(lambda s: f" @ {schedule_text(s)}")
     return labels
-
-
-def split_settings(frame: pd.DataFrame) -> list[Setting]:
-    """The settings of every grid in ``frame``, in grid order (a grid's LTE rows apart from its sweep rows)."""
-    settings = []
-    kinds = report_kinds(frame)
-    for (grid, kind), grid_rows in frame.groupby(["grid", kinds], sort=True):
-        keys = list(LTE_KEYS if kind == "lte" else SWEEP_KEYS)
-        if kind == "sweep" and compares_schedules(grid_rows):  # labelled_with_schedules names them
-            keys.remove("schedule")
-        if "cfg_convention" in grid_rows:  # guidance conventions never share a ranking (absent in older results)
-            keys.append("cfg_convention")
-        mixed = kinds[frame["grid"] == grid].nunique() > 1
-        groups = list(grid_rows.groupby(keys, sort=True, dropna=False))
-        for i, (key, rows) in enumerate(groups):
-            values = dict(zip(keys, key))
-            title = _title(values)
-            sub = "" if len(groups) == 1 else f"{i + 1:02d}-" + _slug(title.split(": ", 1)[1])
-            directory = Path(grid) / (kind if mixed else "") / sub
-            settings.append(Setting(grid, kind, title, directory, rows.reset_index(drop=True)))
-    return settings

@@ -1,8 +1,10 @@
-"""The report of one sweep setting: Table 1, ablations, convergence, quality-against-cost (Pareto) and
-global-order plots, samples."""
+"""The report section of ``kind: sweep``: per setting Table 1, ablations, convergence, quality-against-cost
+(Pareto) and global-order plots, the training-cost table, samples."""
 from __future__ import annotations
 
 from pathlib import Path
+
+import pandas as pd
 
 from solverbench.report.figures.convergence import plot_convergence
 from solverbench.report.figures.order_curves import plot_order_curves
@@ -13,7 +15,8 @@ from solverbench.report.figures.style import SolverStyles
 from solverbench.report.items import Item, Section, figure_item, write_table
 from solverbench.report.metric_columns import cost_columns, metric_columns
 from solverbench.report.order_fit import global_error_curves
-from solverbench.report.settings import Setting
+from solverbench.report.sections import ReportContext, ReportSection, register_report_section
+from solverbench.report.settings import Setting, compares_schedules
 from solverbench.report.tables.ablation import ablation_tables
 from solverbench.report.tables.pareto import budget_table
 from solverbench.report.tables.slopes import slope_table
@@ -22,6 +25,19 @@ from solverbench.report.tables.training_cost import has_training_costs, training
 
 GLOBAL_X = "NFE (network evaluations per sample)"
 GLOBAL_Y = "trajectory error (RMS to reference endpoint, data units)"
+
+
+@register_report_section("sweep")
+class SweepSection(ReportSection):
+    """One setting per backbone, time grid and guidance; a grid that samples on learned time grids compares
+    its schedules in one ranking instead (``settings.labelled_with_schedules`` names them)."""
+
+    def setting_keys(self, rows: pd.DataFrame) -> list[str]:
+        keys = super().setting_keys(rows)
+        return [key for key in keys if key != "schedule"] if compares_schedules(rows) else keys
+
+    def render(self, setting: Setting, context: ReportContext) -> Section:
+        return sweep_section(setting, context.out_dir, context.results_dir, context.styles)
 
 
 def sweep_section(setting: Setting, out_dir: Path, results_dir: Path, styles: SolverStyles) -> Section:

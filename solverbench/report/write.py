@@ -1,17 +1,20 @@
-"""``solverbench report``: every table and figure from the results store, and an index of them."""
+"""``solverbench report``: every table and figure from the results store, and an index of them.
+
+Each setting of the results (``split.split_settings``) is rendered by the report section of its
+rows' study kind (``sections``)."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 from typing import Iterable, Optional
 
+from solverbench.report import inversion_section, lte_section, sweep_section  # noqa: F401  (register their sections)
 from solverbench.report.figures.style import SolverStyles
 from solverbench.report.index import write_index
-from solverbench.report.inversion_section import inversion_section
 from solverbench.report.labels import shorter_labels
-from solverbench.report.lte_section import lte_section
-from solverbench.report.settings import labelled_with_schedules, split_settings
-from solverbench.report.sweep_section import sweep_section
+from solverbench.report.sections import ReportContext
+from solverbench.report.settings import labelled_with_schedules
+from solverbench.report.split import section_for, split_settings
 from solverbench.results import current_rows, read_tables
 
 
@@ -37,15 +40,8 @@ def write_report(results_dir: str | Path = "results", out_dir: str | Path = "rep
                              "first, e.g. `python -m solverbench run configs/quick.yaml`")
     out_dir.mkdir(parents=True, exist_ok=True)
     frame["solver_label"] = shorter_labels(labelled_with_schedules(frame))
-    styles = SolverStyles(frame["solver_label"])
-    sections = []
-    for setting in split_settings(frame):
-        if setting.kind == "lte":
-            sections.append(lte_section(setting, out_dir, styles))
-        elif setting.kind == "inversion":
-            sections.append(inversion_section(setting, out_dir, results_dir, styles))
-        else:
-            sections.append(sweep_section(setting, out_dir, results_dir, styles))
+    context = ReportContext(out_dir, results_dir, SolverStyles(frame["solver_label"]))
+    sections = [section_for(setting.kind).render(setting, context) for setting in split_settings(frame)]
     header = (f"Rendered from {results_dir.resolve()} ({len(frame)} rows from the grids "
               f"{', '.join(sorted(frame['grid'].unique()))}); nothing was rerun.")
     superseded = len(stored) - len(frame)

@@ -10,17 +10,25 @@ stay visible) and every reference line a light grey band.  A metric that compare
 data also shows its noise floor (the same metric for a data draw in place of the samples)
 as a black dotted line with its band.  The legend sits below the axes, in as many columns
 as fit.
+
+More than ``MAX_LINES`` solver lines do not fit one legend: the figure then draws one panel
+per solver family (``families``), every panel with the same reference lines, noise floor and
+value axis, each panel's solvers named below it and the reference lines once below all.
 """
 from __future__ import annotations
 
+import math
+import textwrap
 from pathlib import Path
-from typing import Optional
+from typing import Collection, Optional
 
 import numpy as np
 import pandas as pd
 
+from solverbench.report.figures.families import Panel, family_panels
 from solverbench.report.figures.style import (ANALYSIS_LINE_STYLE, SolverStyles, legend_below, plain_log_ticks,
                                               report_figure, value_ticks)
+from solverbench.report.learned_grids import uniform_budgets
 from solverbench.report.metric_columns import MetricColumn
 from solverbench.report.tables.aggregate import aggregate, nfe_block, noise_floor
 from solverbench.report.tables.model import format_number, format_with_interval
@@ -32,6 +40,10 @@ AXES_HEIGHT = 4.6  # inches of figure above the legend
 LEGEND_ROW = 0.2  # inches per legend row
 DODGE_STEP, DODGE_SPAN = 0.006, 0.07  # with error bars, lines are moved apart in log NFE by these
 BAND_ALPHA = 0.08  # a reference line's interval: a light band (bands of several lines add up)
+MAX_LINES = 10  # solver lines one panel and its legend hold; more are drawn one panel per family
+PANEL_SIZE = (6.4, 3.6)  # inches of one family panel's axes
+PANEL_LEGEND_WRAP = 52  # characters per line of a panel's legend
+SOLVER_LINE = "solver line"  # the gid of a solver's line (its legend entry is its panel's, not shared)
 
 
 def shared_nfe_range(rows: pd.DataFrame) -> list[int]:
@@ -113,8 +125,16 @@ def _dodge(n: int) -> np.ndarray:
     return np.exp(step * (np.arange(n) - (n - 1) / 2))
 
 
-def draw_convergence(ax, rows: pd.DataFrame, metric: MetricColumn, styles: SolverStyles) -> bool:
-    """Every solver's line, bars and reference line on ``ax``, with log NFE ticks at the budgets run.
+def line_labels(ok: pd.DataFrame) -> list[str]:
+    """The solver labels drawn as lines (a budget within the shared NFE range), in the grid's order."""
+    fixed = ok[ok["nfe"].notna() & (ok["nfe"] <= max(shared_nfe_range(ok)))]
+    return list(dict.fromkeys(fixed["solver_label"]))
+
+
+def draw_convergence(ax, rows: pd.DataFrame, metric: MetricColumn, styles: SolverStyles,
+                     only: Optional[Collection[str]] = None) -> bool:
+    """Every solver's line, bars and reference line on ``ax``, with log NFE ticks at the budgets run;
+    with ``only``, the lines of those solver labels alone (the reference lines all the same).
 
     False (nothing drawn) when no finished run with an NFE budget has the metric.
     """
@@ -128,7 +148,10 @@ def draw_convergence(ax, rows: pd.DataFrame, metric: MetricColumn, styles: Solve
     lines = values[values["nfe"].notna() & (values["nfe"] <= max(nfe_range))]
     references = _reference_lines(ok, values, max(nfe_range))
     lowest = min([lines["value"].min()] + [r["value"] for r in references if not r["adaptive"]])
+    if only is not None:
+        lines = lines[lines["solver_label"].isin(only)]
     missing = rows[(rows["status"] != "ok") & rows["nfe"].notna()].groupby("solver_label")["nfe"].unique()
+    uniform = uniform_budgets(ok)
     bars = False
     groups = list(lines.groupby("solver_label", sort=False))
     dodge = _dodge(len(groups)) if (lines["low"].notna() & lines["high"].notna()).any() else np.ones(len(groups))
@@ -139,9 +162,11 @@ def draw_convergence(ax, rows: pd.DataFrame, metric: MetricColumn, styles: Solve
         note = " (analysis only)" if dashed else ""
         if label in missing:
             note += f" ({', '.join(f'{n:.0f}' for n in sorted(missing[label]))} NFE: did not finish)"
+        if label in uniform:
+            note += f" (learned grid = uniform at NFE {', '.join(map(str, uniform[label]))})"
         ax.plot(line["nfe"], line["value"], marker=styles.marker(label), color=color,
                 linestyle=ANALYSIS_LINE_STYLE if dashed else styles.linestyle(label),
-                markerfacecolor="none" if dashed else color, label=label + note)
+                markerfacecolor="none" if dashed else color, label=label + note, gid=SOLVER_LINE)
         bars = _error_bars(ax, line, color) or bars
     drawn = [lines[["value", "low", "high"]]]  # the numbers on the y-axis
     for i, ref in enumerate(references):
@@ -180,9 +205,15 @@ def draw_convergence(ax, rows: pd.DataFrame, metric: MetricColumn, styles: Solve
 
 def plot_convergence(rows: pd.DataFrame, metric: MetricColumn, title: str, path: Path,
                      styles: SolverStyles) -> Optional[Path]:
-    """The plot, or None when no finished run with an NFE budget has the metric."""
-    if not shared_nfe_range(rows[(rows["status"] == "ok") & rows[metric.name].notna()]):
+    """The plot (one panel per solver family where more than ``MAX_LINES`` solvers have lines), or None when no
+    finished run with an NFE budget has the metric."""
+    ok = rows[(rows["status"] == "ok") & rows[metric.name].notna()]
+    if not shared_nfe_range(ok):
         return None
+    labels = line_labels(ok)
+    panels = family_panels(ok, labels) if len(labels) > MAX_LINES else []
+    if len(panels) > 1:
+        return _plot_panels(rows, metric, title, path, styles, panels)
     with report_figure(path, size=(9.0, AXES_HEIGHT), constrained=True) as (fig, ax):
         draw_convergence(ax, rows, metric, styles)
         ax.set_title(f"{metric.label} vs NFE\n{title}")
@@ -190,3 +221,41 @@ def plot_convergence(rows: pd.DataFrame, metric: MetricColumn, title: str, path:
         rows_used = legend_below(fig, handles, labels)
         fig.set_figheight(AXES_HEIGHT + LEGEND_ROW * rows_used)
     return path
+
+
+def _plot_panels(rows: pd.DataFrame, metric: MetricColumn, title: str, path: Path, styles: SolverStyles,
+                 panels: list[Panel]) -> Path:
+    """One panel per family, two to a row, on one value axis; each panel's solvers in a legend below it, the
+    reference lines, noise floor and interval key once below all."""
+    ncols = 2
+    nrows = math.ceil(len(panels) / ncols)
+    width, height = PANEL_SIZE
+    legend_rows = [max(_legend_lines(panel) for panel in panels[r * ncols:(r + 1) * ncols])
+                   for r in range(nrows)]
+    with report_figure(path, size=(ncols * width, nrows * height), nrows=nrows, ncols=ncols, constrained=True,
+                       grid=True) as (fig, axes):
+        shared: dict[str, object] = {}
+        for i, (ax, panel) in enumerate(zip(axes.flat, panels)):
+            draw_convergence(ax, rows, metric, styles, only=panel.labels)
+            ax.set_title(panel.title, fontsize=10.5)
+            ax.set_ylabel(textwrap.fill(ax.get_ylabel(), 40) if i % ncols == 0 else "")  # one value axis, named once
+            handles, labels = ax.get_legend_handles_labels()
+            own = [(h, textwrap.fill(label, PANEL_LEGEND_WRAP, break_long_words=False, subsequent_indent="  "))
+                   for h, label in zip(handles, labels) if h.get_gid() == SOLVER_LINE]
+            shared.update((label, h) for h, label in zip(handles, labels) if h.get_gid() != SOLVER_LINE)
+            ax.legend(*zip(*own), loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False, fontsize=8.5,
+                      handlelength=2.6)
+        for ax in axes.flat[len(panels):]:
+            ax.set_visible(False)
+        lows, highs = zip(*(ax.get_ylim() for ax in axes.flat[:len(panels)]))
+        for ax in axes.flat[:len(panels)]:  # one value axis: panels compare by eye
+            ax.set_ylim(min(lows), max(highs))
+        fig.suptitle(f"{metric.label} vs NFE, one panel per solver family\n{title}")
+        shared_rows = legend_below(fig, list(shared.values()), list(shared.keys()), wrap=60)
+        fig.set_figheight(nrows * height + LEGEND_ROW * (sum(legend_rows) + shared_rows) + 0.5 * nrows)
+    return path
+
+
+def _legend_lines(panel: Panel) -> int:
+    """About how many text lines a panel's legend takes (its labels wrapped)."""
+    return sum(len(textwrap.wrap(label, PANEL_LEGEND_WRAP, break_long_words=False)) for label in panel.labels)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from solverbench.report.learned_grids import came_back_uniform
 from solverbench.report.metric_columns import MetricColumn
 from solverbench.report.tables.model import format_number
 from solverbench.uncertainty import ci_columns, combine_seeds, intervals_overlap
@@ -61,7 +62,8 @@ def aggregate(rows: pd.DataFrame, metrics: list[MetricColumn]) -> pd.DataFrame:
     """One record per (NFE block, solver label), in NFE order and the grid's solver order.
 
     Metric columns are means over the finished (``status == ok``) seeds with their intervals;
-    ``seeds`` and ``seeds_ok`` count rows, ``problem`` holds the first failure's status and reason.
+    ``seeds`` and ``seeds_ok`` count rows, ``problem`` holds the first failure's status and reason;
+    ``learned_uniform`` says the cell's learned time grid came back the uniform grid (``learned_grids``).
     """
     rows = rows.assign(nfe_block=rows["nfe"].map(nfe_block))
     solver_order = {label: i for i, label in enumerate(dict.fromkeys(rows["solver_label"]))}
@@ -73,6 +75,7 @@ def aggregate(rows: pd.DataFrame, metrics: list[MetricColumn]) -> pd.DataFrame:
             "nfe_block": block, "solver_label": label, "solver": group["solver"].iloc[0],
             "solver_params": group["solver_params"].iloc[0],
             "analysis_only": bool(group["analysis_only"].fillna(False).astype(bool).any()),
+            "learned_uniform": came_back_uniform(group),
             "nfe_measured": ok["nfe_measured"].mean() if len(ok) else NAN,
             "seeds": len(group), "seeds_ok": len(ok),
             "problem": None if bad.empty else f"{bad['status'].iloc[0]}: {bad['error'].iloc[0]}",

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from solverbench.report.metric_columns import MetricColumn
+from solverbench.report.learned_grids import marked
+from solverbench.report.metric_columns import KNOWN_BY_NAME, MetricColumn
 from solverbench.report.tables.aggregate import BY, aggregate, block_means
-from solverbench.report.tables.model import Cell, Row, Table, format_number, format_with_interval
+from solverbench.report.tables.cost_units import cost_format
+from solverbench.report.tables.model import Cell, Row, Table, format_with_interval
 from solverbench.uncertainty import ci_columns, intervals_overlap
 
 
@@ -73,8 +75,8 @@ def on_front(points: pd.DataFrame, axis: CostAxis, metric: MetricColumn) -> pd.S
 
 def point_label(record: pd.Series) -> str:
     block = record["nfe_block"]
-    return f"{record['solver_label']} @ " + (f"adaptive ({record['nfe_measured']:.0f} NFE)" if block == "adaptive"
-                                              else f"NFE {block}")
+    budget = f"adaptive ({record['nfe_measured']:.0f} NFE)" if block == "adaptive" else f"NFE {block}"
+    return f"{marked(record['solver_label'], record['learned_uniform'])} @ {budget}"
 
 
 def budget_table(rows: pd.DataFrame, metric: MetricColumn, title: str) -> Table:
@@ -87,6 +89,7 @@ def budget_table(rows: pd.DataFrame, metric: MetricColumn, title: str) -> Table:
                   text_columns=(0, 2, 4))
     for axis in available_axes(points, BUDGET_AXES):
         front = points[on_front(points, axis, metric)].sort_values(axis.column)
+        shown = cost_format(KNOWN_BY_NAME[axis.column], front[axis.column])
         first = True
         for _, best in front.iterrows():
             budget = best[axis.column]
@@ -95,7 +98,8 @@ def budget_table(rows: pd.DataFrame, metric: MetricColumn, title: str) -> Table:
                     if pd.notna(r[low]) and pd.notna(best[low]) and intervals_overlap((r[low], r[high]),
                                                                                       (best[low], best[high]))]
             table.rows.append(Row([
-                Cell(axis.label if first else ""), Cell(f"≤ {format_number(budget, 3)}"), Cell(point_label(best)),
+                Cell(axis.label if first else ""), Cell(f"≤ {shown.text(budget)} {shown.unit.name}"),
+                Cell(point_label(best)),
                 Cell(format_with_interval(best[metric.name], best[low], best[high]), True),
                 Cell(", ".join(ties) if ties else "none"),
             ], {"cost": axis.column, "budget": budget, "solver": best["solver_label"], "nfe": best["nfe_block"],
@@ -104,10 +108,11 @@ def budget_table(rows: pd.DataFrame, metric: MetricColumn, title: str) -> Table:
             first = False
     table.notes = [
         "Each budget is the cost of one point on the Pareto front: below it the best answer is the row above.",
-        "Wall time per sample: seconds on the run's device, the cell's solve over its batches divided by its "
-        "samples (with any network beside the backbone); FLOPs per sample: one sample's solve counted by torch's flop counter "
-        "(matrix products and convolutions, backbone + solver).  Training costs are not included (the training "
-        "cost table has them).",
+        "Wall time per sample (ms, 10^-3 s): on the run's device, the cell's solve over its batches divided by its "
+        "samples (with any network beside the backbone); FLOPs per sample (MFLOPs, 10^6 FLOPs, or GFLOPs, 10^9, "
+        "where large): one sample's solve counted by torch's flop counter (matrix products and convolutions, "
+        "backbone + solver).  The CSV holds the budgets in seconds and FLOPs.  Training costs are not included (the "
+        "training cost table has them).",
         "Tied: points within the budget whose 95% interval overlaps the best's.",
     ]
     return table

@@ -14,8 +14,10 @@ from typing import Optional
 
 import pandas as pd
 
+from solverbench.report.learned_grids import NOTE, marked
 from solverbench.report.metric_columns import MetricColumn
 from solverbench.report.tables.aggregate import aggregate, best_flags, noise_floor
+from solverbench.report.tables.cost_units import cost_format, units_note
 from solverbench.report.tables.model import Cell, Row, Table, format_with_interval
 from solverbench.uncertainty import ci_columns
 
@@ -39,7 +41,9 @@ def _interval_record(values: dict | pd.Series, name: str) -> dict:
 
 
 def _build(records: pd.DataFrame, metrics: list[MetricColumn], caption: str, ranked: bool) -> Table:
-    table = Table(caption, ["NFE", "solver"] + [m.label + m.arrow for m in metrics], text_columns=(0, 1))
+    costs = {m.name: cost_format(m, records[m.name]) for m in metrics if m.units}
+    table = Table(caption, ["NFE", "solver"] + [costs[m.name].header if m.name in costs else m.label + m.arrow
+                                                for m in metrics], text_columns=(0, 1))
     bold = {m.name: pd.Series(False, index=records.index) for m in metrics}
     if ranked:
         for _, group in records.groupby("nfe_block", sort=False):
@@ -49,16 +53,20 @@ def _build(records: pd.DataFrame, metrics: list[MetricColumn], caption: str, ran
     for i, record in records.iterrows():
         first = record["nfe_block"] != previous_block
         previous_block = record["nfe_block"]
-        cells = [Cell(_nfe_text(record) if first else ""), Cell(record["solver_label"])]
+        label = marked(record["solver_label"], record["learned_uniform"])
+        cells = [Cell(_nfe_text(record) if first else ""), Cell(label)]
         for m in metrics:
-            text = _value_text(record, m.name) if record["seeds_ok"] else record["problem"].split(":")[0]
+            if not record["seeds_ok"]:
+                text = record["problem"].split(":")[0]
+            else:
+                text = costs[m.name].text(record[m.name]) if m.name in costs else _value_text(record, m.name)
             cells.append(Cell(text, bool(bold[m.name][i])))
         best = [m.name for m in metrics if bold[m.name][i]]
         values = {k: v for m in metrics for k, v in _interval_record(record, m.name).items()}
         table.rows.append(Row(cells, {
             "nfe": None if record["nfe_block"] == "adaptive" else int(record["nfe_block"]),
             "nfe_measured": record["nfe_measured"], "solver": record["solver_label"],
-            "analysis_only": record["analysis_only"], **values,
+            "analysis_only": record["analysis_only"], "learned_grid_uniform": record["learned_uniform"], **values,
             "best": ";".join(best), "seeds": record["seeds"], "seeds_ok": record["seeds_ok"],
             "problem": record["problem"],
         }, rule_above=first))
@@ -66,6 +74,10 @@ def _build(records: pd.DataFrame, metrics: list[MetricColumn], caption: str, ran
         if record["problem"] and failed:
             where = f"{record['solver_label']} at NFE {record['nfe_block']}"
             table.notes.append(f"{where}: {failed} of {record['seeds']} seed(s) did not finish ({record['problem']}).")
+    if costs:
+        table.notes.insert(0, units_note(list(costs.values())))
+    if records["learned_uniform"].any():
+        table.notes.insert(0, NOTE)
     return table
 
 
@@ -114,13 +126,20 @@ def _common_notes(rows: pd.DataFrame, metrics: list[MetricColumn], ranked: bool,
                      "of the samples; a sampler within this of its competitors is not measurably different.")
     notes += _not_applicable(rows, metrics)
     for m in metrics:
-        if m.lower_is_better is None:
+        if m.lower_is_better is None and not m.units:  # the costs' note says they are never ranked
             notes.append(f"{m.label} is not ranked: {m.unranked_reason}.")
     return notes
 
 
+def _left_out(metrics: list[MetricColumn]) -> list[str]:
+    return [f"{m.label} is left out of this table, whose columns read as rankings ({m.unranked_reason}); its "
+            "convergence figure shows it against NFE, beside the reference runs." for m in metrics if not m.in_table1]
+
+
 def table1(rows: pd.DataFrame, metrics: list[MetricColumn], title: str) -> tuple[Optional[Table], Optional[Table]]:
-    """(ranked table, analysis-only table) of one setting's sweep rows; either may be None."""
+    """(ranked table, analysis-only table) of one setting's sweep rows; either may be None.  Metrics that do
+    not rank (``MetricColumn.in_table1``) are left out, with a note saying why."""
+    left_out, metrics = _left_out(metrics), [m for m in metrics if m.in_table1]
     records = aggregate(rows, metrics)
     tables = []
     for analysis, caption in ((False, f"Table 1 layout. {title}: each metric by NFE budget and solver."),
@@ -133,6 +152,7 @@ def table1(rows: pd.DataFrame, metrics: list[MetricColumn], title: str) -> tuple
         floor = None if analysis else _floor_row(rows[rows["status"] == "ok"], metrics)
         if floor is not None:
             table.rows.append(floor)
-        table.notes = _common_notes(rows, metrics, ranked=not analysis, floor=floor is not None) + table.notes
+        table.notes = (_common_notes(rows, metrics, ranked=not analysis, floor=floor is not None) + left_out
+                       + table.notes)
         tables.append(table)
     return tables[0], tables[1]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from solverbench.report.learned_grids import NOTE, marked
 from solverbench.report.metric_columns import MetricColumn
 from solverbench.report.tables.aggregate import BY, aggregate, best_flags, block_means
 from solverbench.report.tables.model import Cell, Row, Table, format_number, format_with_interval
@@ -50,12 +51,14 @@ def training_cost_table(rows: pd.DataFrame, metric: MetricColumn, title: str) ->
         previous = record["nfe_block"]
         seconds, parameters = record["cost_seconds"], record["cost_parameters"]
         table.rows.append(Row([
-            Cell(record["nfe_block"] if first else ""), Cell(record["solver_label"]),
+            Cell(record["nfe_block"] if first else ""),
+            Cell(marked(record["solver_label"], record["learned_uniform"])),
             Cell(format_with_interval(record[metric.name], record[low], record[high]), bool(bold[i])),
             Cell("0 (training-free)" if not seconds else format_number(seconds, 3)),
             Cell(f"{int(parameters):,}"),
         ], {"nfe": record["nfe_block"], "solver": record["solver_label"], metric.name: record[metric.name],
-            low: record[low], high: record[high], "train_seconds": seconds, "trainable_params": int(parameters),
+            low: record[low], high: record[high], "learned_grid_uniform": record["learned_uniform"],
+            "train_seconds": seconds, "trainable_params": int(parameters),
             "best": bool(bold[i])}, rule_above=first))
     table.notes = [
         "Bold: the best value in each NFE block and every value whose 95% interval overlaps it.",
@@ -63,5 +66,5 @@ def training_cost_table(rows: pd.DataFrame, metric: MetricColumn, title: str) ->
         "transformation) plus its learned time grid's (teacher solves included), on the machine that ran the grid; "
         "a cached result keeps the time it took when it was made.  Trainable parameters: the same, summed (a "
         "learned grid counts its interior times).",
-    ]
+    ] + ([NOTE] if records["learned_uniform"].any() else [])
     return table
