@@ -1,2 +1,6 @@
-"""Built-in backbones; importing this package registers them all."""
-from backbones import digits, gmm, sit, toy2d  # noqa: F401
+"""Built-in backbones, one module or package each.
+
+Importing this package registers none of them: the ``solverbench.plugins`` entry points
+(pyproject.toml) name each backbone's module, imported when a registry is first read, so a
+module of one backbone imports without the others.
+"""

@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
-from tqdm import tqdm
+from solverbench.progress import progress_bar
 
 DataSampler = Callable[[int, torch.Generator], tuple[torch.Tensor, Optional[torch.Tensor]]]
 WARMUP_STEPS = 100
@@ -119,7 +119,8 @@ def train_flow(net: nn.Module, draw: DataSampler, config: FlowTrainingConfig, *,
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=0.0)
     losses = []
     net.train()
-    bar = tqdm(range(config.steps), desc=desc, unit="step", disable=not progress, mininterval=1.0)
+    bar = progress_bar(range(config.steps), desc=desc, unit="step", enabled=progress, off_terminal="total",
+                       mininterval=1.0)
     for step in bar:
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(step, config.steps, config.lr)

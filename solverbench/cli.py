@@ -2,27 +2,33 @@
 
 - ``run GRID.yaml``: run a grid file (any study kind), one results row per cell (resumable);
 - ``report``: tables and plots from the results into reports/;
-- ``list``: the registered solvers, backbones, metrics and study kinds, with their parameters;
+- ``list [NAME ...] [--all]``: the registered solvers, backbones, metrics, study kinds and learned
+  schedules, with their parameters (a solver's everyday settings; with ``--all`` every one);
+- ``compare BEFORE AFTER``: whether two results folders hold the same numbers, cell by cell;
 - ``train-backbone NAME``: train a backbone that supports it and write its checkpoint;
 
-and those that plugins register with ``@command(name, help)`` (the BA-solver's training
-command comes from ``solvers/ba``; ``--plugin FILE`` loads a plugin file first).
+and those of plugins: a package's ``solverbench.commands`` entry points (pyproject.toml; the
+BA-solver's training command comes from ``solvers/ba``), or a plugin file's ``@command(name,
+help)`` (``--plugin FILE`` loads it first).
 
-``python -m solverbench COMMAND --help`` lists a command's options.  A bad input ends the
-command with one line ``solverbench COMMAND: error: ...`` (exit status 2, of every rank under
-torchrun, rank 0 printing the line; ``SOLVERBENCH_TRACEBACK=1`` shows the traceback instead);
-Ctrl-C with one line ``solverbench COMMAND: interrupted...`` (exit status 130).
+``python -m solverbench COMMAND --help`` lists a command's options.  This module and the
+modules of the commands' entry points import no torch: help is immediate, and each command
+imports what it uses when it runs.  A bad input ends the command with one line
+``solverbench COMMAND: error: ...`` (exit status 2, of every rank under torchrun, rank 0
+printing the line; ``SOLVERBENCH_TRACEBACK=1`` shows the traceback instead); Ctrl-C with one
+line ``solverbench COMMAND: interrupted...`` (exit status 130).
 """
 from __future__ import annotations
 
 import argparse
+import difflib
 import inspect
 import os
 import sys
 import textwrap
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
-from solverbench.registry import COMMANDS, load_plugin_file
+from solverbench.registry import COMMANDS, importing, load_plugin_file
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -48,7 +54,9 @@ def command(name: str, help: str) -> Callable[[Callable[[argparse.ArgumentParser
 @command("run", "run a grid file (a sweep, the LTE study, ...); one results row per cell (resumable)")
 def _run(parser: argparse.ArgumentParser):
     parser.description = ("Run a grid file through the study its kind: names (a sweep by default); one row per "
-                          "cell in RESULTS/<grid name>/results.parquet.")
+                          "cell in RESULTS/<grid name>/results.parquet. Progress goes to stderr: a bar on a "
+                          "terminal, else one line per finished cell ([12/75] cell LABEL: ok, 1.3 s); "
+                          "--no-progress silences both.")
     parser.add_argument("grid", help="grid file (YAML), e.g. configs/quick.yaml")
     parser.add_argument("--results", default="results", help="results directory (default: results)")
     parser.add_argument("--force", action="store_true",
@@ -58,7 +66,9 @@ def _run(parser: argparse.ArgumentParser):
     parser.add_argument("--replace-with-failures", action="store_true",
                         help="with --force: record a redone cell's failure (failed or error) over its earlier ok "
                              "row instead of keeping that row")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress on stderr: by default a bar where stderr is a terminal, and one line per "
+                             "finished cell where it is not (a log file, a pipe)")
     parser.add_argument("--export-npz", action="store_true",
                         help="also write every cell's samples as an ADM evaluation .npz (RESULTS/<grid name>/npz/"
                              "<cell id>.npz), as the grid's export: {npz: true} does; cell ids stay the same")
@@ -103,50 +113,101 @@ def _run(parser: argparse.ArgumentParser):
     return run
 
 
-@command("list", "the registered solvers, backbones and metrics, with their parameters")
+@command("list", "the registered solvers, backbones, metrics, study kinds and learned schedules, with their "
+                 "parameters")
 def _list(parser: argparse.ArgumentParser):
     parser.description = ("List the registered solvers, backbones, metrics, study kinds and learned schedules: each "
-                          "one's description and parameters with their defaults (for a metric, the metric_options it "
-                          "reads; for a study kind, the grid section of its settings; for a learned schedule, its "
-                          "settings).")
-    parser.add_argument("--plugins", nargs="*", default=[], help="plugin files to load first")
+                          "one's description and parameters with their defaults (for a solver, its everyday "
+                          "settings, and with --all every one; for a metric, the metric_options it reads; for a "
+                          "study kind, the grid section of its settings; for a learned schedule, its settings). "
+                          "A text already shown for an earlier entry is named instead of repeated "
+                          "(settings: those of NAME).")
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help="only the entries of these names, of any registry (default: every entry), e.g. "
+                             "euler gmm")
+    parser.add_argument("--all", action="store_true",
+                        help="every setting of a solver, with its meaning, not only the everyday ones")
+    parser.add_argument("--plugins", nargs="*", default=[], metavar="FILE",
+                        help="plugin files to load first (after the names: list NAME --plugins FILE)")
 
     def run(args: argparse.Namespace) -> int:
         from solverbench.registry import BACKBONES, METRICS, SCHEDULES, SOLVERS, STUDIES
 
         for path in args.plugins:
             load_plugin_file(path)
-        shown_options: dict[str, str] = {}  # an options block already printed -> the metric it was printed for
-        for registry in (SOLVERS, BACKBONES, METRICS, STUDIES, SCHEDULES):
+        registries = (SOLVERS, BACKBONES, METRICS, STUDIES, SCHEDULES)
+        check_listed_names(args.names, registries)
+        shown: dict[str, str] = {}  # a block of text already printed -> the entry it was printed for
+        abridged = []  # the entries with more settings than those shown
+        for registry in registries:
+            names = [name for name in registry.names() if not args.names or name in args.names]
+            if args.names and not names:
+                continue
             print(f"{registry.kind}s:")
-            for name in registry.names():
+            for name in names:
                 factory = registry.get(name)
                 print(f"  {name:<22} {first_line(factory.__doc__)}")
-                if registry is METRICS:
-                    lines = metric_options(factory)
-                    key = "\n".join(lines)
-                    if len(lines) > 1 and key in shown_options:
-                        lines = [f"metric options: those of {shown_options[key]}"]
-                    shown_options.setdefault(key, name)
-                elif registry is STUDIES:
-                    section = factory.settings_key
-                    lines = [f"grid kind: {name}; its settings: " + (f"the grid's {section}: section" if section
-                                                                         else "none")]
-                elif registry is SCHEDULES:
-                    lines = ["settings: " + ", ".join(f"{k}={v!r}" for k, v in factory.defaults.items())]
-                else:
-                    lines = ["params: " + describe_parameters(factory)]
-                if registry is SOLVERS:
-                    refusal = factory.inversion_refusal()
-                    lines.append("inverts (sb.invert, kind: inversion): " + ("yes" if refusal is None
-                                                                             else f"no: {refusal}"))
-                for i, text in enumerate(lines):
-                    indent = " " * (25 if i == 0 else 27)
-                    for line in textwrap.wrap(text, width=110, initial_indent=indent, subsequent_indent=indent + "  "):
-                        print(line)
+                for i, text in enumerate(entry_lines(registry, name, factory, args.all, shown)):
+                    print_wrapped(text, indent=25 if i == 0 else 27)
+                if not args.all and settings_text(factory, full=False) != settings_text(factory, full=True):
+                    abridged.append(name)
+        if abridged:
+            print(f"every setting of {', '.join(abridged)}: solverbench list NAME --all")
         return 0
 
     return run
+
+
+def check_listed_names(names: list[str], registries: tuple[Any, ...]) -> None:
+    """Refuse (UnknownNameError, one line with the closest registered name) a name no registry holds."""
+    from solverbench.registry import UnknownNameError
+
+    known = sorted({name for registry in registries for name in registry.names()})
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else "; solverbench list shows every registered name"
+            raise UnknownNameError(f"nothing registered is named {name!r}{hint}")
+
+
+def entry_lines(registry: Any, name: str, factory: Any, full: bool, shown: dict[str, str]) -> list[str]:
+    """What ``list`` says of one entry below its description, one text per line (wrapped when printed).
+
+    A block of text (a metric's options, a solver's settings) shown already for an earlier entry is
+    named instead: ``settings: those of ba``."""
+    def once(label: str, lines: list[str]) -> list[str]:
+        key = "\n".join([label] + lines)
+        earlier = shown.setdefault(key, name)
+        return lines if earlier == name else [f"{label}: those of {earlier}"]
+
+    kind = registry.kind
+    if kind == "metric":
+        lines = metric_options(factory)
+        return once("metric options", lines) if len(lines) > 1 else lines
+    if kind == "study kind":
+        section = factory.settings_key
+        return [f"grid kind: {name}; its settings: " + (f"the grid's {section}: section" if section else "none")]
+    if kind == "learned schedule":
+        return ["settings: " + ", ".join(f"{k}={v!r}" for k, v in factory.defaults.items())]
+    params, rest = constructor_parameters(factory)
+    settings = settings_text(factory, full) if rest else None
+    if rest and settings is None:
+        params.append(f"**{rest}")
+    lines = ["params: " + (", ".join(params) or "none")]
+    if settings is not None:
+        lines += once("settings", ["settings: " + settings] if "\n" not in settings
+                      else ["settings:"] + settings.splitlines())
+    if kind == "solver":
+        refusal = factory.inversion_refusal()
+        lines.append("inverts (sb.invert, kind: inversion): " + ("yes" if refusal is None else f"no: {refusal}"))
+    return lines
+
+
+def print_wrapped(text: str, indent: int) -> None:
+    """``text`` wrapped to 110 columns at ``indent`` (its own leading spaces kept), continued 2 further in."""
+    margin = " " * (indent + len(text) - len(text.lstrip()))
+    for line in textwrap.wrap(text.strip(), width=110, initial_indent=margin, subsequent_indent=margin + "  "):
+        print(line)
 
 
 def first_line(doc: Any) -> str:
@@ -154,12 +215,11 @@ def first_line(doc: Any) -> str:
     return lines[0].strip() if lines else "(no description)"
 
 
-def describe_parameters(factory: Any) -> str:
-    """``name=default, ...`` of a registered class's constructor (or a function's parameters).
+def constructor_parameters(factory: Any) -> tuple[list[str], Optional[str]]:
+    """``name=default`` of a registered class's constructor (or a function's parameters), and the name
+    of a ``**kwargs`` that no constructor takes up (None where there is none).
 
-    A class's ``**kwargs`` are followed up its base classes' constructors; where they end
-    in none, the class's ``describe_settings()`` says what they take, if it has one.
-    """
+    A class's ``**kwargs`` are followed up its base classes' constructors."""
     params: dict[str, str] = {}
     rest = None  # the name of a **kwargs nobody consumed
     if inspect.isclass(factory):
@@ -181,9 +241,20 @@ def describe_parameters(factory: Any) -> str:
                 params[p.name] = p.name if p.default is p.empty else f"{p.name}={p.default!r}"
         if rest is None:
             break
+    return list(params.values()), rest
+
+
+def settings_text(factory: Any, full: bool) -> Optional[str]:
+    """What a class's ``describe_settings(full)`` says its ``**kwargs`` take (everyday ones, or with
+    ``full`` every one); None where it has no such method.  One that takes no ``full`` says one text."""
     described = getattr(factory, "describe_settings", None)
-    extra = [described() if callable(described) else f"**{rest}"] if rest else []
-    return ", ".join(list(params.values()) + extra) or "none"
+    if not callable(described):
+        return None
+    try:
+        takes_full = "full" in inspect.signature(described).parameters
+    except (TypeError, ValueError):
+        takes_full = False
+    return described(full=full) if takes_full else described()
 
 
 def metric_options(fn: Any) -> list[str]:
@@ -209,6 +280,40 @@ def _report(parser: argparse.ArgumentParser):
 
         index = write_report(args.results, args.out, grids=args.grid)
         print(f"report written: {index}")
+        return 0
+
+    return run
+
+
+@command("compare", "are two results folders the same numbers? every metric, cell by cell, bit for bit")
+def _compare(parser: argparse.ArgumentParser):
+    parser.description = (
+        "Compare two results folders cell by cell: rows matched by what defines a cell (not by cell id); every "
+        "metric column (with its intervals and floors), the measured NFE and the status compared bit for bit "
+        "(NaN equal to NaN) in every cell, the other numeric columns (a solver's counters, its network's size) "
+        "where both sides hold a value; timings, timestamps and provenance left out. Exit status 0 when they "
+        "are equal, 1 when a cell is on one side only or a value differs (each named, with its column).")
+    parser.add_argument("before", help="results folder of the earlier code")
+    parser.add_argument("after", help="results folder of the later code")
+    parser.add_argument("--grid", nargs="+", default=None, metavar="NAME",
+                        help="only these grids (default: every grid of BEFORE)")
+
+    def run(args: argparse.Namespace) -> int:
+        from solverbench.results_compare import compare_stores
+
+        comparison = compare_stores(args.before, args.after, args.grid)
+        for grid, (before, after) in comparison.cells.items():
+            print(f"{grid}: {before} cells before, {after} after")
+        print(f"compared in every cell: {', '.join(comparison.strict_columns)}")
+        print(f"compared where both hold a value: {', '.join(comparison.loose_columns)}")
+        if not comparison.identical:
+            print(f"{len(comparison.differences)} differences:")
+            for line in comparison.differences[:50]:
+                print(f"  {line}")
+            if len(comparison.differences) > 50:
+                print(f"  ... and {len(comparison.differences) - 50} more")
+            return 1
+        print("identical: every cell on both sides, every compared value equal bit for bit")
         return 0
 
     return run
@@ -299,8 +404,9 @@ def _train_backbone(parser: argparse.ArgumentParser):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    plugin_files, rest = leading_plugins(argv)
     try:
-        for path in leading_plugins(argv):  # before the parser is built: a plugin may add commands
+        for path in plugin_files:  # before the parser is built: a plugin may add commands
             load_plugin_file(path)
     except (ValueError, FileNotFoundError) as err:
         say_error(f"solverbench: error: {one_line(err)}")
@@ -313,16 +419,22 @@ def main(argv: list[str] | None = None) -> int:
                              "backbones, metrics, study kinds and commands")
     sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
     handlers = {}
-    for name in COMMANDS.names():
-        make = COMMANDS.get(name)
-        help_line = getattr(make, "help", first_line(make.__doc__))
-        handlers[name] = make(sub.add_parser(name, help=help_line, description=help_line))
+    names = COMMANDS.names()
+    chosen = rest[0] if rest and rest[0] in names else None  # None: the top-level help, or an error listing all
+    for name in names:
+        if chosen in (None, name):
+            make = COMMANDS.get(name)
+            help_line = getattr(make, "help", first_line(make.__doc__))
+            handlers[name] = make(sub.add_parser(name, help=help_line, description=help_line))
+        else:  # another command than the one asked for: its module is not even imported
+            sub.add_parser(name)
     args = parser.parse_args(argv)
     try:
-        from solverbench.distributed import PeerFailed, report_once
-        from solverbench.engine import SweepFailed
-        from solverbench.errors import GridError
-        from solverbench.registry import UnknownNameError
+        with importing():
+            from solverbench.distributed import PeerFailed, report_once
+            from solverbench.engine import SweepFailed
+            from solverbench.errors import GridError
+            from solverbench.registry import UnknownNameError
 
         # a bad grid, name, parameter, option, checkpoint or plugin file, a missing file: one line, exit
         # status 2 (GridError, CheckpointError and PluginError are ValueErrors)
@@ -351,8 +463,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def leading_plugins(argv: list[str]) -> list[str]:
-    """The files of ``--plugin FILE`` (or ``--plugin=FILE``) options before the command name."""
+def leading_plugins(argv: list[str]) -> tuple[list[str], list[str]]:
+    """The files of ``--plugin FILE`` (or ``--plugin=FILE``) options before the command name, and the
+    arguments after those options (the command name first)."""
     files, i = [], 0
     while i < len(argv) and argv[i].startswith("--plugin"):
         if argv[i].startswith("--plugin="):
@@ -363,7 +476,7 @@ def leading_plugins(argv: list[str]) -> list[str]:
             i += 2
         else:
             break
-    return files
+    return files, argv[i:]
 
 
 def say_error(line: str) -> None:

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from solverbench.guidance import Guidance
 from solverbench.memory import TensorMemory
@@ -36,10 +35,18 @@ class CountedBackbone:
         return getattr(self.backbone, name)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        with FlopCounterMode(display=False) as counter:
+        with flop_counter() as counter:
             v = self.backbone(x, t, y)
         self.flops += counter.get_total_flops()
         return v
+
+
+def flop_counter() -> Any:
+    """A fresh ``torch.utils.flop_counter.FlopCounterMode``, imported here and not at the top: it imports
+    triton, a tenth of a second for every command that never counts a FLOP."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    return FlopCounterMode(display=False)
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,7 @@ def solve_cost(backbone: Any, solver: Any, noise: torch.Tensor, labels: Optional
     """The FLOPs and peak memory of solving the first sample of ``noise`` as the cell solves it (same budget,
     grid, guidance)."""
     counted = CountedBackbone(backbone)
-    with TensorMemory() as memory, FlopCounterMode(display=False) as counter:
+    with TensorMemory() as memory, flop_counter() as counter:
         result = sample(counted, solver, noise[:1], None if labels is None else labels[:1], nfe=nfe,
                         time_grid=time_grid, schedule=schedule, guidance=guidance)
     total, inside = counter.get_total_flops(), counted.flops

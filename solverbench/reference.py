@@ -14,13 +14,11 @@ process, so the endpoints are the same), and rank 0 alone reads, mends and write
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from torchdiffeq import odeint
 from tqdm import tqdm
 
 from solverbench.backbone import backbone_identity, backbone_in_dtype
@@ -29,6 +27,7 @@ from solverbench.distributed import world
 from solverbench.field import VelocityField
 from solverbench.guidance import Guidance
 from solverbench.hashing import spec_hash
+from solverbench.progress import progress_bar
 
 METHOD = "dopri5"
 
@@ -55,6 +54,8 @@ def reference_trajectory(field: VelocityField, x: torch.Tensor, times: Any, tole
     The backbone runs in ``dtype`` (a copy of a float32 network); its evaluations are added
     to ``field``'s NFE count.
     """
+    from torchdiffeq import odeint  # here, not at the top: it imports scipy (half a second) for every command
+
     solve_field = field.with_backbone(backbone_in_dtype(field.backbone, dtype))
     times = torch.as_tensor(times).to(device=x.device, dtype=dtype)
     try:
@@ -114,12 +115,12 @@ def solve_reference(backbone: Any, noise: torch.Tensor, labels: Optional[torch.T
     ranks = world()
     starts = range(0, len(noise), batch_size)
     mine = len(ranks.my_batches(len(starts)))
-    bar = tqdm(total=mine * ProgressBackbone.STEPS, disable=not progress, file=sys.stderr,
-               desc=f"reference {'inversion' if inverting else 'solve'} ({METHOD}, float64, rtol={tolerance.rtol:g}, "
-                    f"atol={tolerance.atol:g}) of {len(noise)} samples"
-                    + (f" ({mine} of {len(starts)} batches here)" if ranks.sharded else ""),
-               bar_format="{desc}: {percentage:3.0f}% of t from " + ("0 to 1" if inverting else "1 to 0")
-                          + " [{elapsed}<{remaining}]")
+    desc = (f"reference {'inversion' if inverting else 'solve'} ({METHOD}, float64, rtol={tolerance.rtol:g}, "
+            f"atol={tolerance.atol:g}) of {len(noise)} samples"
+            + (f" ({mine} of {len(starts)} batches here)" if ranks.sharded else ""))
+    bar = progress_bar(total=mine * ProgressBackbone.STEPS, desc=desc, enabled=progress, off_terminal="total",
+                       bar_format="{desc}: {percentage:3.0f}% of t from " + ("0 to 1" if inverting else "1 to 0")
+                                  + " [{elapsed}<{remaining}]")
     done = [0]  # batches this rank finished
 
     def solve(b: int) -> torch.Tensor:

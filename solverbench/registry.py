@@ -4,23 +4,32 @@ commands), and plugin loading.
 Built-in solvers and backbones live in the top-level packages ``solvers`` and
 ``backbones``, the harness's own metrics and study kinds in ``solverbench.metrics`` and
 ``solverbench.studies``; this bottom layer imports none of them.  They are found through
-the ``solverbench.plugins`` entry-point group (declared in pyproject.toml), loaded the
-first time a registry is read; a grid file (``plugins:``) or the command line
-(``--plugins``) may load extra plugin files by path, which register more of any kind.
+the ``solverbench.plugins`` entry-point group (declared in pyproject.toml: the modules
+whose import registers them), loaded the first time a registry is read; a grid file
+(``plugins:``) or the command line (``--plugins``) may load extra plugin files by path,
+which register more of any kind.
+
+Commands are found apart, through the ``solverbench.commands`` group (``COMMAND =
+"module:function"``, a module that imports without torch): their names are known from the
+entry points alone, and a command's module is imported when the command is looked up, so that
+``solverbench --help`` and ``solverbench COMMAND --help`` load no solver, backbone or metric.
 """
 from __future__ import annotations
 
 import difflib
+import gc
 import hashlib
 import importlib.util
 import inspect
 import sys
 import traceback
+from contextlib import contextmanager
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-ENTRY_POINT_GROUP = "solverbench.plugins"
+ENTRY_POINT_GROUP = "solverbench.plugins"  # modules that register solvers, backbones, metrics, ... when imported
+COMMAND_ENTRY_POINT_GROUP = "solverbench.commands"  # COMMAND -> the function that sets up its parser
 PLUGIN_MODULE_PREFIX = "solverbench_plugin_"  # module names of plugin files loaded by path
 
 
@@ -36,11 +45,20 @@ class NameClashError(ValueError):
 
 
 class Registry:
-    """A mapping from names to factories (classes or functions) of one kind."""
+    """A mapping from names to factories (classes or functions) of one kind; ``load_builtins`` registers
+    the built-in ones, and runs before the first lookup.  A name may be declared before its factory is
+    imported (``declare``): the factory is imported when the name is first looked up."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, load_builtins: Callable[[], None] | None = None):
         self.kind = kind
         self._entries: dict[str, Any] = {}
+        self._declared: dict[str, Callable[[], Any]] = {}  # name -> what imports its factory
+        self._load_builtins = load_builtins or load_builtin_plugins
+
+    def declare(self, name: str, load: Callable[[], Any]) -> None:
+        """Make ``name`` known now, its factory ``load()``-ed (and registered) when it is first looked up."""
+        if name not in self._entries:
+            self._declared[name] = load
 
     def register(self, name: str) -> Callable[[Any], Any]:
         def decorator(obj: Any) -> Any:
@@ -60,7 +78,9 @@ class Registry:
         return decorator
 
     def get(self, name: str) -> Any:
-        load_builtin_plugins()
+        self._load_builtins()
+        if name in self._declared and name not in self._entries:
+            self.register(name)(self._declared[name]())
         try:
             return self._entries[name]
         except KeyError:
@@ -71,12 +91,12 @@ class Registry:
             ) from None
 
     def names(self) -> list[str]:
-        load_builtin_plugins()
-        return sorted(self._entries)
+        self._load_builtins()
+        return sorted(set(self._entries) | set(self._declared))
 
     def __contains__(self, name: str) -> bool:
-        load_builtin_plugins()
-        return name in self._entries
+        self._load_builtins()
+        return name in self._entries or name in self._declared
 
 
 def _qualname(obj: Any) -> str:
@@ -111,23 +131,8 @@ def _where(obj: Any) -> str:
     return f"{path}, line {line}" if line else path
 
 
-SOLVERS = Registry("solver")
-BACKBONES = Registry("backbone")
-METRICS = Registry("metric")
-FEATURE_EXTRACTORS = Registry("feature extractor")
-STUDIES = Registry("study kind")  # a grid's kind: (sweep, lte, ...) -> its Study class
-SCHEDULES = Registry("learned schedule")  # a schedule: {name: ...} learned per (backbone, solver, NFE, guidance)
-COMMANDS = Registry("command")  # solverbench COMMAND -> a function that sets up its parser (solverbench.cli)
-
-register_solver = SOLVERS.register
-register_backbone = BACKBONES.register
-register_metric = METRICS.register
-register_feature_extractor = FEATURE_EXTRACTORS.register
-register_study = STUDIES.register
-register_command = COMMANDS.register
-register_schedule = SCHEDULES.register
-
 _builtins_loaded = False
+_commands_loaded = False
 
 
 def load_builtin_plugins() -> None:
@@ -136,8 +141,57 @@ def load_builtin_plugins() -> None:
     if _builtins_loaded:
         return
     _builtins_loaded = True
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        ep.load()
+    with importing():
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            ep.load()
+
+
+@contextmanager
+def importing() -> Iterator[None]:
+    """Import with the garbage collector paused, then freeze what the imports made.
+
+    What an import makes (modules, classes, torch's operator tables) lives as long as the process: a
+    collection while it is being made frees nothing, yet walks every object torch has made (a third of a
+    second of ``solverbench list``); frozen afterwards, it is skipped by later collections too."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
+def load_plugin_commands() -> None:
+    """Declare the command of every ``solverbench.commands`` entry point under its name, once: its module
+    is imported when the command is first looked up (a module that registers it with ``@command``
+    registers the same function)."""
+    global _commands_loaded
+    if _commands_loaded:
+        return
+    _commands_loaded = True
+    for ep in entry_points(group=COMMAND_ENTRY_POINT_GROUP):
+        COMMANDS.declare(ep.name, ep.load)
+
+
+SOLVERS = Registry("solver")
+BACKBONES = Registry("backbone")
+METRICS = Registry("metric")
+FEATURE_EXTRACTORS = Registry("feature extractor")
+STUDIES = Registry("study kind")  # a grid's kind: (sweep, lte, ...) -> its Study class
+SCHEDULES = Registry("learned schedule")  # a schedule: {name: ...} learned per (backbone, solver, NFE, guidance)
+# solverbench COMMAND -> a function that sets up its parser (solverbench.cli): the harness's own, and those of
+# the solverbench.commands entry points
+COMMANDS = Registry("command", load_plugin_commands)
+
+register_solver = SOLVERS.register
+register_backbone = BACKBONES.register
+register_metric = METRICS.register
+register_feature_extractor = FEATURE_EXTRACTORS.register
+register_study = STUDIES.register
+register_command = COMMANDS.register
+register_schedule = SCHEDULES.register
 
 
 class PluginError(ValueError):

@@ -1,2 +1,6 @@
-"""Built-in solvers; importing this package registers them all."""
-from solvers import ba, bespoke, diffusers_schedulers, dpm, euler, heun, midpoint, reference, rk4, unipc  # noqa: F401
+"""Built-in solvers, one module or package per family.
+
+Importing this package registers none of them: the ``solverbench.plugins`` entry points
+(pyproject.toml) name each family's module, imported when a registry is first read, so a
+module of one family imports without the others.
+"""

@@ -1,9 +1,10 @@
 """Issue 9: the command line explains itself, and every bad input or Ctrl-C is one line."""
 import re
+import textwrap
 
 import pytest
 
-from solverbench.cli import COMMANDS, describe_parameters, main
+from solverbench.cli import COMMANDS, constructor_parameters, main, settings_text
 
 
 def stderr_line(capsys) -> str:
@@ -20,7 +21,7 @@ def test_top_level_help_lists_every_command_with_one_line(capsys):
         main(["--help"])
     assert exit.value.code == 0
     out = capsys.readouterr().out
-    assert set(COMMANDS.names()) == {"run", "report", "list", "train-backbone", "train-sidenet"}
+    assert set(COMMANDS.names()) == {"run", "report", "list", "compare", "train-backbone", "train-sidenet"}
     for name in COMMANDS.names():
         entry = re.search(rf"^    {re.escape(name)}\s+(\S.*)$", out, re.MULTILINE) or re.search(
             rf"^    {re.escape(name)}\n\s+(\S.*)$", out, re.MULTILINE)
@@ -44,8 +45,8 @@ def test_list_shows_descriptions_and_parameters(capsys):
         assert len(line.split()) > 1 and "(no description)" not in line, line
     assert "params: rtol=1e-09, atol=1e-09, dtype='float64'" in out
     assert "params: dataset=None, checkpoint=None" in out
-    assert re.search(r"params: rule=None, nodes=2, a=None, sidenet=True, checkpoint=None, SideNet settings"
-                     r"\s+\(a grid's solver_settings: \{ba: ...\} keys\): width=128", out)
+    assert "params: rule=None, nodes=2, a=None, sidenet=True, checkpoint=None\n" in out
+    assert re.search(r"\n  ba-single .*\n +params: nodes=3, sidenet=True, checkpoint=None\n +settings: those of ba\n", out)
     assert "grid kind: lte; its settings: the grid's lte: section" in out
     assert "grid kind: inversion; its settings: the grid's inversion: section" in out
     assert "inverts (sb.invert, kind: inversion): yes" in out
@@ -64,12 +65,73 @@ def test_parameters_follow_kwargs_up_the_class_tree():
 
     class Described(Child):
         @classmethod
-        def describe_settings(cls):
+        def describe_settings(cls, full=False):
+            return "x=1, y=2" if full else "x=1 (1 more: --all)"
+
+    class DescribedOnce(Child):
+        @staticmethod
+        def describe_settings():
             return "anything else: x=1"
 
-    assert describe_parameters(Child) == "a, c=3, b=2, **rest"
-    assert describe_parameters(Described) == "a, c=3, b=2, anything else: x=1"
-    assert describe_parameters(lambda ctx, scale=1.0: None) == "ctx, scale=1.0"
+    assert constructor_parameters(Child) == (["a", "c=3", "b=2"], "rest")
+    assert constructor_parameters(lambda ctx, scale=1.0: None) == (["ctx", "scale=1.0"], None)
+    assert settings_text(Child, full=True) is None
+    assert (settings_text(Described, full=False), settings_text(Described, full=True)) == ("x=1 (1 more: --all)",
+                                                                                           "x=1, y=2")
+    assert settings_text(DescribedOnce, full=True) == "anything else: x=1"
+
+
+LISTED_PLUGIN = textwrap.dedent('''
+    from solverbench import Solver, register_solver
+
+
+    class Settled(Solver):
+        """A solver with many settings."""
+
+        def __init__(self, nodes=2, **settings):
+            super().__init__()
+
+        @classmethod
+        def describe_settings(cls, full=False):
+            if not full:
+                return "width=8 (2 more: solverbench list NAME --all)"
+            return "network:\\n  width=8: hidden width\\n  depth=3: blocks\\noptimisation:\\n  lr=0.001: learning rate"
+
+
+    @register_solver("test-settled")
+    class First(Settled):
+        """The first of two solvers that share their settings."""
+
+
+    @register_solver("test-settled-too")
+    class Second(Settled):
+        """The second of them."""
+''')
+
+
+def test_list_names_entries_and_shows_every_setting_with_all(tmp_path, capsys):
+    plugin = tmp_path / "settled.py"
+    plugin.write_text(LISTED_PLUGIN)
+    assert main(["list", "test-settled", "test-settled-too", "gmm", "--plugins", str(plugin)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "solvers:" and "backbones:" in out and "metrics:" not in out and "euler" not in out
+    assert re.search(r"\n  test-settled +The first of two.*\n +params: nodes=2\n +settings: width=8 \(2 more: "
+                     r"solverbench list NAME --all\)\n", out)
+    assert re.search(r"\n  test-settled-too +The second of them\.\n +params: nodes=2\n +settings: those of "
+                     r"test-settled\n", out)
+    assert out.splitlines()[-1] == "every setting of test-settled, test-settled-too: solverbench list NAME --all"
+    assert main(["list", "test-settled", "test-settled-too", "--all", "--plugins", str(plugin)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"\n +settings:\n +network:\n +width=8: hidden width\n +depth=3: blocks\n +optimisation:\n"
+                     r" +lr=0.001: learning rate\n", out)
+    assert "settings: those of test-settled" in out and "solverbench list NAME --all" not in out
+
+
+def test_list_of_an_unknown_name_is_one_line_with_a_suggestion(capsys):
+    assert main(["list", "eulr"]) == 2
+    printed = capsys.readouterr()
+    assert printed.err == "solverbench list: error: nothing registered is named 'eulr'; did you mean 'euler'?\n"
+    assert printed.out == ""  # checked before anything is listed
 
 
 def test_train_sidenet_help_shows_the_allowed_values(capsys):

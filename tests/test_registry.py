@@ -30,6 +30,31 @@ def test_unknown_solver_suggests_close_name():
         sb.get_solver("eulr")
 
 
+def test_a_declared_name_is_imported_when_first_looked_up():
+    from solverbench.registry import Registry
+
+    imported = []
+
+    def load():
+        imported.append("late")
+        return lambda: "built"
+
+    registry = Registry("thing", load_builtins=lambda: None)
+    registry.declare("late", load)
+    assert registry.names() == ["late"] and "late" in registry and imported == []
+    factory = registry.get("late")
+    assert factory() == "built" and registry.get("late") is factory and imported == ["late"]
+
+
+def test_plugin_commands_are_known_before_their_modules_are_imported():
+    from importlib.metadata import entry_points
+
+    from solverbench.registry import COMMAND_ENTRY_POINT_GROUP, COMMANDS
+
+    declared = {ep.name for ep in entry_points(group=COMMAND_ENTRY_POINT_GROUP)}
+    assert "train-sidenet" in declared and declared <= set(COMMANDS.names())
+
+
 def test_name_clash_is_refused():
     @sb.register_solver("test-clash")
     class A(sb.Solver):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
+from solverbench.progress import progress_bar
 
 from backbones.checkpoints import save_checkpoint
 from backbones.digits.classifier import SHIPPED_CLASSIFIER, DigitsClassifier
@@ -52,7 +52,8 @@ def train_classifier(epochs: int = 40, batch_size: int = 64, lr: float = 1e-3, s
     torch.manual_seed(seed)  # the layers' initialisation
     model = DigitsClassifier()
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr)
-    for _ in tqdm(range(epochs), desc="digits classifier", unit="epoch", disable=not progress):
+    for _ in progress_bar(range(epochs), desc="digits classifier", unit="epoch", enabled=progress,
+                      off_terminal="total"):
         model.train()
         order = train_idx[torch.randperm(len(train_idx), generator=generator)]
         for start in range(0, len(order), batch_size):

@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from solverbench.progress import progress_bar
 
 from backbones.sit.imagefolder import ImageListing, check_layout, list_images, load_center_crop
 from backbones.sit.vae import DOWNSAMPLING, LATENT_SCALE, encode_posterior, load_vae, vae_digest
@@ -127,7 +127,7 @@ class ImageFolderLatents:
         self._write_manifest()
         vae = load_vae(str(self.vae)).to(device)
         done = len(self.listing) - sum(len(self.shard_range(k)) for k in missing)
-        bar = tqdm(total=len(self.listing), initial=done, unit="img", disable=not progress,
+        bar = progress_bar(total=len(self.listing), initial=done, unit="img", enabled=progress, off_terminal="total",
                    desc=f"sit: encoding {self.folder.name} into latents ({self.cache_dir})")
         workers = min(8, os.cpu_count() or 1)
         with bar, ThreadPoolExecutor(workers) as pool:

@@ -19,6 +19,7 @@ and writes the rows (``solverbench.distributed``).
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -27,6 +28,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from solverbench.distributed import World, world
+from solverbench.progress import progress_bar
 from solverbench.results import ResultsTable
 
 
@@ -102,8 +104,8 @@ def run_units(table: ResultsTable, units: list[Unit], current_ids: list[str], *,
     if skipped and ranks.main:
         tqdm.write(f"{skipped} of {len(current_ids)} {what}s already done in {table.path}; skipping them "
                    "(--force redoes them)", file=sys.stderr)
-    bar = tqdm(total=sum(len(u.ids) for u in todo), desc=desc, unit=what, disable=not progress, file=sys.stderr,
-               dynamic_ncols=True)
+    bar = progress_bar(total=sum(len(u.ids) for u in todo), desc=desc, unit=what, enabled=progress,
+                       off_terminal="lines", dynamic_ncols=True)
     busy: list[Unit] = []
     try:
         for unit in todo:
@@ -131,7 +133,7 @@ def todo_positions(table: ResultsTable, units: list[Unit], force: bool) -> list[
     return [i for i, u in enumerate(units) if force or not set(u.ids) <= done or u.owed()]
 
 
-def _run_claimed(table: ResultsTable, unit: Unit, force: bool, bar: tqdm, outcome: Outcome, ranks: World) -> bool:
+def _run_claimed(table: ResultsTable, unit: Unit, force: bool, bar: Any, outcome: Outcome, ranks: World) -> bool:
     """Run the unit under its claim (rank 0 holds it for every rank); False where another run holds
     the claim (left for later)."""
     with table.claim(unit.ids[0]) if ranks.main else nullcontext(True) as mine:
@@ -141,11 +143,20 @@ def _run_claimed(table: ResultsTable, unit: Unit, force: bool, bar: tqdm, outcom
         if ranks.decide(lambda: force or not set(unit.ids) <= table.done() or unit.owed()):
             bar.set_postfix_str(unit.label, refresh=True)
             rows = unit.run()
+            bar.set_postfix_str(f"{unit.label}: {statuses_of(rows)}", refresh=False)
             held = table.put_many(rows, replace_ok=outcome.replace_with_failures) if ranks.main else []
             outcome.held += held
             outcome.ran += len(rows) - len(held)
         bar.update(len(unit.ids))
     return True
+
+
+def statuses_of(rows: list[dict[str, Any]]) -> str:
+    """The status of a unit's rows, as its progress line says it: ``ok``, or ``2 ok, 1 failed`` where they differ."""
+    counts = Counter(str(row.get("status")) for row in rows)
+    if len(counts) == 1:
+        return next(iter(counts))
+    return ", ".join(f"{n} {status}" for status, n in counts.items()) or "no rows"
 
 
 def _summarise(outcome: Outcome, current_ids: list[str], describe: Callable[[pd.Series], str]) -> None:

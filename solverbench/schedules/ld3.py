@@ -24,14 +24,13 @@ also where one run's grids share it in memory).
 """
 from __future__ import annotations
 
-import sys
 import time
 
 import torch
-from tqdm import tqdm
 
 from solverbench.registry import register_schedule
 from solverbench.plan import make_plan
+from solverbench.progress import progress_bar
 from solverbench.schedules.learner import LearnedGrid, LearnedSchedule, ScheduleProblem
 from solverbench.solver import Solver
 from solverbench.timegrid import make_time_grid
@@ -83,8 +82,8 @@ class LD3(LearnedSchedule):
         best_loss, best_xi, history = held_out(), xi.detach().clone(), []
         first = best_loss
         generator = torch.Generator().manual_seed(int(s["seed"]))
-        bar = tqdm(range(s["epochs"]), desc=f"ld3 grid for {problem.solver.label()} at {problem.nfe} NFE",
-                   disable=not problem.progress, file=sys.stderr, leave=False)
+        bar = progress_bar(range(s["epochs"]), desc=f"ld3 grid for {problem.solver.label()} at {problem.nfe} NFE",
+                           enabled=problem.progress, off_terminal="total", leave=False)
         for _ in bar:
             for batch in torch.randperm(n_train, generator=generator).split(s["batch_size"]):
                 optimiser.zero_grad()

@@ -26,13 +26,12 @@ addition; the paper trains on the bound alone).
 from __future__ import annotations
 
 import copy
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from tqdm import tqdm
+from solverbench.progress import progress_bar
 
 from solverbench.field import VelocityField
 from solverbench.guidance import Guidance
@@ -115,7 +114,8 @@ def train_transformation(backbone: Any, layout: Layout, guidance: Guidance, path
 
     initial = best = measure()
     best_state, best_iteration = copy.deepcopy(transformation.state_dict()), 0
-    bar = tqdm(range(1, settings.iterations + 1), disable=not progress, file=sys.stderr, desc=desc, leave=False)
+    bar = progress_bar(range(1, settings.iterations + 1), enabled=progress, desc=desc, off_terminal="total",
+                       leave=False)
     for iteration in bar:
         index = torch.randperm(paths.count, generator=generator)[:batch]
         loss = bound_loss(transformation, backbone, guidance, paths, index, settings.lipschitz)
