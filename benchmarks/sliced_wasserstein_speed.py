@@ -1,6 +1,6 @@
 """CPU time of the sliced-Wasserstein metric's point estimate and of one bootstrap draw, before and after
 its in-place rewrite, at 16k and 64k samples of 64-D points.  The earlier code is kept in
-tests/test_sliced_wasserstein_speed.py, which pins the two to the same bits.
+tests/benchmarks/test_sliced_wasserstein_speed.py, which pins the two to the same bits.
 
     OMP_NUM_THREADS=1 python benchmarks/sliced_wasserstein_speed.py
 """

@@ -2,9 +2,10 @@ import pytest
 import torch
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    """One torch thread for modules of many tiny-tensor calls: faster, and far faster on a busy machine."""
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """One torch thread for every test: the tests make many tiny-tensor calls, which one thread runs faster
+    (far faster on a busy machine), and the shipped checkpoints were trained and are checked on one thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

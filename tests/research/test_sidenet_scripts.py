@@ -16,7 +16,7 @@ from solvers.ba.config import SideNetConfig
 from solvers.ba.quadrature import two_interior_node_rule
 from solvers.ba.training import train_sidenet
 
-pytestmark = [pytest.mark.research, pytest.mark.usefixtures("one_thread")]
+pytestmark = pytest.mark.research
 COMMITTED = Path(__file__).resolve().parents[2] / "research" / "sidenet" / "findings" / "sidenet_attempts.md"
 
 

@@ -5,7 +5,7 @@ import torch
 
 from research.sidenet import sidenet_variants
 
-pytestmark = [pytest.mark.research, pytest.mark.usefixtures("one_thread")]
+pytestmark = pytest.mark.research
 
 
 def test_flop_helper_counts_a_tiny_sit_and_the_interval_work():
