@@ -1,7 +1,7 @@
 """Regenerate the README's figures: docs/convergence.png, docs/lte_order.png, docs/digits_samples.png,
 docs/inversion_digits.png, docs/inversion_edits.png and docs/costs_pareto.png.
 
-    OMP_NUM_THREADS=1 python benchmarks/docs_figures.py [--results results] [--reports reports]
+    OMP_NUM_THREADS=1 python benchmarks/docs_figures.py [--results results] [--reports reports] [--only NAME ...]
 
 Runs configs/quick.yaml, configs/lte.yaml, configs/digits.yaml, configs/inversion.yaml and
 configs/costs.yaml (cells already in the results are reused, as with ``solverbench run``;
@@ -9,7 +9,8 @@ digits.yaml takes about 18 minutes from scratch, inversion.yaml about 30), rende
 those grids, and copies its trajectory-error convergence plot, its LTE order curves, the digits
 sample grid, the digits inversion errors (no guidance), the digits edits (CFG 2, NFE 5) and the
 digits trajectory error against NFE, wall time and FLOPs (costs.yaml, whose wall times are one
-thread's: run it alone) into docs/.
+thread's: run it alone) into docs/.  ``--only convergence.png`` remakes that figure alone (and runs
+only the grid it needs).
 """
 from __future__ import annotations
 
@@ -37,14 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", default=str(ROOT / "results"), help="results directory (default: results/)")
     parser.add_argument("--reports", default=str(ROOT / "reports"), help="report directory (default: reports/)")
+    parser.add_argument("--only", nargs="+", choices=sorted(FIGURES), metavar="NAME",
+                        help=f"only these figures (default: all of {', '.join(FIGURES)})")
     args = parser.parse_args(argv)
+    figures = {name: FIGURES[name] for name in args.only or FIGURES}
     grids = {}
-    for grid_file, _ in FIGURES.values():
+    for grid_file, _ in figures.values():
         grid = load_grid(ROOT / grid_file)
         run_grid(grid, args.results)
         grids[grid_file] = grid.name
     write_report(args.results, args.reports, grids=list(grids.values()))
-    for name, (grid_file, figure) in FIGURES.items():
+    for name, (grid_file, figure) in figures.items():
         source = Path(args.reports) / grids[grid_file] / figure
         if not source.is_file():
             print(f"docs_figures: {source} was not rendered (does {grid_file} hold more than one setting?)",
