@@ -87,3 +87,12 @@ def test_product_files_speak_of_the_product_not_the_work():
              for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
              if WORK_HISTORY.search(line)]
     assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "docs" / "results").glob("*.md") if p.name != "index.md"))
+def test_every_results_page_gives_the_command_that_remakes_it(page):
+    text = (ROOT / "docs" / "results" / page).read_text()
+    commands = re.findall(r"^    (?:OMP_NUM_THREADS=1 )?(?:python|torchrun) (\S+)", text, re.M)
+    assert commands, f"docs/results/{page} gives no command that remakes its figures"
+    for target in commands:  # a script or module of the repository, as named
+        assert target.startswith("-") or (ROOT / target).is_file(), f"docs/results/{page}: no such script {target}"
