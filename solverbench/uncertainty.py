@@ -97,19 +97,35 @@ def mean_interval(values: torch.Tensor, *, seed: int = 0, name: str = "mean", re
     return float(values.mean()), (float(low), float(high))
 
 
+def bootstrap_replicates(statistic: Callable[[torch.Tensor], float], n: int, *, seed: int, name: str,
+                         resamples: int = DEFAULT_RESAMPLES, strata: Optional[torch.Tensor] = None) -> np.ndarray:
+    """``statistic(indices)`` for each of ``resamples`` bootstrap draws of the ``n`` samples, in draw order.
+
+    The draws depend on ``seed``, ``name``, ``n`` and ``strata`` alone: every cell that shares them (the
+    solvers of one table) resamples the same indices, so the difference of two cells' replicates is the
+    bootstrap of their paired difference."""
+    generator = bootstrap_generator(seed, name)
+    return np.array([statistic(idx) for chunk in resample_indices(n, resamples, generator, strata) for idx in chunk],
+                    dtype=np.float64)
+
+
+def interval_from_replicates(value: float, replicates: np.ndarray, nonnegative: bool = False) -> tuple[float, float]:
+    """``value +- 1.96 se``, ``se`` the spread of the bootstrap ``replicates``; cut at 0 from below for a metric
+    that cannot be negative (a distance); NaN where a replicate is not finite."""
+    if not np.isfinite(replicates).all():
+        return float("nan"), float("nan")
+    low, high = normal_interval(value, float(torch.from_numpy(replicates).std(correction=1)))  # as torch sums
+    return (max(low, 0.0) if nonnegative else low), high
+
+
 def bootstrap_interval(statistic: Callable[[torch.Tensor], float], value: float, n: int, *, seed: int, name: str,
                        resamples: int = DEFAULT_RESAMPLES, nonnegative: bool = False,
                        strata: Optional[torch.Tensor] = None) -> tuple[float, float]:
     """``value +- 1.96 se``, ``se`` the spread of ``statistic(indices)`` over bootstrap draws of the
     ``n`` samples (``statistic`` computes the metric of the samples at ``indices``); cut at 0 from
     below for a metric that cannot be negative (a distance)."""
-    generator = bootstrap_generator(seed, name)
-    replicates = torch.tensor([statistic(idx) for chunk in resample_indices(n, resamples, generator, strata)
-                               for idx in chunk], dtype=torch.float64)
-    if not torch.isfinite(replicates).all():
-        return float("nan"), float("nan")
-    low, high = normal_interval(value, float(replicates.std(correction=1)))
-    return (max(low, 0.0) if nonnegative else low), high
+    replicates = bootstrap_replicates(statistic, n, seed=seed, name=name, resamples=resamples, strata=strata)
+    return interval_from_replicates(value, replicates, nonnegative)
 
 
 def combine_seeds(values: Sequence[float], lows: Sequence[float], highs: Sequence[float]

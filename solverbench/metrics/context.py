@@ -9,6 +9,10 @@ backbone that has none, say); the study then leaves its columns empty and record
 
 A metric may declare ``fn.applies(backbone, guidance) -> None or reason``: the grid is
 refused before any work when a metric applies to none of its cells.
+
+A metric also ``keep``s what a paired comparison with the other cells of its table needs: a
+per-sample metric its values sample by sample, a resampled one its bootstrap replicates
+(``solverbench.paired_arrays``).
 """
 from __future__ import annotations
 
@@ -16,9 +20,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Optional
 
+import numpy as np
 import torch
 
 from solverbench.guidance import Guidance
+from solverbench.paired_arrays import KINDS
 from solverbench.uncertainty import DEFAULT_RESAMPLES
 
 
@@ -37,6 +43,15 @@ class MetricContext:
     data_fn: Callable[..., tuple[torch.Tensor, Optional[torch.Tensor]]]  # (n, draw=0) -> (x0, y)
     extras: dict[str, Any] = field(default_factory=dict)
     memo: dict[Any, Any] = field(default_factory=dict)  # shared by the cells of one run (noise floors)
+    kept: dict[str, np.ndarray] = field(default_factory=dict)  # "KIND/COLUMN" -> values, see keep
+
+    def keep(self, kind: str, column: str, values: Any) -> None:
+        """Keep metric column ``column``'s ``values`` for paired comparisons: ``kind`` ``"per_sample"`` (one
+        value per sample, in sample order) or ``"bootstrap"`` (the replicates, in draw order)."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        values = values.detach().double().cpu().numpy() if isinstance(values, torch.Tensor) else values
+        self.kept[f"{kind}/{column}"] = np.asarray(values, dtype=np.float64).reshape(-1)
 
     @cached_property
     def reference(self) -> torch.Tensor:

@@ -16,7 +16,7 @@ from solverbench.guidance import Guidance
 from solverbench.hashing import canonical_json
 from solverbench.metrics.context import MetricContext, NotApplicable
 from solverbench.registry import register_metric
-from solverbench.uncertainty import bootstrap_interval, with_interval
+from solverbench.uncertainty import bootstrap_replicates, interval_from_replicates, with_interval
 
 N_PROJECTIONS = 256
 MAX_ELEMENTS = 4096  # vector metrics are for vector data; images have their own (FID, ...)
@@ -123,15 +123,17 @@ def _with_floor(ctx: MetricContext, name: str, value: Callable[[torch.Tensor, to
     n = len(ctx.samples)
     data, _ = ctx.data(n)
 
-    def measured(x: torch.Tensor, column: str) -> dict[str, float]:
+    def measured(x: torch.Tensor, column: str) -> tuple[dict[str, float], np.ndarray]:
         estimate = value(x, data)
-        return with_interval(column, estimate, bootstrap_interval(resampled(x, data), estimate, n, seed=ctx.seed,
-                                                                  name=column, resamples=ctx.resamples,
-                                                                  nonnegative=True, strata=ctx.labels))
+        replicates = bootstrap_replicates(resampled(x, data), n, seed=ctx.seed, name=column, resamples=ctx.resamples,
+                                          strata=ctx.labels)
+        return with_interval(column, estimate, interval_from_replicates(estimate, replicates, True)), replicates
 
     labels = None if ctx.labels is None else ctx.labels.tolist()
     key = (name, canonical_json(data_identity(ctx.backbone)), ctx.seed, n, canonical_json(labels), ctx.resamples)
-    return {**measured(ctx.samples, name), **ctx.memoised(key, lambda: measured(ctx.data(n, 1)[0], f"{name}_floor"))}
+    values, replicates = measured(ctx.samples, name)
+    ctx.keep("bootstrap", name, replicates)
+    return {**values, **ctx.memoised(key, lambda: measured(ctx.data(n, 1)[0], f"{name}_floor")[0])}
 
 
 @register_metric("sliced_wasserstein")

@@ -25,6 +25,7 @@ def log_likelihood(ctx: MetricContext) -> dict[str, float]:
         raise NotApplicable(why)
     values = ctx.backbone.log_prob(ctx.samples, ctx.labels)
     mean, interval = mean_interval(values, seed=ctx.seed, name="log_likelihood", strata=ctx.labels)
+    ctx.keep("per_sample", "log_likelihood", values)
     return with_interval("log_likelihood", mean, interval)
 
 

@@ -39,6 +39,7 @@ from solverbench.guidance import Guidance
 from solverbench.hashing import canonical_json, file_sha256, spec_hash
 from solverbench.metrics.context import MetricContext, NotApplicable
 from solverbench.metrics.image.adm_npz import LABELS, BatchWriter
+from solverbench.paired_arrays import write_paired_arrays
 from solverbench.registry import METRICS, register_study
 from solverbench.results import TABLE, read_table
 from solverbench.sampling import sample
@@ -227,11 +228,13 @@ class Sweep(Study):
                 # under torchrun the image metrics split their images across ranks: rank 0 makes them all again
                 # for the export (export_rest)
                 sink = None if export is None or world().sharded else export.add
-                row.update(self.measure(cell, backbone, samples, sink))
+                values, kept = self.measure(cell, backbone, samples, sink)
+                row.update(values)
                 if export is not None:
                     self.export_rest(export, backbone, samples, labels)
             if writes:
                 self.save_samples(cell_id, samples, labels)
+                write_paired_arrays(self.workspace.results_dir / grid.name, cell_id, kept)
             row.update(status="ok", error=None)
         except Exception as err:  # recorded, reported at the end of the sweep
             row.update(status="error", error=f"{type(err).__name__}: {err}",
@@ -296,8 +299,11 @@ class Sweep(Study):
         return counted.row_fields()
 
     def measure(self, cell: Cell, backbone: Any, samples: torch.Tensor,
-                sample_images: Optional[Callable[[torch.Tensor], None]] = None) -> dict[str, Any]:
-        """Every metric of the grid; ``sample_images`` gets the samples' images where an image metric makes them."""
+                sample_images: Optional[Callable[[torch.Tensor], None]] = None
+                ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Every metric of the grid, and what the metrics keep for paired comparisons
+        (``solverbench.paired_arrays``); ``sample_images`` gets the samples' images where an image metric
+        makes them."""
         workspace = self.workspace
         draws = workspace.draws(cell.backbone, cell.seed)
         labels = draws.labels()
@@ -316,7 +322,7 @@ class Sweep(Study):
             except NotApplicable as why:
                 skipped[name] = str(why)
         values["metrics_not_applicable"] = canonical_json(skipped) if skipped else None
-        return values
+        return values, ctx.kept
 
     def save_samples(self, cell_id: str, samples: torch.Tensor, labels: Optional[torch.Tensor]) -> None:
         """Keep the first ``save_samples`` samples of the cell for the report's sample grids."""

@@ -36,7 +36,7 @@ from solverbench.metrics.image.frechet import frechet_distance, frechet_distance
 from solverbench.metrics.image.options import OPTIONS, parse_image_options
 from solverbench.registry import register_metric
 from solverbench.uncertainty import OPTIONS as UNCERTAINTY_OPTIONS
-from solverbench.uncertainty import bootstrap_interval, normal_interval, with_interval
+from solverbench.uncertainty import bootstrap_replicates, interval_from_replicates, normal_interval, with_interval
 
 PRC_NEIGHBORHOOD = 3  # k of the k-NN manifolds (Kynkaanniemi et al. 2019; ADM's evaluator)
 KID_SUBSET_SIZE = 1000
@@ -59,9 +59,11 @@ def _measured(ctx: MetricContext, column: str, value: Callable[[torch.Tensor], f
               resampled: Callable[[torch.Tensor], Callable[[torch.Tensor], float]],
               strata: Optional[torch.Tensor], nonnegative: bool = False) -> dict[str, float]:
     estimate = value(features)
-    return with_interval(column, estimate, bootstrap_interval(resampled(features), estimate, len(features),
-                                                              seed=ctx.seed, name=column, resamples=ctx.resamples,
-                                                              nonnegative=nonnegative, strata=strata))
+    replicates = bootstrap_replicates(resampled(features), len(features), seed=ctx.seed, name=column,
+                                      resamples=ctx.resamples, strata=strata)
+    if not column.endswith("_floor"):  # the cell's own value, not the data-versus-data floor
+        ctx.keep("bootstrap", column, replicates)
+    return with_interval(column, estimate, interval_from_replicates(estimate, replicates, nonnegative))
 
 
 Measure = Callable[[torch.Tensor, Optional[str], Optional[torch.Tensor]], dict[str, float]]
