@@ -29,6 +29,14 @@ def _links_md(item: Item) -> str:
     return " · ".join(f"[{p.suffix[1:]}]({p.as_posix()})" for p in item.files)
 
 
+def _by_stem(item: Item) -> dict[str, list[Path]]:
+    """An item's files by table: ``trajectory_error_nfe5`` -> its .md, .tex and .csv."""
+    stems: dict[str, list[Path]] = {}
+    for path in item.files:
+        stems.setdefault(path.stem, []).append(path)
+    return stems
+
+
 def index_markdown(sections: list[Section], header: str) -> str:
     lines = ["# solverbench report", "", header, ""]
     for section in sections:
@@ -38,6 +46,10 @@ def index_markdown(sections: list[Section], header: str) -> str:
                 lines += [f"![{item.description}]({item.figure.as_posix()})", "", f"*{item.description}*", ""]
             elif item.table is not None:
                 lines += [f"**{item.description}** ({_links_md(item)})", "", _table_markdown(item), ""]
+            elif item.files:
+                lines += [f"**{item.description}**", ""] + [
+                    f"- {stem}: " + " · ".join(f"[{p.suffix[1:]}]({p.as_posix()})" for p in paths)
+                    for stem, paths in _by_stem(item).items()] + [""]
             else:
                 lines += [f"*{item.description}*", ""]
     return "\n".join(lines)
@@ -55,6 +67,11 @@ def index_html(sections: list[Section], header: str) -> str:
                              f"<figcaption>{what}</figcaption></figure>")
             elif item.table is not None:
                 parts.append(_table_html(item))
+            elif item.files:
+                links = "".join(f"<li>{html.escape(stem)}: " + " · ".join(
+                    f'<a href="{html.escape(p.as_posix())}">{p.suffix[1:]}</a>' for p in paths) + "</li>"
+                    for stem, paths in _by_stem(item).items())
+                parts.append(f'<p class="what">{what}</p><ul>{links}</ul>')
             else:
                 parts.append(f'<p class="what">{what}</p>')
     parts.append("</body></html>")

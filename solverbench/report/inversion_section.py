@@ -10,6 +10,7 @@ from solverbench.report.figures.inversion import plot_inversion_errors
 from solverbench.report.figures.style import SolverStyles
 from solverbench.report.items import Item, Section, figure_item, write_table
 from solverbench.report.metric_columns import EDIT_METRICS, INVERSION_METRICS, KNOWN_BY_NAME
+from solverbench.report.pairing import CellArrays
 from solverbench.report.sections import ReportContext, ReportSection, register_report_section
 from solverbench.report.settings import Setting
 from solverbench.report.tables.table1 import table1
@@ -24,7 +25,7 @@ class InversionSection(ReportSection):
 def inversion_section(setting: Setting, out_dir: Path, results_dir: Path, styles: SolverStyles) -> Section:
     rows, where, section = setting.rows, setting.directory, Section(setting.title)
     errors = [KNOWN_BY_NAME[name] for name in INVERSION_METRICS]
-    section.items += _tables(setting, errors, out_dir, "inversion",
+    section.items += _tables(setting, errors, out_dir, results_dir, "inversion",
                              "Round trip and inversion by NFE (blocks) and solver: invert the data, regenerate it "
                              "with the same solver and NFE", "bold marks the best in each block.")
     figure = plot_inversion_errors(rows, errors, setting.title, out_dir / where / "inversion_errors.png", styles)
@@ -36,8 +37,8 @@ def inversion_section(setting: Setting, out_dir: Path, results_dir: Path, styles
         edited = rows[rows["edits"].fillna(False).astype(bool)]
         edits = [KNOWN_BY_NAME[name] for name in EDIT_METRICS]
         section.items += _tables(Setting(setting.grid, setting.kind, setting.title, where, edited), edits, out_dir,
-                                 "edits", "Class edits by NFE and solver: inverted unguided under the source label, "
-                                 "regenerated under another label with the setting's guidance",
+                                 results_dir, "edits", "Class edits by NFE and solver: inverted unguided under the "
+                                 "source label, regenerated under another label with the setting's guidance",
                                  "bold marks the best in each block.")
         for nfe in EDIT_FIGURE_NFE:
             figure, missing = plot_edits(edited, results_dir / setting.grid / "edits", nfe, setting.title,
@@ -50,8 +51,9 @@ def inversion_section(setting: Setting, out_dir: Path, results_dir: Path, styles
     return section
 
 
-def _tables(setting: Setting, metrics: list, out_dir: Path, stem: str, what: str, bold: str) -> list[Item]:
-    ranked, analysis = table1(setting.rows, metrics, setting.title)
+def _tables(setting: Setting, metrics: list, out_dir: Path, results_dir: Path, stem: str, what: str, bold: str
+            ) -> list[Item]:
+    ranked, analysis = table1(setting.rows, metrics, setting.title, CellArrays(results_dir))
     items = []
     for table, suffix, note in ((ranked, "", bold), (analysis, "_analysis_only", "analysis-only, never ranked.")):
         if table is not None:

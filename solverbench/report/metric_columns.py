@@ -83,6 +83,23 @@ KNOWN = (
     MetricColumn("source_accuracy", "classifier on the sources", "fraction of unedited data labelled right", None,
                  "the classifier on the unedited data, the same for every solver: the ceiling of edit accuracy"),
 )
+SHAPE_LABELS = {"median": "median", "q90": "90% quantile", "q99": "99% quantile"}  # solverbench.metrics.shape
+
+
+def shape_of(metric: MetricColumn) -> tuple[MetricColumn, ...]:
+    """The quantile columns of a per-sample metric, and its fraction above the grid's threshold: ranked as the
+    metric is, drawn against NFE, kept out of Table 1 (the report's shape table shows them)."""
+    quantiles = tuple(MetricColumn(f"{metric.name}_{suffix}", f"{metric.label}, {label}", metric.unit,
+                                   metric.lower_is_better, metric.unranked_reason, metric.nonnegative, in_table1=False)
+                      for suffix, label in SHAPE_LABELS.items())
+    above = MetricColumn(f"{metric.name}_above", f"{metric.label}, fraction above the threshold",
+                         "fraction of samples above metric_options.exceedance", metric.lower_is_better,
+                         metric.unranked_reason, True, in_table1=False)
+    return quantiles + (above,)
+
+
+KNOWN += tuple(shape for m in KNOWN if m.name in ("trajectory_error", "log_likelihood") for shape in shape_of(m))
+SHAPE_SUFFIXES = tuple(f"_{suffix}" for suffix in SHAPE_LABELS) + ("_above",)
 # what a cell cost (Table 1's last columns): never ranked, never drawn against NFE as a quality; stored in
 # seconds, FLOPs and bytes, shown in the units below
 FLOP_UNITS = (DisplayUnit("MFLOPs", 1e6, "10^6 FLOPs"), DisplayUnit("GFLOPs", 1e9, "10^9 FLOPs"),
@@ -127,7 +144,8 @@ def metric_columns(frame: pd.DataFrame) -> list[MetricColumn]:
 
     known = [m for m in KNOWN if filled(m.name)]
     registered = METRICS.names()
-    other = [MetricColumn(c, c.replace("_", " "), "as the metric reports it", None) for c in frame.columns
+    other = [MetricColumn(c, c.replace("_", " "), "as the metric reports it", None,
+                          in_table1=not c.endswith(SHAPE_SUFFIXES)) for c in frame.columns
              if c not in KNOWN_BY_NAME and filled(c) and any(c.startswith(r) for r in registered)
              and not is_derived(c) and pd.api.types.is_numeric_dtype(frame[c])]
     return known + other

@@ -102,8 +102,14 @@ def _error_bars(ax, line: pd.DataFrame, color) -> bool:
         return False
     # drawn down from the top end, so that a low end of exactly 0 stays 0 (a log axis leaves it out of
     # its range; a centre minus half the width would leave a rounding residue of 1e-17 in it)
-    ax.errorbar(has["nfe"], has["high"], yerr=[has["high"] - has["low"], 0 * has["high"]], fmt="none", ecolor=color,
-                elinewidth=1.1, capsize=3, capthick=1.1, alpha=0.85, label="_nolegend_")
+    style = dict(fmt="none", ecolor=color, elinewidth=1.1, capsize=3, capthick=1.1, alpha=0.85, label="_nolegend_")
+    bounded = has[np.isfinite(has["low"]) & np.isfinite(has["high"])]
+    ax.errorbar(bounded["nfe"], bounded["high"], yerr=[bounded["high"] - bounded["low"], 0 * bounded["high"]], **style)
+    # too few samples to bound the top end (a 99% quantile of 64): an arrow up from the low end
+    open_above = has[np.isfinite(has["low"]) & np.isinf(has["high"])]
+    if not open_above.empty:
+        ax.errorbar(open_above["nfe"], open_above["low"], yerr=[0 * open_above["low"], open_above["low"].abs()],
+                    lolims=True, **style)
     return True
 
 
@@ -111,7 +117,7 @@ def _log_range_above_zero(ax, numbers: np.ndarray) -> None:
     """Where an interval reaches down to 0 (a distance's, cut there), the log y-axis spans the positive
     ``numbers`` drawn (with matplotlib's 5% margins) and its bars and bands run off the bottom: else a
     band from 0 would stretch the axis down to about 1e-17 (a rounding residue of 0)."""
-    numbers = numbers[~np.isnan(numbers)]
+    numbers = numbers[np.isfinite(numbers)]  # an unbounded end (inf) sets no limit
     positive = np.log10(numbers[numbers > 0])
     if (numbers > 0).all() or not len(positive):
         return

@@ -8,11 +8,14 @@ it differs, and every parameter in ``solver_params`` that takes more than one va
 from __future__ import annotations
 
 import json
+from typing import Optional
 
 import pandas as pd
 
 from solverbench.report.metric_columns import MetricColumn
-from solverbench.report.tables.aggregate import aggregate, best_flags
+from solverbench.report.pairing import CellArrays, PairedComparison
+from solverbench.report.tables.aggregate import aggregate
+from solverbench.report.tables.best import best_marks, bold_note, rule_notes
 from solverbench.report.tables.model import Cell, Row, Table, format_with_interval
 from solverbench.uncertainty import ci_columns
 
@@ -39,8 +42,10 @@ def _distinguishing(variants: pd.DataFrame) -> tuple[list[str], dict[str, object
     return varying, fixed
 
 
-def ablation_tables(rows: pd.DataFrame, metric: MetricColumn, title: str) -> dict[str, Table]:
-    """family root -> its Table 3 layout in ``metric``, for every family with two or more variants."""
+def ablation_tables(rows: pd.DataFrame, metric: MetricColumn, title: str, arrays: Optional[CellArrays] = None
+                    ) -> dict[str, Table]:
+    """family root -> its Table 3 layout in ``metric``, for every family with two or more variants; ``arrays``
+    (what the cells kept) to compare the variants with the best on the same samples."""
     records = aggregate(rows, [metric])
     records = records[records["nfe_block"] != "adaptive"] if len(records) else records
     if records.empty:
@@ -52,19 +57,22 @@ def ablation_tables(rows: pd.DataFrame, metric: MetricColumn, title: str) -> dic
         variants = _variants(family)
         if len(variants) < 2:
             continue
-        out[root] = _table(family, variants, metric, root, title)
+        out[root] = _table(family, variants, metric, root, title,
+                           PairedComparison(arrays, metric) if arrays is not None else None)
     return out
 
 
-def _table(family: pd.DataFrame, variants: pd.DataFrame, metric: MetricColumn, root: str, title: str) -> Table:
+def _table(family: pd.DataFrame, variants: pd.DataFrame, metric: MetricColumn, root: str, title: str,
+           comparison: Optional[PairedComparison]) -> Table:
     varying, fixed = _distinguishing(variants)
     show_name = variants["solver"].nunique() > 1
     blocks = sorted(family["nfe_block"].unique(), key=int)
     columns = [metric.name, *ci_columns(metric.name)]
-    by_block = {b: family[family["nfe_block"] == b].set_index("solver_label")[columns].reindex(variants["solver_label"])
-                for b in blocks}
+    by_block = {b: family[family["nfe_block"] == b].set_index("solver_label")[columns + ["cells"]]
+                .reindex(variants["solver_label"]) for b in blocks}
     ranked = pd.Series((~variants["analysis_only"]).to_numpy(), index=variants["solver_label"])
-    best = {b: best_flags(by_block[b], ranked, metric) for b in blocks}
+    marks = {b: best_marks(by_block[b], ranked, metric, comparison) for b in blocks}
+    best = {b: marks[b].bold for b in blocks}
     labels = (["solver"] if show_name else []) + varying
     table = Table(f"Ablation (Table 3 layout) of {root}: {metric.label}{metric.arrow} by variant and NFE. {title}.",
                   labels + [f"NFE {b}" for b in blocks], text_columns=tuple(range(len(labels))))
@@ -79,9 +87,8 @@ def _table(family: pd.DataFrame, variants: pd.DataFrame, metric: MetricColumn, r
                   **{f"nfe_{b}{suffix}": values[b][column] for b in blocks
                      for suffix, column in zip(("", "_ci_low", "_ci_high"), columns)}}
         table.rows.append(Row(cells, record))
-    table.notes.append("Bold: the best value at each NFE (" + ("lower" if metric.lower_is_better else "higher")
-                       + " is better) and every value whose 95% interval overlaps the best one's; ± is half the "
-                       "interval's width; analysis-only variants are never ranked.")
+    table.notes += [bold_note("at each NFE"), *rule_notes([(metric, f"at NFE {b}", marks[b]) for b in blocks]),
+                    "± is half the interval's width; analysis-only variants are never ranked."]
     if fixed:
         table.notes.append("Fixed across these variants: " + ", ".join(f"{k}={v}" for k, v in fixed.items()) + ".")
     return table

@@ -10,6 +10,7 @@ import pandas as pd
 
 from solverbench.report.learned_grids import came_back_uniform
 from solverbench.report.metric_columns import MetricColumn
+from solverbench.report.pairing import seed_cells
 from solverbench.report.tables.model import format_number
 from solverbench.uncertainty import ci_columns, combine_seeds, intervals_overlap
 
@@ -63,7 +64,8 @@ def aggregate(rows: pd.DataFrame, metrics: list[MetricColumn]) -> pd.DataFrame:
 
     Metric columns are means over the finished (``status == ok``) seeds with their intervals;
     ``seeds`` and ``seeds_ok`` count rows, ``problem`` holds the first failure's status and reason;
-    ``learned_uniform`` says the cell's learned time grid came back the uniform grid (``learned_grids``).
+    ``learned_uniform`` says the cell's learned time grid came back the uniform grid (``learned_grids``);
+    ``cells`` names the finished cells (``pairing.SeedCell``) for comparisons on the same samples.
     """
     rows = rows.assign(nfe_block=rows["nfe"].map(nfe_block))
     solver_order = {label: i for i, label in enumerate(dict.fromkeys(rows["solver_label"]))}
@@ -79,6 +81,7 @@ def aggregate(rows: pd.DataFrame, metrics: list[MetricColumn]) -> pd.DataFrame:
             "nfe_measured": ok["nfe_measured"].mean() if len(ok) else NAN,
             "seeds": len(group), "seeds_ok": len(ok),
             "problem": None if bad.empty else f"{bad['status'].iloc[0]}: {bad['error'].iloc[0]}",
+            "cells": seed_cells(ok, [m.name for m in metrics]),
         }
         for m in metrics:
             record.update(with_interval(ok, m.name, m.nonnegative))

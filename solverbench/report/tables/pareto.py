@@ -9,20 +9,26 @@ not operating points: they cannot be run for real.
 
 The budget table reads the front as budgets: for each front point's cost (the budgets on the
 grid at which the answer changes), the best solver among the points that cost no more, with
-every point of that budget whose interval overlaps the best's named as a tie.
+every point of that budget not shown worse than the best named as a tie (``tables.best``:
+compared on the same samples with Holm's correction over the budget's points, or by
+overlapping intervals where the cells kept no paired arrays).
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from typing import Optional
 
 import pandas as pd
 
 from solverbench.report.learned_grids import marked
 from solverbench.report.metric_columns import KNOWN_BY_NAME, MetricColumn
+from solverbench.report.pairing import CellArrays, PairedComparison
 from solverbench.report.tables.aggregate import BY, aggregate, block_means
+from solverbench.report.tables.best import best_marks, not_shown_worse
 from solverbench.report.tables.cost_units import cost_format
 from solverbench.report.tables.model import Cell, Row, Table, format_with_interval
-from solverbench.uncertainty import ci_columns, intervals_overlap
+from solverbench.uncertainty import ci_columns
 
 
 @dataclass(frozen=True)
@@ -79,13 +85,16 @@ def point_label(record: pd.Series) -> str:
     return f"{marked(record['solver_label'], record['learned_uniform'])} @ {budget}"
 
 
-def budget_table(rows: pd.DataFrame, metric: MetricColumn, title: str) -> Table:
-    """For each wall-time and FLOPs budget on the front, the best solver within it and its ties."""
+def budget_table(rows: pd.DataFrame, metric: MetricColumn, title: str, arrays: Optional[CellArrays] = None) -> Table:
+    """For each wall-time and FLOPs budget on the front, the best solver within it and its ties; ``arrays`` (what
+    the cells kept) to compare the points with the best on the same samples."""
     points = operating_points(rows, metric)
+    comparison = PairedComparison(arrays, metric) if arrays is not None else None
+    marks = []
     low, high = ci_columns(metric.name)
     table = Table(f"Best solver per budget. {title}: {metric.label}, the best operating point (solver, NFE) "
                   "that costs at most each budget, per sample.",
-                  ["cost", "budget", "best within budget", metric.label + metric.arrow, "tied within 95% CI"],
+                  ["cost", "budget", "best within budget", metric.label + metric.arrow, "tied (not shown worse)"],
                   text_columns=(0, 2, 4))
     for axis in available_axes(points, BUDGET_AXES):
         front = points[on_front(points, axis, metric)].sort_values(axis.column)
@@ -93,10 +102,10 @@ def budget_table(rows: pd.DataFrame, metric: MetricColumn, title: str) -> Table:
         first = True
         for _, best in front.iterrows():
             budget = best[axis.column]
-            within = points[(points[axis.column] <= budget) & (points.index != best.name)]
-            ties = [point_label(r) for _, r in within.iterrows()
-                    if pd.notna(r[low]) and pd.notna(best[low]) and intervals_overlap((r[low], r[high]),
-                                                                                      (best[low], best[high]))]
+            within = points[points[axis.column] <= budget]
+            mark = best_marks(within, pd.Series(True, index=within.index), metric, comparison)
+            marks.append(mark)
+            ties = [point_label(r) for i, r in within.iterrows() if mark.bold[i] and i != best.name]
             table.rows.append(Row([
                 Cell(axis.label if first else ""), Cell(f"≤ {shown.text(budget)} {shown.unit.name}"),
                 Cell(point_label(best)),
@@ -113,6 +122,7 @@ def budget_table(rows: pd.DataFrame, metric: MetricColumn, title: str) -> Table:
         "where large): one sample's solve counted by torch's flop counter (matrix products and convolutions, "
         "backbone + solver).  The CSV holds the budgets in seconds and FLOPs.  Training costs are not included (the "
         "training cost table has them).",
-        "Tied: points within the budget whose 95% interval overlaps the best's.",
-    ]
+        f"Tied: every point within the budget {not_shown_worse('the best')}.",
+    ] + [f"Compared by {rule}: {count} budget(s)." for rule, count in
+         Counter(mark.rule for mark in marks if mark.rule is not None).items()]
     return table

@@ -10,7 +10,7 @@ from solverbench.report.tables.model import Table
 
 LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                 "↓": r"$\downarrow$", "↑": r"$\uparrow$", "–": "--", "−": "$-$", "≤": r"$\leq$"}
+                 "↓": r"$\downarrow$", "↑": r"$\uparrow$", "–": "--", "—": "---", "−": "$-$", "≤": r"$\leq$"}
 SCIENTIFIC = re.compile(r"^(-?\d+(?:\.\d+)?)e([+-])0*(\d+)$")
 
 

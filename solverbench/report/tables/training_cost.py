@@ -9,11 +9,15 @@ seeds with its 95% interval, bold where it ties the best of its NFE block.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import pandas as pd
 
 from solverbench.report.learned_grids import NOTE, marked
 from solverbench.report.metric_columns import MetricColumn
-from solverbench.report.tables.aggregate import BY, aggregate, best_flags, block_means
+from solverbench.report.pairing import CellArrays, PairedComparison
+from solverbench.report.tables.aggregate import BY, aggregate, block_means
+from solverbench.report.tables.best import best_marks, bold_note, rule_notes
 from solverbench.report.tables.model import Cell, Row, Table, format_number, format_with_interval
 from solverbench.uncertainty import ci_columns
 
@@ -36,14 +40,19 @@ def cost_records(rows: pd.DataFrame, metric: MetricColumn) -> pd.DataFrame:
     return records.merge(block_means(totals, ["cost_seconds", "cost_parameters"]), on=list(BY), how="left")
 
 
-def training_cost_table(rows: pd.DataFrame, metric: MetricColumn, title: str) -> Table:
+def training_cost_table(rows: pd.DataFrame, metric: MetricColumn, title: str, arrays: Optional[CellArrays] = None
+                        ) -> Table:
+    """``arrays``: what the cells kept, to compare each value with its block's best on the same samples."""
     records = cost_records(rows, metric)
     table = Table(f"Error against training cost. {title}: {metric.label} by NFE, with what each sampler cost "
                   "to make.", ["NFE", "solver", metric.label + metric.arrow, "training / optimisation (s)",
                                "trainable parameters"], text_columns=(0, 1))
-    bold = pd.Series(False, index=records.index)
-    for _, group in records.groupby("nfe_block", sort=False):
-        bold.loc[group.index] = best_flags(group, pd.Series(True, index=group.index), metric)
+    bold, marks = pd.Series(False, index=records.index), []
+    comparison = PairedComparison(arrays, metric) if arrays is not None else None
+    for block, group in records.groupby("nfe_block", sort=False):
+        mark = best_marks(group, pd.Series(True, index=group.index), metric, comparison)
+        bold.loc[group.index] = mark.bold
+        marks.append((metric, f"at NFE {block}", mark))
     low, high = ci_columns(metric.name)
     previous = None
     for i, record in records.iterrows():
@@ -61,7 +70,7 @@ def training_cost_table(rows: pd.DataFrame, metric: MetricColumn, title: str) ->
             "train_seconds": seconds, "trainable_params": int(parameters),
             "best": bool(bold[i])}, rule_above=first))
     table.notes = [
-        "Bold: the best value in each NFE block and every value whose 95% interval overlaps it.",
+        bold_note("in each NFE block"), *rule_notes(marks),
         "Training / optimisation: wall time of the solver's own training (a network beside the backbone, a Bespoke "
         "transformation) plus its learned time grid's (teacher solves included), on the machine that ran the grid; "
         "a cached result keeps the time it took when it was made.  Trainable parameters: the same, summed (a "
