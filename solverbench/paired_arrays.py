@@ -7,7 +7,9 @@ samples), so their results are paired: a comparison reads, for each metric colum
   paired difference of two cells is their difference sample by sample);
 - ``bootstrap/COLUMN``: a distribution metric's bootstrap replicates in draw order; every cell
   of the table draws the same indices (``solverbench.uncertainty.bootstrap_replicates``), so the
-  difference of two cells' replicates is the bootstrap of their paired difference.
+  difference of two cells' replicates is the bootstrap of their paired difference;
+- ``labels``: the cell's class labels in sample order, where it has them (the strata of a
+  per-sample bootstrap: each class resampled from its own samples, as the intervals are).
 
 They live in ``RESULTS/<grid>/paired/<cell id>.npz`` (float64 arrays), written whole or not at all.
 """

@@ -27,6 +27,7 @@ from solverbench.schedules import is_learned, learned_schedule
 from solverbench.solver import IncompleteSolver, PrepareContext, Solver, SolverCheckError, check_implements_solve, \
     solver_label
 from solverbench.timegrid import GRIDS, make_time_grid
+from solverbench.metrics.shape import OPTION as SHAPE_OPTION, check_exceedance
 from solverbench.uncertainty import OPTIONS as UNCERTAINTY_OPTIONS
 from solverbench.uncertainty import check_resamples
 
@@ -378,7 +379,8 @@ def metrics(raw: Mapping[str, Any], specs: tuple[BackboneSpec, ...], guidance: t
 def metric_options(raw: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     """Options for the grid's metrics: each key read by one of them (a metric lists what it reads in
     ``fn.options`` and may check values with ``fn.check_options(options)``, raising ValueError), or by
-    the harness for every metric (``bootstrap_resamples``, solverbench.uncertainty)."""
+    the harness for every metric (``bootstrap_resamples``, solverbench.uncertainty; ``exceedance``,
+    solverbench.metrics.shape)."""
     options = raw.get("metric_options")
     options = {} if options is None else options
     if not isinstance(options, dict):
@@ -389,7 +391,13 @@ def metric_options(raw: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, 
         except ValueError as err:
             grid_error("metric_options.bootstrap_resamples", options["bootstrap_resamples"], str(err))
     readers = [METRICS.get(m) for m in names]
-    accepted = set(UNCERTAINTY_OPTIONS) | {key for fn in readers for key in getattr(fn, "options", {})}
+    if SHAPE_OPTION in options:
+        per_sample = {m for m, fn in zip(names, readers) if getattr(fn, "per_sample", False)}
+        try:
+            check_exceedance(options[SHAPE_OPTION], per_sample)
+        except ValueError as err:
+            grid_error(f"metric_options.{SHAPE_OPTION}", options[SHAPE_OPTION], str(err))
+    accepted = set(UNCERTAINTY_OPTIONS) | {SHAPE_OPTION} | {key for fn in readers for key in getattr(fn, "options", {})}
     for key, value in options.items():
         if key not in accepted:
             grid_error(f"metric_options.{key}", value, "options read by the grid's metrics: "
