@@ -13,8 +13,9 @@ them through the real engine (``run_grid``) into a fresh results folder each:
   to expose per-cell costs that grow with the table (re-reads of the results, re-hashes).
 
 Each run's time is split (exclusive wall and CPU time: a phase called inside another is
-charged to itself only) into the reference solve, the noise and label draws, sampling, the
-metrics, the results store, and the rest.  Every phase's growth exponent (the slope of
+charged to itself only) into the reference solve, the noise, label and data draws, sampling,
+the FLOP count, the metrics, the results store (its table, each cell's samples and paired
+arrays), and the rest.  Every phase's growth exponent (the slope of
 log time against log size) is printed; one above 1.15 is flagged as growing faster than the
 work.  The largest setting of each series is then run again under cProfile (with ``--force``
 and the reference cached, so the profile is of the cells) and its top entries by
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import functools
 import io
 import os
 import platform
@@ -46,26 +48,28 @@ from solverbench.engine import run_grid
 from solverbench.grid import load_grid
 from solverbench.results import ResultsTable
 
-PHASES = ("reference", "draws", "sampling", "metrics", "store", "rest")
+PHASES = ("reference", "draws", "sampling", "flops", "metrics", "store", "rest")
 SUPER_LINEAR = 1.15  # a growth exponent above this is flagged
 
 
 class Phases:
     """Exclusive wall and CPU seconds per phase: entering a phase pauses the one it was called from."""
 
-    def __init__(self):
-        self.wall = dict.fromkeys(PHASES, 0.0)
-        self.cpu = dict.fromkeys(PHASES, 0.0)
+    def __init__(self, names: tuple[str, ...] = PHASES):
+        self.wall = dict.fromkeys(names, 0.0)  # a phase not named here is added when first entered
+        self.cpu = dict.fromkeys(names, 0.0)
         self.stack: list[str] = ["rest"]
         self.mark = (time.perf_counter(), time.process_time())
 
     def _charge(self) -> None:
-        now = (time.perf_counter(), time.process_time())
-        self.wall[self.stack[-1]] += now[0] - self.mark[0]
-        self.cpu[self.stack[-1]] += now[1] - self.mark[1]
+        now, phase = (time.perf_counter(), time.process_time()), self.stack[-1]
+        self.wall[phase] = self.wall.get(phase, 0.0) + now[0] - self.mark[0]
+        self.cpu[phase] = self.cpu.get(phase, 0.0) + now[1] - self.mark[1]
         self.mark = now
 
     def timed(self, phase: str, fn: Callable) -> Callable:
+        """``fn`` charged to ``phase`` (its attributes kept: a metric's ``applies``, ...)."""
+        @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             self._charge()
             self.stack.append(phase)
@@ -79,15 +83,20 @@ class Phases:
 
 # the functions the engine calls for each phase: (object, attribute, phase)
 HOOKS = [(workspace_module, "reference_endpoints", "reference"), (draws_module, "noise_for", "draws"),
-         (draws_module, "labels_for", "draws"), (sweep_module, "sample", "sampling"),
-         (sweep_module.Sweep, "measure", "metrics"), (ResultsTable, "put_many", "store"),
-         (ResultsTable, "done", "store"), (ResultsTable, "refresh", "store"), (ResultsTable, "__init__", "store")]
+         (draws_module, "labels_for", "draws"), (draws_module.Draws, "data", "draws"),
+         (sweep_module, "sample", "sampling"), (sweep_module, "solve_cost", "flops"),
+         (sweep_module.Sweep, "measure", "metrics"),
+         (ResultsTable, "put_many", "store"), (ResultsTable, "done", "store"), (ResultsTable, "refresh", "store"),
+         (ResultsTable, "__init__", "store"), (sweep_module.Sweep, "save_samples", "store"),
+         (sweep_module, "write_paired_arrays", "store")]
 
 
 @contextlib.contextmanager
-def instrumented(phases: Phases) -> Iterator[None]:
-    saved = [(obj, name, getattr(obj, name)) for obj, name, _ in HOOKS]
-    for (obj, name, phase), (_, _, fn) in zip(HOOKS, saved):
+def instrumented(phases: Phases, hooks: list[tuple[Any, str, str]] = HOOKS) -> Iterator[None]:
+    """Each hooked function charged to its phase while the block runs (a hook the code lacks is skipped)."""
+    hooks = [(obj, name, phase) for obj, name, phase in hooks if hasattr(obj, name)]
+    saved = [(obj, name, getattr(obj, name)) for obj, name, _ in hooks]
+    for (obj, name, phase), (_, _, fn) in zip(hooks, saved):
         setattr(obj, name, phases.timed(phase, fn))
     try:
         yield
@@ -234,8 +243,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
+def logged(run: Callable[[argparse.Namespace, Callable[[str], None]], Any], args: argparse.Namespace) -> None:
+    """``run(args, log)``, each line it logs printed as it comes and, with ``args.out``, written to that file."""
     lines: list[str] = []
 
     def log(text: str) -> None:
@@ -246,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    logged(run, parse(argv))
     return 0
 
 

@@ -20,14 +20,17 @@ from its own samples): the labels are part of the design, the same for every sol
 table, and resampling them too would add their variability to every interval (on digits it
 made FID's interval 2.5 times too wide; ``python benchmarks/interval_check.py`` compares the
 standard errors with the spread over independent sample sets).  The draws are seeded by the
-cell's seed and the metric's name, so a rerun gives the same interval.  Across seeds (``combine_seeds``) the interval of the mean is ``mean +- 1.96 se``
+cell's seed and the metric's name, so a rerun gives the same interval; the cells of a run that share
+them (the solvers of a table) draw them once (``memo``: the run's memo, where they are small enough
+to keep).  Across seeds (``combine_seeds``) the interval of the mean is ``mean +- 1.96 se``
 with ``se^2 = max(sum_i se_i^2 / k^2, s^2 / k)``: the seeds' own standard errors pooled, or
 the spread between the k seed values where that is larger.
 """
 from __future__ import annotations
 
+import hashlib
 import zlib
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, MutableMapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -37,6 +40,7 @@ Z = 1.959963984540054  # the standard normal's 97.5% quantile
 DEFAULT_RESAMPLES = 200
 MEAN_RESAMPLES = 2000  # bootstrap means are cheap, and percentiles want many
 CHUNK_ELEMENTS = 1 << 22  # indices drawn at once (a few tens of MB)
+MEMO_BYTES = 1 << 25  # a metric's draws are kept for the run's next cells up to this size (32 MB)
 OPTIONS = {"bootstrap_resamples": f"bootstrap draws behind the 95% interval of each distribution metric "
                                   f"(default {DEFAULT_RESAMPLES})"}
 
@@ -80,17 +84,65 @@ def resample_indices(n: int, resamples: int, generator: torch.Generator,
         yield torch.cat([g[torch.randint(len(g), (r, len(g)), generator=generator)] for g in groups], dim=1)
 
 
+def strata_digest(strata: Optional[torch.Tensor]) -> Optional[str]:
+    """The labels a draw is stratified by, as a short key (SHA-256 of their values)."""
+    return None if strata is None else hashlib.sha256(strata.cpu().to(torch.int64).numpy().tobytes()).hexdigest()
+
+
+def draws_key(kind: str, n: int, seed: int, name: str, resamples: int, strata: Optional[torch.Tensor]) -> tuple:
+    """What a metric's bootstrap draws depend on, as a key of the run's memo."""
+    return ("bootstrap draws", kind, int(n), int(seed), name, int(resamples), strata_digest(strata))
+
+
+def kept(memo: Optional[MutableMapping[Any, Any]], key: tuple, nbytes: int, draw: Callable[[], Any],
+         whole: Callable[[Any], Any] = lambda drawn: drawn) -> Any:
+    """``draw()``, kept in ``memo`` (made ``whole`` first) for the next call with ``key`` where it is at most
+    ``MEMO_BYTES``."""
+    if memo is None or nbytes > MEMO_BYTES:
+        return draw()
+    if key not in memo:
+        memo[key] = whole(draw())
+    return memo[key]
+
+
+def bootstrap_indices(n: int, *, seed: int, name: str, resamples: int, strata: Optional[torch.Tensor] = None,
+                      memo: Optional[MutableMapping[Any, Any]] = None) -> Iterable[torch.Tensor]:
+    """The chunks of ``resample_indices`` for the generator of ``seed`` and ``name``: drawn once per run
+    (``memo``) where they fit ``MEMO_BYTES``, else drawn as they are read."""
+    def draw() -> Iterator[torch.Tensor]:
+        return resample_indices(n, resamples, bootstrap_generator(seed, name), strata)
+
+    return kept(memo, draws_key("indices", n, seed, name, resamples, strata), 8 * n * resamples, draw, list)
+
+
+def bootstrap_counts(n: int, *, seed: int, name: str, resamples: int = DEFAULT_RESAMPLES,
+                     strata: Optional[torch.Tensor] = None, memo: Optional[MutableMapping[Any, Any]] = None
+                     ) -> np.ndarray:
+    """``(resamples, n)``: how many times each sample is in each draw of ``bootstrap_replicates`` (the same
+    draws, in the same order), drawn once per run (``memo``) where they fit ``MEMO_BYTES``."""
+    def count() -> np.ndarray:
+        rows = []
+        for chunk in resample_indices(n, resamples, bootstrap_generator(seed, name), strata):
+            offsets = torch.arange(len(chunk)).unsqueeze(1) * n  # row r of the chunk counts into [r n, (r + 1) n)
+            counts = torch.bincount((chunk + offsets).flatten(), minlength=len(chunk) * n).view(len(chunk), n)
+            rows.append(counts.numpy().astype(np.uint8 if int(counts.max()) < 256 else np.int32))
+        return np.concatenate(rows) if rows else np.zeros((0, n), dtype=np.uint8)
+
+    return kept(memo, draws_key("counts", n, seed, name, resamples, strata), n * resamples, count)
+
+
 def normal_interval(value: float, se: float) -> tuple[float, float]:
     return float(value - Z * se), float(value + Z * se)
 
 
 def mean_interval(values: torch.Tensor, *, seed: int = 0, name: str = "mean", resamples: int = MEAN_RESAMPLES,
-                  strata: Optional[torch.Tensor] = None) -> tuple[float, tuple[float, float]]:
-    """The mean of per-sample ``values`` and the percentile bootstrap interval of the mean."""
+                  strata: Optional[torch.Tensor] = None, memo: Optional[MutableMapping[Any, Any]] = None
+                  ) -> tuple[float, tuple[float, float]]:
+    """The mean of per-sample ``values`` and the percentile bootstrap interval of the mean (the draws kept
+    in ``memo`` for the run's next cells where they are small)."""
     values = values.detach().double().flatten().cpu()
-    generator = bootstrap_generator(seed, name)
-    means = torch.cat([values[idx].mean(dim=1)
-                       for idx in resample_indices(len(values), resamples, generator, strata)])
+    means = torch.cat([values[idx].mean(dim=1) for idx in bootstrap_indices(
+        len(values), seed=seed, name=name, resamples=resamples, strata=strata, memo=memo)])
     if not torch.isfinite(means).all():
         return float(values.mean()), (float("nan"), float("nan"))
     low, high = torch.quantile(means, torch.tensor([(1 - LEVEL) / 2, (1 + LEVEL) / 2], dtype=torch.float64))
@@ -98,15 +150,25 @@ def mean_interval(values: torch.Tensor, *, seed: int = 0, name: str = "mean", re
 
 
 def bootstrap_replicates(statistic: Callable[[torch.Tensor], float], n: int, *, seed: int, name: str,
-                         resamples: int = DEFAULT_RESAMPLES, strata: Optional[torch.Tensor] = None) -> np.ndarray:
+                         resamples: int = DEFAULT_RESAMPLES, strata: Optional[torch.Tensor] = None,
+                         memo: Optional[MutableMapping[Any, Any]] = None) -> np.ndarray:
     """``statistic(indices)`` for each of ``resamples`` bootstrap draws of the ``n`` samples, in draw order.
 
     The draws depend on ``seed``, ``name``, ``n`` and ``strata`` alone: every cell that shares them (the
     solvers of one table) resamples the same indices, so the difference of two cells' replicates is the
-    bootstrap of their paired difference."""
-    generator = bootstrap_generator(seed, name)
-    return np.array([statistic(idx) for chunk in resample_indices(n, resamples, generator, strata) for idx in chunk],
-                    dtype=np.float64)
+    bootstrap of their paired difference (with ``memo``, the run's memo, they are drawn once where small)."""
+    chunks = bootstrap_indices(n, seed=seed, name=name, resamples=resamples, strata=strata, memo=memo)
+    return np.array([statistic(idx) for chunk in chunks for idx in chunk], dtype=np.float64)
+
+
+def bootstrap_count_replicates(statistic: Callable[[np.ndarray], float], n: int, *, seed: int, name: str,
+                               resamples: int = DEFAULT_RESAMPLES, strata: Optional[torch.Tensor] = None,
+                               memo: Optional[MutableMapping[Any, Any]] = None) -> np.ndarray:
+    """``bootstrap_replicates`` of a statistic of the draw's multiset alone: ``statistic(counts)``, ``counts[i]``
+    the copies of sample ``i`` in the draw (``bootstrap_counts``: the same draws, drawn once per run where
+    ``memo`` is given)."""
+    counts = bootstrap_counts(n, seed=seed, name=name, resamples=resamples, strata=strata, memo=memo)
+    return np.array([statistic(row) for row in counts], dtype=np.float64)
 
 
 def interval_from_replicates(value: float, replicates: np.ndarray, nonnegative: bool = False) -> tuple[float, float]:

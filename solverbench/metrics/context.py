@@ -42,7 +42,8 @@ class MetricContext:
     reference_fn: Callable[[], torch.Tensor]
     data_fn: Callable[..., tuple[torch.Tensor, Optional[torch.Tensor]]]  # (n, draw=0) -> (x0, y)
     extras: dict[str, Any] = field(default_factory=dict)
-    memo: dict[Any, Any] = field(default_factory=dict)  # shared by the cells of one run (noise floors)
+    memo: dict[Any, Any] = field(default_factory=dict)  # shared by the cells of one run: noise floors, data
+    # draws and their sorted projections, bootstrap draws
     kept: dict[str, np.ndarray] = field(default_factory=dict)  # "KIND/COLUMN" -> values, see keep
 
     def keep(self, kind: str, column: str, values: Any) -> None:

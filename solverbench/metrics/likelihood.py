@@ -24,9 +24,10 @@ def log_likelihood(ctx: MetricContext) -> dict[str, float]:
     if why:
         raise NotApplicable(why)
     values = ctx.backbone.log_prob(ctx.samples, ctx.labels)
-    mean, interval = mean_interval(values, seed=ctx.seed, name="log_likelihood", strata=ctx.labels)
+    mean, interval = mean_interval(values, seed=ctx.seed, name="log_likelihood", strata=ctx.labels, memo=ctx.memo)
     ctx.keep("per_sample", "log_likelihood", values)
     return with_interval("log_likelihood", mean, interval)
 
 
 log_likelihood.applies = _applies
+log_likelihood.per_sample = True  # its values sample by sample: quantiles and paired comparisons (metrics.shape)

@@ -18,6 +18,7 @@ def per_sample_rms(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def trajectory_error(ctx: MetricContext) -> dict[str, float]:
     """Mean per-sample RMS distance to the reference solve's endpoint from the same noise (and the worst sample's)."""
     err = per_sample_rms(ctx.samples, ctx.reference)
-    mean, interval = mean_interval(err, seed=ctx.seed, name="trajectory_error", strata=ctx.labels)
+    mean, interval = mean_interval(err, seed=ctx.seed, name="trajectory_error", strata=ctx.labels, memo=ctx.memo)
     ctx.keep("per_sample", "trajectory_error", err)
     return {**with_interval("trajectory_error", mean, interval), "trajectory_error_max": err.max().item()}
+trajectory_error.per_sample = True  # its values sample by sample: quantiles and paired comparisons (metrics.shape)

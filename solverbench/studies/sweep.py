@@ -39,6 +39,7 @@ from solverbench.guidance import Guidance
 from solverbench.hashing import canonical_json, file_sha256, spec_hash
 from solverbench.metrics.context import MetricContext, NotApplicable
 from solverbench.metrics.image.adm_npz import LABELS, BatchWriter
+from solverbench.metrics.shape import OPTION as SHAPE_OPTION, shape_columns
 from solverbench.paired_arrays import write_paired_arrays
 from solverbench.registry import METRICS, register_study
 from solverbench.results import TABLE, read_table
@@ -234,6 +235,8 @@ class Sweep(Study):
                     self.export_rest(export, backbone, samples, labels)
             if writes:
                 self.save_samples(cell_id, samples, labels)
+                if kept and labels is not None:
+                    kept = {**kept, "labels": labels.cpu().numpy()}
                 write_paired_arrays(self.workspace.results_dir / grid.name, cell_id, kept)
             row.update(status="ok", error=None)
         except Exception as err:  # recorded, reported at the end of the sweep
@@ -321,6 +324,11 @@ class Sweep(Study):
                 values.update(METRICS.get(name)(ctx))
             except NotApplicable as why:
                 skipped[name] = str(why)
+        thresholds = self.grid.metric_options.get(SHAPE_OPTION, {})
+        for key, per_sample in ctx.kept.items():  # the quantiles behind each per-sample mean
+            kind, column = key.split("/", 1)
+            if kind == "per_sample":
+                values.update(shape_columns(column, per_sample, thresholds.get(column)))
         values["metrics_not_applicable"] = canonical_json(skipped) if skipped else None
         return values, ctx.kept
 

@@ -1,6 +1,7 @@
-"""The sliced Wasserstein metric's fast implementation (numpy sorts of contiguous rows, bootstrap draws
-in place in one buffer, a few projections at a time) gives the numbers of the plain one, bit for bit:
-the point estimate, every bootstrap draw, and the intervals built from them."""
+"""The sliced Wasserstein metric's fast implementation (numpy sorts of contiguous rows; bootstrap draws
+from the counts of each sample, each direction's projections sorted once, or for a few samples gathered and
+sorted, a few projections at a time in one buffer) gives the numbers of the plain one, bit for bit: the
+point estimate, every bootstrap draw, and the intervals built from them."""
 from __future__ import annotations
 
 from typing import Callable
@@ -11,7 +12,14 @@ import torch
 
 import solverbench.metrics.distribution as distribution
 from solverbench.metrics.distribution import _directions, sliced_wasserstein2, sliced_wasserstein_resampled
-from solverbench.uncertainty import bootstrap_generator, bootstrap_interval, resample_indices
+from solverbench.uncertainty import (
+    bootstrap_count_replicates,
+    bootstrap_counts,
+    bootstrap_generator,
+    bootstrap_interval,
+    interval_from_replicates,
+    resample_indices,
+)
 
 
 # --- the implementation before it was made fast (slow reference) -----------------------------------------
@@ -32,6 +40,11 @@ def reference_sliced_wasserstein_resampled(x: torch.Tensor, y: torch.Tensor, see
     py = np.sort((y.double().flatten(1).cpu() @ theta).T.float().numpy(), axis=1)
     return lambda idx: float(np.sqrt(np.mean((np.sort(np.take(px, idx.numpy(), axis=1), axis=1) - py) ** 2)))
 # -----------------------------------------------------------------------------------------------------------
+
+
+def counts_of(indices: torch.Tensor, n: int) -> np.ndarray:
+    """How many times each of the ``n`` samples is in a draw of ``indices``."""
+    return np.bincount(indices.numpy(), minlength=n)
 
 
 def clouds(kind: str, n: int, dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,15 +78,17 @@ def test_point_estimate_is_bitwise_the_reference(kind, n, dim):
 
 @pytest.mark.parametrize("kind, n, dim", CASES)
 @pytest.mark.parametrize("cache_elements", [distribution.CACHE_ELEMENTS, 1000])  # 1000: many blocks, a ragged last
-def test_every_bootstrap_draw_is_bitwise_the_reference(kind, n, dim, cache_elements, monkeypatch):
+@pytest.mark.parametrize("sorted_up_to", [0, 10 ** 6])  # every draw from the counts; every draw gathered and sorted
+def test_every_bootstrap_draw_is_bitwise_the_reference(kind, n, dim, cache_elements, sorted_up_to, monkeypatch):
     monkeypatch.setattr(distribution, "CACHE_ELEMENTS", cache_elements)
+    monkeypatch.setattr(distribution, "SORTED_DRAWS_UP_TO", sorted_up_to)
     x, y = clouds(kind, n, dim, seed=n + 1)
     fast, slow = sliced_wasserstein_resampled(x, y, 2), reference_sliced_wasserstein_resampled(x, y, 2)
     g = torch.Generator().manual_seed(n)
     draws = [torch.arange(n), torch.zeros(n, dtype=torch.long), torch.full((n,), n - 1)]
     draws += list(torch.randint(n, (6, n), generator=g))
     for idx in draws:  # one statistic, many draws: its buffer is reused
-        assert fast(idx) == slow(idx)
+        assert fast(counts_of(idx, n)) == slow(idx)
 
 
 def test_bootstrap_intervals_and_floor_are_bitwise_the_reference_with_and_without_strata():
@@ -87,9 +102,11 @@ def test_bootstrap_intervals_and_floor_are_bitwise_the_reference_with_and_withou
         value = sliced_wasserstein2(x, data, seed=7)
         assert value == reference_sliced_wasserstein2(x, data, seed=7)
         for strata in (None, labels):
-            kwargs = dict(seed=7, name=name, resamples=40, nonnegative=True, strata=strata)
-            assert (bootstrap_interval(sliced_wasserstein_resampled(x, data, 7), value, n, **kwargs)
-                    == bootstrap_interval(reference_sliced_wasserstein_resampled(x, data, 7), value, n, **kwargs))
+            kwargs = dict(seed=7, name=name, resamples=40, strata=strata)
+            fast = bootstrap_count_replicates(sliced_wasserstein_resampled(x, data, 7), n, **kwargs, memo={})
+            assert (interval_from_replicates(value, fast, nonnegative=True)
+                    == bootstrap_interval(reference_sliced_wasserstein_resampled(x, data, 7), value, n, **kwargs,
+                                          nonnegative=True))
 
 
 def test_stratified_draws_are_bitwise_the_reference():
@@ -97,9 +114,19 @@ def test_stratified_draws_are_bitwise_the_reference():
     labels = torch.randint(3, (700,), generator=g)
     x, y = torch.randn(700, 6, generator=g), torch.randn(700, 6, generator=g)
     fast, slow = sliced_wasserstein_resampled(x, y, 0), reference_sliced_wasserstein_resampled(x, y, 0)
-    for chunk in resample_indices(700, 10, bootstrap_generator(0, "sw"), strata=labels):
-        for idx in chunk:
-            assert fast(idx) == slow(idx)
+    counts = bootstrap_counts(700, seed=0, name="sw", resamples=10, strata=labels)
+    draws = [idx for chunk in resample_indices(700, 10, bootstrap_generator(0, "sw"), strata=labels) for idx in chunk]
+    assert len(counts) == len(draws) == 10
+    for row, idx in zip(counts, draws):  # the counts are those of the draws, in draw order
+        assert np.array_equal(row, counts_of(idx, 700)) and fast(row) == slow(idx)
+
+
+def test_a_draw_must_hold_as_many_samples_as_the_cell():
+    x, y = torch.randn(50, 3), torch.randn(50, 3)
+    statistic = sliced_wasserstein_resampled(x, y, 0)
+    assert statistic(np.ones(50, dtype=np.uint8)) == pytest.approx(sliced_wasserstein2(x, y), rel=1e-5)
+    with pytest.raises(ValueError, match="50 counts summing to 50"):
+        statistic(np.full(50, 2))
 
 
 def test_unequal_sizes_are_refused():
@@ -109,3 +136,40 @@ def test_unequal_sizes_are_refused():
         sliced_wasserstein2(x, y)
     with pytest.raises(ValueError, match="equal-size"):
         sliced_wasserstein_resampled(x, y, 0)
+
+
+def test_the_metric_of_cells_sharing_a_run_is_bitwise_the_plain_computation():
+    """The registered metric, for two cells of one run (the data draw, its projections, the floor and the
+    bootstrap counts made once and shared): every column, and the replicates kept, as the plain code gives."""
+    from solverbench.backbone import resolve_backbone
+    from solverbench.guidance import Guidance
+    from solverbench.metrics.context import MetricContext
+    from solverbench.noise import data_generator
+    from solverbench.registry import METRICS
+
+    backbone = resolve_backbone("gmm", preset="gmm2d")
+    g = torch.Generator().manual_seed(5)
+    n, seed = 400, 3
+    labels = torch.randint(backbone.num_classes, (n,), generator=g)
+
+    def data(size, draw=0):
+        return backbone.sample_data(size, data_generator(seed, draw), labels=labels[:size])
+
+    memo: dict = {}
+    for cell in range(2):
+        samples = data(n, 10 + cell)[0] * 1.1  # stand-ins for two solvers' samples
+        ctx = MetricContext(samples=samples, labels=labels, backbone=backbone, guidance=Guidance(), seed=seed,
+                            reference_fn=lambda: samples, data_fn=data, memo=memo,
+                            extras={"metric_options": {"bootstrap_resamples": 30}})
+        row = METRICS.get("sliced_wasserstein")(ctx)
+        expected = {}
+        for x, column in ((samples, "sliced_wasserstein"), (data(n, 1)[0], "sliced_wasserstein_floor")):
+            value = reference_sliced_wasserstein2(x, data(n)[0], seed=seed)
+            plain = reference_sliced_wasserstein_resampled(x, data(n)[0], seed)
+            replicates = [plain(idx) for chunk in resample_indices(n, 30, bootstrap_generator(seed, column), labels)
+                          for idx in chunk]
+            interval = interval_from_replicates(value, np.array(replicates), nonnegative=True)
+            expected.update({column: value, f"{column}_ci_low": interval[0], f"{column}_ci_high": interval[1]})
+            if column == "sliced_wasserstein":
+                assert np.array_equal(ctx.kept["bootstrap/sliced_wasserstein"], replicates)
+        assert row == expected

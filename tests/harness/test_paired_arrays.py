@@ -16,7 +16,7 @@ def run(tmp_path_factory):
     grid = parse_grid({"name": "paired", "backbones": [{"name": "gmm", "params": {"preset": "gmm2d"}}],
                        "solvers": ["euler", "heun"], "nfe": [4], "num_samples": 96, "batch_size": 32,
                        "metrics": ["trajectory_error", "sliced_wasserstein", "log_likelihood"],
-                       "metric_options": {"bootstrap_resamples": 40}, "reference": {"rtol": 1e-5, "atol": 1e-5}})
+                       "metric_options": {"bootstrap_resamples": 40, "exceedance": {"trajectory_error": 0.05}}, "reference": {"rtol": 1e-5, "atol": 1e-5}})
     frame = run_grid(grid, results, progress=False).frame.set_index("solver")
     return results / "paired", frame
 
@@ -45,3 +45,23 @@ def test_bootstrap_replicates_give_the_interval_and_share_their_draws(run):
 
 def test_a_cell_without_arrays_reads_as_empty(tmp_path):
     assert read_paired_arrays(tmp_path, "0123456789abcdef") == {}
+
+
+def test_per_sample_metrics_record_their_quantiles(run):
+    grid_dir, frame = run
+    row = frame.loc["euler"]
+    values = read_paired_arrays(grid_dir, row["cell_id"])["per_sample/trajectory_error"]
+    assert row["trajectory_error_median"] == np.quantile(values, 0.5)
+    assert row["trajectory_error_q99_ci_low"] <= row["trajectory_error_q99"] <= row["trajectory_error_q99_ci_high"]
+    assert row["trajectory_error_above"] == (values > 0.05).mean()  # the grid's threshold
+    assert "log_likelihood_above" not in frame  # no threshold set for it
+    assert np.isfinite(row["log_likelihood_q90"])
+
+
+def test_a_cell_with_labels_keeps_them_for_stratified_draws(tmp_path):
+    grid = parse_grid({"name": "labelled", "backbones": [{"name": "gmm", "params": {"preset": "gmm2d"}}],
+                       "solvers": ["euler"], "nfe": [2], "num_samples": 16, "batch_size": 16,
+                       "metrics": ["trajectory_error"], "reference": {"rtol": 1e-4, "atol": 1e-4}})
+    row = run_grid(grid, tmp_path, progress=False).frame.iloc[0]
+    kept = read_paired_arrays(tmp_path / "labelled", row["cell_id"])
+    assert kept["labels"].shape == (16,) and len(np.unique(kept["labels"])) > 1

@@ -11,7 +11,20 @@ from solverbench.metrics.distribution import (
     sliced_wasserstein_resampled,
 )
 from solverbench.metrics.image.frechet import frechet_distance, frechet_distance_resampled, frechet_statistics
-from solverbench.uncertainty import Z, bootstrap_interval, combine_seeds, mean_interval
+from solverbench.uncertainty import (
+    Z,
+    bootstrap_count_replicates,
+    combine_seeds,
+    interval_from_replicates,
+    mean_interval,
+)
+
+
+def sw_interval(x, y, value, *, seed, resamples, nonnegative=False):
+    """The sliced Wasserstein interval as the metric computes it (directions of seed 0)."""
+    replicates = bootstrap_count_replicates(sliced_wasserstein_resampled(x, y, 0), len(x), seed=seed, name="sw",
+                                            resamples=resamples)
+    return interval_from_replicates(value, replicates, nonnegative)
 
 
 def test_mean_interval_is_the_bootstrap_interval_of_the_mean():
@@ -39,7 +52,7 @@ def test_mean_interval_of_skewed_errors_stays_positive():
 def test_the_bootstrap_statistic_of_the_identity_draw_is_the_metric(metric, resampled):
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(200, 8, generator=g), torch.randn(200, 8, generator=g) + 0.3
-    assert resampled(x, y)(torch.arange(200)) == pytest.approx(metric(x, y), rel=1e-5)
+    assert resampled(x, y)(np.ones(200, dtype=np.int64)) == pytest.approx(metric(x, y), rel=1e-5)
 
 
 def test_frechet_bootstrap_statistic_equals_torch_fidelity_fid():
@@ -65,9 +78,9 @@ def test_bootstrap_interval_is_reproducible_and_centred_on_the_estimate():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(256, 8, generator=g), torch.randn(256, 8, generator=g)
     value = sliced_wasserstein2(x, y)
-    first = bootstrap_interval(sliced_wasserstein_resampled(x, y, 0), value, 256, seed=5, name="sw", resamples=50)
-    again = bootstrap_interval(sliced_wasserstein_resampled(x, y, 0), value, 256, seed=5, name="sw", resamples=50)
-    other = bootstrap_interval(sliced_wasserstein_resampled(x, y, 0), value, 256, seed=6, name="sw", resamples=50)
+    first = sw_interval(x, y, value, seed=5, resamples=50)
+    again = sw_interval(x, y, value, seed=5, resamples=50)
+    other = sw_interval(x, y, value, seed=6, resamples=50)
     assert first == again and first != other
     assert first[0] < value < first[1] and (first[0] + first[1]) / 2 == pytest.approx(value)
 
@@ -82,8 +95,7 @@ def test_sliced_wasserstein_intervals_cover_the_expected_value_on_repeated_draws
         x = torch.randn(256, 4, generator=g) * 1.2 + 0.1
         value = sliced_wasserstein2(x, data)
         values.append(value)
-        intervals.append(bootstrap_interval(sliced_wasserstein_resampled(x, data, 0), value, 256, seed=i,
-                                            name="sw", resamples=100))
+        intervals.append(sw_interval(x, data, value, seed=i, resamples=100))
     centre = float(np.mean(values))
     covered = sum(low <= centre <= high for low, high in intervals)
     assert covered >= 36
@@ -105,10 +117,9 @@ def test_combine_seeds_keeps_one_seed_and_pools_several():
 def test_a_distance_interval_never_goes_below_zero():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(64, 3, generator=g)
-    statistic = sliced_wasserstein_resampled(x, x, 0)
-    low, high = bootstrap_interval(statistic, 0.0, 64, seed=0, name="sw", resamples=50, nonnegative=True)
+    low, high = sw_interval(x, x, 0.0, seed=0, resamples=50, nonnegative=True)
     assert low == 0.0 and high > 0
-    assert bootstrap_interval(statistic, 0.0, 64, seed=0, name="sw", resamples=50)[0] < 0
+    assert sw_interval(x, x, 0.0, seed=0, resamples=50)[0] < 0
 
 
 def test_stratified_draws_keep_every_class_count():
@@ -128,3 +139,67 @@ def test_stratified_intervals_leave_out_the_spread_of_the_class_mix():
     assert high - low == pytest.approx(0.0, abs=1e-9)
     _, (low, high) = mean_interval(values, seed=0, name="x")
     assert high - low > 1.0
+
+
+@pytest.fixture
+def draws_made(monkeypatch):
+    """Counts the times bootstrap indices are drawn."""
+    import solverbench.uncertainty as uncertainty
+
+    made, draw = [0], uncertainty.resample_indices
+
+    def counted(*args, **kwargs):
+        made[0] += 1
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(uncertainty, "resample_indices", counted)
+    return made
+
+
+def test_the_cells_of_a_run_draw_their_bootstrap_once_and_get_the_same_intervals(draws_made):
+    """The run's memo keeps each metric's draws (seed, name, n, labels): a second cell draws nothing, and
+    every interval is the one drawn afresh, bit for bit."""
+    from solverbench.uncertainty import bootstrap_replicates
+
+    g = torch.Generator().manual_seed(3)
+    labels = torch.randint(4, (300,), generator=g)
+    cells = [torch.rand(300, generator=g, dtype=torch.float64) for _ in range(3)]
+    fresh = [mean_interval(v, seed=2, name="trajectory_error", strata=labels) for v in cells]
+    x, y = torch.randn(300, 5, generator=g), torch.randn(300, 5, generator=g)
+    fresh_sw = bootstrap_count_replicates(sliced_wasserstein_resampled(x, y, 0), 300, seed=2, name="sw", strata=labels)
+    fresh_idx = bootstrap_replicates(lambda idx: float(x[idx].sum()), 300, seed=2, name="sw", strata=labels)
+    draws_made[0] = 0
+    memo: dict = {}
+    for _ in range(2):
+        assert [mean_interval(v, seed=2, name="trajectory_error", strata=labels.clone(), memo=memo)
+                for v in cells] == fresh
+        assert np.array_equal(bootstrap_count_replicates(sliced_wasserstein_resampled(x, y, 0), 300, seed=2,
+                                                         name="sw", strata=labels, memo=memo), fresh_sw)
+        assert np.array_equal(bootstrap_replicates(lambda idx: float(x[idx].sum()), 300, seed=2, name="sw",
+                                                   strata=labels, memo=memo), fresh_idx)
+    assert draws_made[0] == 3  # the means' indices, the distance's counts, the indices of 200 draws
+    # another seed, name, size or labels draws its own
+    mean_interval(cells[0], seed=3, name="trajectory_error", strata=labels, memo=memo)
+    mean_interval(cells[0], seed=2, name="log_likelihood", strata=labels, memo=memo)
+    mean_interval(cells[0][:299], seed=2, name="trajectory_error", strata=labels[:299], memo=memo)
+    mean_interval(cells[0], seed=2, name="trajectory_error", strata=labels.flip(0), memo=memo)
+    mean_interval(cells[0], seed=2, name="trajectory_error", memo=memo)
+    assert draws_made[0] == 8
+
+
+def test_draws_too_large_to_keep_are_drawn_again(draws_made, monkeypatch):
+    import solverbench.uncertainty as uncertainty
+
+    monkeypatch.setattr(uncertainty, "MEMO_BYTES", 8 * 300 * 2000 - 1)  # the 2000 draws of 300 means: one byte more
+    values, memo = torch.rand(300, dtype=torch.float64), {}
+    first = mean_interval(values, seed=0, name="x", memo=memo)
+    assert mean_interval(values, seed=0, name="x", memo=memo) == first and draws_made[0] == 2 and not memo
+
+
+def test_bootstrap_counts_are_those_of_the_draws_in_draw_order():
+    from solverbench.uncertainty import bootstrap_counts, bootstrap_generator, resample_indices
+
+    counts = bootstrap_counts(50, seed=1, name="x", resamples=30)
+    draws = [idx for chunk in resample_indices(50, 30, bootstrap_generator(1, "x")) for idx in chunk]
+    assert counts.shape == (30, 50) and counts.dtype == np.uint8
+    assert all(np.array_equal(row, np.bincount(idx.numpy(), minlength=50)) for row, idx in zip(counts, draws))

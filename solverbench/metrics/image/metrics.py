@@ -60,7 +60,7 @@ def _measured(ctx: MetricContext, column: str, value: Callable[[torch.Tensor], f
               strata: Optional[torch.Tensor], nonnegative: bool = False) -> dict[str, float]:
     estimate = value(features)
     replicates = bootstrap_replicates(resampled(features), len(features), seed=ctx.seed, name=column,
-                                      resamples=ctx.resamples, strata=strata)
+                                      resamples=ctx.resamples, strata=strata, memo=ctx.memo)
     if not column.endswith("_floor"):  # the cell's own value, not the data-versus-data floor
         ctx.keep("bootstrap", column, replicates)
     return with_interval(column, estimate, interval_from_replicates(estimate, replicates, nonnegative))
