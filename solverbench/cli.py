@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_parser(name)
     args = parser.parse_args(argv)
     try:
-        with importing():
+        with importing(freeze=True):  # the command line owns its process
             from solverbench.distributed import PeerFailed, report_once
             from solverbench.engine import SweepFailed
             from solverbench.errors import GridError

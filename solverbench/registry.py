@@ -147,18 +147,21 @@ def load_builtin_plugins() -> None:
 
 
 @contextmanager
-def importing() -> Iterator[None]:
-    """Import with the garbage collector paused, then freeze what the imports made.
+def importing(freeze: bool = False) -> Iterator[None]:
+    """Import with the garbage collector paused; with ``freeze``, freeze what exists afterwards.
 
     What an import makes (modules, classes, torch's operator tables) lives as long as the process: a
     collection while it is being made frees nothing, yet walks every object torch has made (a third of a
-    second of ``solverbench list``); frozen afterwards, it is skipped by later collections too."""
+    second of ``solverbench list``).  Frozen, those objects are skipped by later collections too; only the
+    command line freezes, since it owns its process (frozen objects that later become cyclic garbage are
+    never freed, which a program importing solverbench must not get without asking)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
+        if freeze:
+            gc.freeze()
         if enabled:
             gc.enable()
 

@@ -43,10 +43,10 @@ def order_statistic_ranks(n: int, q: float, level: float = LEVEL) -> tuple[Optio
     """1-based ranks ``(l, u)`` of the order statistics bounding the ``q`` quantile at ``level``; None for a
     side ``n`` samples cannot bound."""
     tail = (1 - level) / 2
-    cdf = binomial_cdf(n, q)  # cdf[k] = P(B <= k), so P(B < l) = cdf[l - 1]
-    lows = [rank for rank in range(1, n + 1) if cdf[rank - 1] <= tail]
-    highs = [rank for rank in range(1, n + 1) if 1 - cdf[rank - 1] <= tail]  # P(B >= u) = 1 - P(B <= u - 1)
-    return (max(lows) if lows else None), (min(highs) if highs else None)
+    below = binomial_cdf(n, q)[:n]  # below[r - 1] = P(B <= r - 1) = P(B < r), for the ranks r = 1..n
+    low = int(np.count_nonzero(below <= tail))  # the cdf grows: the ranks with P(B < r) <= tail come first
+    high = np.flatnonzero(1 - below <= tail)  # P(B >= r) = 1 - P(B < r)
+    return (low or None), (int(high[0]) + 1 if len(high) else None)
 
 
 def quantile_interval(values: np.ndarray, q: float) -> tuple[float, tuple[float, float]]:

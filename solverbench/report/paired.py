@@ -28,7 +28,6 @@ Pure numpy: the report reads what the cells kept (``solverbench.paired_arrays``)
 """
 from __future__ import annotations
 
-import math
 import zlib
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -36,13 +35,14 @@ from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
+from solverbench.uncertainty import LEVEL, Z
+from solverbench.uncertainty import combine_seeds as combine_intervals
+
 ALPHA = 0.05  # the family level of each group's comparisons with its best
 POWER = 0.8  # of a planned sample size
 RESAMPLES = 2000  # paired bootstrap draws of a per-sample metric (as its own interval's)
 CHUNK_ENTRIES = 1 << 22  # sample indices drawn at once (16 MB of int32)
 KEPT_ENTRIES = 1 << 24  # draws up to this size are kept for the whole report (64 MB); larger ones drawn again
-LEVEL = 0.95
-Z = NormalDist().inv_cdf((1 + LEVEL) / 2)
 
 
 @dataclass(frozen=True)
@@ -118,17 +118,15 @@ def replicate_difference(a: float, b: float, a_replicates: np.ndarray, b_replica
 
 
 def combine_seeds(differences: Sequence[Difference], lower_is_better: bool) -> Difference:
-    """One seed's difference as it is; several: their mean, ``se^2 = max(sum se_i^2 / k^2, var(d_i) / k)``
-    (the seeds' own standard errors pooled, or their spread where that is larger), normal interval."""
+    """One seed's difference as it is; several combine as intervals do (``uncertainty.combine_seeds``: their
+    mean, ``se^2 = max(sum se_i^2 / k^2, var(d_i) / k)``), with a normal interval and p-value."""
     if len(differences) == 1:
         return differences[0]
-    values = np.array([d.value for d in differences])
-    k = len(values)
-    pooled = sum(d.se ** 2 for d in differences) / k ** 2
-    se = math.sqrt(max(pooled, float(values.var(ddof=1)) / k))
-    value = float(values.mean())
-    return Difference(value, value - Z * se, value + Z * se, se,
-                      normal_p_worse(value if lower_is_better else -value, se), sum(d.samples for d in differences))
+    value, low, high = combine_intervals([d.value for d in differences], [d.value - Z * d.se for d in differences],
+                                         [d.value + Z * d.se for d in differences])
+    se = (high - low) / (2 * Z)
+    return Difference(value, low, high, se, normal_p_worse(value if lower_is_better else -value, se),
+                      sum(d.samples for d in differences))
 
 
 def holm(p_values: Sequence[float], alpha: float = ALPHA) -> tuple[list[bool], list[float]]:
