@@ -1,9 +1,9 @@
 """FLOPs and peak memory of one cell's solve per sample (issue: cost columns).
 
-FLOPs are counted with ``torch.utils.flop_counter``, memory with ``solverbench.memory.TensorMemory``.
+FLOPs are counted with ``torch.utils.flop_counter``'s formulas, memory as ``solverbench.memory.TensorMemory``
+counts it, both in one dispatch mode (``CostCounter``).
 
-One sample is solved once more under a ``FlopCounterMode``, its backbone calls under a second,
-nested one, so the count splits into the backbone's FLOPs (every NFE; a CFG pair counts as the
+One sample is solved once more under that mode, its backbone calls marked, so the count splits into the backbone's FLOPs (every NFE; a CFG pair counts as the
 doubled batch it is) and what the solver adds beside them (a network of its own, a learned solver's
 extras, its own arithmetic).  A backbone without parameters (an analytic one, such as ``gmm``)
 reports no backbone FLOPs: its closed form is not a network to cost, though the FLOPs it spends
@@ -15,8 +15,10 @@ linearly with the batch.
 """
 from __future__ import annotations
 
+import functools
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 
@@ -25,28 +27,82 @@ from solverbench.memory import TensorMemory
 from solverbench.sampling import sample
 
 
-class CountedBackbone:
-    """A backbone whose calls are counted in FLOPs of their own (inside the solve's count)."""
+class CostCounter(TensorMemory):
+    """``TensorMemory`` that also counts FLOPs, as ``torch.utils.flop_counter.FlopCounterMode`` counts them (its
+    formulas, and the same decompositions of an operator it has none for), in one dispatch per operator:
+    ``flops`` in all, ``backbone_flops`` inside ``backbone()`` (a ``with``: the backbone's calls).  Two nested
+    modes (the memory, a flop counter, another around each backbone call) would each add a Python call per
+    operator; the numbers are theirs (tests/harness/test_flops.py compares them)."""
 
-    def __init__(self, backbone: Any):
-        self.backbone, self.flops = backbone, 0
+    def __init__(self):
+        super().__init__()
+        self.flops = self.backbone_flops = 0
+        self._in_backbone = 0
+        self._formulas = flop_formulas()
+
+    @contextmanager
+    def backbone(self) -> Iterator[None]:
+        self._in_backbone += 1
+        try:
+            yield
+        finally:
+            self._in_backbone -= 1
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _SHAPE_QUERIES:
+            return NotImplemented
+        if isinstance(func, torch._ops.HigherOrderOperator):
+            raise NotImplementedError(f"cannot count the FLOPs of {func} (a higher-order operator)")
+        if func not in self._formulas and func is not torch.ops.prim.device.default and _decomposes(func):
+            with self:  # an operator without a formula counts as the operators it decomposes into
+                out = func.decompose(*args, **kwargs)
+                if out is not NotImplemented:
+                    return out
+        out = super().__torch_dispatch__(func, types, args, kwargs)
+        formula = self._formulas.get(func._overloadpacket)
+        if formula is not None:
+            flops = formula(*args, **kwargs, out_val=out)
+            self.flops += flops
+            if self._in_backbone:
+                self.backbone_flops += flops
+        return out
+
+
+class CountedBackbone:
+    """A backbone whose calls are counted apart (inside the solve's count)."""
+
+    def __init__(self, backbone: Any, counter: CostCounter):
+        self.backbone, self.counter = backbone, counter
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.backbone, name)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        with flop_counter() as counter:
-            v = self.backbone(x, t, y)
-        self.flops += counter.get_total_flops()
-        return v
+        with self.counter.backbone():
+            return self.backbone(x, t, y)
 
 
-def flop_counter() -> Any:
-    """A fresh ``torch.utils.flop_counter.FlopCounterMode``, imported here and not at the top: it imports
+def flop_formulas() -> dict:
+    """``torch.utils.flop_counter``'s FLOP formulas by operator, imported here and not at the top: it imports
     triton, a tenth of a second for every command that never counts a FLOP."""
-    from torch.utils.flop_counter import FlopCounterMode
+    from torch.utils.flop_counter import flop_registry
 
-    return FlopCounterMode(display=False)
+    return flop_registry
+
+
+@functools.cache
+def _decomposes(func: Any) -> bool:
+    """Whether ``func.decompose`` can give anything but NotImplemented (it has a composite kernel): asked once
+    per operator, not at each call."""
+    return func._can_decompose()
+
+
+# what FlopCounterMode leaves to the default (shape queries of tensor subclasses)
+_SHAPE_QUERIES = {getattr(torch.ops.aten, op).default for op in (
+    "sym_is_contiguous", "is_contiguous", "is_strides_like_format", "is_non_overlapping_and_dense", "size",
+    "sym_size", "stride", "sym_stride", "storage_offset", "sym_storage_offset", "numel", "sym_numel", "dim")
+    if hasattr(torch.ops.aten, op)} | {torch.ops.aten.is_contiguous.memory_format, torch.ops.prim.layout.default}
 
 
 @dataclass(frozen=True)
@@ -72,11 +128,10 @@ def solve_cost(backbone: Any, solver: Any, noise: torch.Tensor, labels: Optional
                time_grid: Optional[torch.Tensor] = None) -> SolveCost:
     """The FLOPs and peak memory of solving the first sample of ``noise`` as the cell solves it (same budget,
     grid, guidance)."""
-    counted = CountedBackbone(backbone)
-    with TensorMemory() as memory, flop_counter() as counter:
-        result = sample(counted, solver, noise[:1], None if labels is None else labels[:1], nfe=nfe,
-                        time_grid=time_grid, schedule=schedule, guidance=guidance)
-    total, inside = counter.get_total_flops(), counted.flops
+    with CostCounter() as counter:
+        result = sample(CountedBackbone(backbone, counter), solver, noise[:1], None if labels is None else labels[:1],
+                        nfe=nfe, time_grid=time_grid, schedule=schedule, guidance=guidance)
+    total, inside = counter.flops, counter.backbone_flops
     if not has_parameters(backbone):
-        return SolveCost(None, None, float(total - inside), memory.peak)
-    return SolveCost(float(inside), inside / result.nfe, float(total - inside), memory.peak)
+        return SolveCost(None, None, float(total - inside), counter.peak)
+    return SolveCost(float(inside), inside / result.nfe, float(total - inside), counter.peak)

@@ -40,7 +40,7 @@ Z = 1.959963984540054  # the standard normal's 97.5% quantile
 DEFAULT_RESAMPLES = 200
 MEAN_RESAMPLES = 2000  # bootstrap means are cheap, and percentiles want many
 CHUNK_ELEMENTS = 1 << 22  # indices drawn at once (a few tens of MB)
-MEMO_BYTES = 1 << 25  # a metric's draws are kept for the run's next cells up to this size (32 MB)
+MEMO_BYTES = 1 << 28  # a metric's draws are kept for the run's next cells up to this size (256 MB)
 OPTIONS = {"bootstrap_resamples": f"bootstrap draws behind the 95% interval of each distribution metric "
                                   f"(default {DEFAULT_RESAMPLES})"}
 
@@ -138,11 +138,13 @@ def normal_interval(value: float, se: float) -> tuple[float, float]:
 def mean_interval(values: torch.Tensor, *, seed: int = 0, name: str = "mean", resamples: int = MEAN_RESAMPLES,
                   strata: Optional[torch.Tensor] = None, memo: Optional[MutableMapping[Any, Any]] = None
                   ) -> tuple[float, tuple[float, float]]:
-    """The mean of per-sample ``values`` and the percentile bootstrap interval of the mean (the draws kept
-    in ``memo`` for the run's next cells where they are small)."""
+    """The mean of per-sample ``values`` and the percentile bootstrap interval of the mean: each draw's mean
+    from the counts of its samples (``bootstrap_counts``, kept in ``memo`` for the run's next cells)."""
+    from solverbench.bootstrap_kernels import weighted_sums
+
     values = values.detach().double().flatten().cpu()
-    means = torch.cat([values[idx].mean(dim=1) for idx in bootstrap_indices(
-        len(values), seed=seed, name=name, resamples=resamples, strata=strata, memo=memo)])
+    counts = bootstrap_counts(len(values), seed=seed, name=name, resamples=resamples, strata=strata, memo=memo)
+    means = torch.from_numpy(weighted_sums(counts, values.numpy()) / len(values))
     if not torch.isfinite(means).all():
         return float(values.mean()), (float("nan"), float("nan"))
     low, high = torch.quantile(means, torch.tensor([(1 - LEVEL) / 2, (1 + LEVEL) / 2], dtype=torch.float64))
@@ -164,11 +166,11 @@ def bootstrap_replicates(statistic: Callable[[torch.Tensor], float], n: int, *, 
 def bootstrap_count_replicates(statistic: Callable[[np.ndarray], float], n: int, *, seed: int, name: str,
                                resamples: int = DEFAULT_RESAMPLES, strata: Optional[torch.Tensor] = None,
                                memo: Optional[MutableMapping[Any, Any]] = None) -> np.ndarray:
-    """``bootstrap_replicates`` of a statistic of the draw's multiset alone: ``statistic(counts)``, ``counts[i]``
-    the copies of sample ``i`` in the draw (``bootstrap_counts``: the same draws, drawn once per run where
-    ``memo`` is given)."""
+    """``bootstrap_replicates`` of a statistic of the draw's multiset alone, every draw in one call:
+    ``statistic(counts)`` with ``counts[r, i]`` the copies of sample ``i`` in draw ``r`` (``bootstrap_counts``:
+    the same draws, drawn once per run where ``memo`` is given) returns the ``resamples`` replicates."""
     counts = bootstrap_counts(n, seed=seed, name=name, resamples=resamples, strata=strata, memo=memo)
-    return np.array([statistic(row) for row in counts], dtype=np.float64)
+    return np.asarray(statistic(counts), dtype=np.float64).reshape(resamples)
 
 
 def interval_from_replicates(value: float, replicates: np.ndarray, nonnegative: bool = False) -> tuple[float, float]:

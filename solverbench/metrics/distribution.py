@@ -20,8 +20,10 @@ from solverbench.uncertainty import bootstrap_count_replicates, interval_from_re
 
 N_PROJECTIONS = 256
 MAX_ELEMENTS = 4096  # vector metrics are for vector data; images have their own (FID, ...)
-SORTED_DRAWS_UP_TO = 512  # bootstrap draws of at most this many samples gather and sort (_gather_and_sort)
-CACHE_ELEMENTS = 1 << 17  # projected values a bootstrap draw works on at once (with its index buffers: a few MB)
+
+
+# the counts of each sample in bootstrap draws, ``(n,)`` for one draw or ``(draws, n)``, -> the metric of each draw
+Statistic = Callable[[np.ndarray], "np.ndarray | float"]
 
 
 def _directions(dim: int, seed: int, n_projections: int = N_PROJECTIONS) -> torch.Tensor:
@@ -78,78 +80,49 @@ def _sorted_with_order(x: torch.Tensor, theta: torch.Tensor) -> tuple[np.ndarray
     return np.take_along_axis(rows, order, axis=1), order
 
 
-def sliced_wasserstein_resampled(x: torch.Tensor, y: torch.Tensor, seed: int) -> Callable[[np.ndarray], float]:
-    """``counts -> SW2`` of the bootstrap draw holding ``counts[i]`` copies of ``x[i]`` (the counts sum to
+def sliced_wasserstein_resampled(x: torch.Tensor, y: torch.Tensor, seed: int) -> Statistic:
+    """``counts -> SW2`` of the bootstrap draws holding ``counts[..., i]`` copies of ``x[i]`` (each row sums to
     ``n``), against ``y``: ``resampled_from_sorted`` of the two sets' sorted projections."""
     x, y = _equal_size(x, y)
     theta = _directions(x.shape[1], seed)
     return resampled_from_sorted(*_sorted_with_order(x, theta), _sorted_projections(y, theta))
 
 
-def resampled_from_sorted(sorted_x: np.ndarray, order: np.ndarray, sorted_y: np.ndarray
-                          ) -> Callable[[np.ndarray], float]:
-    """``counts -> SW2`` of a bootstrap draw of the samples, in float32 (a draw's spread is all that is read
-    from it): the draw's sorted projections in each direction (``_expand_counts``, or for a few samples
-    ``_gather_and_sort``), less the data's, squared and averaged.
+def resampled_from_sorted(sorted_x: np.ndarray, order: np.ndarray, sorted_y: np.ndarray) -> Statistic:
+    """``counts -> SW2`` of bootstrap draws of the samples, given as counts (``(n,)`` for one draw: a float;
+    ``(draws, n)``: an array), against the fixed set ``y``, from the sorted projections ``(projections, n)``.
 
-    It is the float32 arithmetic of ``mean((sort(px[:, indices]) - py) ** 2)`` for the draw's indices, bit
-    for bit: the same sorted values (equal floats are interchangeable; ``-0.0`` and ``0.0`` square alike),
-    squared in the same ``(projections, n)`` buffer, summed by the same ``np.mean``.  The buffer is worked on
-    a few projections at a time (they stay in the cache) and reused: call it from one thread at a time.
-    """
-    values = sorted_x.astype(np.float32)  # the cast keeps the order
-    py = sorted_y.astype(np.float32)
-    projections, n = values.shape
-    squared = np.empty_like(values)
-    rows = max(1, CACHE_ELEMENTS // max(n, 1))  # projections per block
-    begin, fill = (_gather_and_sort if n <= SORTED_DRAWS_UP_TO else _expand_counts)(values, order, rows * n)
+    With ``x*`` a draw's sorted projections in direction ``d`` and ``y`` the set's, the draw's
+    ``sum_d sum_p (x*_{d,p} - y_{d,p})^2`` is ``sum_i c_i |P x_i|^2 - 2 sum_d sum_p x*_{d,p} y_{d,p} +
+    sum_d sum_p y_{d,p}^2``: the first term is linear in the counts, the cross term is
+    ``solverbench.bootstrap_kernels.sorted_cross_terms`` (one pass per direction and draw, no sort).  Both
+    sets are centred on ``y``'s mean in each direction first (a shift common to both leaves each W2
+    unchanged and keeps the three terms small).  Float64 throughout: it is the plain computation, sorting
+    each draw's projections, to rounding (about 1e-12 relative)."""
+    from solverbench.bootstrap_kernels import sorted_cross_terms, weighted_sums
 
-    def statistic(counts: np.ndarray) -> float:
-        counts = np.asarray(counts, dtype=np.intp)
-        if counts.shape != (n,) or counts.sum() != n:
+    projections, n = sorted_x.shape
+    centre = sorted_y.mean(axis=1, keepdims=True)
+    x, y = sorted_x - centre, sorted_y - centre
+    squares = np.empty_like(x)  # each sample's squared projections, in sample order, summed over directions
+    np.put_along_axis(squares, order, np.square(x), axis=1)
+    squares = squares.sum(axis=0)
+    steps = x - np.concatenate([x[:, 1:], np.zeros((projections, 1))], axis=1)
+    prefix = np.concatenate([np.zeros((projections, 1)), np.cumsum(y, axis=1)], axis=1)
+    order32, y_squares = order.astype(np.int32), float(np.square(y).sum())
+
+    def statistic(counts: np.ndarray) -> np.ndarray | float:
+        counts = np.asarray(counts)
+        rows = counts.reshape(-1, counts.shape[-1]) if counts.ndim else counts
+        if counts.ndim not in (1, 2) or rows.shape[1] != n or (rows.sum(axis=1) != n).any():
             raise ValueError(f"a bootstrap draw of {n} samples: {n} counts summing to {n}, got {counts.shape} "
-                             f"summing to {counts.sum()}")
-        draw = begin(counts)
-        for block in range(0, projections, rows):
-            within, resampled = slice(block, block + rows), squared[block:block + rows]
-            fill(draw, within, resampled)
-            np.square(np.subtract(resampled, py[within], out=resampled), out=resampled)
-        return float(np.sqrt(np.mean(squared)))
+                             f"summing to {rows.sum(axis=-1)}")
+        rows = rows if rows.dtype in (np.uint8, np.int32, np.int64) else rows.astype(np.int64)
+        total = weighted_sums(rows, squares) - 2 * sorted_cross_terms(rows, order32, steps, prefix) + y_squares
+        values = np.sqrt(np.maximum(total, 0.0) / (projections * n))
+        return float(values[0]) if counts.ndim == 1 else values
 
     return statistic
-
-
-def _expand_counts(values: np.ndarray, order: np.ndarray, block_size: int) -> tuple[Callable, Callable]:
-    """A draw's sorted projections with no sort: in direction ``d`` they are the sorted values ``values[d]``,
-    value ``k`` repeated ``m_k = counts[order[d, k]]`` times; with ``e = cumsum(m)`` (where each value's
-    copies end), position ``p`` holds value ``#{k : e_k <= p}``: a histogram of ``e`` and its cumulative sum.
-    Over a block's rows flattened, ``e`` and the positions run on into the next row (each row's counts sum to
-    ``n``)."""
-    copies, ends = np.empty(block_size, dtype=np.intp), np.empty(block_size, dtype=np.intp)
-
-    def fill(counts: np.ndarray, rows: slice, out: np.ndarray) -> None:
-        size = out.size
-        m, e = copies[:size], ends[:size]
-        np.take(counts, order[rows].reshape(-1), out=m, mode="clip")  # in range: no check
-        np.cumsum(m, out=e)
-        position = np.cumsum(np.bincount(e, minlength=size + 1)[:size], out=m)
-        np.take(values[rows].reshape(-1), position, out=out.reshape(-1), mode="clip")
-
-    return (lambda counts: counts), fill
-
-
-def _gather_and_sort(values: np.ndarray, order: np.ndarray, block_size: int) -> tuple[Callable, Callable]:
-    """A draw's sorted projections as the draw's samples' projections, gathered and sorted: for a few samples
-    (a sort of at most 512 values runs in the vector registers) faster than ``_expand_counts``'s passes."""
-    unsorted = np.empty_like(values)  # (projections, n) in sample order
-    np.put_along_axis(unsorted, order, values, axis=1)
-    samples = np.arange(values.shape[1])
-
-    def fill(indices: np.ndarray, rows: slice, out: np.ndarray) -> None:
-        np.take(unsorted[rows], indices, axis=1, out=out, mode="clip")  # in range: no check
-        out.sort(axis=1)
-
-    return (lambda counts: np.repeat(samples, counts)), fill  # the draw's indices, increasing: rows read forwards
 
 
 def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -158,16 +131,18 @@ def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
     return (2 * torch.cdist(x, y).mean() - torch.cdist(x, x).mean() - torch.cdist(y, y).mean()).item()
 
 
-def energy_distance_resampled(x: torch.Tensor, y: torch.Tensor) -> Callable[[np.ndarray], float]:
-    """``counts -> energy_distance`` of the bootstrap draw holding ``counts[i]`` copies of ``x[i]``, against
+def energy_distance_resampled(x: torch.Tensor, y: torch.Tensor) -> Statistic:
+    """``counts -> energy_distance`` of the bootstrap draws holding ``counts[..., i]`` copies of ``x[i]``, against
     ``y``: ``2 c . mean_j |x_i - y_j| / n - c^T |x_i - x_k| c / n^2 - E|Y - Y'|``."""
     x, y = x.double().flatten(1).cpu(), y.double().flatten(1).cpu()
     n = len(x)
     to_y, d_xx, e_yy = torch.cdist(x, y).mean(dim=1), torch.cdist(x, x), torch.cdist(y, y).mean()
 
-    def statistic(counts: np.ndarray) -> float:
+    def statistic(counts: np.ndarray) -> np.ndarray | float:
         c = torch.from_numpy(np.asarray(counts, dtype=np.int64)).double()
-        return (2 * (c @ to_y) / n - (c @ d_xx @ c) / n ** 2 - e_yy).item()
+        rows = c.reshape(-1, n)
+        values = (2 * (rows @ to_y) / n - ((rows @ d_xx) * rows).sum(dim=1) / n ** 2 - e_yy).numpy()
+        return float(values[0]) if c.ndim == 1 else values
 
     return statistic
 
@@ -180,7 +155,6 @@ def _applies(backbone: Any, guidance: Guidance) -> Optional[str]:
     return None
 
 
-Statistic = Callable[[np.ndarray], float]  # counts of each sample in a bootstrap draw -> the metric of the draw
 # (samples, data draw 0, the run's key of that draw) -> (the metric of the samples, its bootstrap statistic)
 Prepare = Callable[[torch.Tensor, torch.Tensor, tuple], tuple[float, Statistic]]
 

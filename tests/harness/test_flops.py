@@ -55,6 +55,48 @@ def test_a_backbone_without_parameters_reports_no_backbone_flops():
     assert counted.row_fields()["flops_per_sample"] is None and counted.solver_per_sample == 0
 
 
+def two_mode_cost(backbone, solver, noise, labels, **kwargs) -> tuple[int, int, int]:
+    """(FLOPs in all, inside the backbone, peak bytes) as torch's own counter and TensorMemory give them: a
+    FlopCounterMode over the solve, another around each backbone call, TensorMemory outside both."""
+    from solverbench.memory import TensorMemory
+
+    inside = [0]
+
+    def counted(x, t, y=None):
+        with FlopCounterMode(display=False) as nested:
+            v = backbone(x, t, y)
+        inside[0] += nested.get_total_flops()
+        return v
+
+    class Counted:
+        def __getattr__(self, name):
+            return getattr(backbone, name)
+
+        def __call__(self, *args):
+            return counted(*args)
+
+    with TensorMemory() as memory, FlopCounterMode(display=False) as counter:
+        sb.sample(Counted(), solver, noise, labels, **kwargs)
+    return counter.get_total_flops(), inside[0], memory.peak
+
+
+@pytest.mark.parametrize("backbone_name, solver, nfe, scale", [
+    ("digits", ("ba", {"checkpoint": DIGITS_SIDENET}), 5, 2.0), ("digits", ("flow-unipc", {"order": 3}), 7, 1.0),
+    ("gmm", ("ba", {"checkpoint": "solvers/ba/checkpoints/gmm64.pt"}), 6, 1.0), ("gmm", ("rk4", {}), 8, 1.5)])
+def test_the_one_pass_count_is_torchs_flop_counter_and_tensor_memory(digits, backbone_name, solver, nfe, scale):
+    backbone = digits if backbone_name == "digits" else GaussianMixture("gmm64")
+    shape = (1, 1, 8, 8) if backbone_name == "digits" else (1, 64)
+    name, solver = solver[0], sb.get_solver(solver[0], **solver[1])
+    if name == "ba":
+        solver.prepare(backbone)
+    noise, labels, guidance = torch.randn(shape), torch.tensor([3]), sb.Guidance(scale, (0.0, 1.0))
+    cost = solve_cost(backbone, solver, noise, labels, nfe=nfe, guidance=guidance)
+    total, inside, peak = two_mode_cost(backbone, solver, noise, labels, nfe=nfe, guidance=guidance)
+    assert cost.solver_per_sample == total - inside and cost.peak_memory_per_sample == peak
+    assert cost.backbone_per_sample == (inside if backbone_name == "digits" else None)
+    assert cost.solver_per_sample > 0 or name != "ba"
+
+
 def test_sweep_rows_and_table_1_carry_the_costs(tmp_path):
     grid = parse_grid({"name": "costs", "backbones": ["digits"], "solvers": ["euler", "heun"], "nfe": [4],
                        "num_samples": 4, "batch_size": 4, "metrics": ["trajectory_error"],

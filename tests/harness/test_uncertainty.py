@@ -190,7 +190,7 @@ def test_the_cells_of_a_run_draw_their_bootstrap_once_and_get_the_same_intervals
 def test_draws_too_large_to_keep_are_drawn_again(draws_made, monkeypatch):
     import solverbench.uncertainty as uncertainty
 
-    monkeypatch.setattr(uncertainty, "MEMO_BYTES", 8 * 300 * 2000 - 1)  # the 2000 draws of 300 means: one byte more
+    monkeypatch.setattr(uncertainty, "MEMO_BYTES", 300 * 2000 - 1)  # the counts of 2000 draws of 300: one byte more
     values, memo = torch.rand(300, dtype=torch.float64), {}
     first = mean_interval(values, seed=0, name="x", memo=memo)
     assert mean_interval(values, seed=0, name="x", memo=memo) == first and draws_made[0] == 2 and not memo
