@@ -140,11 +140,13 @@ def reference_endpoints(backbone: Any, noise: torch.Tensor, labels: Optional[tor
                         dtype_name: str, guidance: Guidance, tolerance: Tolerance, label_rule: str = "uniform",
                         batch_size: int = 1024,
                         cache_dir: Optional[Path] = None, progress: bool = False,
-                        inverting: bool = False) -> torch.Tensor:
+                        inverting: bool = False, known: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Float64 endpoints of the reference solve from ``noise`` (samples ``0 .. N - 1`` of ``seed``,
     drawn in ``dtype_name``, with ``labels`` drawn by ``label_rule``), read from the cache where an
     earlier run stored them.  ``inverting``: the exact inversion of data draw 0 of ``seed`` (in
-    ``noise``'s place) from t = 0 to t = 1."""
+    ``noise``'s place) from t = 0 to t = 1.  ``known``: the endpoints of the first samples, solved
+    earlier in whole batches (a multiple of ``batch_size``); only the rest are solved, in the batches a
+    solve of all ``N`` would take, so the endpoints are the same."""
     key = reference_key(backbone, seed, len(noise), dtype_name, guidance, tolerance, label_rule, inverting)
     path = Path(cache_dir) / f"{spec_hash(key)}.pt" if cache_dir is not None else None
     ranks = world()
@@ -153,8 +155,14 @@ def reference_endpoints(backbone: Any, noise: torch.Tensor, labels: Optional[tor
                                    lambda p: read_endpoints(p, key, noise.shape))
         if stored is not None:
             return stored.to(noise.device)
-    endpoints = solve_reference(backbone, noise, labels, guidance, tolerance, batch_size, progress and ranks.main,
-                                inverting)
+    start = 0 if known is None else len(known)
+    if start % batch_size or start > len(noise):
+        raise ValueError(f"known endpoints of {start} samples are not whole batches of {batch_size} of the "
+                         f"{len(noise)} asked for")
+    endpoints = solve_reference(backbone, noise[start:], None if labels is None else labels[start:], guidance,
+                                tolerance, batch_size, progress and ranks.main, inverting)
+    if known is not None:
+        endpoints = torch.cat([known.to(endpoints.device), endpoints])
     if path is not None and ranks.main:
         save_atomically({"endpoints": endpoints.cpu(), "key": str(key)}, path)
     return endpoints

@@ -24,6 +24,7 @@ class Study:
     unused_keys: tuple[str, ...] = ()  # common grid keys a grid of this kind has no use for (refused)
     needs_budgets: bool = False  # every fixed-step solver of the grid needs NFE budgets
     sharded: bool = False  # its units split their samples across torchrun's processes (solverbench.distributed)
+    sequential_samples: bool = False  # it takes num_samples: {start, max, until} (sequential sample sizes)
 
     @classmethod
     def parse_settings(cls, raw: Mapping[str, Any]) -> Any:

@@ -8,7 +8,7 @@ ranks prepare theirs from rank 0's files, so every rank samples with the same pr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
@@ -118,16 +118,22 @@ class Workspace:
                 progress=self.progress, inverting=True)
         return self._references[key]
 
-    def reference(self, backbone: BackboneSpec, seed: int, guidance: Guidance) -> torch.Tensor:
-        """Float64 endpoints of the reference solve from the cell's noise (in the grid's dtype) and labels."""
+    def reference(self, backbone: BackboneSpec, seed: int, guidance: Guidance, n: Optional[int] = None
+                  ) -> torch.Tensor:
+        """Float64 endpoints of the reference solve from the noise of samples ``0 .. n - 1`` (in the grid's dtype;
+        default: every sample of the grid) and their labels.  Asked for more samples than before (the looks of
+        sequential sample sizes), it solves only those it has not solved yet."""
+        n = self.grid.num_samples if n is None else n
         key = (backbone.key, seed, guidance)
-        if key not in self._references:
+        known = self._references.get(key)
+        if known is None or len(known) < n:
             draws = self.draws(backbone, seed)
             labels = draws.labels()
             self._references[key] = reference_endpoints(
-                self.backbone(backbone), draws.noise(self.dtype).to(self.grid.device),
-                None if labels is None else labels.to(self.grid.device), seed=seed, dtype_name=self.precision.state_dtype_name,
-                guidance=guidance, tolerance=self.grid.tolerance, label_rule=self.grid.labels,
-                batch_size=self.grid.batch_size,
-                cache_dir=self.cache_dir / "references", progress=self.progress)
-        return self._references[key]
+                self.backbone(backbone), draws.noise(self.dtype)[:n].to(self.grid.device),
+                None if labels is None else labels[:n].to(self.grid.device), seed=seed,
+                dtype_name=self.precision.state_dtype_name, guidance=guidance, tolerance=self.grid.tolerance,
+                label_rule=self.grid.labels, batch_size=self.grid.batch_size,
+                cache_dir=self.cache_dir / "references", progress=self.progress, known=known)
+        endpoints = self._references[key]
+        return endpoints if len(endpoints) == n else endpoints[:n]

@@ -26,7 +26,7 @@ KEYS = {
     "seeds": "list of integer seeds",
     "labels": "how samples get class labels: uniform (the default: drawn per sample) or balanced (sample i gets "
               "class i mod num_classes)",
-    "num_samples": "samples per cell",
+    "num_samples": "samples per cell, or sequential sample sizes {start, max, until: separated, on} (kind: sweep)",
     "batch_size": "samples per batch",
     "device": "cpu, cuda, cuda:N",
     "dtype": "float32 or float64; bfloat16 or float16: the networks under autocast, the ODE state in float32 "
@@ -47,12 +47,19 @@ class DuplicateKey(yaml.YAMLError):
     """A key given twice in one mapping of a YAML file."""
 
 
+BOOL_TAG, STR_TAG = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:str"
+
+
 class UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a key given twice in one mapping (merge keys ``<<`` aside)."""
+    """YAML's safe loader, refusing a key given twice in one mapping (merge keys ``<<`` aside), and reading a key
+    written as a plain word as that word: YAML 1.1 would read ``on`` (sequential sample sizes' ``on:``), ``off``,
+    ``yes`` and ``no`` as booleans (their values are still read as booleans)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         lines: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == BOOL_TAG and key_node.style is None and key_node.value.lower() not in ("true", "false"):
+                key_node.tag = STR_TAG
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
             key = self.construct_object(key_node, deep=True)
@@ -130,6 +137,10 @@ def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
     guidance, guidance_by_nfe = sections.guidances_by_nfe(raw, specs, solvers)
     num_samples, batch_size = sections.sample_counts(raw)
     metrics = sections.metrics(raw, specs, guidance)
+    if isinstance(raw.get("num_samples"), dict) and not getattr(study, "sequential_samples", False):
+        grid_error("num_samples", raw["num_samples"], f"sequential sample sizes are for kind: sweep; a grid of kind "
+                                                      f"{kind} takes a positive integer")
+    sequential = sections.sequential_samples(raw, metrics)
     settings = sections.solver_settings(raw, solvers)
     grid = Grid(
         name=sections.name_of(raw, path), path=path, kind=kind, backbones=specs, solvers=solvers,
@@ -138,7 +149,7 @@ def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
         metric_options=sections.metric_options(raw, metrics), tolerance=sections.tolerance(raw),
         save_samples=sections.save_samples(raw), solver_settings=settings,
         study=study_settings, raw=raw, guidance_by_nfe=guidance_by_nfe, labels=sections.labels(raw, specs),
-        precision=sections.precision(raw, specs),
+        precision=sections.precision(raw, specs), sequential=sequential,
     )
     study.check_grid(grid)
     sections.solvers_on_backbones(specs, solvers, settings, base)  # last: it may load checkpoints

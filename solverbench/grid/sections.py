@@ -18,7 +18,7 @@ from solverbench.errors import GridError, grid_error
 from solverbench.file_params import file_digests, resolve_paths
 from solverbench.plan import make_plan
 from solverbench.precision import Precision
-from solverbench.grid.values import DTYPE_NAMES, BackboneSpec, SolverSpec
+from solverbench.grid.values import DTYPE_NAMES, SEPARATED, BackboneSpec, SequentialSamples, SolverSpec
 from solverbench.guidance import Guidance, sampler_conventions
 from solverbench.reference import Tolerance
 from solverbench.noise import LABEL_RULES
@@ -28,6 +28,7 @@ from solverbench.solver import IncompleteSolver, PrepareContext, Solver, SolverC
     solver_label
 from solverbench.timegrid import GRIDS, make_time_grid
 from solverbench.metrics.shape import OPTION as SHAPE_OPTION, check_exceedance
+from solverbench.metric_columns import SEPARABLE
 from solverbench.uncertainty import OPTIONS as UNCERTAINTY_OPTIONS
 from solverbench.uncertainty import check_resamples
 
@@ -316,12 +317,81 @@ def labels(raw: Mapping[str, Any], specs: tuple[BackboneSpec, ...] = ()) -> str:
 
 
 def sample_counts(raw: Mapping[str, Any]) -> tuple[int, int]:
-    """``(num_samples, batch_size)``; the batch size changes no sample (noise is drawn per index)."""
-    num_samples = positive_ints("num_samples", raw.get("num_samples", 256))
+    """``(num_samples, batch_size)``; the batch size changes no sample (noise is drawn per index).  With sequential
+    sample sizes (``num_samples: {start, max, until}``) ``num_samples`` is their ``max`` and the batch size (by
+    default ``start``) must divide ``start``: each look then adds whole batches, the batches of a plain run."""
+    written = raw.get("num_samples", 256)
+    if isinstance(written, dict):
+        start, most = sequential_sizes(written)
+        batch_size = positive_ints("batch_size", raw.get("batch_size", start))
+        if len(batch_size) > 1:
+            grid_error("batch_size", raw.get("batch_size"), "allowed: a single positive integer")
+        if start % batch_size[0]:
+            grid_error("batch_size", batch_size[0], f"with sequential sample sizes it must divide num_samples.start "
+                                                    f"({start}), so that each look adds whole batches (the samples of "
+                                                    "a plain run of as many)")
+        return most, batch_size[0]
+    num_samples = positive_ints("num_samples", written)
     batch_size = positive_ints("batch_size", raw.get("batch_size", num_samples[0]))
     if len(num_samples) > 1 or len(batch_size) > 1:
         grid_error("num_samples", raw.get("num_samples"), "allowed: a single positive integer")
     return num_samples[0], batch_size[0]
+
+
+SEQUENTIAL_KEYS = {"start": "the samples of the first look", "max": "the most samples a cell takes (the last look)",
+                   "until": f"{SEPARATED} (stop a column once every solver but the best is shown worse than it)",
+                   "on": "the metric columns that decide (default: every ranked one that keeps paired arrays)"}
+
+
+def sequential_sizes(written: Mapping[str, Any]) -> tuple[int, int]:
+    """``(start, max)`` of sequential sample sizes, every key of the mapping checked."""
+    unknown = [key for key in written if key not in SEQUENTIAL_KEYS]
+    if unknown:
+        grid_error("num_samples", dict(written), "allowed: a positive integer, or sequential sample sizes with the "
+                   "keys " + "; ".join(f"{key}: {what}" for key, what in SEQUENTIAL_KEYS.items())
+                   + (" (the key True: YAML 1.1 reads an unquoted on as true; quote it, or read the file with "
+                      "solverbench.grid.load_grid)" if any(key is True for key in unknown) else ""))
+    for key in ("start", "max", "until"):
+        if key not in written:
+            grid_error("num_samples", dict(written), f"sequential sample sizes need {key}: {SEQUENTIAL_KEYS[key]}")
+    for key in ("start", "max"):
+        value = written[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            grid_error(f"num_samples.{key}", value, f"allowed: a positive integer ({SEQUENTIAL_KEYS[key]})")
+    if written["max"] < written["start"]:
+        grid_error("num_samples.max", written["max"], f"allowed: an integer >= start ({written['start']})")
+    if written["until"] != SEPARATED:
+        grid_error("num_samples.until", written["until"], f"allowed: {SEQUENTIAL_KEYS['until']}")
+    return written["start"], written["max"]
+
+
+def sequential_samples(raw: Mapping[str, Any], metric_names: tuple[str, ...]) -> Optional[SequentialSamples]:
+    """The grid's sequential sample sizes (None for a plain integer), their deciding columns checked against the
+    grid's metrics: each a ranked column that keeps paired arrays, of a metric the grid lists."""
+    written = raw.get("num_samples")
+    if not isinstance(written, dict):
+        return None
+    start, most = sequential_sizes(written)
+    separable = [column for column in SEPARABLE if column in metric_names]
+    if "on" not in written:
+        if not separable:
+            grid_error("num_samples", dict(written), "no metric of the grid can show one solver worse than another "
+                       f"(a ranked one that keeps paired arrays: {', '.join(SEPARABLE)}); add one to metrics, or give "
+                       "num_samples as an integer")
+        return SequentialSamples(start, most, SEPARATED, tuple(separable))
+    on = as_list(written["on"])
+    if not on or not all(isinstance(column, str) for column in on):
+        grid_error("num_samples.on", written["on"], "allowed: a metric column or a non-empty list of them")
+    for i, column in enumerate(on):
+        if column not in SEPARABLE:
+            grid_error(f"num_samples.on[{i}]", column, "allowed: a ranked metric column that keeps paired arrays: "
+                                                      + ", ".join(SEPARABLE))
+        if column not in metric_names:
+            grid_error(f"num_samples.on[{i}]", column, f"the grid's metrics ({', '.join(metric_names)}) do not "
+                                                      f"produce it; add {column} to metrics")
+        if on.index(column) != i:
+            grid_error(f"num_samples.on[{i}]", column, "a column named twice; name it once")
+    return SequentialSamples(start, most, SEPARATED, tuple(on), written_on=True)
 
 
 def device(raw: Mapping[str, Any]) -> str:

@@ -58,6 +58,37 @@ class SolverSpec:
         return SOLVERS.get(self.name)(**self.resolved)
 
 
+SEPARATED = "separated"  # the one stopping rule of sequential sample sizes
+
+
+@dataclass(frozen=True)
+class SequentialSamples:
+    """``num_samples: {start, max, until: separated, on}``: a sweep samples each column of cells (the solvers that
+    share backbone, NFE, schedule, guidance and seed) look by look, ``start`` samples, then twice as many, ... up to
+    ``max``, until every solver but the best is separated from it in every deciding column
+    (``solverbench.studies.sequential``)."""
+
+    start: int
+    max: int
+    until: str  # "separated"
+    on: tuple[str, ...]  # the deciding metric columns (ranked, keeping paired arrays)
+    written_on: bool = False  # whether the grid named them (else: every such column of the grid's metrics)
+
+    def looks(self) -> tuple[int, ...]:
+        """The sample sizes of the looks: ``start * 2^k`` while below ``max``, then ``max`` (256, 512, 1000)."""
+        sizes = []
+        n = self.start
+        while n < self.max:
+            sizes.append(n)
+            n *= 2
+        return (*sizes, self.max)
+
+    def identity(self) -> dict[str, Any]:
+        """What a cell id holds in ``num_samples``'s place: the key as written."""
+        return {"start": self.start, "max": self.max, "until": self.until,
+                **({"on": list(self.on)} if self.written_on else {})}
+
+
 @dataclass(frozen=True)
 class Grid:
     name: str
@@ -68,7 +99,7 @@ class Grid:
     schedules: tuple[Any, ...]
     guidances: tuple[Guidance, ...]
     seeds: tuple[int, ...]
-    num_samples: int
+    num_samples: int  # samples per cell; with sequential sample sizes the most a cell may take (their max)
     batch_size: int
     device: str
     dtype: str
@@ -82,6 +113,7 @@ class Grid:
     guidance_by_nfe: Optional[Mapping[Any, tuple[Guidance, ...]]] = None  # a scale per NFE budget (paper tables)
     labels: str = "uniform"  # how sample indices get class labels (solverbench.noise.LABEL_RULES)
     precision: Precision = Precision()  # dtype (again), tf32, compile: how the networks compute
+    sequential: Optional[SequentialSamples] = None  # num_samples: {start, max, until}; None for a plain integer
 
     @cached_property
     def hash(self) -> str:

@@ -9,7 +9,7 @@ from solverbench.report.figures.edits import EDIT_FIGURE_NFE, plot_edits
 from solverbench.report.figures.inversion import plot_inversion_errors
 from solverbench.report.figures.style import SolverStyles
 from solverbench.report.items import Item, Section, figure_item, write_table
-from solverbench.report.metric_columns import EDIT_METRICS, INVERSION_METRICS, KNOWN_BY_NAME
+from solverbench.metric_columns import EDIT_METRICS, INVERSION_METRICS, KNOWN_BY_NAME
 from solverbench.report.pairing import CellArrays
 from solverbench.report.sections import ReportContext, ReportSection, register_report_section
 from solverbench.report.settings import Setting

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from solverbench.paired_arrays import read_paired_arrays
-from solverbench.report.metric_columns import MetricColumn
-from solverbench.report.paired import KEPT_ENTRIES, RESAMPLES, Difference, bootstrap_means, combine_seeds, \
+from solverbench.metric_columns import MetricColumn
+from solverbench.paired import KEPT_ENTRIES, RESAMPLES, Difference, bootstrap_means, combine_seeds, \
     draw_chunks, mean_difference, replicate_difference, sample_draws
 
 # what a cell's noise (and its labels) are drawn from: cells that agree on all of it start from the same noise

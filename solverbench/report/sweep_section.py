@@ -14,7 +14,7 @@ from solverbench.report.figures.samples import plot_samples, why_no_figure
 from solverbench.report.figures.training_cost import plot_training_cost
 from solverbench.report.figures.style import SolverStyles
 from solverbench.report.items import Item, Section, figure_item, write_table, write_tables
-from solverbench.report.metric_columns import SHAPE_SUFFIXES, MetricColumn, cost_columns, metric_columns
+from solverbench.metric_columns import SHAPE_SUFFIXES, MetricColumn, cost_columns, metric_columns
 from solverbench.report.order_fit import global_error_curves
 from solverbench.report.pairing import CellArrays
 from solverbench.report.tables.pairwise_blocks import pairwise_blocks

@@ -83,6 +83,7 @@ class InversionStudy(Sweep):
     """Invert data with every solver at its budgets, regenerate it, and class-edit where asked."""
 
     sharded = False  # one process: the cells invert and regenerate whole
+    sequential_samples = False  # num_samples is one integer: a cell inverts its data draw whole
     settings_key = "inversion"
     unused_keys = ("metrics", "metric_options", "export")
 

@@ -11,6 +11,11 @@ class-conditional), to feed OpenAI's evaluator.  Export is an output, not part o
 the numbers: the cell ids stay the same.  A cell counts as done only once its file is written
 (written whole, by a rename); a cell done before export was asked owes its file, so the next
 run with export runs it again from the same noise (same row) and writes it (``Unit.redo``).
+
+With sequential sample sizes (``num_samples: {start, max, until: separated}``) a unit is a column of
+cells (``columns``: the solvers a table compares on the same samples), sampled look by look until
+its solvers are separated or it takes ``max`` samples (``solverbench.studies.sequential``); each
+row records the samples it used, ``num_samples_max``, ``looks`` and ``stop_reason``.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ import os
 import sys
 import traceback
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
@@ -34,17 +39,19 @@ from solverbench.distributed import world
 from solverbench.engine.rows import cell_identity, row_head
 from solverbench.errors import GridError, grid_error
 from solverbench.flops import solve_cost
-from solverbench.grid.values import BackboneSpec, Grid, SolverSpec
+from solverbench.grid.values import SEPARATED, BackboneSpec, Grid, SolverSpec
 from solverbench.guidance import Guidance
 from solverbench.hashing import canonical_json, file_sha256, spec_hash
 from solverbench.metrics.context import MetricContext, NotApplicable
 from solverbench.metrics.image.adm_npz import LABELS, BatchWriter
 from solverbench.metrics.shape import OPTION as SHAPE_OPTION, shape_columns
+from solverbench.paired import RESAMPLES
 from solverbench.paired_arrays import write_paired_arrays
 from solverbench.registry import METRICS, register_study
 from solverbench.results import TABLE, read_table
 from solverbench.sampling import sample
 from solverbench.solver import Solver
+from solverbench.studies.sequential import MAX_REACHED, Measured, judge_look, look_level
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,60 @@ def check_npz_export(grid: Grid, asked: str) -> None:
                         "make none (no to_images); export is for image backbones")
 
 
+@dataclass
+class CellRun:
+    """One cell as it is sampled and measured: its row so far, what it samples with, its samples so far (those of a
+    plain run of as many) and each of their batches' ``(nfe, wall time, counters)``, and its metrics' values and
+    paired arrays on them."""
+
+    cell: Cell
+    cell_id: str
+    row: dict[str, Any]
+    backbone: Any = None  # the backbone its metrics measure with
+    sampler: Any = None  # the backbone it samples with (under the grid's autocast, compiled where asked)
+    solver: Optional[Solver] = None
+    times: Optional[torch.Tensor] = None  # a learned time grid
+    samples: Optional[torch.Tensor] = None  # samples 0 .. n - 1
+    costs: list[tuple[int, float, dict[str, float]]] = field(default_factory=list)
+    values: dict[str, Any] = field(default_factory=dict)
+    kept: dict[str, np.ndarray] = field(default_factory=dict)
+    looks: int = 0  # the looks it took (sequential sample sizes)
+
+    @property
+    def n(self) -> int:
+        """How many samples it has."""
+        return 0 if self.samples is None else len(self.samples)
+
+
+def record_error(run: CellRun, err: BaseException) -> None:
+    """The cell raised: its row says what, with the traceback (reported at the end of the sweep)."""
+    run.row.update(status="error", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(limit=8))
+
+
+def attempt(run: CellRun, step: Callable[[], bool]) -> bool:
+    """``step()``, False where the cell failed (its row says why) or raised (``record_error``)."""
+    try:
+        return step()
+    except Exception as err:  # recorded, reported at the end of the sweep
+        record_error(run, err)
+        return False
+
+
+def columns(listed: list[tuple[Cell, str]]) -> list[list[tuple[Cell, str]]]:
+    """The grid's ``(cell, cell id)`` grouped into columns: the cells that share backbone, NFE, schedule, guidance
+    and seed (the solvers a table compares on the same samples), in the order of their first cell."""
+    grouped: dict[tuple, list[tuple[Cell, str]]] = {}
+    for cell, cell_id in listed:
+        key = (cell.backbone.key, cell.nfe, canonical_json(cell.schedule), cell.guidance, cell.seed)
+        grouped.setdefault(key, []).append((cell, cell_id))
+    return list(grouped.values())
+
+
+def ranked_count(column: list[tuple[Cell, str]]) -> int:
+    """How many cells of a column are ranked (not analysis-only)."""
+    return sum(not cell.solver.instance.analysis_only for cell, _ in column)
+
+
 def cells(grid: Grid) -> list[Cell]:
     """Every cell of the grid, in a stable order (adaptive solvers get one cell per setting, NFE None)."""
     return [Cell(backbone, solver, nfe, schedule, guidance, seed)
@@ -133,6 +194,7 @@ class Sweep(Study):
 
     needs_budgets = True
     sharded = True  # under torchrun each rank samples its share of a cell's batches
+    sequential_samples = True  # num_samples: {start, max, until: separated}: a column per unit, look by look
     settings_key = "export"
 
     def __init__(self, grid: Grid, workspace: Any):
@@ -167,20 +229,58 @@ class Sweep(Study):
         return self.grid.study or Export()
 
     def units(self) -> list[Unit]:
+        """A unit per cell; with sequential sample sizes a unit per column (``columns``), run look by look."""
         varying = self.varying_keys()
-        units = []
-        for cell in cells(self.grid):
-            cell_id = spec_hash(cell.identity(self.grid))
-            owes_npz = (lambda cell_id=cell_id: not self.npz_path(cell_id).is_file()) if self.export.npz else None
-            units.append(Unit([cell_id], self.cell_text(cell, varying),
-                              lambda cell=cell, cell_id=cell_id: [self.run_cell(cell, cell_id)], redo=owes_npz))
-        if self.export.npz and world().main:
+        listed = [(cell, spec_hash(cell.identity(self.grid))) for cell in cells(self.grid)]
+        plan = self.grid.sequential
+        if plan is None:
+            units = [Unit([cell_id], self.cell_text(cell, varying),
+                          lambda cell=cell, cell_id=cell_id: [self.run_cell(cell, cell_id)],
+                          redo=self.owes_npz([cell_id]))
+                     for cell, cell_id in listed]
+        else:
+            grouped = columns(listed)
+            units = [Unit([cell_id for _, cell_id in column], self.column_text(column, varying),
+                          lambda column=column: self.run_column(column),
+                          redo=self.owes_npz([cell_id for _, cell_id in column]))
+                     for column in grouped]
+        ranks = world()
+        if self.export.npz and ranks.main:
             self.note_missing_exports([cid for unit in units for cid in unit.ids])
-        batches, ranks = -(-self.grid.num_samples // self.grid.batch_size), world()
+        first = self.grid.num_samples if plan is None else plan.start
+        batches = -(-first // self.grid.batch_size)
         if batches < ranks.size and ranks.main:
-            tqdm.write(f"{ranks.size} processes share the {batches} batch(es) of each cell: {ranks.size - batches} "
-                       f"idle; give batch_size at most num_samples / {ranks.size}", file=sys.stderr)
+            tqdm.write(f"{ranks.size} processes share the {batches} batch(es) of each cell"
+                       f"{'' if plan is None else ' at its first look'}: {ranks.size - batches} idle; give batch_size "
+                       f"at most {'num_samples' if plan is None else 'num_samples.start'} / {ranks.size}",
+                       file=sys.stderr)
+        if plan is not None and ranks.main:
+            self.note_inseparable(grouped)
         return units
+
+    def owes_npz(self, cell_ids: list[str]) -> Optional[Callable[[], bool]]:
+        """With export asked: whether a cell of a unit done has no ADM .npz yet (the unit runs again)."""
+        if not self.export.npz:
+            return None
+        return lambda: any(not self.npz_path(cell_id).is_file() for cell_id in cell_ids)
+
+    def note_inseparable(self, grid_columns: list[list[tuple[Cell, str]]]) -> None:
+        """One line where some columns can never be separated: their ``m`` per-sample comparisons share Holm's level
+        ``ALPHA / K`` and the first of them faces at most ``ALPHA / K / m``, which no paired bootstrap p-value reaches
+        below ``1 / (1 + RESAMPLES)``; such a column runs to max."""
+        plan = self.grid.sequential
+        per_sample = [c for c in plan.on if getattr(METRICS.get(c), "per_sample", False)]
+        level = look_level(len(plan.looks()))
+        smallest = 1 / (1 + RESAMPLES)
+        stuck = [ranked_count(column) for column in grid_columns
+                 if per_sample and level / max(1, (ranked_count(column) - 1) * len(per_sample)) < smallest]
+        if stuck:
+            m = (max(stuck) - 1) * len(per_sample)
+            tqdm.write(f"num_samples: {len(stuck)} column(s) of up to {max(stuck)} ranked solvers can never be "
+                       f"separated: their {m} comparisons in {', '.join(per_sample)} share a look's level {level:.3g} "
+                       f"({len(plan.looks())} looks), and the first faces {level / m:.2g} under Holm, below the "
+                       f"smallest p-value of a paired bootstrap (1/{1 + RESAMPLES}); they run to max (decide on fewer "
+                       "columns with on:, or take fewer looks)", file=sys.stderr)
 
     def describe(self, row: pd.Series) -> str:
         nfe = "adaptive" if pd.isna(row["nfe"]) else f"nfe={int(row['nfe'])}"
@@ -197,85 +297,189 @@ class Sweep(Study):
     def cell_text(self, cell: Cell, varying: list[str]) -> str:
         """The cell as the progress bar names it: the solver's full label (as in the tables), NFE, and
         whatever else varies in the grid."""
+        return " ".join([cell.solver.label, self.setting_text(cell, varying)])
+
+    def column_text(self, column: list[tuple[Cell, str]], varying: list[str]) -> str:
+        """A column as the progress bar names it: how many solvers, their NFE and whatever else varies in the grid."""
+        return " ".join([f"{len(column)} solver(s)", self.setting_text(column[0][0], varying)])
+
+    def setting_text(self, cell: Cell, varying: list[str]) -> str:
+        """NFE and the cell keys besides the solver that vary in the grid, as the progress bar says them."""
         values = {"backbone": cell.backbone.name, "schedule": canonical_json(cell.schedule),
                   "guidance": f"{cell.guidance.scale:g} on {list(cell.guidance.interval)}", "seed": str(cell.seed)}
         nfe = "adaptive" if cell.nfe is None else f"nfe={cell.nfe}"
-        return " ".join([cell.solver.label, nfe] + [f"{key}={values[key]}" for key in varying])
+        return " ".join([nfe] + [f"{key}={values[key]}" for key in varying])
 
     # -- one cell ---------------------------------------------------------------------
     def run_cell(self, cell: Cell, cell_id: str) -> dict[str, Any]:
-        grid, workspace = self.grid, self.workspace
+        """The row of one cell: its ``num_samples`` samples, measured."""
+        run = self.start_cell(cell, cell_id)
+        if attempt(run, lambda: self.prepare(run)) and attempt(run, lambda: self.grow(run, self.grid.num_samples)):
+            attempt(run, lambda: self.finish(run))
+        return run.row
+
+    def start_cell(self, cell: Cell, cell_id: str) -> CellRun:
+        """The cell before any work: its row's head (what it is and how it is made)."""
+        grid = self.grid
         row = row_head(grid, "sweep", cell_id, cell.backbone, cell.solver, cell.guidance, cell.seed)
         row.update(nfe=cell.nfe, schedule=canonical_json(cell.schedule), batch_size=grid.batch_size)
-        try:
-            backbone = workspace.backbone(cell.backbone)
-            solver = workspace.solver(cell.solver, cell.backbone)
-            row.update(solver.row_fields())
-            row.update(solver.cell_fields(cell.nfe, cell.guidance))
-            learned = workspace.learned_grid(cell.backbone, cell.solver, cell.nfe, cell.guidance, cell.schedule)
-            if learned is not None:
-                row.update(learned.row_fields())
-            times = None if learned is None else learned.times
-            samples, stats = self.sample_cell(cell, workspace.sampling_backbone(cell.backbone), solver, times)
-            row.update(stats)
-            row.update(self.costs(cell, backbone, solver, times))
-            bad = (~torch.isfinite(samples.flatten(1)).all(dim=1)).sum().item()
-            if bad:
-                row.update(status="failed", error=f"{bad} of {len(samples)} samples are not finite (NaN or inf)")
-                return row
-            labels = workspace.draws(cell.backbone, cell.seed).labels()
-            writes = world().main  # every rank measures the gathered samples; rank 0 writes
-            with (self.npz_writer(cell_id, len(samples)) if self.export.npz and writes else nullcontext()) as export:
-                # under torchrun the image metrics split their images across ranks: rank 0 makes them all again
-                # for the export (export_rest)
-                sink = None if export is None or world().sharded else export.add
-                values, kept = self.measure(cell, backbone, samples, sink)
-                row.update(values)
-                if export is not None:
-                    self.export_rest(export, backbone, samples, labels)
-            if writes:
-                self.save_samples(cell_id, samples, labels)
-                if kept and labels is not None:
-                    kept = {**kept, "labels": labels.cpu().numpy()}
-                write_paired_arrays(self.workspace.results_dir / grid.name, cell_id, kept)
-            row.update(status="ok", error=None)
-        except Exception as err:  # recorded, reported at the end of the sweep
-            row.update(status="error", error=f"{type(err).__name__}: {err}",
-                       traceback=traceback.format_exc(limit=8))
-        return row
+        return CellRun(cell, cell_id, row)
 
-    def sample_cell(self, cell: Cell, backbone: Any, solver: Solver, times: Optional[torch.Tensor] = None
-                    ) -> tuple[torch.Tensor, dict[str, Any]]:
-        """The cell's samples in batches (under torchrun each rank solves its batches and all gather them)
-        and what solving them cost, summed over the batches (and ranks); ``times``: a learned grid."""
-        grid, draws, ranks = self.grid, self.workspace.draws(cell.backbone, cell.seed), world()
+    def prepare(self, run: CellRun) -> bool:
+        """What the cell samples and measures with: the backbone, the prepared solver, a learned time grid (their
+        row fields in its row)."""
+        cell, workspace = run.cell, self.workspace
+        run.backbone = workspace.backbone(cell.backbone)
+        run.solver = workspace.solver(cell.solver, cell.backbone)
+        run.row.update(run.solver.row_fields())
+        run.row.update(run.solver.cell_fields(cell.nfe, cell.guidance))
+        learned = workspace.learned_grid(cell.backbone, cell.solver, cell.nfe, cell.guidance, cell.schedule)
+        if learned is not None:
+            run.row.update(learned.row_fields())
+        run.times = None if learned is None else learned.times
+        run.sampler = workspace.sampling_backbone(cell.backbone)
+        return True
+
+    def grow(self, run: CellRun, n: int) -> bool:
+        """Sample the cell's samples ``run.n .. n - 1`` and keep them after the earlier ones; the row's costs are
+        those of every batch so far.  False where some of its samples are not finite (the row says so: failed)."""
+        new, costs = self.sample_range(run, run.n, n)
+        run.samples = new if run.samples is None else torch.cat([run.samples, new])
+        run.costs += costs
+        run.row.update(self.cost_fields(run.costs, run.n))
+        run.row.update(self.costs(run.cell, run.backbone, run.solver, run.times))
+        bad = (~torch.isfinite(run.samples.flatten(1)).all(dim=1)).sum().item()
+        if bad:
+            run.row.update(status="failed", error=f"{bad} of {run.n} samples are not finite (NaN or inf)")
+            return False
+        return True
+
+    def finish(self, run: CellRun) -> bool:
+        """Measure the cell's samples and write what it keeps (the ADM .npz fed with the image metrics' images where
+        export is asked)."""
+        writes = world().main  # every rank measures the gathered samples; rank 0 writes
+        with (self.npz_writer(run.cell_id, run.n) if self.export.npz and writes else nullcontext()) as export:
+            # under torchrun the image metrics split their images across ranks: rank 0 makes them all again
+            # for the export (export_rest)
+            self.measure_run(run, None if export is None or world().sharded else export.add)
+            if export is not None:
+                self.export_rest(export, run.backbone, run.samples, self.labels_of(run))
+        self.write_outputs(run)
+        return True
+
+    def measure_run(self, run: CellRun, sample_images: Optional[Callable[[torch.Tensor], None]] = None) -> None:
+        """Every metric of the grid on the cell's samples so far, into its row (and what they keep, into ``run``)."""
+        run.values, run.kept = self.measure(run.cell, run.backbone, run.samples, sample_images)
+        run.row.update(run.values)
+
+    def write_outputs(self, run: CellRun) -> None:
+        """Rank 0 writes the cell's first samples (the report's sample grids) and its paired arrays; the row is ok."""
+        if world().main:
+            labels = self.labels_of(run)
+            self.save_samples(run.cell_id, run.samples, labels)
+            kept = {**run.kept, "labels": labels.cpu().numpy()} if run.kept and labels is not None else run.kept
+            write_paired_arrays(self.workspace.results_dir / self.grid.name, run.cell_id, kept)
+        run.row.update(status="ok", error=None)
+
+    def labels_of(self, run: CellRun) -> Optional[torch.Tensor]:
+        """The class labels of the cell's samples so far (None for an unconditional backbone)."""
+        labels = self.workspace.draws(run.cell.backbone, run.cell.seed).labels()
+        return None if labels is None else labels[:run.n]
+
+    def sample_range(self, run: CellRun, start: int, stop: int
+                     ) -> tuple[torch.Tensor, list[tuple[int, float, dict[str, float]]]]:
+        """Samples ``start .. stop - 1`` of the cell in batches of ``batch_size`` from ``start`` (a multiple of it:
+        the batches of a run of ``stop`` samples; under torchrun each rank solves its batches and all gather them),
+        and each batch's ``(nfe, wall time, counters)`` (of every rank)."""
+        cell, grid, ranks = run.cell, self.grid, world()
+        draws = self.workspace.draws(cell.backbone, cell.seed)
         noise = draws.noise(self.workspace.dtype)
         labels = draws.labels()
-        batches = [slice(start, start + grid.batch_size) for start in range(0, grid.num_samples, grid.batch_size)]
+        batches = [slice(first, min(first + grid.batch_size, stop)) for first in range(start, stop, grid.batch_size)]
         costs: list[tuple[int, float, dict[str, float]]] = []
 
         def solve(b: int) -> torch.Tensor:
             sl = batches[b]
             with grid.precision.matmuls():
-                result = sample(backbone, solver, noise[sl].to(grid.device),
+                result = sample(run.sampler, run.solver, noise[sl].to(grid.device),
                                 None if labels is None else labels[sl].to(grid.device), nfe=cell.nfe,
-                                time_grid=times, schedule="uniform" if times is not None else cell.schedule,
+                                time_grid=run.times, schedule="uniform" if run.times is not None else cell.schedule,
                                 guidance=cell.guidance)
             costs.append((result.nfe, result.wall_time, result.counters))
             return result.samples
 
         out = ranks.map_batches(solve, len(batches))
-        costs = [cost for part in ranks.all_objects(costs) for cost in part]
+        return torch.cat(out), [cost for part in ranks.all_objects(costs) for cost in part]
+
+    def cost_fields(self, costs: list[tuple[int, float, dict[str, float]]], n: int) -> dict[str, Any]:
+        """What solving ``n`` samples cost, summed over their batches (and ranks)."""
         nfe, wall, counters = summed_costs(costs)
-        stats = {
+        return {
             "nfe_measured": nfe,
-            "nfe_measured_max": max(n for n, _, _ in costs),
+            "nfe_measured_max": max(batch_nfe for batch_nfe, _, _ in costs),
             "wall_time": wall,
-            "wall_time_per_sample": wall / grid.num_samples,
-            "processes": ranks.size,
+            "wall_time_per_sample": wall / n,
+            "processes": world().size,
             **counters,
         }
-        return torch.cat(out), stats
+
+    # -- a column of cells, look by look (sequential sample sizes) -------------------------
+    def run_column(self, column: list[tuple[Cell, str]]) -> list[dict[str, Any]]:
+        """The rows of a column's cells, sampled look by look until the column is separated or takes ``max``
+        samples (``solverbench.studies.sequential``): a cell that fails or raises leaves the column, the others
+        go on; each row records the samples it used, ``num_samples_max``, ``looks`` and (where ok) ``stop_reason``."""
+        plan = self.grid.sequential
+        looks = plan.looks()
+        runs = [self.start_cell(cell, cell_id) for cell, cell_id in column]
+        running = [run for run in runs if attempt(run, lambda run=run: self.prepare(run))]
+        stop = MAX_REACHED
+        for n in looks:
+            running = [run for run in running if attempt(run, lambda run=run: self.look(run, n))]
+            if not running:
+                break
+            try:
+                separated = world().decide(lambda: self.separated(running, n, len(looks)))
+            except Exception as err:  # recorded in every running cell's row, reported at the end of the sweep
+                for run in running:
+                    record_error(run, err)
+                running = []
+                break
+            if separated:
+                stop = SEPARATED
+                break
+        for run in runs:
+            run.row.update(num_samples=run.n, num_samples_max=plan.max, looks=run.looks)
+        for run in running:
+            run.row.update(stop_reason=stop)
+            attempt(run, lambda run=run: self.close(run))
+        return [run.row for run in runs]
+
+    def look(self, run: CellRun, n: int) -> bool:
+        """One look of a cell: its samples up to ``n``, and every metric measured on all of them."""
+        run.looks += 1
+        if not self.grow(run, n):
+            return False
+        self.measure_run(run)
+        return True
+
+    def separated(self, running: list[CellRun], n: int, looks: int) -> bool:
+        """Whether every ranked solver of the column but the best is shown worse than it in every deciding column,
+        on its ``n`` samples (``sequential.judge_look``, each look at level ``ALPHA / looks``)."""
+        cell = running[0].cell
+        labels = self.workspace.draws(cell.backbone, cell.seed).labels()
+        measured = [Measured(run.cell.solver.label, not run.cell.solver.instance.analysis_only, run.values, run.kept)
+                    for run in running]
+        return judge_look(measured, self.grid.sequential.on, samples=n, seed=cell.seed,
+                         labels=None if labels is None else labels[:n].cpu().numpy(), level=look_level(looks)).separated
+
+    def close(self, run: CellRun) -> bool:
+        """Write what a cell of a stopped column keeps: its last look's samples and arrays (its ADM .npz made from its
+        samples, where export is asked)."""
+        if self.export.npz and world().main:
+            with self.npz_writer(run.cell_id, run.n) as export:
+                self.export_rest(export, run.backbone, run.samples, self.labels_of(run))
+        self.write_outputs(run)
+        return True
 
     def costs(self, cell: Cell, backbone: Any, solver: Solver, times: Optional[torch.Tensor]) -> dict[str, Any]:
         """FLOPs per sample of the cell's solve, split into backbone and solver, and its peak memory per sample
@@ -310,9 +514,10 @@ class Sweep(Study):
         workspace = self.workspace
         draws = workspace.draws(cell.backbone, cell.seed)
         labels = draws.labels()
-        ctx = MetricContext(samples=samples, labels=None if labels is None else labels.to(samples.device),
+        n = len(samples)  # samples 0 .. n - 1 of the cell's seed
+        ctx = MetricContext(samples=samples, labels=None if labels is None else labels[:n].to(samples.device),
                             backbone=backbone, guidance=cell.guidance, seed=cell.seed,
-                            reference_fn=lambda: workspace.reference(cell.backbone, cell.seed, cell.guidance),
+                            reference_fn=lambda: workspace.reference(cell.backbone, cell.seed, cell.guidance, n),
                             data_fn=draws.data,
                             extras={"cache_dir": workspace.cache_dir, "metric_options": self.grid.metric_options,
                                     "grid_dir": self.grid.base, "sample_images": sample_images},

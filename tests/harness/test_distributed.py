@@ -52,7 +52,24 @@ reference: {rtol: 1.0e-4, atol: 1.0e-4}
 save_samples: 40
 """
 
-COMPARED = ("nfe", "trajectory_error", "sliced_wasserstein", "fid")
+# sequential sample sizes: a column apart (stops early) and one of equal solvers that runs to max, uneven looks
+# (16, 32, 40: the last one batch, one rank idle)
+SEQUENTIAL_GRID = """\
+name: shard-sequential
+backbones:
+  - {name: gmm, params: {preset: gmm2d}}
+solvers:
+  - euler
+  - heun
+  - {name: flow-dpm, params: {order: [2, 3]}, nfe: [2]}
+nfe: [2, 3]
+num_samples: {start: 16, max: 40, until: separated, on: [trajectory_error]}
+batch_size: 8
+metrics: [trajectory_error, sliced_wasserstein]
+save_samples: 40
+"""
+
+COMPARED = ("nfe", "trajectory_error", "sliced_wasserstein", "fid", "num_samples", "looks", "stop_reason")
 
 
 def solverbench(args: list[str], cwd: Path, processes: int = 1) -> subprocess.CompletedProcess:
@@ -105,6 +122,16 @@ def test_image_metrics_and_their_reference_agree_across_processes(tmp_path):
     two = run_grid_file(tmp_path, DIGITS_GRID, "two", 2)
     assert one["fid"].notna().all()
     assert_same_run(tmp_path, one, two, "shard-digits")
+
+
+@pytest.mark.slow  # over 5 s on 2 cores: run with -m slow
+def test_sequential_sample_sizes_look_alike_across_processes(tmp_path):
+    """Each look's new batches shared by the ranks, rank 0's decision taken by every rank: the columns stop at the
+    same look with the same numbers."""
+    one = run_grid_file(tmp_path, SEQUENTIAL_GRID, "one", 1)
+    two = run_grid_file(tmp_path, SEQUENTIAL_GRID, "two", 2)
+    assert set(one["stop_reason"]) == {"separated", "max reached"}
+    assert_same_run(tmp_path, one, two, "shard-sequential")
 
 
 @pytest.mark.slow  # over 10 s on 2 cores: run with -m slow

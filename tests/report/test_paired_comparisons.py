@@ -15,8 +15,8 @@ import pytest
 from solverbench.engine import run_grid
 from solverbench.grid import parse_grid
 from solverbench.paired_arrays import arrays_path, write_paired_arrays
-from solverbench.report.metric_columns import KNOWN_BY_NAME, metric_columns
-from solverbench.report.paired import (ALPHA, Difference, bootstrap_means, combine_seeds, holm,
+from solverbench.metric_columns import KNOWN_BY_NAME, metric_columns
+from solverbench.paired import (ALPHA, Difference, bootstrap_means, combine_seeds, holm,
                                        per_sample_difference, replicate_difference, sample_draws,
                                        samples_to_separate)
 from solverbench.report.pairing import NOT_KEPT, CellArrays, PairedComparison
@@ -216,7 +216,7 @@ def test_table1_without_a_results_store_compares_by_intervals_and_says_so():
 
 
 def test_draws_drawn_again_block_by_block_are_those_kept_whole():
-    from solverbench.report.paired import draw_chunks
+    from solverbench.paired import draw_chunks
 
     labels = np.repeat([0, 1, 2], 2000)  # 6000 samples: 699 draws a block, three blocks
     blocks = list(draw_chunks(6000, 7, strata=labels))

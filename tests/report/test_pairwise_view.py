@@ -10,8 +10,8 @@ from solverbench.grid import parse_grid
 from solverbench.paired_arrays import write_paired_arrays
 from solverbench.report import write_report
 from solverbench.report.figures.pairwise import plot_pairwise
-from solverbench.report.metric_columns import KNOWN_BY_NAME
-from solverbench.report.paired import bootstrap_means, sample_draws
+from solverbench.metric_columns import KNOWN_BY_NAME
+from solverbench.paired import bootstrap_means, sample_draws
 from solverbench.report.pairing import NOT_KEPT, CellArrays
 from solverbench.report.tables.pairwise_blocks import pairwise_blocks
 from solverbench.report.tables.model import format_with_interval

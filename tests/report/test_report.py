@@ -255,7 +255,7 @@ def interval_rows(values):
 
 
 def test_solvers_closer_than_their_intervals_are_all_marked_best_and_clearly_worse_ones_are_not():
-    from solverbench.report.metric_columns import metric_columns
+    from solverbench.metric_columns import metric_columns
     from solverbench.report.tables.table1 import table1
 
     rows = interval_rows([("a", (0.100, 0.010), (0.071, 0.01)), ("b", (0.105, 0.010), (0.074, 0.01)),
@@ -270,7 +270,7 @@ def test_solvers_closer_than_their_intervals_are_all_marked_best_and_clearly_wor
 
 
 def test_one_clearly_best_solver_is_marked_alone():
-    from solverbench.report.metric_columns import metric_columns
+    from solverbench.metric_columns import metric_columns
     from solverbench.report.tables.table1 import table1
 
     rows = interval_rows([("a", (0.05, 0.01), (0.07, 0.001)), ("b", (0.10, 0.01), (0.08, 0.001))])
@@ -280,7 +280,7 @@ def test_one_clearly_best_solver_is_marked_alone():
 
 
 def test_table1_ends_with_the_noise_floor_of_the_distribution_metrics():
-    from solverbench.report.metric_columns import metric_columns
+    from solverbench.metric_columns import metric_columns
     from solverbench.report.tables.table1 import FLOOR_LABEL, table1
 
     rows = interval_rows([("a", (0.1, 0.01), (0.07, 0.01)), ("b", (0.2, 0.01), (0.08, 0.01))])
@@ -294,7 +294,7 @@ def test_table1_ends_with_the_noise_floor_of_the_distribution_metrics():
 
 
 def test_notes_name_only_cells_that_did_not_finish():
-    from solverbench.report.metric_columns import metric_columns
+    from solverbench.metric_columns import metric_columns
     from solverbench.report.tables.table1 import table1
 
     rows = pd.DataFrame([sweep_row("n", 0, "euler", {}, "euler", 1, False, 5, 0.3, None, "ok"),

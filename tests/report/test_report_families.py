@@ -12,7 +12,7 @@ from solverbench.report.figures import convergence
 from solverbench.report.figures.convergence import MAX_LINES, SOLVER_LINE, plot_convergence
 from solverbench.report.figures.families import LEARNED, family_panels
 from solverbench.report.figures.style import SolverStyles
-from solverbench.report.metric_columns import KNOWN_BY_NAME
+from solverbench.metric_columns import KNOWN_BY_NAME
 
 TRAJECTORY_ERROR = KNOWN_BY_NAME["trajectory_error"]
 UNIFORM_5 = json.dumps([1.0, 0.8, 0.6, 0.4, 0.2, 0.0])

@@ -23,7 +23,7 @@ from solverbench.report.figures.samples import plot_samples
 from solverbench.report.figures.style import SolverStyles
 from solverbench.report.index import index_html, index_markdown
 from solverbench.report.items import Item, Section
-from solverbench.report.metric_columns import KNOWN_BY_NAME
+from solverbench.metric_columns import KNOWN_BY_NAME
 from solverbench.report.order_fit import OrderCurve, global_error_curves
 from solverbench.report.tables.model import Cell, Row, Table
 from solverbench.report.tables.slopes import slope_table

@@ -10,7 +10,7 @@ from solverbench.grid import parse_grid
 from solverbench.report import write_report
 from solverbench.report.figures.pareto import plot_pareto
 from solverbench.report.figures.style import SolverStyles
-from solverbench.report.metric_columns import KNOWN_BY_NAME
+from solverbench.metric_columns import KNOWN_BY_NAME
 from solverbench.report.tables.pareto import (FLOPS, NFE, WALL_TIME, available_axes, budget_table, on_front,
                                               operating_points)
 

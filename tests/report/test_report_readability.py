@@ -15,7 +15,7 @@ from solverbench.report.figures.convergence import draw_convergence
 from solverbench.report.figures.samples import why_no_figure
 from solverbench.report.figures.style import SolverStyles, report_figure
 from solverbench.report.learned_grids import is_uniform
-from solverbench.report.metric_columns import KNOWN_BY_NAME, cost_columns, metric_columns
+from solverbench.metric_columns import KNOWN_BY_NAME, cost_columns, metric_columns
 from solverbench.report.tables.model import format_with_interval
 from solverbench.report.tables.table1 import FLOOR_LABEL, table1
 from solverbench.report.tables.training_cost import training_cost_table

@@ -29,7 +29,7 @@ from solverbench.report.figures.families import Panel, family_panels
 from solverbench.report.figures.style import (ANALYSIS_LINE_STYLE, SolverStyles, legend_below, plain_log_ticks,
                                               report_figure, value_ticks)
 from solverbench.report.learned_grids import uniform_budgets
-from solverbench.report.metric_columns import MetricColumn
+from solverbench.metric_columns import MetricColumn
 from solverbench.report.tables.aggregate import aggregate, nfe_block, noise_floor
 from solverbench.report.tables.model import format_number, format_with_interval
 from solverbench.uncertainty import ci_columns

@@ -9,7 +9,7 @@ import pandas as pd
 
 from solverbench.report.figures.convergence import AXES_HEIGHT, LEGEND_ROW, draw_convergence, shared_nfe_range
 from solverbench.report.figures.style import SolverStyles, legend_below, report_figure
-from solverbench.report.metric_columns import MetricColumn
+from solverbench.metric_columns import MetricColumn
 
 
 def plot_inversion_errors(rows: pd.DataFrame, metrics: list[MetricColumn], title: str, path: Path,

@@ -13,7 +13,7 @@ from typing import Optional
 import pandas as pd
 
 from solverbench.report.figures.style import SolverStyles, legend_below, plain_log_ticks, report_figure, value_ticks
-from solverbench.report.metric_columns import MetricColumn
+from solverbench.metric_columns import MetricColumn
 from solverbench.report.tables.pareto import NFE, CostAxis, available_axes, on_front, operating_points
 from solverbench.uncertainty import ci_columns
 

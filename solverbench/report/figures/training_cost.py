@@ -13,7 +13,7 @@ from typing import Optional
 import pandas as pd
 
 from solverbench.report.figures.style import SolverStyles, legend_below, plain_log_ticks, report_figure
-from solverbench.report.metric_columns import MetricColumn
+from solverbench.metric_columns import MetricColumn
 from solverbench.report.tables.aggregate import block_order
 from solverbench.report.tables.training_cost import cost_records
 from solverbench.uncertainty import ci_columns

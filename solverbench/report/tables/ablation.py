@@ -12,7 +12,7 @@ from typing import Optional
 
 import pandas as pd
 
-from solverbench.report.metric_columns import MetricColumn
+from solverbench.metric_columns import MetricColumn
 from solverbench.report.pairing import CellArrays, PairedComparison
 from solverbench.report.tables.aggregate import aggregate
 from solverbench.report.tables.best import best_marks, bold_note, rule_notes

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from solverbench.report.learned_grids import came_back_uniform
-from solverbench.report.metric_columns import MetricColumn
+from solverbench.metric_columns import MetricColumn
 from solverbench.report.pairing import seed_cells
 from solverbench.report.tables.model import format_number
 from solverbench.uncertainty import ci_columns, combine_seeds, intervals_overlap

@@ -2,7 +2,7 @@
 every value not shown worse than it.
 
 Where the group's cells kept paired arrays, each value is compared with the best on the same samples
-(``report.pairing``, ``report.paired``) and Holm's correction runs over the group's comparisons at family
+(``report.pairing``, ``solverbench.paired``) and Holm's correction runs over the group's comparisons at family
 level 5%: a value whose comparison is not rejected is not shown worse, and bold.  A value that cannot be
 paired with the best (its cells kept no arrays, or share no noise with the best's) falls back to the
 unpaired rule (``aggregate.best_flags``): bold where its 95% interval overlaps the best one's.  Each tie
@@ -15,8 +15,8 @@ from typing import Optional
 
 import pandas as pd
 
-from solverbench.report.metric_columns import MetricColumn
-from solverbench.report.paired import ALPHA, Difference, holm, samples_to_separate
+from solverbench.metric_columns import MetricColumn
+from solverbench.paired import ALPHA, Difference, holm, samples_to_separate
 from solverbench.report.pairing import PairedComparison, Unpaired
 from solverbench.report.tables.aggregate import best_flags
 from solverbench.report.tables.model import format_number

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
-from solverbench.report.metric_columns import DisplayUnit, MetricColumn
+from solverbench.metric_columns import DisplayUnit, MetricColumn
 
 LARGEST = 1e4  # a column moves to its next unit where its largest value would reach this
 MAX_DECIMALS = 6

@@ -13,8 +13,8 @@ from typing import Optional
 
 import pandas as pd
 
-from solverbench.report.metric_columns import MetricColumn
-from solverbench.report.paired import Difference
+from solverbench.metric_columns import MetricColumn
+from solverbench.paired import Difference
 from solverbench.report.pairing import CellArrays, PairedComparison, Unpaired
 from solverbench.report.tables.aggregate import aggregate, block_order
 from solverbench.report.tables.best import BestMarks, best_marks

@@ -22,7 +22,7 @@ from typing import Optional
 import pandas as pd
 
 from solverbench.report.learned_grids import marked
-from solverbench.report.metric_columns import KNOWN_BY_NAME, MetricColumn
+from solverbench.metric_columns import KNOWN_BY_NAME, MetricColumn
 from solverbench.report.pairing import CellArrays, PairedComparison
 from solverbench.report.tables.aggregate import BY, aggregate, block_means
 from solverbench.report.tables.best import best_marks, not_shown_worse

@@ -8,7 +8,7 @@ from typing import Optional
 
 import pandas as pd
 
-from solverbench.report.metric_columns import MetricColumn
+from solverbench.metric_columns import MetricColumn
 from solverbench.report.tables.aggregate import aggregate
 from solverbench.report.tables.model import Cell, Row, Table, format_number, format_with_interval
 from solverbench.uncertainty import ci_columns

@@ -18,7 +18,7 @@ from typing import Optional
 import pandas as pd
 
 from solverbench.report.learned_grids import NOTE, marked
-from solverbench.report.metric_columns import SHAPE_SUFFIXES, MetricColumn
+from solverbench.metric_columns import SHAPE_SUFFIXES, MetricColumn
 from solverbench.report.pairing import CellArrays, PairedComparison
 from solverbench.report.tables.aggregate import aggregate, noise_floor
 from solverbench.report.tables.best import BestMarks, best_marks, bold_note, rule_notes
@@ -141,8 +141,17 @@ def _not_applicable(rows: pd.DataFrame, metrics: list[MetricColumn]) -> list[str
     return notes
 
 
+def samples_text(rows: pd.DataFrame) -> str:
+    """The samples of each cell: ``1024``, or ``256 to 1024`` where the finished cells took different numbers
+    (sequential sample sizes: each NFE block stops once its solvers are separated)."""
+    finished = rows[rows["status"] == "ok"] if "status" in rows else rows
+    most = int(rows["num_samples"].max())
+    fewest = int(finished["num_samples"].min()) if len(finished) else most
+    return f"{most}" if fewest == most else f"{fewest} to {most}"
+
+
 def _common_notes(rows: pd.DataFrame, metrics: list[MetricColumn], marks: Optional[list], floor: bool) -> list[str]:
-    seeds, samples = rows["seed"].nunique(), int(rows["num_samples"].max())
+    seeds, samples = rows["seed"].nunique(), samples_text(rows)
     notes = [f"Mean over {seeds} seed(s) of {samples} samples each; ± is half the width of the 95% confidence "
              "interval (per-sample means: bootstrap over samples; distribution metrics: bootstrap over the "
              "cell's samples; several seeds: combined), the CSV holds both ends; an interval of a distance or "

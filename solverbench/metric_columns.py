@@ -1,4 +1,5 @@
-"""Which result columns are metrics, what they are called, their units, and which way is better."""
+"""Which result columns are metrics, what they are called, their units, which way is better, and which keep
+paired arrays: what the report ranks and shows, and what a sweep's sequential sample sizes decide on."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,6 +35,9 @@ class MetricColumn:
     # a cost's display units, smallest first: a table column takes the smallest in which its values stay
     # readable (tables.cost_units)
     units: tuple[DisplayUnit, ...] = ()
+    # its cells keep paired arrays of it (``per_sample/`` or ``bootstrap/``, solverbench.paired_arrays): it can be
+    # compared between cells on the same samples
+    paired: bool = False
 
     @property
     def arrow(self) -> str:
@@ -53,24 +57,26 @@ class MetricColumn:
 
 KNOWN = (
     MetricColumn("trajectory_error", "trajectory error", "RMS to reference endpoint, data units", True,
-                 nonnegative=True),
+                 nonnegative=True, paired=True),
     MetricColumn("trajectory_error_max", "max trajectory error", "worst sample's RMS, data units", None,
                  "a maximum over samples, which has no useful interval", nonnegative=True),
-    MetricColumn("sliced_wasserstein", "sliced Wasserstein-2", "to data samples, data units", True, nonnegative=True),
-    MetricColumn("energy_distance", "energy distance", "to data samples, data units", True, nonnegative=True),
+    MetricColumn("sliced_wasserstein", "sliced Wasserstein-2", "to data samples, data units", True, nonnegative=True,
+                 paired=True),
+    MetricColumn("energy_distance", "energy distance", "to data samples, data units", True, nonnegative=True,
+                 paired=True),
     # Not ranked: samples that collapse onto the modes score *higher* than exact ones, so
     # the value to read is its distance from the reference (adaptive) row's.
     MetricColumn("log_likelihood", "data log-likelihood", "mean log p(x | y), nats", None,
                  "higher is not better: samples collapsed onto the modes score higher than exact ones; "
-                 "read its distance from the reference row", in_table1=False),
-    MetricColumn("fid", "FID", "feature-space Frechet distance, unitless", True, nonnegative=True),
-    MetricColumn("sfid", "sFID", "spatial-feature Frechet distance, unitless", True, nonnegative=True),
-    MetricColumn("kid", "KID", "kernel inception distance, unitless", True),
+                 "read its distance from the reference row", in_table1=False, paired=True),
+    MetricColumn("fid", "FID", "feature-space Frechet distance, unitless", True, nonnegative=True, paired=True),
+    MetricColumn("sfid", "sFID", "spatial-feature Frechet distance, unitless", True, nonnegative=True, paired=True),
+    MetricColumn("kid", "KID", "kernel inception distance, unitless", True, paired=True),
     MetricColumn("kid_std", "KID spread", "std of KID over its subsets, unitless", None,
                  "the spread of KID over its subsets, not a quality (KID's interval is its own)"),
     MetricColumn("precision", "precision", "fraction of samples on the data manifold (k=3)", False),
     MetricColumn("recall", "recall", "fraction of data covered by samples (k=3)", False),
-    MetricColumn("inception_score", "Inception Score", "unitless", False),
+    MetricColumn("inception_score", "Inception Score", "unitless", False, paired=True),
     MetricColumn("inception_score_std", "IS spread", "std of IS over its 10 splits, unitless", None,
                  "the spread of IS over its splits, not a quality (IS's interval is its own)"),
     # kind: inversion (docs/inversion.md)
@@ -121,6 +127,9 @@ COST_NAMES = tuple(m.name for m in COSTS)
 INVERSION_METRICS = ("roundtrip_error", "inversion_error")
 EDIT_METRICS = ("edit_accuracy", "edit_distance", "source_accuracy")
 KNOWN_BY_NAME = {m.name: m for m in KNOWN + COSTS}
+# the ranked columns whose cells keep paired arrays: those in which a paired comparison can show one cell worse than
+# another (each the column of the metric of its name)
+SEPARABLE = tuple(m.name for m in KNOWN if m.paired and m.lower_is_better is not None)
 
 
 def is_derived(column: str) -> bool:

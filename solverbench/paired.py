@@ -1,5 +1,10 @@
 """Paired comparisons: one cell against another on the same samples, Holm's correction, planned sample sizes.
 
+The statistics behind the report's bold marks (``solverbench.report.tables.best``) and behind a sweep's
+sequential sample sizes (``num_samples: {start, max, until: separated}``, ``solverbench.studies.sequential``),
+which stop a column once its solvers are separated: both compare on what the cells keep
+(``solverbench.paired_arrays``) with the functions here.
+
 The solvers of one table start from the same noise, so their per-sample results are paired and the
 difference of two cells varies far less than either cell does.  Two kinds of pairing:
 
@@ -24,7 +29,7 @@ with 80% power, at ``n_needed = n ((z_{1-alpha'} + z_{0.8}) se / d)^2`` samples 
 difference's standard error at ``n`` samples, ``d`` the observed difference: it shrinks as
 ``1 / sqrt(n)``).
 
-Pure numpy: the report reads what the cells kept (``solverbench.paired_arrays``), no model or torch.
+Pure numpy: it reads what the cells kept, no model or torch.
 """
 from __future__ import annotations
 
