@@ -6,6 +6,7 @@ cell's size and labels, what a perfect sampler would score.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -85,31 +86,54 @@ def sliced_wasserstein_resampled(x: torch.Tensor, y: torch.Tensor, seed: int) ->
     ``n``), against ``y``: ``resampled_from_sorted`` of the two sets' sorted projections."""
     x, y = _equal_size(x, y)
     theta = _directions(x.shape[1], seed)
-    return resampled_from_sorted(*_sorted_with_order(x, theta), _sorted_projections(y, theta))
+    return resampled_from_sorted(*_sorted_with_order(x, theta), FixedSet.of(_sorted_projections(y, theta)))
 
 
-def resampled_from_sorted(sorted_x: np.ndarray, order: np.ndarray, sorted_y: np.ndarray) -> Statistic:
+@dataclass(frozen=True)
+class FixedSet:
+    """The set a bootstrap compares with, held fixed: its sorted projections ``(projections, n)``, and what every
+    draw against it reads, made once (a run's cells share it): the mean of each direction, the cumulative sums of
+    the values less that mean, and the sum of their squares."""
+
+    values: np.ndarray
+    centre: np.ndarray  # (projections, 1)
+    prefix: np.ndarray  # (projections, n + 1): prefix[d, j] = sum of the first j centred values of direction d
+    squares: float
+
+    @classmethod
+    def of(cls, sorted_values: np.ndarray) -> "FixedSet":
+        centre = sorted_values.mean(axis=1, keepdims=True)
+        centred = sorted_values - centre
+        prefix = np.empty((len(centred), centred.shape[1] + 1))
+        prefix[:, 0] = 0.0
+        np.cumsum(centred, axis=1, out=prefix[:, 1:])
+        return cls(sorted_values, centre, prefix, float(np.square(centred).sum()))
+
+
+def resampled_from_sorted(sorted_x: np.ndarray, order: np.ndarray, fixed: FixedSet) -> Statistic:
     """``counts -> SW2`` of bootstrap draws of the samples, given as counts (``(n,)`` for one draw: a float;
-    ``(draws, n)``: an array), against the fixed set ``y``, from the sorted projections ``(projections, n)``.
+    ``(draws, n)``: an array), against the ``fixed`` set, from the samples' sorted projections ``(projections,
+    n)`` and their order (``_sorted_with_order``).
 
     With ``x*`` a draw's sorted projections in direction ``d`` and ``y`` the set's, the draw's
     ``sum_d sum_p (x*_{d,p} - y_{d,p})^2`` is ``sum_i c_i |P x_i|^2 - 2 sum_d sum_p x*_{d,p} y_{d,p} +
     sum_d sum_p y_{d,p}^2``: the first term is linear in the counts, the cross term is
     ``solverbench.bootstrap_kernels.sorted_cross_terms`` (one pass per direction and draw, no sort).  Both
-    sets are centred on ``y``'s mean in each direction first (a shift common to both leaves each W2
-    unchanged and keeps the three terms small).  Float64 throughout: it is the plain computation, sorting
-    each draw's projections, to rounding (about 1e-12 relative)."""
+    sets are centred on ``y``'s mean in each direction (a shift common to both leaves each W2 unchanged and
+    keeps the three terms small).  Float64 throughout: it is the plain computation, sorting each draw's
+    projections, to rounding (about 1e-12 relative)."""
     from solverbench.bootstrap_kernels import sorted_cross_terms, weighted_sums
 
     projections, n = sorted_x.shape
-    centre = sorted_y.mean(axis=1, keepdims=True)
-    x, y = sorted_x - centre, sorted_y - centre
-    squares = np.empty_like(x)  # each sample's squared projections, in sample order, summed over directions
-    np.put_along_axis(squares, order, np.square(x), axis=1)
-    squares = squares.sum(axis=0)
-    steps = x - np.concatenate([x[:, 1:], np.zeros((projections, 1))], axis=1)
-    prefix = np.concatenate([np.zeros((projections, 1)), np.cumsum(y, axis=1)], axis=1)
-    order32, y_squares = order.astype(np.int32), float(np.square(y).sum())
+    if fixed.values.shape != sorted_x.shape:
+        raise ValueError(f"sliced Wasserstein needs equal-size sets, got {sorted_x.shape} and {fixed.values.shape} "
+                         "projections")
+    # each sample's squared centred projections summed over the directions, in sample order
+    squares = np.bincount(order.reshape(-1), weights=np.square(sorted_x - fixed.centre).reshape(-1), minlength=n)
+    steps = np.empty_like(sorted_x)  # centred value k less centred value k + 1 (the last less 0)
+    np.subtract(sorted_x[:, :-1], sorted_x[:, 1:], out=steps[:, :-1])
+    steps[:, -1] = sorted_x[:, -1] - fixed.centre[:, 0]
+    order = order.astype(np.int32)
 
     def statistic(counts: np.ndarray) -> np.ndarray | float:
         counts = np.asarray(counts)
@@ -118,7 +142,7 @@ def resampled_from_sorted(sorted_x: np.ndarray, order: np.ndarray, sorted_y: np.
             raise ValueError(f"a bootstrap draw of {n} samples: {n} counts summing to {n}, got {counts.shape} "
                              f"summing to {rows.sum(axis=-1)}")
         rows = rows if rows.dtype in (np.uint8, np.int32, np.int64) else rows.astype(np.int64)
-        total = weighted_sums(rows, squares) - 2 * sorted_cross_terms(rows, order32, steps, prefix) + y_squares
+        total = weighted_sums(rows, squares) - 2 * sorted_cross_terms(rows, order, steps, fixed.prefix) + fixed.squares
         values = np.sqrt(np.maximum(total, 0.0) / (projections * n))
         return float(values[0]) if counts.ndim == 1 else values
 
@@ -189,10 +213,10 @@ def sliced_wasserstein(ctx: MetricContext) -> dict[str, float]:
     def prepare(x: torch.Tensor, data: torch.Tensor, key: tuple) -> tuple[float, Statistic]:
         x, data = _equal_size(x, data)
         theta = _directions(x.shape[1], ctx.seed)
-        sorted_data = ctx.memoised(("sliced_wasserstein data projections", *key),
-                                   lambda: _sorted_projections(data, theta))
+        fixed = ctx.memoised(("sliced_wasserstein data projections", *key),
+                             lambda: FixedSet.of(_sorted_projections(data, theta)))
         sorted_x, order = _sorted_with_order(x, theta)
-        return _distance(sorted_x, sorted_data), resampled_from_sorted(sorted_x, order, sorted_data)
+        return _distance(sorted_x, fixed.values), resampled_from_sorted(sorted_x, order, fixed)
 
     return _with_floor(ctx, "sliced_wasserstein", prepare)
 
