@@ -76,7 +76,7 @@ GRID_CASES = [
                  id="lte-settings-in-a-sweep"),
     # backbones
     pytest.param(EULER + NFE, ["grid key 'backbones'", "required"], id="no-backbones"),
-    pytest.param("backbones: [gmmm]\n" + EULER + NFE, ["'backbones[0].name'", "known backbones: digits, gmm"],
+    pytest.param("backbones: [gmmm]\n" + EULER + NFE, ["'backbones[0].name'", "known backbones: ", "digits, gmm, sit"],
                  id="misspelled-backbone"),
     pytest.param("backbones: [{params: {}}]\n" + EULER + NFE, ["'backbones[0]'", "a 'name' key"],
                  id="backbone-without-name"),

@@ -67,7 +67,7 @@ def test_a_shifted_grid_runs_from_exactly_one_to_zero(shift, n):
 
 
 def test_unknown_schedule():
-    with pytest.raises(ValueError, match="known schedules: shifted, uniform"):
+    with pytest.raises(ValueError, match="known schedules: karras, logsnr, shifted, uniform"):
         make_time_grid("cosine", 4)
 
 

@@ -36,7 +36,7 @@ def packages_imported_by(*args: str) -> set[str]:
 
 @pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["list", "--help"], ["report", "--help"],
                                   ["compare", "--help"], ["train-backbone", "--help"],
-                                  ["train-sidenet", "--help"]], ids=" ".join)
+                                  ["train-sidenet", "--help"], ["encode-prompts", "--help"]], ids=" ".join)
 def test_help_imports_no_torch(args):
     imported = packages_imported_by(*args)
     assert "solverbench" in imported
