@@ -14,6 +14,14 @@ distribution), ``identity() -> dict`` (what distinguishes it, for cache keys) an
 ``data_identity() -> dict`` (what distinguishes its data, for caches of data statistics:
 two checkpoints of one data set share them; the default is ``identity()``).
 
+A conditional backbone whose labels stand for something with a feature vector (a prompt set's
+prompts: their pooled text embeddings) may offer ``label_features(y) -> (batch, F)``: the
+float features of the labels ``y`` (0 .. num_classes - 1, and ``null_label``), of one width F
+whatever the label set.  A network beside the backbone (a learned solver's) then conditions
+on them instead of a table of the labels, and serves any label set of width F.  Such a backbone
+names in ``label_identity`` the keys of its ``identity()`` that only say which labels it has
+(a prompt set's digest), which such a network's checks leave aside.
+
 A backbone whose parameters name files lists them in ``path_params``: in a grid file,
 a relative path there is read next to the grid file (as plugins and solvers' checkpoints
 are), not from the working directory, and the file's bytes are part of each cell's id
@@ -83,6 +91,30 @@ def backbone_identity(backbone: Any) -> dict[str, Any]:
     if hasattr(backbone, "identity"):
         return dict(backbone.identity())
     return {"class": f"{type(backbone).__module__}.{type(backbone).__qualname__}"}
+
+
+def label_feature_width(backbone: Any) -> Optional[int]:
+    """F, the width of the backbone's ``label_features``; None where it offers none (or has no labels)."""
+    features = getattr(backbone, "label_features", None)
+    if not callable(features) or not backbone.num_classes:
+        return None
+    return int(features(torch.zeros(1, dtype=torch.long)).shape[-1])
+
+
+def label_feature_table(backbone: Any) -> torch.Tensor:
+    """(num_classes + 1, F): the features of labels 0 .. num_classes - 1, then the null label's (zeros where the
+    backbone has none); a ValueError where it offers no ``label_features``."""
+    if label_feature_width(backbone) is None:
+        raise ValueError(f"the backbone {type(backbone).__name__} offers no label_features")
+    features = backbone.label_features(torch.arange(backbone.num_classes)).float()
+    null = backbone.label_features(torch.tensor([backbone.null_label])).float() \
+        if backbone.null_label is not None else torch.zeros_like(features[:1])
+    return torch.cat([features, null.to(features.device)])
+
+
+def label_identity(backbone: Any) -> tuple[str, ...]:
+    """The keys of the backbone's identity that only name its labels (``label_identity``; none by default)."""
+    return tuple(getattr(backbone, "label_identity", ()))
 
 
 def data_identity(backbone: Any) -> dict[str, Any]:

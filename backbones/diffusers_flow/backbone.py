@@ -14,8 +14,12 @@ Conditions are a prompt set (``prompt_set``): a sample's label is its prompt's i
 (``num_classes`` = P prompts) and the null label P its negative prompt, so classifier-free guidance,
 guidance intervals, ``labels: balanced`` and every solver work unchanged; no label (``y`` None) is
 the negative prompt.  Flux's distilled guidance (``guidance``) is a setting of the model, not
-classifier-free guidance.  ``to_images`` decodes with the VAE (``images``); the backbone draws no
-data, so image metrics need a reference batch (``metric_options: {reference_batch: FILE.npz}``).
+classifier-free guidance.  A label's features (``label_features``, the backbone contract's) are its
+prompt's pooled embedding (SD3, Flux: ``pooled_prompt_embeds``; Sana: ``prompt_embeds`` averaged over
+the tokens of its attention mask), the negative prompt's for the null label; the prompt set's digest
+and size are the identity's ``label_identity``.  ``to_images`` decodes with the VAE (``images``); the
+backbone draws no data, so image metrics need a reference batch (``metric_options: {reference_batch:
+FILE.npz}``).
 """
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ class DiffusersFlowBackbone(Backbone):
     """diffusers' flow-matching transformers (SD3, Flux, Sana) from a local folder; a prompt set's prompts as labels."""
 
     path_params = ("model", "prompts", "vae")
+    label_identity = ("prompts_sha256", "prompts")  # the identity's keys that only say which prompts are the labels
     default_feature_extractor = "inception-tf"
 
     def __init__(self, model: str | Path, prompts: str | Path, resolution: Optional[int] = None,
@@ -99,6 +104,13 @@ class DiffusersFlowBackbone(Backbone):
             conditions[condition.name] = rows.to(dtype) if condition.floating else rows
         v = self.architecture.velocity(self.transformer, x.to(dtype), t.to(x.device), conditions, self.guidance)
         return v.to(x.dtype)
+
+    def label_features(self, y: torch.Tensor) -> torch.Tensor:
+        """(batch, F) float32: the pooled prompt embedding of each label's prompt (the null label's: the negative
+        prompt's)."""
+        y = self._labels(y, len(y))
+        tables = {c.name: getattr(self, BUFFER_PREFIX + c.name) for c in self.architecture.conditions}
+        return self.architecture.label_features({name: table[y.to(table.device)] for name, table in tables.items()})
 
     def _labels(self, y: Optional[torch.Tensor], batch: int) -> torch.Tensor:
         """Prompt indices as a long tensor; None is the negative prompt.  Labels outside ``[0, P]`` (``[0, P)`` without

@@ -9,9 +9,13 @@
    one line naming the file's top-level keys;
 3. check it against what it is loaded for: the ``architecture`` asked, where one is (one line saying which
    to set), and the backbone: the identity the file records, field by field, or, where it records none
-   (an authors' file), the channels and classes its weights fix;
+   (an authors' file), the channels and classes its weights fix.  A SideNet conditioned on label features
+   (its spec's ``label_features``, their width) needs a backbone whose ``label_features`` have that width,
+   and leaves aside the identity's keys that only name the labels (``label_identity``: a prompt set), so
+   it loads beside any prompt set of that width;
 4. build the network its spec describes (``build_sidenet``);
-5. fit the weights strictly: a missing, unexpected or misshapen key fails naming the file and the keys.
+5. fit the weights strictly: a missing, unexpected or misshapen key fails naming the file and the keys;
+   a feature-conditioned SideNet then reads the backbone's label features (``bind_labels``).
 
 ``save_checkpoint`` (solverbench_format.py) writes the files this loads.
 """
@@ -21,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from solverbench.backbone import backbone_identity
+from solverbench.backbone import backbone_identity, label_feature_width, label_identity
 from solverbench.hashing import canonical_json
 from solverbench.weights_file import first_keys, read_weights, state_dict_mismatches
 from solvers.ba import released, solverbench_format
@@ -53,6 +57,7 @@ def load_checkpoint(path: str | Path, backbone: Any, *, device: str = "cpu", wei
     check(found, backbone, architecture)
     sidenet = build_sidenet(found.spec)
     fit_weights(sidenet, found)
+    sidenet.bind_labels(backbone)
     return LoadedSideNet(sidenet.to(device).eval().requires_grad_(False), found.config, found.stats,
                          found.trained_for, path)
 
@@ -79,7 +84,11 @@ def check(found: SideNetFile, backbone: Any, architecture: Optional[str]) -> Non
             f"SideNet checkpoint {str(found.path)!r} holds {found.holds}, not the {architecture} architecture; "
             f"set architecture: {holds}, or leave architecture out")
     if found.trained_for:
-        differences = identity_mismatch(found.trained_for, backbone_identity(backbone))
+        trained_for, identity = found.trained_for, backbone_identity(backbone)
+        if "label_features" in found.spec:
+            check_label_features(found, backbone)
+            trained_for, identity = without_labels(trained_for, backbone), without_labels(identity, backbone)
+        differences = identity_mismatch(trained_for, identity)
         if differences:
             raise CheckpointMismatchError(
                 f"SideNet checkpoint {found.path} was trained for another backbone; it differs in "
@@ -95,6 +104,21 @@ def check(found: SideNetFile, backbone: Any, architecture: Optional[str]) -> Non
             f"SideNet checkpoint {str(found.path)!r} holds {found.holds} for {classes} classes (its label table has "
             f"{classes + 1} rows, the last for the null label); the backbone has {backbone.num_classes or 'no'} "
             "classes")
+
+
+def check_label_features(found: SideNetFile, backbone: Any) -> None:
+    """A feature-conditioned SideNet needs the backbone's ``label_features`` of the width it was trained on."""
+    width, offered = found.spec["label_features"], label_feature_width(backbone)
+    if offered != width:
+        has = "offers no label features" if offered is None else f"offers label features of width {offered}"
+        raise CheckpointMismatchError(
+            f"SideNet checkpoint {str(found.path)!r} is conditioned on label features of width {width}; the backbone "
+            f"{type(backbone).__name__} {has} (checkpoint != this backbone)")
+
+
+def without_labels(identity: dict[str, Any], backbone: Any) -> dict[str, Any]:
+    """``identity`` without the keys that only name the backbone's labels (a feature-conditioned SideNet's check)."""
+    return {k: v for k, v in identity.items() if k not in label_identity(backbone)}
 
 
 def identity_mismatch(trained_for: dict[str, Any], backbone: dict[str, Any]) -> list[str]:

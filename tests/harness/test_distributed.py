@@ -222,7 +222,8 @@ def bad_launch(tmp_path: Path, case: str) -> tuple[str, str]:
     return str(grid), "while being imported: no rank 1 (on rank 1 of 2)"
 
 
-@pytest.mark.parametrize("case", ["unknown key", "another grid's folder", "one rank fails to read the grid"])
+@pytest.mark.parametrize("case", [pytest.param("unknown key", marks=pytest.mark.slow), "another grid's folder",
+                                  "one rank fails to read the grid"])
 def test_a_bad_grid_under_torchrun_is_one_line_and_every_rank_exits_2(tmp_path, case):
     """torchrun itself ends with status 1 and its own failure report wherever a rank exits non-zero;
     the ranks print the one line once, show no traceback of theirs, and all exit with 2."""

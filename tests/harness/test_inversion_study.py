@@ -47,7 +47,7 @@ def test_rows_do_not_depend_on_the_batch_size(tmp_path):
 def test_class_edits_on_digits_score_the_edits_and_keep_them_for_the_report(tmp_path):
     grid = inversion_grid(backbones=["digits"], solvers=["euler"], nfe=[4], guidance={"scale": 2.0},
                           num_samples=8, batch_size=8, save_samples=4, inversion={"edits": ["digits"]},
-                          reference={"rtol": 1e-5, "atol": 1e-5})
+                          reference={"rtol": 1e-3, "atol": 1e-3})
     rows = run_grid(parse_grid(grid), tmp_path, progress=False).frame
     row = rows.iloc[0]
     assert row["status"] == "ok", row["error"]

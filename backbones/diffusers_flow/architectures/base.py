@@ -109,6 +109,11 @@ class Architecture:
             raise PromptSetError(f"{place}: its conditions have different token counts ({shown}); one encoding gives "
                                  "them all one")
 
+    def label_features(self, conditions: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """One feature vector per row of ``conditions`` (the backbone's ``label_features``): the pooled prompt
+        embedding, ``pooled_prompt_embeds`` (SD3's and Flux's); an architecture without one says its own."""
+        return conditions["pooled_prompt_embeds"].float()
+
     # -- the transformer ----------------------------------------------------------------------
 
     def velocity(self, transformer: torch.nn.Module, x: torch.Tensor, t: torch.Tensor,

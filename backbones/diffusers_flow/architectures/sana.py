@@ -37,6 +37,12 @@ class Sana(Architecture):
                              "(guidance_embeds, Sana Sprint's), which SanaPipeline does not give it; only "
                              "SanaPipeline's models are covered")
 
+    def label_features(self, conditions: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Sana has no pooled embedding: the mean of ``prompt_embeds`` over the tokens its attention mask keeps."""
+        mask = conditions["prompt_attention_mask"].float()
+        kept = (conditions["prompt_embeds"].float() * mask[..., None]).sum(dim=1)
+        return kept / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
+
     def velocity(self, transformer: torch.nn.Module, x: torch.Tensor, t: torch.Tensor,
                  conditions: Mapping[str, torch.Tensor], guidance: Optional[float]) -> torch.Tensor:
         config = transformer.config

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from solverbench.backbone import label_feature_width
 from solvers.ba.config import ARCHITECTURES, NetworkSettings
 from solvers.ba.sidenet.base import ProjectSideNet, SideNet
 from solvers.ba.sidenet.image import ImageSideNet
@@ -28,7 +29,8 @@ def sidenet_kind(sample_shape) -> str:
 
 def build_sidenet(spec: dict[str, Any]) -> SideNet:
     """A SideNet from its spec (``SideNet.spec``: kind, architecture (``project`` where absent),
-    sample shape, labels, sizes)."""
+    sample shape, labels (a table's classes, or ``label_features``, the width of the label features
+    it takes: bind it to a backbone with ``bind_labels``), sizes)."""
     spec = dict(spec)
     kind = spec.pop("kind")
     architecture = spec.pop("architecture", "project")
@@ -46,10 +48,15 @@ def build_sidenet(spec: dict[str, Any]) -> SideNet:
 def sidenet_for(backbone: Any, network: NetworkSettings | Mapping[str, Any]) -> SideNet:
     """A fresh (zero-output) SideNet for ``backbone``: its kind from the sample shape, its
     architecture and sizes from ``network`` (the settings' ``network`` group, or the mapping of
-    sizes ``NetworkSettings.build_arguments`` gives)."""
+    sizes ``NetworkSettings.build_arguments`` gives).  Where the backbone offers ``label_features``
+    the SideNet is conditioned on them (its spec: ``label_features`` F, no classes of its own) and
+    bound to the backbone's; otherwise it has a table of the backbone's classes."""
     sizes = network.build_arguments() if isinstance(network, NetworkSettings) else network
+    width = label_feature_width(backbone)
+    labels = {"num_classes": backbone.num_classes, "null_label": backbone.null_label} if width is None else \
+        {"num_classes": None, "null_label": None, "label_features": width}
     return build_sidenet({"kind": sidenet_kind(backbone.sample_shape), "sample_shape": list(backbone.sample_shape),
-                          "num_classes": backbone.num_classes, "null_label": backbone.null_label, **sizes})
+                          **labels, **sizes}).bind_labels(backbone)
 
 
 __all__ = ["SideNet", "ProjectSideNet", "MLPSideNet", "ImageSideNet", "OfficialImageSideNet", "ARCHITECTURES",

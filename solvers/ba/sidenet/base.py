@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from solvers.ba.config import OUTPUT_HEADS
-from solvers.ba.sidenet.conditioning import Conditioning, Modulation, RMSNorm, modulate
+from solvers.ba.sidenet.conditioning import Conditioning, LabelFeatures, Modulation, RMSNorm, modulate
 
 POLY_SCALE = 0.1  # s of the polynomial head: its terms are s (h / s)^p
 
@@ -89,6 +89,14 @@ class SideNet(nn.Module):
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def bind_labels(self, backbone: Any) -> "SideNet":
+        """Read ``backbone``'s label features where this SideNet is conditioned on them (``spec`` holds
+        ``label_features``, their width); nothing for a SideNet with a label table."""
+        for module in self.modules():
+            if isinstance(module, LabelFeatures):
+                module.bind(backbone)
+        return self
+
 
 def carries_gradient(value: Any) -> bool:
     """A time or offset given as a tensor (a time grid being learned through the solver)."""
@@ -112,7 +120,7 @@ class ProjectSideNet(SideNet):
 
     def __init__(self, sample_shape: Sequence[int], num_classes: Optional[int], null_label: Optional[int],
                  *, width: int, depth: int, embed_dim: int, heads: int, output_head: str = "gated",
-                 poly_degree: Optional[int] = None):
+                 poly_degree: Optional[int] = None, label_features: Optional[int] = None):
         super().__init__()
         if output_head not in OUTPUT_HEADS:
             raise ValueError(f"SideNet output_head must be one of {', '.join(OUTPUT_HEADS)}, got {output_head!r}")
@@ -122,9 +130,11 @@ class ProjectSideNet(SideNet):
                              f"otherwise, got {poly_degree!r} with output_head {output_head!r}")
         self.spec = {"kind": self.kind, "sample_shape": list(sample_shape), "num_classes": num_classes,
                      "null_label": null_label, "width": width, "depth": depth, "embed_dim": embed_dim,
-                     "heads": heads, "output_head": output_head, **({"poly_degree": poly_degree} if poly else {})}
+                     "heads": heads, "output_head": output_head, **({"poly_degree": poly_degree} if poly else {}),
+                     **({"label_features": label_features} if label_features is not None else {})}
         self.degree = poly_degree if poly else 1  # P coefficient maps (1: the gated and plain heads)
-        self.conditioning = Conditioning(width, embed_dim, num_classes, null_label, with_h=not poly)
+        self.conditioning = Conditioning(width, embed_dim, num_classes, null_label, with_h=not poly,
+                                         label_features=label_features)
         channels = sample_shape[0]
         self.input = self.pointwise(2 * channels, width)
         self.out_norm = RMSNorm(width)

@@ -1,8 +1,10 @@
 """Conditioning of a SideNet: ``t``, ``h`` and the label ``y`` fused into one vector.
 
 ``t`` and ``h`` each get a sinusoidal embedding and an MLP; ``y`` an embedding table with one
-extra row for the null label (classifier-free guidance).  The sum modulates the feature
-maps of every block by a scale and a shift (``modulate``).
+extra row for the null label (classifier-free guidance), or, where the backbone offers
+``label_features`` (a prompt's pooled text embedding: solverbench/backbone.py), a learned linear
+map of the label's feature vector (``LabelFeatures``).  The sum modulates the feature maps of
+every block by a scale and a shift (``modulate``).
 """
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from typing import Optional
 
 import torch
 from torch import nn
+
+from solverbench.backbone import label_feature_table
 
 
 def sinusoidal_embedding(s: torch.Tensor, dim: int, scale: float = 1000.0) -> torch.Tensor:
@@ -25,19 +29,57 @@ def embedding_mlp(embed_dim: int, dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(embed_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
 
 
+class LabelFeatures(nn.Module):
+    """A label's embedding as ``W f(y) + b``, ``f(y)`` the backbone's feature vector of label ``y``
+    (``label_features``, width F), in place of a row of a table: one network serves any label set
+    of that width (prompts it never saw).  ``bind`` reads the features of a backbone's labels into
+    ``table`` (rows 0..P-1 its labels, row P its null label, zeros where it has none), a buffer
+    that is no part of the weights: a SideNet is bound to each backbone it is built or loaded for."""
+
+    def __init__(self, width: int, dim: int):
+        super().__init__()
+        self.width = width
+        self.proj = nn.Linear(width, dim)
+        self.register_buffer("table", torch.zeros(0, width), persistent=False)
+        self.null_label: Optional[int] = None
+
+    def bind(self, backbone) -> None:
+        """Read ``backbone``'s label features (ValueError where their width is not F)."""
+        table = label_feature_table(backbone)
+        if table.shape[1] != self.width:
+            raise ValueError(f"the SideNet takes label features of width {self.width}; the backbone "
+                             f"{type(backbone).__name__} gives width {table.shape[1]}")
+        self.table = table.to(self.proj.weight.device, torch.float32)
+        self.null_label = backbone.null_label
+
+    def forward(self, y: Optional[torch.Tensor], n: int, device: torch.device) -> torch.Tensor:
+        if not len(self.table):
+            raise RuntimeError("this SideNet is conditioned on label features and is bound to no backbone: "
+                               "call sidenet.bind_labels(backbone) first")
+        null_row = len(self.table) - 1
+        if y is None:
+            rows = torch.full((n,), null_row, dtype=torch.long, device=device)
+        else:
+            rows = y.long() if self.null_label is None else torch.where(y == self.null_label, null_row, y).long()
+        return self.proj(self.table[rows.to(self.table.device)].to(self.proj.weight.dtype))
+
+
 class Conditioning(nn.Module):
     """``c = MLP_t(emb(t)) + MLP_h(emb(h)) + E[y]`` (no table for an unconditional backbone; no ``h``
-    term with ``with_h=False``, the polynomial head's)."""
+    term with ``with_h=False``, the polynomial head's); with ``label_features`` F, ``E[y]`` is
+    ``LabelFeatures`` of width F instead of the table."""
 
     def __init__(self, dim: int, embed_dim: int, num_classes: Optional[int], null_label: Optional[int],
-                 with_h: bool = True):
+                 with_h: bool = True, label_features: Optional[int] = None):
         super().__init__()
         self.embed_dim = embed_dim
         self.t_mlp = embedding_mlp(embed_dim, dim)
         self.h_mlp = embedding_mlp(embed_dim, dim) if with_h else None  # None: c does not depend on h
         self.num_classes = num_classes
         self.null_label = null_label
-        self.labels = nn.Embedding(num_classes + 1, dim) if num_classes else None  # row num_classes: null
+        with_table = num_classes and label_features is None
+        self.labels = nn.Embedding(num_classes + 1, dim) if with_table else None  # row num_classes: null
+        self.features = LabelFeatures(label_features, dim) if label_features is not None else None
 
     def forward(self, t: torch.Tensor, h: Optional[torch.Tensor], y: Optional[torch.Tensor]) -> torch.Tensor:
         c = self.t_mlp(sinusoidal_embedding(t, self.embed_dim))
@@ -49,6 +91,8 @@ class Conditioning(nn.Module):
             else:
                 row = torch.where(y == self.null_label, self.num_classes, y).long()
             c = c + self.labels(row)
+        if self.features is not None:
+            c = c + self.features(y, len(t), t.device)
         return c
 
 

@@ -33,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from solvers.ba.sidenet.base import SideNet
+from solvers.ba.sidenet.conditioning import LabelFeatures
 
 FREQUENCY_DIM = 256  # size of the sinusoidal embedding of t and h (fixed in the authors' code)
 HEADS = 4  # attention heads (fixed in the authors' code)
@@ -117,24 +118,30 @@ class AttentionBlock(nn.Module):
 
 class OfficialImageSideNet(SideNet):
     """The authors' SideNet for samples of shape ``(C, H, W)``: ``width`` base channels,
-    ``depth`` blocks counting the attention block, ``embed_dim`` the conditioning width."""
+    ``depth`` blocks counting the attention block, ``embed_dim`` the conditioning width;
+    ``label_features`` F: the labels' feature vectors of width F instead of their table (not
+    in the authors' code)."""
 
     kind = "image"
 
     def __init__(self, sample_shape: Sequence[int], num_classes: Optional[int], null_label: Optional[int], *,
-                 width: int, depth: int, embed_dim: int, heads: int = HEADS, frequency_dim: int = FREQUENCY_DIM):
+                 width: int, depth: int, embed_dim: int, heads: int = HEADS, frequency_dim: int = FREQUENCY_DIM,
+                 label_features: Optional[int] = None):
         super().__init__()
         if len(sample_shape) != 3:
             raise ValueError(f"the official SideNet is for image samples (C, H, W), not {tuple(sample_shape)}")
         self.spec = {"kind": self.kind, "architecture": "official", "sample_shape": list(sample_shape),
                      "num_classes": num_classes, "null_label": null_label, "width": width, "depth": depth,
-                     "embed_dim": embed_dim, "heads": heads, "frequency_dim": frequency_dim}
+                     "embed_dim": embed_dim, "heads": heads, "frequency_dim": frequency_dim,
+                     **({"label_features": label_features} if label_features is not None else {})}
         self.num_classes = num_classes or 0  # an unconditional backbone gets the null row only
         self.null_label = null_label
         channels = sample_shape[0]
         self.h_embedder = SinusoidEmbedder(embed_dim, frequency_dim)
         self.t_embedder = SinusoidEmbedder(embed_dim, frequency_dim)
-        self.y_embedder = LabelTable(self.num_classes + 1, embed_dim)
+        # label features (a prompt's pooled embedding) through a learned linear map, where the backbone offers them
+        self.y_embedder = LabelTable(self.num_classes + 1, embed_dim) if label_features is None else \
+            LabelFeatures(label_features, embed_dim)
         self.emb_fusion = nn.Sequential(nn.Linear(3 * embed_dim, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim))
         self.input_conv = nn.Conv2d(2 * channels, width, 3, padding=1, bias=False)
         self.attention_at = depth // 2
@@ -156,8 +163,9 @@ class OfficialImageSideNet(SideNet):
         """``dv = h S(x, v, t, h, y)``; ``t`` and ``h`` of shape (B,)."""
         dtype = self.input_conv.weight.dtype
         t, h = t.to(dtype), h.to(dtype)
-        emb = self.emb_fusion(torch.cat([self.t_embedder(t), self.h_embedder(h),
-                                         self.y_embedder(self.label_rows(y, len(x), x.device))], dim=-1))
+        labels = self.y_embedder(self.label_rows(y, len(x), x.device)) if isinstance(self.y_embedder, LabelTable) \
+            else self.y_embedder(y, len(x), x.device)
+        emb = self.emb_fusion(torch.cat([self.t_embedder(t), self.h_embedder(h), labels], dim=-1))
         u = self.input_conv(torch.cat([x.to(dtype), v.to(dtype)], dim=1))
         for block in self.blocks:
             u = block(u, emb)
