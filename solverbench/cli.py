@@ -6,6 +6,7 @@
   schedules, with their parameters (a solver's everyday settings; with ``--all`` every one);
 - ``compare BEFORE AFTER``: whether two results folders hold the same numbers, cell by cell;
 - ``train-backbone NAME``: train a backbone that supports it and write its checkpoint;
+- ``reference-batch FOLDER --out OUT.npz``: a folder of images as an ADM reference batch for the image metrics;
 
 and those of plugins: a package's ``solverbench.commands`` entry points (pyproject.toml; the
 BA-solver's training command comes from ``solvers/ba``), or a plugin file's ``@command(name,
@@ -314,6 +315,33 @@ def _compare(parser: argparse.ArgumentParser):
                 print(f"  ... and {len(comparison.differences) - 50} more")
             return 1
         print("identical: every cell on both sides, every compared value equal bit for bit")
+        return 0
+
+    return run
+
+
+@command("reference-batch", "a folder of images as an ADM reference batch for FID, KID and precision/recall")
+def _reference_batch(parser: argparse.ArgumentParser):
+    parser.description = (
+        "Read every image under FOLDER (png, jpg, jpeg, webp, bmp; all of one size) and write them, with the "
+        "statistics FID and sFID compare with (computed through the feature extractor), as an ADM reference "
+        "batch: the image metrics' reference for a backbone that draws no data (metric_options: "
+        "{reference_batch: OUT, feature_extractor: NAME}).")
+    parser.add_argument("folder", help="a folder of images (searched at any depth)")
+    parser.add_argument("--out", required=True, help="the reference batch to write (.npz)")
+    parser.add_argument("--feature-extractor", default="inception-tf",
+                        help="the features the statistics are of (default: inception-tf, ADM's)")
+    parser.add_argument("--device", default="cpu", help="where the extractor runs (default: cpu)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per extractor call (default: 64)")
+
+    def run(args: argparse.Namespace) -> int:
+        from solverbench.metrics.image.folder_batch import reference_batch_from_folder
+        from solverbench.registry import FEATURE_EXTRACTORS
+
+        FEATURE_EXTRACTORS.get(args.feature_extractor)  # an unknown name: one line naming the known ones
+        path = reference_batch_from_folder(args.folder, args.out, args.feature_extractor, device=args.device,
+                                           batch_size=args.batch_size)
+        print(f"reference batch written: {path}")
         return 0
 
     return run

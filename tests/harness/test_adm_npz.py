@@ -354,3 +354,49 @@ def test_bad_export_settings_and_the_cli_flag(tmp_path, capsys):
     assert main(["run", str(lte), "--results", str(tmp_path / "results"), "--export-npz", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--export-npz: a grid of kind lte has no samples to export" in err
+
+
+# -- a folder of images as a reference batch ------------------------------------------------------
+
+def image_folder(folder, images):
+    """``images`` (uint8 (N, 1, H, W)) as grayscale PNGs in two subfolders, named so that sorting keeps their order."""
+    from PIL import Image
+
+    for i, image in enumerate(images):
+        path = folder / ("a" if i % 2 else "b") / f"{i:04d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[0].numpy()).save(path)
+    return sorted(folder.rglob("*.png"))
+
+
+def test_a_folder_of_images_becomes_the_reference_batch_of_those_images(tmp_path):
+    images, _ = images_of_data(40)
+    files = image_folder(tmp_path / "imgs", images)
+    order = torch.tensor([int(f.stem) for f in files])  # the batch holds the images in path order
+    out = tmp_path / "ref.npz"
+    assert main(["reference-batch", str(tmp_path / "imgs"), "--out", str(out), "--feature-extractor", PIXELS]) == 0
+    arrays = npz_arrays(out)
+    assert arrays["arr_0"].shape == (40, 8, 8, 3) and {"mu", "sigma", "mu_s", "sigma_s"} <= set(arrays)
+    expected = statistics_of(images[order])
+    with np.load(out) as stored:
+        assert np.array_equal(stored["arr_0"][..., 0], images[order, 0].numpy())
+        for key, value in expected.items():
+            np.testing.assert_allclose(stored[key], value, rtol=1e-12, atol=1e-12)
+    fid = METRICS.get("fid")(context(x_of(images), tmp_path, reference_batch=str(out)))
+    assert abs(fid["fid"]) < 1e-5  # the same images against their own statistics
+
+
+def test_a_folder_that_cannot_be_a_reference_batch_is_one_line(tmp_path, capsys):
+    from PIL import Image
+
+    (tmp_path / "empty").mkdir()
+    assert main(["reference-batch", str(tmp_path / "empty"), "--out", str(tmp_path / "r.npz")]) == 2
+    assert "holds no images" in capsys.readouterr().err
+    images, _ = images_of_data(3)
+    image_folder(tmp_path / "mixed", images)
+    Image.new("L", (16, 16)).save(tmp_path / "mixed" / "b" / "9999.png")
+    args = ["reference-batch", str(tmp_path / "mixed"), "--out", str(tmp_path / "r.npz"), "--feature-extractor", PIXELS]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "9999.png' is 16x16" in err and "one size" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r.npz").exists()
