@@ -28,8 +28,8 @@ from typing import Any, Optional
 
 import torch
 
-from backbones.diffusers_flow.folders import (TransformerFolder, find_transformer, folder_sha256, load_transformer,
-                                              torch_dtype)
+from backbones.diffusers_flow.folders import (WEIGHTS, TransformerFolder, find_transformer, folder_sha256,
+                                              load_transformer, torch_dtype)
 from backbones.diffusers_flow.images import VaeFolder, decode, read_vae
 from backbones.diffusers_flow.prompt_set import NEGATIVE_PREFIX, PromptSet, read_prompt_set
 from solverbench import Backbone, register_backbone
@@ -47,9 +47,14 @@ class DiffusersFlowBackbone(Backbone):
     default_feature_extractor = "inception-tf"
 
     def __init__(self, model: str | Path, prompts: str | Path, resolution: Optional[int] = None,
-                 dtype: str = "float32", guidance: Optional[float] = None, vae: Optional[str | Path] = None):
+                 dtype: str = "float32", guidance: Optional[float] = None, vae: Optional[str | Path] = None,
+                 weights: str = "folder"):
         super().__init__()
-        weights = torch_dtype(dtype)
+        if weights not in WEIGHTS:
+            raise ValueError(f"diffusers: weights must be one of {', '.join(WEIGHTS)} (the folder's weights, or "
+                             f"random ones from its config alone, for costs), got {weights!r}")
+        self.weights = weights
+        weights_dtype = torch_dtype(dtype)
         folder = find_transformer(model)
         architecture, config, where = folder.architecture, folder.config, folder.where()
         self.guidance = architecture.guidance_setting(config, guidance, where)
@@ -75,7 +80,9 @@ class DiffusersFlowBackbone(Backbone):
         for condition in architecture.conditions:
             self.register_buffer(BUFFER_PREFIX + condition.name, condition_table(prompt_set, condition.name),
                                  persistent=False)
-        self.transformer = load_transformer(folder, weights)
+        if weights == "random":
+            self.settings["weights"] = "random"
+        self.transformer = load_transformer(folder, weights_dtype, weights)
 
     def _latent_size(self, folder: TransformerFolder, resolution: Optional[int]) -> int:
         """The latents' side at ``resolution`` px (None: the pipeline's default), checked against the transformer."""

@@ -84,11 +84,20 @@ def find_transformer(model: str | Path) -> TransformerFolder:
     return found
 
 
-def load_transformer(folder: TransformerFolder, dtype: torch.dtype) -> torch.nn.Module:
-    """The transformer in ``folder``, its weights in ``dtype``, in eval mode without gradients; never downloads."""
+WEIGHTS = ("folder", "random")  # the backbone's weights: the folder's, or random from its config (costs only)
+RANDOM_SEED = 0
+
+
+def load_transformer(folder: TransformerFolder, dtype: torch.dtype, weights: str = "folder") -> torch.nn.Module:
+    """The transformer in ``folder``, its weights in ``dtype``, in eval mode without gradients; never downloads.
+    ``weights="random"``: built from its config alone, with diffusers' initialisation seeded by ``RANDOM_SEED``,
+    created in ``dtype`` (and on torch's default device: ``with torch.device("cuda"):`` builds it there), for
+    what an architecture costs without its weights."""
     import diffusers
 
     cls = getattr(diffusers, folder.architecture.transformer_class)
+    if weights == "random":
+        return random_transformer(cls, folder.config, dtype).eval().requires_grad_(False)
     extra = {"subfolder": folder.subfolder} if folder.subfolder else {}
     try:
         model = cls.from_pretrained(str(folder.root), torch_dtype=dtype, local_files_only=True, **extra)
@@ -99,6 +108,20 @@ def load_transformer(folder: TransformerFolder, dtype: torch.dtype) -> torch.nn.
         with quiet_diffusers():  # its note on modules kept in float32 (none of these classes has any)
             model = model.to(dtype)  # from_pretrained keeps a float32 file in float32 without accelerate
     return model.eval().requires_grad_(False)
+
+
+def random_transformer(cls: type, config: dict[str, Any], dtype: torch.dtype) -> torch.nn.Module:
+    """``cls`` from ``config`` with seeded random weights, made in ``dtype`` from the start (torch's default dtype
+    while it is built: a float32 copy of a 12B model first would take 48 GB)."""
+    default = torch.get_default_dtype()
+    with torch.random.fork_rng(devices=[]), quiet_diffusers():
+        torch.manual_seed(RANDOM_SEED)
+        torch.set_default_dtype(dtype)
+        try:
+            model = cls.from_config(config)
+        finally:
+            torch.set_default_dtype(default)
+    return model.to(dtype)  # buffers a module makes in float32 on purpose follow too
 
 
 @contextlib.contextmanager

@@ -640,3 +640,19 @@ def test_encode_prompts_of_flux_and_sana_pipelines(flux_and_sana_pipelines, kind
     b = DiffusersFlowBackbone(model=root / kind, prompts=out, resolution=resolution)
     latents, labels = noise_and_labels(b.sample_shape)
     assert torch.isfinite(sb.sample(b, "euler", latents, labels, nfe=2, cfg_scale=2.0).samples).all()
+
+
+def test_random_weights_build_from_a_config_alone_in_the_dtype_and_seeded(sd3, tmp_path):
+    """``weights: random``: a transformer folder with only its config.json, for what an architecture costs."""
+    folder = tmp_path / "config-only" / "transformer"
+    folder.mkdir(parents=True)
+    folder.joinpath("config.json").write_text((sd3["model"] / "transformer" / "config.json").read_text())
+    one = DiffusersFlowBackbone(model=folder.parent, prompts=sd3["prompts"], weights="random", dtype="bfloat16")
+    two = DiffusersFlowBackbone(model=folder.parent, prompts=sd3["prompts"], weights="random", dtype="bfloat16")
+    assert all(p.dtype == torch.bfloat16 for p in one.transformer.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(one.transformer.parameters(), two.transformer.parameters()))
+    assert one.identity()["weights"] == "random"
+    x, y = noise_and_labels((4, 8, 8))
+    assert torch.isfinite(one(x.bfloat16(), torch.full((4,), 0.5), y).float()).all()
+    with pytest.raises(ValueError, match="weights must be one of folder, random"):
+        DiffusersFlowBackbone(model=sd3["model"], prompts=sd3["prompts"], weights="zeros")
