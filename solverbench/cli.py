@@ -76,6 +76,11 @@ def _run(parser: argparse.ArgumentParser):
     parser.add_argument("--check", action="store_true",
                         help="read and check the grid and its results folder, say how many cells are done and how "
                              "many would run, and run nothing (exit status 0, or 2 with the error's one line)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="run the grid by N worker processes on this machine, which share its cells (each "
+                             "cell run once, its row as one process writes it): one GPU each where the grid's "
+                             "device is cuda, else the CPU threads split between them; one progress bar and "
+                             "one summary. Not under torchrun, nor with --force")
 
     def run(args: argparse.Namespace) -> int:
         from solverbench import distributed
@@ -85,6 +90,8 @@ def _run(parser: argparse.ArgumentParser):
         from solverbench.grid import load_grid
         from solverbench.registry import STUDIES
 
+        if args.workers is not None:
+            refuse_workers(args)
         grid = distributed.all_or_none(lambda: load_grid(args.grid))  # under torchrun: every rank, or none
         ranks = distributed.init_from_environment(grid.device) if distributed.launched_by_torchrun() else \
             distributed.world()
@@ -95,12 +102,18 @@ def _run(parser: argparse.ArgumentParser):
             grid = with_npz_export(grid)
         try:
             if args.check:  # the grid and its results folder checked; nothing run or written
-                summary = check_grid(grid, args.results, force=args.force)
+                summary = check_grid(grid, args.results, force=args.force, workers=args.workers)
                 if ranks.main:
                     print(summary)
                 return 0
-            table = run_grid(grid, args.results, force=args.force, progress=not args.no_progress,
-                             replace_with_failures=args.replace_with_failures)
+            if args.workers is not None:
+                from solverbench.engine.workers import run_workers
+
+                table = run_workers(grid, args.grid, args.results, args.workers, progress=not args.no_progress,
+                                    export_npz=args.export_npz, plugins=args.plugin)
+            else:
+                    table = run_grid(grid, args.results, force=args.force, progress=not args.no_progress,
+                                 replace_with_failures=args.replace_with_failures)
         finally:
             distributed.close()
         if not ranks.main:
@@ -112,6 +125,21 @@ def _run(parser: argparse.ArgumentParser):
         return 0
 
     return run
+
+
+def refuse_workers(args: argparse.Namespace) -> None:
+    """Refuse (ValueError, one line) ``--workers`` below 1, under torchrun, or with ``--force`` (each worker
+    would redo every cell)."""
+    from solverbench import distributed
+
+    if args.workers < 1:
+        raise ValueError(f"--workers {args.workers}: give at least 1 worker")
+    if distributed.launched_by_torchrun():
+        raise ValueError("--workers starts its own processes: run it without torchrun (torchrun splits each "
+                         "cell's batches; --workers splits the grid's cells)")
+    if args.force:
+        raise ValueError("--workers with --force: each worker would redo every cell; run --force without "
+                         "--workers")
 
 
 @command("list", "the registered solvers, backbones, metrics, study kinds and learned schedules, with their "

@@ -27,7 +27,7 @@ from solverbench.results import grid_names, read_results
 CELL_KEYS = ("grid", "backbone", "backbone_params", "solver", "solver_params", "nfe", "schedule", "cfg_scale",
              "cfg_lo", "cfg_hi", "seed", "t_start", "H")
 PROVENANCE = ("timestamp", "git_commit", "versions", "config_hash", "grid_hash", "cell_id", "device_name", "traceback",
-              "batch_size")
+              "batch_size", "host", "pid")
 STRICT = ("nfe_measured", "nfe_measured_max", "status", "error", "lte", "lte_max")
 
 

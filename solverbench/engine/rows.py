@@ -1,10 +1,13 @@
 """The one provenance row: the columns every study kind's rows begin with.
 
 What the row is of (grid, backbone, solver, guidance, seed) and how it was made (grid hash,
-package versions, git commit, device, time), so a number can be trusted months later.
+package versions, git commit, device, time, and the host and process id that computed it),
+so a number can be trusted months later.
 """
 from __future__ import annotations
 
+import os
+import socket
 from datetime import datetime, timezone
 from typing import Any
 
@@ -29,6 +32,7 @@ def row_head(grid: Grid, kind: str, cell_id: str, backbone: BackboneSpec, solver
         "device_name": device_name(grid.device), "config_hash": cell_id, "grid_hash": grid.hash,
         "versions": canonical_json(package_versions()), "git_commit": git_commit(),
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "host": socket.gethostname(), "pid": os.getpid(),
     }
 
 

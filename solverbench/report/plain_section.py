@@ -23,7 +23,7 @@ HEAD_COLUMNS = frozenset({
     "grid", "kind", "cell_id", "backbone", "backbone_params", "solver", "solver_params", "solver_label",
     "solver_order", "analysis_only", "cfg_scale", "cfg_lo", "cfg_hi", "cfg_convention", "seed", "label_rule",
     "num_samples", "dtype", "tf32", "compiled", "device", "device_name", "config_hash", "grid_hash", "versions",
-    "git_commit", "timestamp",
+    "git_commit", "timestamp", "host", "pid",
 })
 FIRST = ("solver_label", "seed", "status")  # the listing's first columns
 LEFT_OUT = frozenset({"error", "traceback"})  # a failed row's reason is a note below the table
