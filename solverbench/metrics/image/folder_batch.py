@@ -18,7 +18,7 @@ from typing import Iterator, Optional
 import numpy as np
 import torch
 
-from solverbench.metrics.image.adm_npz import STATISTICS, write_batch
+from solverbench.metrics.image.adm_npz import STATISTICS, BatchWriter
 from solverbench.metrics.image.extractors import build_extractor, extract_features
 from solverbench.metrics.image.frechet import frechet_statistics
 
@@ -67,13 +67,21 @@ def reference_batch_from_folder(folder: Path, out: Path, feature_extractor: str 
     """Write the folder's images and their statistics under ``feature_extractor`` as an ADM batch at ``out``."""
     files = image_files(folder)
     extractor = build_extractor(feature_extractor, weights_path, device)
-    features = extract_features(extractor, image_batches(files, batch_size), device)
-    statistics = {}
-    for metric, (mu, sigma) in STATISTICS.items():
-        layer = extractor.metric_layers.get(metric)
-        if layer is not None:
-            stats = frechet_statistics(features[layer])
-            statistics[mu], statistics[sigma] = stats["mu"].numpy(), stats["sigma"].numpy()
-    if not statistics:
+    layers = {metric: extractor.metric_layers.get(metric) for metric in STATISTICS}
+    if not any(layers.values()):
         raise ValueError(f"feature extractor {feature_extractor!r} gives no FID features: nothing to store")
-    return write_batch(Path(out), image_batches(files, batch_size), len(files), **statistics)
+
+    with BatchWriter(Path(out), len(files)) as writer:
+
+        def written(batches: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
+            for batch in batches:  # each image read once: written, then its features extracted
+                writer.add(batch)
+                yield batch
+
+        features = extract_features(extractor, written(image_batches(files, batch_size)), device)
+        for metric, (mu, sigma) in STATISTICS.items():
+            if layers[metric] is not None:
+                stats = frechet_statistics(features[layers[metric]])
+                writer.add_array(mu, stats["mu"].numpy())
+                writer.add_array(sigma, stats["sigma"].numpy())
+    return Path(out)
