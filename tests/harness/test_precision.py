@@ -32,7 +32,7 @@ def digits():
     return backbone, noise, labels, exact
 
 
-@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("dtype", ["bfloat16", pytest.param("float16", marks=pytest.mark.slow)])  # the same path
 def test_autocast_stays_near_float32_on_digits_with_a_float32_state(digits, dtype):
     backbone, noise, labels, exact = digits
     result = sb.sample(Precision(dtype).backbone(backbone), "euler", noise, labels, nfe=10, cfg_scale=2.0)

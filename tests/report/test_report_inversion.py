@@ -12,9 +12,9 @@ def results(tmp_path_factory):
     """8 digits, Euler and Heun at NFE 5 and 10, edited; the adaptive reference beside them."""
     path = tmp_path_factory.mktemp("results")
     grid = parse_grid({"name": "inv", "kind": "inversion", "backbones": ["digits"],
-                       "solvers": ["euler", "heun", {"name": "reference", "params": {"rtol": 1e-4, "atol": 1e-4}}],
+                       "solvers": ["euler", "heun", {"name": "reference", "params": {"rtol": 1e-3, "atol": 1e-3}}],
                        "nfe": [5, 10], "num_samples": 8, "batch_size": 8, "save_samples": 4,
-                       "inversion": {"edits": ["digits"]}, "reference": {"rtol": 1e-5, "atol": 1e-5}})
+                       "inversion": {"edits": ["digits"]}, "reference": {"rtol": 1e-3, "atol": 1e-3}})
     run_grid(grid, path, progress=False)
     return path
 
