@@ -9,6 +9,8 @@ machine code is kept beside this file, or in numba's user cache where that is re
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numba
 import numpy as np
 
@@ -35,6 +37,28 @@ def sorted_cross_terms(counts: np.ndarray, order: np.ndarray, steps: np.ndarray,
                         np.ascontiguousarray(steps, dtype=np.float64), np.ascontiguousarray(prefix, dtype=np.float64),
                         out)
     return out
+
+
+def sorted_rows_with_order(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row of the float64 ``(m, n)`` array sorted, and the order that sorts it (int32: ``sorted[r, k] =
+    rows[r, order[r, k]]``), by a least-significant-digit radix sort on the values' bits (a byte per pass, a
+    pass skipped where every value of the row has the same byte): about twice numpy's argsort with the gather
+    that follows it.  Equal values keep their order in the row (numpy's argsort may swap them; the values are
+    the same)."""
+    rows = np.ascontiguousarray(rows, dtype=np.float64)
+    values, order = np.empty_like(rows), np.empty(rows.shape, dtype=np.int32)
+    _sort_rows(rows, values, order)
+    return values, order
+
+
+def count_draws(draws: np.ndarray, columns: Optional[np.ndarray], counts: np.ndarray) -> None:
+    """Add to ``counts[r]`` (int32, ``(draws, n)``) one for each position drawn in row ``r`` of ``draws``:
+    ``counts[r, columns[draws[r, j]]] += 1`` (``columns`` None: the positions are the columns)."""
+    if columns is None:
+        _count_draws(np.ascontiguousarray(draws, dtype=np.int64), counts)
+    else:
+        _count_draws_into(np.ascontiguousarray(draws, dtype=np.int64), np.ascontiguousarray(columns, dtype=np.int64),
+                          counts)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -92,3 +116,59 @@ def _sorted_cross_terms(counts, order, steps, prefix, out):  # pragma: no cover 
                 a += w[k] * b[e]
             out[r] += a
             r += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _sort_rows(rows, values, order):  # pragma: no cover - compiled
+    m, n = rows.shape
+    keys, spare_keys = np.empty(n, np.uint64), np.empty(n, np.uint64)
+    index, spare_index = np.empty(n, np.int32), np.empty(n, np.int32)
+    counts = np.empty((8, 256), np.int64)
+    sign, byte = np.uint64(1) << np.uint64(63), np.uint64(255)
+    for r in range(m):
+        bits = rows[r].view(np.uint64)
+        counts[:] = 0
+        for i in range(n):  # the bits as an unsigned key in the values' order: negatives flipped, the sign set
+            b = bits[i]
+            key = ~b if b & sign else b | sign
+            keys[i] = key
+            index[i] = i
+            for p in range(8):
+                counts[p, (key >> np.uint64(8 * p)) & byte] += 1
+        source_keys, source_index, target_keys, target_index = keys, index, spare_keys, spare_index
+        for p in range(8):
+            c = counts[p]
+            if c.max() == n:  # every key has this byte
+                continue
+            start = 0
+            for v in range(256):
+                c[v], start = start, start + c[v]
+            shift = np.uint64(8 * p)
+            for i in range(n):
+                key = source_keys[i]
+                d = (key >> shift) & byte
+                j = c[d]
+                c[d] = j + 1
+                target_keys[j], target_index[j] = key, source_index[i]
+            source_keys, source_index, target_keys, target_index = target_keys, target_index, source_keys, source_index
+        out = values[r].view(np.uint64)
+        for i in range(n):
+            key = source_keys[i]
+            out[i] = key ^ sign if key & sign else ~key
+            order[r, i] = source_index[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_draws(draws, counts):  # pragma: no cover - compiled
+    for r in range(draws.shape[0]):
+        row = counts[r]
+        for j in draws[r]:
+            row[j] += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_draws_into(draws, columns, counts):  # pragma: no cover - compiled
+    for r in range(draws.shape[0]):
+        row = counts[r]
+        for j in draws[r]:
+            row[columns[j]] += 1

@@ -76,12 +76,21 @@ def resample_indices(n: int, resamples: int, generator: torch.Generator,
     With ``strata`` (one class label per sample) each class is drawn from its own samples, as
     many as it has: the draws keep the cell's labels, which a table holds fixed across solvers.
     """
-    groups = [torch.arange(n)] if strata is None else [
+    for drawn in group_draws(n, resamples, generator, strata):
+        yield torch.cat([draws if group is None else group[draws] for group, draws in drawn], dim=1)
+
+
+def group_draws(n: int, resamples: int, generator: torch.Generator, strata: Optional[torch.Tensor] = None
+                ) -> Iterator[list[tuple[Optional[torch.Tensor], torch.Tensor]]]:
+    """``resample_indices`` before its chunks are put together: per chunk, each class's samples (``None``: all
+    ``n``, no strata) and ``(r, class size)`` positions drawn among them."""
+    groups = [None] if strata is None else [
         torch.nonzero(strata.cpu() == c).flatten() for c in torch.unique(strata.cpu())]
     per_chunk = max(1, CHUNK_ELEMENTS // max(n, 1))
     for start in range(0, resamples, per_chunk):
         r = min(per_chunk, resamples - start)
-        yield torch.cat([g[torch.randint(len(g), (r, len(g)), generator=generator)] for g in groups], dim=1)
+        yield [(g, torch.randint(n if g is None else len(g), (r, n if g is None else len(g)), generator=generator))
+               for g in groups]
 
 
 def strata_digest(strata: Optional[torch.Tensor]) -> Optional[str]:
@@ -120,12 +129,15 @@ def bootstrap_counts(n: int, *, seed: int, name: str, resamples: int = DEFAULT_R
                      ) -> np.ndarray:
     """``(resamples, n)``: how many times each sample is in each draw of ``bootstrap_replicates`` (the same
     draws, in the same order), drawn once per run (``memo``) where they fit ``MEMO_BYTES``."""
+    from solverbench.bootstrap_kernels import count_draws
+
     def count() -> np.ndarray:
         rows = []
-        for chunk in resample_indices(n, resamples, bootstrap_generator(seed, name), strata):
-            offsets = torch.arange(len(chunk)).unsqueeze(1) * n  # row r of the chunk counts into [r n, (r + 1) n)
-            counts = torch.bincount((chunk + offsets).flatten(), minlength=len(chunk) * n).view(len(chunk), n)
-            rows.append(counts.numpy().astype(np.uint8 if int(counts.max()) < 256 else np.int32))
+        for drawn in group_draws(n, resamples, bootstrap_generator(seed, name), strata):
+            counts = np.zeros((len(drawn[0][1]), n), dtype=np.int32)
+            for group, draws in drawn:  # each class's draws counted into its samples' columns
+                count_draws(draws.numpy(), None if group is None else group.numpy(), counts)
+            rows.append(counts.astype(np.uint8) if counts.max(initial=0) < 256 else counts)
         return np.concatenate(rows) if rows else np.zeros((0, n), dtype=np.uint8)
 
     return kept(memo, draws_key("counts", n, seed, name, resamples, strata), n * resamples, count)

@@ -76,9 +76,9 @@ def _sorted_projections(x: torch.Tensor, theta: torch.Tensor) -> np.ndarray:
 def _sorted_with_order(x: torch.Tensor, theta: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """The sorted projections of ``x`` and, per row, the samples in that order (``sorted[d, k] = x_order[d, k] .
     theta_d``)."""
-    rows = _projections(x, theta)
-    order = np.argsort(rows, axis=1)
-    return np.take_along_axis(rows, order, axis=1), order
+    from solverbench.bootstrap_kernels import sorted_rows_with_order
+
+    return sorted_rows_with_order(_projections(x, theta))
 
 
 def sliced_wasserstein_resampled(x: torch.Tensor, y: torch.Tensor, seed: int) -> Statistic:
@@ -133,7 +133,7 @@ def resampled_from_sorted(sorted_x: np.ndarray, order: np.ndarray, fixed: FixedS
     steps = np.empty_like(sorted_x)  # centred value k less centred value k + 1 (the last less 0)
     np.subtract(sorted_x[:, :-1], sorted_x[:, 1:], out=steps[:, :-1])
     steps[:, -1] = sorted_x[:, -1] - fixed.centre[:, 0]
-    order = order.astype(np.int32)
+    order = np.asarray(order, dtype=np.int32)
 
     def statistic(counts: np.ndarray) -> np.ndarray | float:
         counts = np.asarray(counts)

@@ -188,3 +188,18 @@ def test_the_metric_of_cells_sharing_a_run_is_the_plain_computation():
         assert row == pytest.approx(expected, rel=RTOL)
         assert [row[c] for c in ("sliced_wasserstein", "sliced_wasserstein_floor")] == \
             [expected[c] for c in ("sliced_wasserstein", "sliced_wasserstein_floor")]
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 300, 5000])
+def test_the_radix_sort_of_rows_is_numpys_sort_and_an_order_that_gives_it(n):
+    from solverbench.bootstrap_kernels import sorted_rows_with_order
+
+    rng = np.random.default_rng(n)
+    rows = np.stack([rng.normal(size=n) * 1e3, rng.normal(size=n) * 1e-9 - 1.0,  # mixed signs, tiny spreads
+                     rng.integers(-3, 3, size=n).astype(np.float64),  # ties, zeros
+                     np.full(n, 2.5),  # one value: every pass skipped
+                     np.concatenate([[np.inf, -np.inf], rng.normal(size=n)])[:n]])
+    values, order = sorted_rows_with_order(rows)
+    assert order.dtype == np.int32 and np.array_equal(values, np.sort(rows, axis=1))
+    assert np.array_equal(np.take_along_axis(rows, order.astype(np.int64), axis=1), values)
+    assert all(sorted(row) == list(range(n)) for row in order.tolist())

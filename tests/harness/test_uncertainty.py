@@ -146,13 +146,13 @@ def draws_made(monkeypatch):
     """Counts the times bootstrap indices are drawn."""
     import solverbench.uncertainty as uncertainty
 
-    made, draw = [0], uncertainty.resample_indices
+    made, draw = [0], uncertainty.group_draws
 
     def counted(*args, **kwargs):
         made[0] += 1
         return draw(*args, **kwargs)
 
-    monkeypatch.setattr(uncertainty, "resample_indices", counted)
+    monkeypatch.setattr(uncertainty, "group_draws", counted)
     return made
 
 
@@ -199,7 +199,9 @@ def test_draws_too_large_to_keep_are_drawn_again(draws_made, monkeypatch):
 def test_bootstrap_counts_are_those_of_the_draws_in_draw_order():
     from solverbench.uncertainty import bootstrap_counts, bootstrap_generator, resample_indices
 
-    counts = bootstrap_counts(50, seed=1, name="x", resamples=30)
-    draws = [idx for chunk in resample_indices(50, 30, bootstrap_generator(1, "x")) for idx in chunk]
-    assert counts.shape == (30, 50) and counts.dtype == np.uint8
-    assert all(np.array_equal(row, np.bincount(idx.numpy(), minlength=50)) for row, idx in zip(counts, draws))
+    labels = torch.randint(3, (50,), generator=torch.Generator().manual_seed(0))
+    for strata in (None, labels):  # the classes' draws counted into their own samples' columns
+        counts = bootstrap_counts(50, seed=1, name="x", resamples=30, strata=strata)
+        draws = [idx for chunk in resample_indices(50, 30, bootstrap_generator(1, "x"), strata) for idx in chunk]
+        assert counts.shape == (30, 50) and counts.dtype == np.uint8
+        assert all(np.array_equal(row, np.bincount(idx.numpy(), minlength=50)) for row, idx in zip(counts, draws))
