@@ -193,7 +193,7 @@ def machine() -> str:
 def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[str, Any]:
     """The three runs of the grid; each run's wall time, records, rows and analysis."""
     log(f"$ {shlex.join(['python', 'benchmarks/worker_scaling.py'] + args.argv)}")
-    log(f"machine: {machine()}; wall times are disturbed by other jobs on the machine")
+    log(f"machine: {machine()}; the machine otherwise idle (other jobs would disturb the wall times)")
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -1,6 +1,8 @@
 """Command line: ``python -m solverbench [--plugin FILE ...] COMMAND``, the harness's commands
 
-- ``run GRID.yaml``: run a grid file (any study kind), one results row per cell (resumable);
+- ``run GRID.yaml``: run a grid file (any study kind), one results row per cell (resumable); with
+  ``--launcher slurm`` its workers are submitted as a Slurm job array;
+- ``status GRID.yaml``: how far a grid is (cells done, running, failed, left), from its table and claims;
 - ``report``: tables and plots from the results into reports/;
 - ``list [NAME ...] [--all]``: the registered solvers, backbones, metrics, study kinds and learned
   schedules, with their parameters (a solver's everyday settings; with ``--all`` every one);
@@ -80,7 +82,9 @@ def _run(parser: argparse.ArgumentParser):
                         help="run the grid by N worker processes on this machine, which share its cells (each "
                              "cell run once, its row as one process writes it): one GPU each where the grid's "
                              "device is cuda, else the CPU threads split between them; one progress bar and "
-                             "one summary. Not under torchrun, nor with --force")
+                             "one summary. Not under torchrun, nor with --force. With --launcher: the number of "
+                             "workers submitted")
+    add_launcher_options(parser)
 
     def run(args: argparse.Namespace) -> int:
         from solverbench import distributed
@@ -90,9 +94,13 @@ def _run(parser: argparse.ArgumentParser):
         from solverbench.grid import load_grid
         from solverbench.registry import STUDIES
 
-        if args.workers is not None:
+        refuse_launcher_options(args)
+        if args.workers is not None and args.launcher is None:
             refuse_workers(args)
-        grid = distributed.all_or_none(lambda: load_grid(args.grid))  # under torchrun: every rank, or none
+        if args.launcher == "slurm":  # the grid runs on Slurm's nodes: its device need not be available here
+            grid = load_grid(args.grid, here=False)
+        else:
+            grid = distributed.all_or_none(lambda: load_grid(args.grid))  # under torchrun: every rank, or none
         ranks = distributed.init_from_environment(grid.device) if distributed.launched_by_torchrun() else \
             distributed.world()
         if args.export_npz:
@@ -100,6 +108,15 @@ def _run(parser: argparse.ArgumentParser):
             if with_npz_export is None:
                 raise GridError(f"--export-npz: a grid of kind {grid.kind} has no samples to export")
             grid = with_npz_export(grid)
+        if args.launcher is not None:
+            from solverbench.engine.launch import launch
+
+            table = launch(grid, args.grid, args.results, launch_options(args), progress=not args.no_progress,
+                           export_npz=args.export_npz, plugins=args.plugin, check=args.check)
+            if table is None:  # submitted without waiting, or checked
+                return 0
+            print(f"{len(table.current())} rows in {table.path}")
+            return 0
         try:
             if args.check:  # the grid and its results folder checked; nothing run or written
                 summary = check_grid(grid, args.results, force=args.force, workers=args.workers)
@@ -127,6 +144,67 @@ def _run(parser: argparse.ArgumentParser):
     return run
 
 
+LAUNCHER_OPTIONS = ("gpus_per_worker", "partition", "time_limit", "account", "slurm_param", "wait", "resubmit",
+                    "shared_results")
+
+
+def add_launcher_options(parser: argparse.ArgumentParser) -> None:
+    """``run``'s options of ``--launcher`` (a grid's launcher: section gives the same; the command line wins)."""
+    group = parser.add_argument_group("submitting the grid's workers (the grid's launcher: section gives the same "
+                                      "settings; the command line wins)")
+    group.add_argument("--launcher", choices=("slurm", "local"), default=None,
+                       help="slurm: submit --workers N workers as a Slurm job array (submitit), each running the grid "
+                            "into the shared results folder and taking cells by claim; local: the same path on this "
+                            "machine (submitit's local executor), for trying a grid")
+    group.add_argument("--gpus-per-worker", type=int, default=None, metavar="G",
+                       help="GPUs of each worker (default: 1 for device cuda, none for cpu); above 1, each cell runs "
+                            "under torchrun over the worker's G GPUs")
+    group.add_argument("--partition", default=None, metavar="P", help="the Slurm partition")
+    group.add_argument("--time-limit", type=int, default=None, metavar="MIN",
+                       help="each worker's time limit in minutes (a worker stopped by it is requeued)")
+    group.add_argument("--account", default=None, metavar="A", help="the Slurm account")
+    group.add_argument("--slurm-param", action="append", default=[], metavar="KEY=VALUE",
+                       help="any other parameter of submitit's Slurm executor (repeat for more), e.g. qos=high, "
+                            "mem=64G, constraint=a100, cpus_per_task=8")
+    group.add_argument("--wait", action="store_true",
+                       help="follow the workers: one progress bar over the grid, a line per failed job with its log, "
+                            "then the summary (default: print the job ids and how to follow them)")
+    group.add_argument("--resubmit", action="store_true",
+                       help="send workers for the cells left (neither done nor running); refused where none is left")
+    group.add_argument("--shared-results", action="store_true",
+                       help="take the results folder as shared by the cluster's nodes whatever its filesystem (by "
+                            "default one on a filesystem of this machine's own, ext4, xfs, tmpfs, overlay, ..., is "
+                            "refused)")
+
+
+def refuse_launcher_options(args: argparse.Namespace) -> None:
+    """Refuse (ValueError, one line) an option of ``--launcher`` without it, and ``--launcher`` under torchrun or with
+    ``--force``."""
+    from solverbench import distributed
+
+    if args.launcher is None:
+        given = [name for name in LAUNCHER_OPTIONS if getattr(args, name) not in (None, False, [])]
+        if given:
+            raise ValueError(f"--{given[0].replace('_', '-')} is an option of --launcher: add --launcher slurm (or "
+                             "local)")
+        return
+    if distributed.launched_by_torchrun():
+        raise ValueError("--launcher submits its own workers (each runs torchrun itself where it has several GPUs: "
+                         "--gpus-per-worker); run it without torchrun")
+    if args.force:
+        raise ValueError("--launcher with --force: each worker would redo every cell; run --force without --launcher")
+
+
+def launch_options(args: argparse.Namespace) -> Any:
+    """The command line's ``--launcher`` options."""
+    from solverbench.engine.launch import LaunchOptions, slurm_params
+
+    return LaunchOptions(args.launcher, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+                         partition=args.partition, time_limit=args.time_limit, account=args.account,
+                         slurm_params=slurm_params(args.slurm_param), shared_results=args.shared_results,
+                         wait=args.wait, resubmit=args.resubmit)
+
+
 def refuse_workers(args: argparse.Namespace) -> None:
     """Refuse (ValueError, one line) ``--workers`` below 1, under torchrun, or with ``--force`` (each worker
     would redo every cell)."""
@@ -140,6 +218,26 @@ def refuse_workers(args: argparse.Namespace) -> None:
     if args.force:
         raise ValueError("--workers with --force: each worker would redo every cell; run --force without "
                          "--workers")
+
+
+@command("status", "how far a grid is: its cells done, running, failed and left, per solver, from the results "
+                   "table and the cells' claims")
+def _status(parser: argparse.ArgumentParser):
+    parser.description = ("Read a grid's results table and its cells' claims and print, per solver (and backbone where "
+                          "the grid has several), how many cells are done (ok), running (claimed by a live worker), "
+                          "failed (failed or raised) and left, and a total line; runs nothing, writes nothing "
+                          "(exit status 0).")
+    parser.add_argument("grid", help="grid file (YAML), e.g. configs/quick.yaml")
+    parser.add_argument("--results", default="results", help="results directory (default: results)")
+
+    def run(args: argparse.Namespace) -> int:
+        from solverbench.engine.status import grid_status
+        from solverbench.grid import load_grid
+
+        print(grid_status(load_grid(args.grid, here=False), args.results))
+        return 0
+
+    return run
 
 
 @command("list", "the registered solvers, backbones, metrics, study kinds and learned schedules, with their "

@@ -11,6 +11,9 @@ reuses one solve; an entry that cannot be used (truncated, foreign, of another k
 is moved aside, named in one line, and solved again (``solverbench.cache_entry``).  Under
 torchrun the batches of a solve are split across the ranks (each batch solved as in one
 process, so the endpoints are the same), and rank 0 alone reads, mends and writes the cache.
+Runs sharing a results folder (``run --workers``, Slurm workers) solve each reference once: the
+first to ask holds a lease beside the cache file while it solves (``solverbench.leases``), the
+others wait for it and read the file.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from solverbench.distributed import world
 from solverbench.field import VelocityField
 from solverbench.guidance import Guidance
 from solverbench.hashing import spec_hash
+from solverbench.leases import Lease
 from solverbench.progress import progress_bar
 
 METHOD = "dopri5"
@@ -149,6 +153,20 @@ def reference_endpoints(backbone: Any, noise: torch.Tensor, labels: Optional[tor
     solve of all ``N`` would take, so the endpoints are the same."""
     key = reference_key(backbone, seed, len(noise), dtype_name, guidance, tolerance, label_rule, inverting)
     path = Path(cache_dir) / f"{spec_hash(key)}.pt" if cache_dir is not None else None
+    ranks = world()
+    if path is None or not ranks.main:
+        return _read_or_solve(backbone, noise, labels, key, path, guidance, tolerance, batch_size, progress,
+                              inverting, known)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # one run solves, the others wait and read its file: runs sharing a results folder (workers) solve it once
+    with Lease(path.with_name(path.name + ".lease")):
+        return _read_or_solve(backbone, noise, labels, key, path, guidance, tolerance, batch_size, progress,
+                              inverting, known)
+
+
+def _read_or_solve(backbone: Any, noise: torch.Tensor, labels: Optional[torch.Tensor], key: dict[str, Any],
+                   path: Optional[Path], guidance: Guidance, tolerance: Tolerance, batch_size: int, progress: bool,
+                   inverting: bool, known: Optional[torch.Tensor]) -> torch.Tensor:
     ranks = world()
     if path is not None:
         stored = read_shared_entry(path, "cached reference " + ("inversion" if inverting else "solve"),

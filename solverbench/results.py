@@ -1,13 +1,15 @@
 """The results store: one parquet table per grid, one row per cell; safe under concurrent runs and kill -9.
 
-- Every write is a read-modify-write under the folder's file lock (``.lock``, the filelock
-  package): the table is read from disk, the new rows replace earlier rows of the same cells,
-  and the result goes to a temporary file renamed over the table.  Two runs writing one
-  table at once lose no row; a run killed at any moment leaves a readable table holding
-  every cell put before.
-- A run holds a cell's claim (``.claims/<cell id>.lock``, taken without waiting) while it
-  runs the cell, so two runs of one grid share its cells instead of each doing all of them;
-  the operating system drops the claims of a killed run.
+- Every write is a read-modify-write under the folder's lock (``.lock``, a lease: ``solverbench.leases``):
+  the table is read from disk, the new rows replace earlier rows of the same cells, and the result goes
+  to a temporary file renamed over the table.  Two runs writing one table at once lose no row; a run
+  killed at any moment leaves a readable table holding every cell put before.
+- A run holds a cell's claim (``.claims/<cell id>.lock``, a lease taken without waiting) while it runs
+  the cell, so runs of one grid, on one machine or on several sharing the folder, share its cells
+  instead of each doing all of them.  A killed run's claims are taken over: at once by a run on its
+  host, by the others once its heartbeat is older than the stale timeout (``SOLVERBENCH_CLAIM_STALE_S``).
+  Leases are files created with ``O_EXCL`` and kept fresh by a heartbeat, not ``flock`` locks: they
+  hold on NFS and Lustre as on a local disk.
 - A new row that is not ``ok`` (``failed``, ``error``) does not replace a cell's ``ok`` row
   unless asked (``put_many(..., replace_ok=True)``): a forced rerun that fails keeps the good row.
 - ``grid.json`` records which grid file the folder belongs to: another grid file with the
@@ -17,8 +19,8 @@
   what to do.
 - Tidy after a kill: the temporary files of the table, ``grid.json`` and ``cells.json`` are
   written only under the lock, so the first run to hold it removes any it finds (a killed
-  writer's); a cell's claim file is removed by its holder once the cell's row is on disk (a run
-  that takes the claim after that checks ``done()`` under it, and finds the cell done).
+  writer's); a claim's file goes when its holder leaves the cell (a run that takes the claim after
+  that checks ``done()`` under it, and finds the cell done), or when another run takes it over.
 
 Reads are cached: a table object re-reads the file only where its identity (device, inode,
 size, modification and change times) differs from that of the file it last read or wrote;
@@ -41,9 +43,9 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
 import pandas as pd
-from filelock import FileLock, Timeout
 
 from solverbench.cache_entry import write_atomically
+from solverbench.leases import Holder, Lease, stale_seconds
 
 TABLE = "results.parquet"
 CURRENT_CELLS = "cells.json"
@@ -130,7 +132,8 @@ class ResultsTable:
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
         self.path = self.directory / TABLE
-        self.lock = FileLock(str(self.directory / LOCK))
+        self.stale_s = stale_seconds()  # a bad SOLVERBENCH_CLAIM_STALE_S is one line here, before any work
+        self.lock = Lease(self.directory / LOCK, self.stale_s)
         self._frame_read_from: Optional[FileIdentity] = None  # the file ``frame`` was read from (None: not read)
         self._done: tuple[Optional[FileIdentity], set[str]] = (None, set())  # done() of the file so identified
         self._tidied = False  # whether this object removed stale temporary files (once, under the lock)
@@ -195,36 +198,34 @@ class ResultsTable:
     def claim(self, cell_id: str) -> Iterator[bool]:
         """Hold the cell's claim while the block runs; yields False (at once) where another run holds it.
 
-        The claim file goes when its holder leaves with the cell done (its row on disk): a run that opened
-        the file meanwhile, and takes the claim of the old file or of a new one, finds the cell done."""
+        A claim whose holder is gone (a killed run of this host, or no heartbeat for the stale timeout) is taken
+        over.  The claim's file goes when the block ends: a run that takes the claim after that finds the cell
+        done where its row was written."""
         claims = self.directory / CLAIMS
         claims.mkdir(parents=True, exist_ok=True)
-        path = claims / f"{cell_id}.lock"
-        lock = FileLock(str(path))
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
+        lease = Lease(claims / f"{cell_id}.lock", self.stale_s)
+        if not lease.try_take():
             yield False
             return
         try:
             yield True
         finally:
-            try:
-                if self._is_done(cell_id):
-                    path.unlink(missing_ok=True)  # while still held: no run takes the old file after this
-            finally:
-                lock.release()
-
-    def _is_done(self, cell_id: str) -> bool:
-        try:
-            return cell_id in self.done()
-        except (OSError, ValueError):  # a table damaged meanwhile: keep the claim file
-            return False
+            lease.release()
 
     def wait_for_claim(self, cell_id: str) -> None:
-        """Block until no run holds the cell's claim."""
-        with FileLock(str(self.directory / CLAIMS / f"{cell_id}.lock")):
-            pass
+        """Block until no run holds the cell's claim (its holder left it, or is gone)."""
+        Lease(self.directory / CLAIMS / f"{cell_id}.lock", self.stale_s).wait_until_free()
+
+    def claims(self) -> dict[str, tuple[Holder, bool]]:
+        """The claims on the folder's cells now: cell id -> (its holder, whether the holder is gone: a claim the
+        next run takes over)."""
+        found = {}
+        for path in sorted((self.directory / CLAIMS).glob("*.lock")):
+            lease = Lease(path, self.stale_s)
+            holder = lease.holder()
+            if holder is not None:
+                found[path.name[:-len(".lock")]] = (holder, lease.gone(holder))
+        return found
 
     def adopt(self, grid_file: Optional[Path], grid_hash: str, *, force: bool = False) -> None:
         """Record that ``grid_file`` writes this folder; refuse a folder another grid file wrote.

@@ -7,9 +7,9 @@ row is the one a single process writes.  A worker takes one GPU (``CUDA_VISIBLE_
 the grid's device is ``cuda``; otherwise the CPU threads are split between the workers.
 
 This process runs no cell: it shows one progress bar over the grid's cells, made by watching
-the results table, reports a worker that dies in one line (the operating system releases its
-claims: the other workers take its cells, or the next run does), and closes with the grid's
-summary from the table.
+the results table, reports a worker that dies in one line (its claims are taken over at once, its
+process being gone: the other workers take its cells, or the next run does), and closes with the
+grid's summary from the table.
 """
 from __future__ import annotations
 

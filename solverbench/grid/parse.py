@@ -38,6 +38,8 @@ KEYS = {
     "reference": "{rtol, atol}: tolerances of the reference solve",
     "plugins": "list of Python files (relative to the grid file) that register solvers/backbones/metrics/...",
     "save_samples": "how many samples per cell to keep for the report's sample grids",
+    "launcher": "{workers, gpus_per_worker, partition, time_limit, account, slurm_params, shared_results}: how run "
+                "--launcher submits the grid's workers (not part of the grid's identity: its hash leaves it out)",
     sections.SETTINGS_KEY: "{family: {...}}: grid-level settings of a solver family (e.g. ba: how it trains its network)",
 }
 DEFAULT_KIND = "sweep"
@@ -74,7 +76,9 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_grid(path: str | Path) -> Grid:
+def load_grid(path: str | Path, *, here: bool = True) -> Grid:
+    """The grid file at ``path``, read and checked; ``here=False`` for a grid submitted to other machines (its
+    device need not be available on this one)."""
     path = Path(path)
     if path.is_dir():
         inside = sorted(p.name for p in path.glob("*.yaml"))
@@ -89,7 +93,7 @@ def load_grid(path: str | Path) -> Grid:
             raise GridError(f"grid file {str(path)!r}: {err}") from None
         except yaml.YAMLError as err:
             raise GridError(f"grid file {str(path)!r} is not valid YAML: {' '.join(str(err).split())}") from None
-    return parse_grid(raw, path=path)
+    return parse_grid(raw, path=path, here=here)
 
 
 def known_keys() -> dict[str, str]:
@@ -106,7 +110,9 @@ def known_keys() -> dict[str, str]:
     return keys
 
 
-def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
+def parse_grid(raw: Any, path: Optional[Path] = None, *, here: bool = True) -> Grid:
+    """A grid from its raw mapping (its files read next to ``path``); ``here=False``: its device need not be
+    available on this machine.  The ``launcher:`` section is kept apart from ``raw``: the grid's hash leaves it out."""
     base = path.parent if path is not None else Path.cwd()
     if isinstance(raw, dict):
         sections.plugins(raw, base)  # first: a plugin may add a study kind, a solver family, ...
@@ -142,14 +148,16 @@ def parse_grid(raw: Any, path: Optional[Path] = None) -> Grid:
                                                       f"{kind} takes a positive integer")
     sequential = sections.sequential_samples(raw, metrics)
     settings = sections.solver_settings(raw, solvers)
+    launcher = sections.launcher(raw)
     grid = Grid(
         name=sections.name_of(raw, path), path=path, kind=kind, backbones=specs, solvers=solvers,
         schedules=sections.schedules(raw, solvers), guidances=guidance, seeds=sections.seeds(raw), num_samples=num_samples,
-        batch_size=batch_size, device=sections.device(raw), dtype=sections.dtype(raw), metrics=metrics,
+        batch_size=batch_size, device=sections.device(raw, here), dtype=sections.dtype(raw), metrics=metrics,
         metric_options=sections.metric_options(raw, metrics), tolerance=sections.tolerance(raw),
         save_samples=sections.save_samples(raw), solver_settings=settings,
-        study=study_settings, raw=raw, guidance_by_nfe=guidance_by_nfe, labels=sections.labels(raw, specs),
-        precision=sections.precision(raw, specs), sequential=sequential,
+        study=study_settings, raw={key: value for key, value in raw.items() if key != "launcher"},
+        guidance_by_nfe=guidance_by_nfe, labels=sections.labels(raw, specs), precision=sections.precision(raw, specs),
+        sequential=sequential, launcher=launcher,
     )
     study.check_grid(grid)
     sections.solvers_on_backbones(specs, solvers, settings, base)  # last: it may load checkpoints

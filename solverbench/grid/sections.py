@@ -18,7 +18,8 @@ from solverbench.errors import GridError, grid_error
 from solverbench.file_params import file_digests, resolve_paths
 from solverbench.plan import make_plan
 from solverbench.precision import Precision
-from solverbench.grid.values import DTYPE_NAMES, SEPARATED, BackboneSpec, SequentialSamples, SolverSpec
+from solverbench.grid.values import DTYPE_NAMES, SEPARATED, BackboneSpec, LauncherSettings, SequentialSamples, \
+    SolverSpec
 from solverbench.guidance import Guidance, sampler_conventions
 from solverbench.reference import Tolerance
 from solverbench.noise import LABEL_RULES
@@ -394,13 +395,15 @@ def sequential_samples(raw: Mapping[str, Any], metric_names: tuple[str, ...]) ->
     return SequentialSamples(start, most, SEPARATED, tuple(on), written_on=True)
 
 
-def device(raw: Mapping[str, Any]) -> str:
+def device(raw: Mapping[str, Any], here: bool = True) -> str:
+    """The grid's device; with ``here`` it must be available on this machine (not so for a grid submitted to
+    other machines)."""
     name = str(raw.get("device", "cpu"))
     try:
         torch.device(name)
     except RuntimeError:
         grid_error("device", name, "allowed: cpu, cuda, cuda:N, mps")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    if here and name.startswith("cuda") and not torch.cuda.is_available():
         grid_error("device", name, "CUDA is not available on this machine; allowed: cpu")
     return name
 
@@ -562,3 +565,48 @@ def solver_settings(raw: Mapping[str, Any], specs: tuple[SolverSpec, ...]) -> di
                 except (TypeError, ValueError) as err:
                     raise GridError(f"grid key {where[family]!r}: bad value {values!r}; {err}") from None
     return settings
+
+
+LAUNCHER_KEYS = {
+    "workers": "how many workers (a positive integer)",
+    "gpus_per_worker": "GPUs of each worker (a non-negative integer; above 1, each cell runs under torchrun over them)",
+    "partition": "the Slurm partition (a name)",
+    "time_limit": "each worker's time limit in minutes (a positive integer)",
+    "account": "the Slurm account (a name)",
+    "slurm_params": "any other parameter of submitit's Slurm executor, {name: value} (e.g. {qos: high, mem: 64G})",
+    "shared_results": "true: take the results folder as shared by the cluster's nodes, whatever its filesystem",
+}
+
+
+def launcher(raw: Mapping[str, Any]) -> LauncherSettings:
+    """The ``launcher:`` section: how ``run --launcher`` submits the grid's workers."""
+    section = raw.get("launcher")
+    if section is None:
+        return LauncherSettings()
+    allowed = "allowed keys: " + "; ".join(f"{key}: {what}" for key, what in LAUNCHER_KEYS.items())
+    if not isinstance(section, dict) or set(section) - set(LAUNCHER_KEYS):
+        grid_error("launcher", section, allowed)
+
+    def whole(key: str, least: int) -> Optional[int]:
+        value = section.get(key)
+        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= least):
+            grid_error(f"launcher.{key}", value, f"allowed: {LAUNCHER_KEYS[key]}")
+        return value
+
+    def name(key: str) -> Optional[str]:
+        value = section.get(key)
+        if value is not None and not (isinstance(value, str) and value.strip()):
+            grid_error(f"launcher.{key}", value, f"allowed: {LAUNCHER_KEYS[key]}")
+        return value
+
+    params = section.get("slurm_params") or {}
+    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params) or \
+            not all(isinstance(v, (str, int, float, bool)) for v in params.values()):
+        grid_error("launcher.slurm_params", params, f"allowed: {LAUNCHER_KEYS['slurm_params']}, each value a "
+                                                    "string, number or boolean")
+    shared = section.get("shared_results")
+    if shared is not None and not isinstance(shared, bool):
+        grid_error("launcher.shared_results", shared, "allowed: true or false")
+    return LauncherSettings(workers=whole("workers", 1), gpus_per_worker=whole("gpus_per_worker", 0),
+                            partition=name("partition"), time_limit=whole("time_limit", 1), account=name("account"),
+                            slurm_params=dict(params), shared_results=shared)

@@ -90,6 +90,21 @@ class SequentialSamples:
 
 
 @dataclass(frozen=True)
+class LauncherSettings:
+    """The grid's ``launcher:`` section: how ``run --launcher`` submits the grid's workers, each field None where the
+    section leaves it to the command line or to Slurm (the command line wins).  Not part of what the grid
+    computes: the grid's hash and its cell ids leave it out."""
+
+    workers: Optional[int] = None
+    gpus_per_worker: Optional[int] = None
+    partition: Optional[str] = None
+    time_limit: Optional[int] = None  # minutes
+    account: Optional[str] = None
+    slurm_params: Mapping[str, Any] = field(default_factory=dict)  # any other submitit Slurm parameter
+    shared_results: Optional[bool] = None  # the results folder is shared by the nodes whatever its filesystem
+
+
+@dataclass(frozen=True)
 class Grid:
     name: str
     path: Optional[Path]  # the grid file; None for a grid given in Python
@@ -114,6 +129,7 @@ class Grid:
     labels: str = "uniform"  # how sample indices get class labels (solverbench.noise.LABEL_RULES)
     precision: Precision = Precision()  # dtype (again), tf32, compile: how the networks compute
     sequential: Optional[SequentialSamples] = None  # num_samples: {start, max, until}; None for a plain integer
+    launcher: LauncherSettings = LauncherSettings()  # the launcher: section (not in ``raw``, nor in the hash)
 
     @cached_property
     def hash(self) -> str:

@@ -22,7 +22,7 @@ def test_top_level_help_lists_every_command_with_one_line(capsys):
     assert exit.value.code == 0
     out = capsys.readouterr().out
     assert set(COMMANDS.names()) == {"run", "report", "list", "compare", "train-backbone", "train-sidenet", "reference-batch",
-                                     "encode-prompts"}
+                                     "encode-prompts", "status"}
     for name in COMMANDS.names():
         entry = re.search(rf"^    {re.escape(name)}\s+(\S.*)$", out, re.MULTILINE) or re.search(
             rf"^    {re.escape(name)}\n\s+(\S.*)$", out, re.MULTILINE)

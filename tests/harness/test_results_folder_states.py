@@ -7,7 +7,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from filelock import FileLock, Timeout
 
 from solverbench.cli import main
 from solverbench.engine import run_grid
@@ -151,46 +150,40 @@ def test_claim_files_of_finished_cells_are_removed(tmp_path):
     assert claims.is_dir() and list(claims.iterdir()) == []
 
 
-def test_a_claim_file_goes_only_with_the_cells_row_on_disk(tmp_path):
-    table = ResultsTable(tmp_path / "g")
+def test_a_claim_is_free_once_its_holder_leaves_the_cell_and_a_later_taker_finds_the_cell_done(tmp_path):
+    table, other = ResultsTable(tmp_path / "g"), ResultsTable(tmp_path / "g")
     path = tmp_path / "g" / CLAIMS / "a.lock"
     with table.claim("a") as mine:
         assert mine and path.exists()
-    assert path.exists()  # left without a row: kept, as for a cell that raised
+        with other.claim("a") as theirs:  # held: another run does not get it
+            assert not theirs
+    assert not path.exists()  # left without a row (as for a cell that raised): free for the next run
     with table.claim("a") as mine:
         assert mine
         table.put({"grid": "g", "cell_id": "a", "status": "ok"})
     assert not path.exists()
-    with table.claim("a") as mine:  # a later run takes the claim and finds the cell done
-        assert mine and "a" in table.done()
+    with other.claim("a") as mine:  # a later run takes the claim and finds the cell done
+        assert mine and "a" in other.done()
 
 
-def test_a_run_waiting_on_a_claim_whose_file_goes_holds_the_file_at_the_path_and_finds_the_cell_done(tmp_path):
-    """Removing claim files races with runs waiting on them: a waiter that gets the claim once its holder removed
-    the file holds the file now at the path (none beside it can take it) and finds the cell's row."""
+def test_a_run_waiting_on_a_claim_goes_on_when_its_holder_leaves_and_finds_the_cell_done(tmp_path):
+    """A run waiting for a cell that another run holds goes on once that run left it, and then finds its row."""
     table = ResultsTable(tmp_path / "g")
-    path = tmp_path / "g" / CLAIMS / "a.lock"
-    acquired, release = threading.Event(), threading.Event()
+    freed = threading.Event()
     seen = {}
 
     def waiter():
-        with FileLock(str(path), timeout=30):
-            seen["done"] = "a" in ResultsTable(tmp_path / "g").done()
-            acquired.set()
-            release.wait(30)
+        waiting = ResultsTable(tmp_path / "g")
+        waiting.wait_for_claim("a")
+        with waiting.claim("a") as mine:
+            seen["mine"], seen["done"] = mine, "a" in waiting.done()
+        freed.set()
 
     with table.claim("a") as mine:
         assert mine
         thread = threading.Thread(target=waiter)
         thread.start()
-        assert not acquired.wait(0.3)  # it waits on the claim
+        assert not freed.wait(0.3)  # it waits on the claim
         table.put({"grid": "g", "cell_id": "a", "status": "ok"})
-    assert acquired.wait(30) and seen["done"]
-    try:
-        with pytest.raises(Timeout):
-            FileLock(str(path)).acquire(timeout=0)  # the waiter holds the file at the path
-        with table.claim("a") as mine:
-            assert not mine
-    finally:
-        release.set()
-        thread.join()
+    assert freed.wait(30) and seen == {"mine": True, "done": True}
+    thread.join()

@@ -42,7 +42,7 @@ def test_every_imported_third_party_module_is_declared():
 
 def test_the_image_and_data_dependencies_are_declared_for_users_not_only_for_tests():
     deps = declared(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
-    assert {"scikit-learn", "diffusers", "filelock"} <= deps
+    assert {"scikit-learn", "diffusers", "submitit"} <= deps
 
 
 def test_ci_runs_the_readme_in_a_fresh_virtual_environment():
