@@ -7,6 +7,10 @@ stage counts its last interval may take where a budget is not a multiple of ``st
 and the LTE study make their plans here, and solvers read them: ``plan.times`` is the
 grid, ``plan.stages[k]`` what interval k spends, ``plan.nfe`` the budget the field's count
 is checked against.
+
+The adaptive schedule (``{name: adaptive, ...}``, solverbench.adaptive) makes an undecided plan: its
+``pilot`` holds the schedule, its ``times`` are None until ``solverbench.sampling.solve_plan`` decides them
+on the pilot for the field it solves on (its ``stages`` are the budget's; none in error-target mode).
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from typing import Any, Iterator, Optional
 
 import torch
 
+from solverbench.adaptive_settings import MIN_INTERVALS, adaptive_settings, is_adaptive
+from solverbench.registry import SOLVERS
 from solverbench.timegrid import check_time_grid, make_time_grid
 
 WHOLE_SPAN = (1.0, 0.0)  # an adaptive solver's "grid": from noise to data
@@ -24,18 +30,20 @@ MAX_INTERVALS = 10**6  # the most intervals a budget may make: its time grid is 
 
 @dataclass(frozen=True)
 class Plan:
-    times: torch.Tensor  # float64, strictly decreasing: t_0 > t_1 > ... > t_N
+    times: Optional[torch.Tensor]  # float64, strictly decreasing: t_0 > t_1 > ... > t_N; None until decided
     stages: tuple[int, ...]  # evaluations of each interval; empty for an adaptive solver
     adaptive: bool = False  # the solver chooses its own steps inside [t_0, t_N]
+    pilot: Optional[dict[str, Any]] = None  # the adaptive schedule that decides ``times`` (None: they are given)
 
     @property
     def intervals(self) -> int:
-        return len(self.times) - 1
+        return len(self.stages) if self.times is None else len(self.times) - 1
 
     @property
     def nfe(self) -> Optional[int]:
-        """The evaluations the plan spends; None for an adaptive solver (it is only measured)."""
-        return None if self.adaptive else sum(self.stages)
+        """The evaluations the plan spends; None for an adaptive solver (it is only measured) and for an adaptive
+        schedule's error-target mode until its grid is decided."""
+        return None if self.adaptive or (self.times is None and not self.stages) else sum(self.stages)
 
     @property
     def differentiable(self) -> bool:
@@ -84,6 +92,7 @@ def make_plan(solver: Any, *, nfe: Any = None, schedule: str | dict = "uniform",
     (a grid learned for that budget) it must have the N intervals the budget makes, which spend
     as the budget says.  ``partial=True`` lets it start below 1 or end above 0.  Adaptive solvers
     take neither.  A budget of more than ``MAX_INTERVALS`` intervals is refused before anything is allocated.
+    The adaptive schedule gives an undecided plan (``adaptive_plan``).
     """
     name = solver.label()
     nfe = check_nfe(nfe)
@@ -93,12 +102,21 @@ def make_plan(solver: Any, *, nfe: Any = None, schedule: str | dict = "uniform",
         if nfe is not None or times is not None:
             raise ValueError(f"{name} is adaptive: give neither nfe nor time_grid")
         return Plan(check_time_grid(list(WHOLE_SPAN)), (), adaptive=True)
+    if times is None and is_adaptive(schedule):
+        return adaptive_plan(solver, nfe, schedule)
     stages = int(solver.stages)
     if times is not None and nfe is None:
         grid = check_time_grid(times, partial=partial)
         return Plan(grid, (stages,) * (len(grid) - 1))
     if nfe is None:
         raise ValueError("give an NFE budget (nfe=...) or an explicit time_grid")
+    return plan_for_budget(solver, nfe, schedule, times, partial)
+
+
+def plan_for_budget(solver: Any, nfe: int, schedule: str | dict, times: Any, partial: bool) -> Plan:
+    """``make_plan`` with a budget: the intervals it makes, checked, on ``schedule`` or along ``times``."""
+    name = solver.label()
+    stages = int(solver.stages)
     intervals = -(-nfe // stages)
     if intervals > MAX_INTERVALS:
         raise ValueError(f"{name} would spend a budget of {nfe} NFE on {intervals} intervals; at most "
@@ -123,3 +141,32 @@ def make_plan(solver: Any, *, nfe: Any = None, schedule: str | dict = "uniform",
         raise ValueError(f"{name} spends a budget of {nfe} NFE on {intervals} interval(s), but the time grid given "
                          f"with it has {len(grid) - 1}")
     return Plan(grid, spending)
+
+
+def adaptive_plan(solver: Any, nfe: Optional[int], schedule: str | dict) -> Plan:
+    """The undecided plan of the adaptive schedule (its settings checked): the budget's stages (budget mode) or
+    none (error-target mode, ``tolerance`` given, which takes no budget)."""
+    settings = adaptive_settings(schedule)
+    check_adapts(solver)
+    if not settings.budget_mode:
+        if nfe is not None:
+            raise ValueError(f"schedule 'adaptive' with a tolerance decides the NFE itself (at most max_nfe = "
+                             f"{settings.max_nfe}); give no nfe, or drop the tolerance to spend a budget of {nfe}")
+        return Plan(None, (), pilot=settings.spec())
+    if nfe is None:
+        raise ValueError("schedule 'adaptive' needs an NFE budget (nfe=...) to spend, or a tolerance to reach "
+                         "({name: adaptive, tolerance: ...})")
+    plan = plan_for_budget(solver, nfe, "uniform", None, False)
+    if plan.intervals < MIN_INTERVALS:
+        raise ValueError(f"schedule 'adaptive' needs at least {MIN_INTERVALS} intervals (the first is taken before "
+                         f"any estimate, the last lands on t = 0), and {solver.label()} makes {plan.intervals} of a "
+                         f"budget of {nfe} NFE; give a budget of at least {MIN_INTERVALS * int(solver.stages)}")
+    return Plan(None, plan.stages, pilot=settings.spec())
+
+
+def check_adapts(solver: Any) -> None:
+    """Refuse a solver without an embedded local-error estimate, naming those that have one."""
+    if not getattr(solver, "embedded_error", False):
+        offering = [n for n in SOLVERS.names() if getattr(SOLVERS.get(n), "embedded_error", False)]
+        raise ValueError(f"schedule 'adaptive' chooses each interval from the solver's embedded local-error "
+                         f"estimate, and {solver.label()} offers none; the solvers that do: {', '.join(offering)}")

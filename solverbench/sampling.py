@@ -1,12 +1,15 @@
 """``solverbench.sample``: one call from (backbone, solver, noise) to samples and their cost."""
 from __future__ import annotations
 
+import math
+import numbers
 import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
 
+from solverbench.adaptive import decided_plan
 from solverbench.backbone import resolve_backbone, weights_dtypes
 from solverbench.field import VelocityField
 from solverbench.guidance import Guidance
@@ -40,6 +43,7 @@ def sample(
     cfg_interval: tuple[float, float] = (0.0, 1.0),
     guidance: Optional[Guidance] = None,
     partial: bool = False,
+    t_start: Optional[float] = None,
 ) -> SampleResult:
     """Integrate the flow from noise (t = 1) to data (t = 0).
 
@@ -69,11 +73,50 @@ def sample(
     integrate only part of the way: ``noise`` is then the state at ``time_grid[0]`` and
     the result the state at ``time_grid[-1]`` (not a sample unless it ends at 0).  Without
     it such a grid is refused.
+
+    ``t_start`` (a time in (0, 1]) starts at that time instead of at noise, with a budget
+    (``start_plan``): ``noise`` is then the state at ``t_start`` (e.g. data inverted to it
+    by ``invert(..., t_end=t_start)``), the whole budget is spent on ``[t_start, 0]``, and
+    ``t_start=1`` is the ordinary solve.
     """
     backbone, solver, labels, guidance = checked_call(backbone, solver, noise, labels, cfg_scale, cfg_interval,
                                                       guidance, "noise")
-    plan = make_plan(solver, nfe=nfe, schedule=schedule, times=time_grid, partial=partial)
+    plan = start_plan(solver, nfe=nfe, schedule=schedule, time_grid=time_grid, partial=partial, start=t_start,
+                      name="t_start")
     return solve_plan(solver, VelocityField(backbone, labels, guidance), noise, plan)
+
+
+def start_plan(solver: Solver, *, nfe: Any, schedule: str | dict, time_grid: Any, partial: bool,
+               start: Any, name: str) -> Plan:
+    """The plan of a solve from ``start`` (a time in (0, 1], named ``name`` in the messages) to data: the grid
+    the budget makes on ``schedule`` from 1 to 0, scaled by ``start`` onto ``[start, 0]`` (``t -> start * t``,
+    so every interval keeps its share of the span and spends what it spends on the whole span).  Without
+    ``start``, ``make_plan``'s plan."""
+    if start is None:
+        return make_plan(solver, nfe=nfe, schedule=schedule, times=time_grid, partial=partial)
+    start = check_start_time(start, name)
+    if time_grid is not None:
+        raise ValueError(f"give {name} or an explicit time_grid, not both: {name} places the budget's grid on "
+                         "the part of the path it names, a partial time_grid names its own times")
+    if partial:
+        raise ValueError(f"partial=True applies to an explicit time_grid; {name} needs none")
+    whole = make_plan(solver, nfe=nfe, schedule=schedule)
+    if whole.times is None:
+        raise ValueError(f"{name} needs a schedule whose grid is made before the solve, to place it on [{name}, 0]; "
+                         f"schedule {schedule!r} decides its grid as it solves the whole span")
+    return Plan(whole.times * start, whole.stages, whole.adaptive)
+
+
+def check_start_time(value: Any, name: str) -> float:
+    """A time strictly above data and at most noise: a real number (or a one-number real tensor) in (0, 1]."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.dtype.is_floating_point:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a time in (0, 1] (a number), got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if math.isnan(value) or not 0.0 < value <= 1.0:
+        raise ValueError(f"{name} must lie in (0, 1] (between data t=0, excluded, and noise t=1), got {value:g}")
+    return value
 
 
 def checked_call(backbone: Any, solver: str | Solver, x: Any, labels: Any, cfg_scale: float,
@@ -129,7 +172,15 @@ def check_finite(x: torch.Tensor, what: str) -> None:
 
 
 def solve_plan(solver: Solver, field: VelocityField, x: torch.Tensor, plan: Plan) -> SampleResult:
-    """``solver`` along ``plan`` on ``field`` from ``x``, timed, its NFE checked against the plan's budget."""
+    """``solver`` along ``plan`` on ``field`` from ``x``, timed, its NFE checked against the plan's budget.
+
+    An adaptive schedule's plan (``plan.pilot``) is decided first, on its pilot (solverbench.adaptive); the
+    result's plan is the grid walked, and its counters add ``pilot_nfe`` and ``pilot_seconds`` (per pilot
+    trajectory; the pilot is not in ``wall_time``)."""
+    pilot = {}
+    if plan.pilot is not None:
+        plan, decided = decided_plan(solver, field, x, plan)
+        pilot = {"pilot_nfe": decided.pilot_nfe, "pilot_seconds": decided.seconds}
     before = solver.counters()
     start = time.perf_counter()
     out = solver.solve(field, x, plan)
@@ -139,7 +190,7 @@ def solve_plan(solver: Solver, field: VelocityField, x: torch.Tensor, plan: Plan
 
     if not plan.adaptive and field.nfe != plan.nfe:
         raise NFEMismatchError(f"{solver.label()} spent {field.nfe} NFE for a budget of {plan.nfe}")
-    counters = {name: value - before.get(name, 0) for name, value in solver.counters().items()}
+    counters = {name: value - before.get(name, 0) for name, value in solver.counters().items()} | pilot
     return SampleResult(samples=out, nfe=field.nfe, wall_time=wall, counters=counters, plan=plan)
 
 

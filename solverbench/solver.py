@@ -27,6 +27,12 @@ for one direction (a learned transformation, a scheduler's own grid) does not, a
 For the local-truncation-error study a solver takes one step from exact states
 (``local_step``); ``history_length`` says how many states that step uses (1 for one-step
 methods, k for a k-step multistep method, which then implements ``local_step`` itself).
+
+A predictor-corrector solver may offer an embedded estimate of each interval's local error, the
+predictor minus the corrector, at no extra NFE: it declares ``embedded_error`` and implements
+``stepper(field, x, t)``, a ``Stepper`` that takes the solve one interval at a time, each interval's
+end chosen as it goes, and reports the estimate of each (``error_estimate``: per sample, the RMS over
+elements).  The adaptive schedule (``solverbench.adaptive``) chooses the intervals from it.
 """
 from __future__ import annotations
 
@@ -73,6 +79,35 @@ class PrepareContext:
     uses: tuple[tuple[Optional[int], Any], ...] = ()  # (nfe, Guidance) pairs; () outside a grid
 
 
+def error_estimate(predicted: torch.Tensor, corrected: torch.Tensor) -> torch.Tensor:
+    """The embedded local-error estimate of an interval: per sample, the RMS over elements of the predictor
+    minus the corrector, shape ``(N,)``, in float64."""
+    return (corrected.to(torch.float64) - predicted.to(torch.float64)).flatten(1).pow(2).mean(dim=1).sqrt()
+
+
+class Stepper:
+    """One solve taken an interval at a time, each interval's end chosen as it goes (``Solver.stepper``).
+
+    ``t`` and ``x`` are where it stands.  ``step(t_next, left)`` takes the interval to ``t_next`` as the
+    solver's ``solve`` takes it on a grid that ends at t = 0 with ``left`` intervals still to take, this one
+    included (1: the final interval, which a solver may take without an evaluation at its end; None: not
+    known yet, more than one; None with ``t_next`` 0: the final interval taken, where the solver can, as an
+    inner one, for its estimate, an evaluation at t = 0 spent on it: how a pilot measures the final
+    interval), and returns the stepper standing at ``t_next`` with the interval's estimate
+    (``error_estimate``, ``(N,)``), or None where the interval makes none (a final interval, an uncorrected
+    step).  ``step`` leaves its stepper as it was: stepping from it again retries the interval (spending its
+    evaluations again).  ``order``: the estimate shrinks as ``H^order`` with the interval's size ``H``.
+    Walked along a grid, a stepper spends the NFE and gives the samples of ``solve`` on that grid.
+    """
+
+    t: float
+    x: torch.Tensor
+    order: int = 2
+
+    def step(self, t_next: float, left: Optional[int] = None) -> tuple["Stepper", Optional[torch.Tensor]]:
+        raise NotImplementedError
+
+
 class Solver:
     """Base class of every solver. Subclasses implement ``solve``."""
 
@@ -90,6 +125,7 @@ class Solver:
     differentiable_times: bool = False  # solve() backpropagates into plan.times (see the module docstring)
     invertible: bool = False  # runs from data to noise on the mirrored field (solverbench.inversion)
     backbone_dtype: Optional[torch.dtype] = None  # the dtype it runs the backbone in (a cast copy); None: the state's
+    embedded_error: bool = False  # offers each interval's local-error estimate through ``stepper`` (module docstring)
 
     def prepare(self, backbone: Any, context: PrepareContext) -> None:
         """One-off preparation for a backbone (e.g. training a network of its own); no-op by default."""
@@ -107,6 +143,12 @@ class Solver:
         """Integrate ``dx/dt = field(x, t)`` along ``plan.times`` (from the first time to the last),
         spending ``plan.stages[k]`` evaluations on interval k."""
         raise NotImplementedError
+
+    def stepper(self, field: VelocityField, x: torch.Tensor, t: float) -> Stepper:
+        """A ``Stepper`` standing at ``(x, t)`` (its first evaluation spent there), for a solver that declares
+        ``embedded_error``."""
+        raise NotImplementedError(f"{self.label()} offers no embedded local-error estimate (embedded_error is "
+                                  "False)")
 
     def local_step(self, field: VelocityField, history_times: Sequence[float],
                    history_states: Sequence[torch.Tensor], t_next: float) -> torch.Tensor:

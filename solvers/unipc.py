@@ -28,10 +28,14 @@ step and t = 0 is never evaluated: NFE = number of intervals.  A grid ending at 
 t_end > 0 keeps full order to its end.  On a step from t = 1 (h = inf) bh2 corrects with
 ``B = 1``, ``x_t = t x_1 + (1 - t) (m_1 + m_t) / 2`` (second order in t), while bh1's
 ``B(h) = h`` is infinite there, so bh1 leaves that step uncorrected.
+
+Embedded error estimate (``stepper``): every corrected step's UniP-p prediction minus its UniC-p
+correction, O(h^(p+1)); the final step to t = 0 and bh1's step from t = 1 make none.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -39,7 +43,7 @@ import torch
 from solverbench import register_solver
 from solverbench.field import VelocityField
 from solverbench.plan import Plan
-from solverbench.solver import Solver
+from solverbench.solver import Solver, Stepper, error_estimate
 from solvers.dpm import alpha, data_prediction, exp_neg_h, log_snr, phis, sigma
 
 Node = tuple[float, torch.Tensor]  # (lambda_k, m_k)
@@ -54,6 +58,7 @@ class FlowUniPC(Solver):
     order = 3
     differentiable_times = True  # the coefficients (rho included) are torch arithmetic on plan.time_values()
     invertible = True  # on the mirrored field: the noise-prediction form backwards (docs/inversion.md)
+    embedded_error = True  # UniP-p minus UniC-p of every corrected step (UniPCStepper)
 
     def __init__(self, variant: str = "bh2", order: int = 2):
         if variant not in self.VARIANTS:
@@ -87,6 +92,10 @@ class FlowUniPC(Solver):
             if s < 1.0:  # a point at t = 1 (lambda = -inf) is never a node
                 history = (history + [(log_snr(s), m)])[-(self.p - 1) :] if self.p > 1 else []
         return x
+
+    def stepper(self, field: VelocityField, x: torch.Tensor, t: float) -> "UniPCStepper":
+        """The solve a step at a time (``UniPCStepper``), its data prediction at ``(x, t)`` evaluated (one NFE)."""
+        return UniPCStepper(self, field, x, float(t), data_prediction(field, x, float(t)), ())
 
     def local_step(self, field, history_times, history_states, t_next):
         """One step to ``t_next`` from exact states (oldest first), corrected as a run corrects it.
@@ -154,3 +163,45 @@ class FlowUniPC(Solver):
         R = torch.tensor([[r**i for r in rks] for i in range(K)], dtype=torch.float64)
         b = torch.tensor([math.factorial(i) * phi[i] / B_h for i in range(1, K + 1)], dtype=torch.float64)
         return torch.linalg.solve(R, b).tolist()
+
+
+@dataclass(frozen=True)
+class UniPCStepper(Stepper):
+    """UniPC standing at ``(x, t)``: ``m`` the data prediction there (evaluated at the predicted state, as a run
+    evaluates it), ``history`` the earlier nodes.  A step is UniP-p to ``t_next``, then, except on the final
+    step, the evaluation there (the next step's NFE) and UniC-p; the order is capped by the steps left as on a
+    grid that ends at t = 0 (``left`` None: not known, more than one).  Walked along a fixed grid it gives
+    ``FlowUniPC.solve``'s samples."""
+
+    solver: FlowUniPC
+    field: VelocityField
+    x: torch.Tensor
+    t: float
+    m: Optional[torch.Tensor]
+    history: tuple[Node, ...]
+
+    @property
+    def order(self) -> int:
+        """UniP-p errs by O(h^(p+1)), UniC-p by O(h^(p+2)): their difference is O(h^(p+1))."""
+        return self.solver.p + 1
+
+    def step(self, t_next: float, left: Optional[int] = None) -> tuple["UniPCStepper", Optional[torch.Tensor]]:
+        if self.m is None:
+            raise ValueError("the UniPC stepper took its final step; it steps no further")
+        solver, s, t_next = self.solver, self.t, float(t_next)
+        final = left == 1 or t_next <= 0.0  # the step to t = 0 is the data prediction: nothing to correct
+        cap = 1 if final else solver.p if left is None else min(solver.p, left)
+        p = min(solver.p, len(self.history) + 1, cap)
+        nodes = list(self.history[len(self.history) - (p - 1):])
+        predicted = solver.update(self.x, s, t_next, self.m, nodes)  # UniP
+        history = self.history
+        if s < 1.0:  # a point at t = 1 (lambda = -inf) is never a node
+            history = (history + ((log_snr(s), self.m),))[-(solver.p - 1):] if solver.p > 1 else ()
+        if final:
+            return UniPCStepper(solver, self.field, predicted, t_next, None, history), None
+        m_next = data_prediction(self.field, predicted, t_next)
+        if not solver.corrects_from(s):
+            return UniPCStepper(solver, self.field, predicted, t_next, m_next, history), None
+        corrected = solver.update(self.x, s, t_next, self.m, nodes, m_t=m_next)  # UniC, reusing m_next
+        estimate = error_estimate(predicted, corrected)
+        return UniPCStepper(solver, self.field, corrected, t_next, m_next, history), estimate

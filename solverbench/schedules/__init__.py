@@ -3,8 +3,9 @@
 A grid file names one as a schedule, ``schedule: {name: ld3, epochs: 20}``; every cell on it
 first gets its grid from ``<results>/.cache/schedules`` or learns it there, and its row records
 what learning cost (``schedule_train_seconds``, ``schedule_params``) and the grid itself
-(``schedule_times``).  Built in: ``ld3`` (learned by backpropagating through the solver) and
-``gits`` (dynamic programming on teacher trajectories).  A plugin file adds one with
+(``schedule_times``).  Built in: ``ld3`` (learned by backpropagating through the solver),
+``gits`` (dynamic programming on teacher trajectories) and ``adaptive`` (decided from the solver's
+embedded error estimate on a pilot, solverbench.adaptive).  A plugin file adds one with
 ``@register_schedule(name)`` on a ``LearnedSchedule`` subclass.
 
 From Python: ``learn_time_grid(backbone, solver, nfe, {"name": "gits"})`` gives the grid; hand
@@ -20,7 +21,7 @@ import torch
 from solverbench.backbone import resolve_backbone
 from solverbench.guidance import NO_GUIDANCE, Guidance
 from solverbench.registry import SCHEDULES
-from solverbench.schedules import gits, ld3  # noqa: F401  (registers them)
+from solverbench.schedules import adaptive, gits, ld3  # noqa: F401  (registers them)
 from solverbench.schedules.cache import cached_time_grid
 from solverbench.schedules.learner import LearnedGrid, LearnedSchedule, ScheduleProblem
 from solverbench.solver import Solver, get_solver

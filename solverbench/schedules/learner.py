@@ -100,9 +100,11 @@ class LearnedGrid:
         self.times = check_time_grid(self.times.detach().to(torch.float64).cpu())
 
     def row_fields(self) -> dict[str, Any]:
-        """Result columns of a cell sampled on this grid."""
+        """Result columns of a cell sampled on this grid (and the learner's own, ``stats["columns"]``, each as
+        ``schedule_NAME``)."""
+        own = {f"schedule_{name}": value for name, value in self.stats.get("columns", {}).items()}
         return {"schedule_train_seconds": self.seconds, "schedule_params": self.parameters,
-                "schedule_times": canonical_json([round(float(t), 8) for t in self.times])}
+                "schedule_times": canonical_json([round(float(t), 8) for t in self.times]), **own}
 
 
 class LearnedSchedule:

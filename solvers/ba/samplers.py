@@ -36,6 +36,7 @@ from solvers.ba.node_velocities import AnchorVelocities, NodeVelocities, OracleV
 from solvers.ba.quadrature import BI_ANCHOR_FAMILIES, QuadratureRule, bi_anchor_rule, gauss_legendre
 from solvers.ba.schemes import bi_anchor, bi_anchor_local_step, single_anchor
 from solvers.ba.sidenet import sidenet_for
+from solvers.ba.stepper import BiAnchorStepper
 from solvers.ba.training import check_solve_guidance, read_init_from, training_seconds
 
 
@@ -233,6 +234,7 @@ class BiAnchor(SideNetSolver):
     """BA-solver: bi-anchor quadrature (Lobatto/Simpson) with SideNet node velocities; 1 NFE per interval."""
 
     differentiable_times = True  # times that carry gradients reach the SideNet and the quadrature as tensors
+    embedded_error = True  # predictor (B3) minus corrector (B6) of every inner interval (solvers/ba/stepper.py)
 
     def __init__(self, rule: Optional[str] = None, nodes: int = 2, a: Optional[float] = None, **kwargs: Any):
         self.rule, self.scheme_params = bi_anchor_params(rule, nodes, a)
@@ -242,6 +244,10 @@ class BiAnchor(SideNetSolver):
 
     def solve(self, field: VelocityField, x: torch.Tensor, plan: Plan):
         return bi_anchor(field, self.node_velocities(field), self.rule, x, plan.times)
+
+    def stepper(self, field: VelocityField, x: torch.Tensor, t: float) -> BiAnchorStepper:
+        """The scheme an interval at a time, each inner interval's predictor minus corrector its estimate."""
+        return BiAnchorStepper.start(field, self.node_velocities(field), self.rule, x, t)
 
     def local_step(self, field, history_times, history_states, t_next):
         """A mid-run interval, corrector included (a one-interval solve would only predict)."""

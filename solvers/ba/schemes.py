@@ -12,7 +12,7 @@ the backward refinement.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 
@@ -22,9 +22,12 @@ from solvers.ba.node_velocities import Anchor, NodeVelocities
 from solvers.ba.quadrature import QuadratureRule
 
 
-def cfg_anchor(field: VelocityField, x: torch.Tensor, t: float, used_at: Sequence[float]) -> Anchor:
+def cfg_anchor(field: VelocityField, x: torch.Tensor, t: float, used_at: Optional[Sequence[float]]) -> Anchor:
     """``(v_c, v_u)`` at ``(x, t)``: one NFE; ``v_u`` only if guidance applies at ``t`` or at a time of
-    ``used_at`` (the times its velocities are carried to)."""
+    ``used_at`` (the times its velocities are carried to); ``used_at`` None (not known yet: the next interval
+    is still to be chosen): wherever the field guides at all, which changes no result."""
+    if used_at is None:
+        return field.raw(x, t, both=True)
     return field.raw(x, t, both=any(field.guided_at(s) for s in used_at))
 
 
@@ -56,20 +59,38 @@ def check_bi_anchor_rule(rule: QuadratureRule) -> None:
         raise ValueError(f"the bi-anchor scheme needs a rule with both end points as nodes, not {rule.name}")
 
 
+class BiAnchorInterval(NamedTuple):
+    """What one interval of the bi-anchor scheme gives: the state it carries on (the corrector's; the
+    predictor's on a last interval), the terminal anchor (None on a last interval) and its predictor."""
+
+    state: torch.Tensor
+    anchor: Optional[Anchor]
+    predictor: torch.Tensor
+
+
 def bi_anchor_interval(field: VelocityField, nodes: NodeVelocities, rule: QuadratureRule, x: torch.Tensor,
-                       anchor0: Anchor, t: float, H: float, last: bool, next_times: Sequence[float] = ()
+                       anchor0: Anchor, t: float, H: float, last: bool, next_times: Optional[Sequence[float]] = ()
                        ) -> tuple[torch.Tensor, Anchor | None]:
+    """One interval of the bi-anchor scheme: its new state and terminal anchor (``bi_anchor_step``)."""
+    state, anchor1, _ = bi_anchor_step(field, nodes, rule, x, anchor0, t, H, last, next_times)
+    return state, anchor1
+
+
+def bi_anchor_step(field: VelocityField, nodes: NodeVelocities, rule: QuadratureRule, x: torch.Tensor,
+                   anchor0: Anchor, t: float, H: float, last: bool, next_times: Optional[Sequence[float]] = ()
+                   ) -> BiAnchorInterval:
     """One interval of the bi-anchor scheme (docs/ba-solver.md, "The bi-anchor scheme").
 
     1. forward probe from ``(x, v0, t)`` at ``a H, (1 - a) H, H``: ``f_a, f_b, f_end``;
     2. predictor ``x_pred = x - H (w0 v0 + w1 f_a + w2 f_b + w3 f_end)`` (returned on the last interval);
     3. terminal anchor ``v1 = v(x_pred, t - H)``: the interval's only NFE (its unconditional half where
        guidance applies at its own time, its backward nodes or ``next_times``, where the next
-       interval uses it);
+       interval uses it; ``next_times`` None: the next interval is not chosen yet, see ``cfg_anchor``);
     4. backward refinement from ``(x_pred, v1, t - H)`` of the nodes nearer the terminal
        (``c >= 1/2``; offset ``-(1 - c) H``): ``g_b``; nodes nearer the start keep ``f``;
     5. corrector ``x <- x - H (w0 v0 + w1 f_a + w2 g_b + w3 v1)``.
-    Returns the new state and ``v1``'s raw velocities, the next interval's ``v0``.
+    Returns the new state, ``v1``'s raw velocities (the next interval's ``v0``) and the predictor; the
+    predictor minus the corrector is the interval's embedded error estimate.
     """
     check_bi_anchor_rule(rule)
     interior = rule.interior
@@ -77,14 +98,15 @@ def bi_anchor_interval(field: VelocityField, nodes: NodeVelocities, rule: Quadra
     *f, f_end = nodes(field, x, anchor0, t, probe_offsets(rule, H))  # f_a, f_b, f_end
     x_pred = x - H * rule.combine([v0, *f, f_end])
     if last:
-        return x_pred, None
+        return BiAnchorInterval(x_pred, None, x_pred)
     back = refinement_offsets(rule, H)
-    anchor1 = cfg_anchor(field, x_pred, t - H, node_times(t - H, back) + list(next_times))
+    used_at = None if next_times is None else node_times(t - H, back) + list(next_times)
+    anchor1 = cfg_anchor(field, x_pred, t - H, used_at)
     v1 = field.guide(*anchor1, t - H)
     near_end = [i for i, c in enumerate(interior) if refined_backward(c)]
     for i, g_i in zip(near_end, nodes(field, x_pred, anchor1, t - H, back)):  # g_b
         f[i] = g_i
-    return x - H * rule.combine([v0, *f, v1]), anchor1
+    return BiAnchorInterval(x - H * rule.combine([v0, *f, v1]), anchor1, x_pred)
 
 
 def bi_anchor(field: VelocityField, nodes: NodeVelocities, rule: QuadratureRule, x: torch.Tensor,
