@@ -1,13 +1,14 @@
 """Regenerate the README's figures: docs/convergence.png, docs/lte_order.png, docs/digits_samples.png,
-docs/inversion_digits.png, docs/inversion_edits.png and docs/costs_pareto.png.
+docs/inversion_digits.png, docs/inversion_edits.png, docs/inversion_edits_partial.png and docs/costs_pareto.png.
 
     OMP_NUM_THREADS=1 python benchmarks/docs_figures.py [--results results] [--reports reports] [--only NAME ...]
 
-Runs configs/quick.yaml, configs/lte.yaml, configs/digits.yaml, configs/inversion.yaml and
-configs/costs.yaml (cells already in the results are reused, as with ``solverbench run``;
-digits.yaml takes about 18 minutes from scratch, inversion.yaml about 30), renders the report of
-those grids, and copies its trajectory-error convergence plot, its LTE order curves, the digits
-sample grid, the digits inversion errors (no guidance), the digits edits (CFG 2, NFE 5) and the
+Runs configs/quick.yaml, configs/lte.yaml, configs/digits.yaml, configs/inversion.yaml,
+configs/digits_edits.yaml and configs/costs.yaml (cells already in the results are reused, as with
+``solverbench run``; digits.yaml takes about 18 minutes from scratch, inversion.yaml about 30),
+renders the report of those grids, and copies its trajectory-error convergence plot, its LTE order
+curves, the digits sample grid, the digits inversion errors (no guidance), the digits edits (CFG 2,
+NFE 5), what edits from partial inversions keep and change against t0 (digits_edits.yaml) and the
 digits trajectory error against NFE, wall time and FLOPs (costs.yaml, whose wall times are one
 thread's: run it alone) into docs/.  ``--only convergence.png`` remakes that figure alone (and runs
 only the grid it needs).
@@ -30,6 +31,7 @@ FIGURES = {  # docs/ name -> (grid file, the report's figure, relative to its gr
     "digits_samples.png": ("configs/digits.yaml", "samples.png"),
     "inversion_digits.png": ("configs/inversion.yaml", "01-digits-uniform-time-grid-no-guidance/inversion_errors.png"),
     "inversion_edits.png": ("configs/inversion.yaml", "02-digits-uniform-time-grid-CFG-2-on-t-in-0-1/edits_nfe5.png"),
+    "inversion_edits_partial.png": ("configs/digits_edits.yaml", "edit_tradeoff.png"),
     "costs_pareto.png": ("configs/costs.yaml", "pareto_trajectory_error.png"),
 }
 

@@ -1,18 +1,22 @@
 """``kind: inversion``: every solver run from data to noise and back, and class edits (docs/inversion.md).
 
-A cell is one (backbone, solver, NFE, schedule, guidance, seed), as in a sweep.  From data draw 0
-of the seed (with the samples' labels) it records:
+A cell is one (backbone, solver, NFE, schedule, guidance, seed), as in a sweep, and, where the grid
+names ``inversion: {t0: [...]}``, one of those times: the cell inverts to t0 and regenerates from it
+(``invert(..., t_end=t0)``, ``sample(..., t_start=t0)``: the whole budget each way on [0, t0]).  Without
+``t0`` every cell runs the whole way (t0 = 1); a cell at t0 = 1 is that same cell, with the same id.
+From data draw 0 of the seed (with the samples' labels) it records:
 
-- ``inversion_error``: per-sample RMS of the solver's inverted noise to the exact inversion (the
-  reference solve from t = 0 to 1, float64, the grid's tolerance; cached as references are);
-- ``roundtrip_error``: per-sample RMS to the data of the sample regenerated from that noise by the
+- ``inversion_error``: per-sample RMS of the solver's inverted state to the exact inversion (the
+  reference solve from t = 0 to t0, float64, the grid's tolerance; to t0 = 1 cached as references are);
+- ``roundtrip_error``: per-sample RMS to the data of the sample regenerated from that state by the
   same solver, NFE, schedule, labels and guidance;
 - on the backbones named under ``inversion: {edits: [...]}``: class edits.  Each sample is inverted
-  under its own label without guidance (scale 1), then regenerated under another label
+  to t0 under its own label without guidance (scale 1), then regenerated from t0 under another label
   (``noise.edit_labels_for``) with the cell's guidance.  The backbone's classifier (its
-  ``default_feature_extractor`` with a ``logits`` head) scores the edits (``edit_accuracy``) and the
-  unedited data (``source_accuracy``); ``edit_distance`` is the per-sample RMS to the source.  The first
-  ``save_samples`` sources and edits are kept in ``RESULTS/<grid>/edits/<cell id>.pt`` for the report.
+  ``default_feature_extractor`` with a ``logits`` head) scores the edits (``edit_accuracy``: what
+  changed) and the unedited data (``source_accuracy``); ``edit_distance``, the per-sample RMS to the
+  source, is what was kept.  The first ``save_samples`` sources and edits are kept in
+  ``RESULTS/<grid>/edits/<cell id>.pt`` for the report.
 
 Every mean carries its 95% bootstrap interval over samples, stratified by label.  Solvers that cannot
 invert and learned time grids (made for sampling) are refused when the grid is read.
@@ -20,6 +24,8 @@ invert and learned time grids (made for sampling) are refused when the grid is r
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import os
 import traceback
 from dataclasses import dataclass
@@ -38,29 +44,52 @@ from solverbench.metrics.trajectory import per_sample_rms
 from solverbench.registry import FEATURE_EXTRACTORS, register_study
 from solverbench.sampling import sample
 from solverbench.schedules import is_learned
+from solverbench.studies.partial_reference import exact_partial_inversions
 from solverbench.studies.sweep import Cell, Sweep, cells, summed_costs
 from solverbench.uncertainty import mean_interval, with_interval
 
 NO_GUIDANCE_SCALE = 1.0  # edits invert under the source label unguided (docs/inversion.md)
+WHOLE_WAY = 1.0  # the t0 of a cell that inverts all the way to noise (every cell of a grid without t0)
 
 
 @dataclass(frozen=True)
 class InversionSettings:
     edits: tuple[str, ...] = ()  # backbone names whose cells also class-edit
+    t0: tuple[float, ...] = ()  # the times cells invert to and regenerate from; empty: all the way (1) only
+
+    @property
+    def times(self) -> tuple[float, ...]:
+        """The t0 of the grid's cells, in the order they run."""
+        return self.t0 or (WHOLE_WAY,)
 
 
 def parse_inversion_settings(raw: Mapping[str, Any]) -> InversionSettings:
     section = raw.get("inversion")
     if section is None:
         return InversionSettings()
-    allowed = ("allowed: {edits: [backbone names]} (class edits on those backbones: each needs class labels and a "
-               "classifier, its default_feature_extractor with a logits head)")
-    if not isinstance(section, dict) or set(section) - {"edits"}:
+    allowed = ("allowed: {edits: [backbone names], t0: [times in (0, 1]]} (class edits on those backbones: each "
+               "needs class labels and a classifier, its default_feature_extractor with a logits head; t0: invert "
+               "to each time and regenerate from it, SDEdit-style)")
+    if not isinstance(section, dict) or set(section) - {"edits", "t0"}:
         grid_error("inversion", section, allowed)
     edits = section.get("edits", [])
     if not (isinstance(edits, list) and all(isinstance(name, str) for name in edits)):
         grid_error("inversion.edits", edits, allowed)
-    return InversionSettings(edits=tuple(edits))
+    return InversionSettings(edits=tuple(edits), t0=parse_t0(section.get("t0")))
+
+
+def parse_t0(value: Any) -> tuple[float, ...]:
+    """``inversion.t0``: a time or a list of distinct times in (0, 1] (empty when not given)."""
+    if value is None:
+        return ()
+    times = value if isinstance(value, list) else [value]
+    allowed = "a time in (0, 1] or a list of distinct ones (e.g. [0.3, 0.5, 0.7, 1.0]; 1 inverts all the way)"
+    if not times or not all(isinstance(t, numbers.Real) and not isinstance(t, bool) and not math.isnan(t)
+                            and 0 < t <= 1 for t in times):
+        grid_error("inversion.t0", value, allowed)
+    if len(set(times)) != len(times):
+        grid_error("inversion.t0", value, "distinct times: each names cells of its own")
+    return tuple(float(t) for t in times)
 
 
 def edit_classifier(backbone: Any) -> torch.nn.Module:
@@ -118,49 +147,60 @@ class InversionStudy(Sweep):
     def __init__(self, grid: Grid, workspace: Any):
         super().__init__(grid, workspace)
         self._classifiers: dict[str, torch.nn.Module] = {}
+        self._partial_references: dict[tuple, dict[float, torch.Tensor]] = {}  # exact inversions to each t0 < 1
 
     def units(self) -> list[Unit]:
         varying = self.varying_keys()
+        named = bool(self.grid.study.t0)
         units = []
         for cell in cells(self.grid):
-            cell_id = spec_hash(self.identity(cell))
-            units.append(Unit([cell_id], self.cell_text(cell, varying),
-                              lambda cell=cell, cell_id=cell_id: [self.run_cell(cell, cell_id)]))
+            for t0 in self.grid.study.times:
+                cell_id = spec_hash(self.identity(cell, t0))
+                text = self.cell_text(cell, varying) + (f" t0={t0:g}" if named else "")
+                units.append(Unit([cell_id], text, lambda cell=cell, cell_id=cell_id, t0=t0:
+                                  [self.run_cell(cell, cell_id, t0)]))
         return units
 
-    def identity(self, cell: Cell) -> dict[str, Any]:
-        """What defines the cell's numbers: a sweep cell's, with the edits in place of metrics."""
+    def identity(self, cell: Cell, t0: float = WHOLE_WAY) -> dict[str, Any]:
+        """What defines the cell's numbers: a sweep cell's, with the edits in place of metrics, and the time it
+        inverts to where that is not the whole way (so a cell at t0 = 1 is the cell of a grid without t0)."""
         identity = cell.identity(self.grid)
         identity.pop("metrics")
-        return {**identity, "edits": self.edits(cell)}
+        return {**identity, "edits": self.edits(cell), **({"t0": t0} if t0 != WHOLE_WAY else {})}
+
+    def describe(self, row: Any) -> str:
+        """A sweep row's description, and the time it inverted to where that is not the whole way."""
+        t0 = row.get("t0")
+        whole = t0 is None or math.isnan(t0) or t0 == WHOLE_WAY  # rows written before cells recorded t0: all the way
+        return super().describe(row) + ("" if whole else f" t0={t0:g}")
 
     def edits(self, cell: Cell) -> bool:
         return cell.backbone.name in self.grid.study.edits
 
     # -- one cell ---------------------------------------------------------------------
-    def run_cell(self, cell: Cell, cell_id: str) -> dict[str, Any]:
+    def run_cell(self, cell: Cell, cell_id: str, t0: float = WHOLE_WAY) -> dict[str, Any]:
         grid, workspace = self.grid, self.workspace
         row = row_head(grid, "inversion", cell_id, cell.backbone, cell.solver, cell.guidance, cell.seed)
         row.update(nfe=cell.nfe, schedule=canonical_json(cell.schedule), batch_size=grid.batch_size,
-                   edits=self.edits(cell))
+                   edits=self.edits(cell), t0=t0)
         try:
             solver = workspace.solver(cell.solver, cell.backbone)
             row.update(solver.row_fields())
             row.update(solver.cell_fields(cell.nfe, cell.guidance))
             x0 = workspace.data(cell.backbone, cell.seed)
             labels = workspace.draws(cell.backbone, cell.seed).labels()
-            noise, inverted = self.run_batches(cell, solver, invert, x0, labels, cell.guidance)
-            regenerated, regeneration = self.run_batches(cell, solver, sample, noise, labels, cell.guidance)
+            noise, inverted = self.run_batches(cell, solver, invert, x0, labels, cell.guidance, t0)
+            regenerated, regeneration = self.run_batches(cell, solver, sample, noise, labels, cell.guidance, t0)
             outputs = {"inverted noise": noise, "regenerated samples": regenerated}
             if self.edits(cell):
-                edits, edit_cost = self.edit(cell, solver, x0, labels, noise)
+                edits, edit_cost = self.edit(cell, solver, x0, labels, noise, t0)
                 outputs["edits"] = edits
             bad = {what: int((~torch.isfinite(x.flatten(1)).all(dim=1)).sum()) for what, x in outputs.items()}
             if any(bad.values()):
                 row.update(status="failed", error="; ".join(f"{n} of {len(x0)} {what} are not finite (NaN or inf)"
                                                            for what, n in bad.items() if n))
                 return row
-            exact = workspace.exact_inversion(cell.backbone, cell.seed, cell.guidance)
+            exact = self.exact_inversion(cell, labels, t0)
             row.update(self.mean("inversion_error", per_sample_rms(noise, exact), cell, labels))
             row.update(self.mean("roundtrip_error", per_sample_rms(regenerated, x0), cell, labels))
             row.update(nfe_measured=inverted["nfe"], regeneration_nfe_measured=regeneration["nfe"],
@@ -176,20 +216,37 @@ class InversionStudy(Sweep):
         return row
 
     def run_batches(self, cell: Cell, solver: Any, direction: Any, x: torch.Tensor, labels: Optional[torch.Tensor],
-                    guidance: Guidance) -> tuple[torch.Tensor, dict[str, Any]]:
-        """``invert`` or ``sample`` over the cell's batches: the results and what they cost, summed."""
+                    guidance: Guidance, t0: float = WHOLE_WAY) -> tuple[torch.Tensor, dict[str, Any]]:
+        """``invert`` (to ``t0``) or ``sample`` (from ``t0``) over the cell's batches: the results and what they
+        cost, summed."""
         grid, backbone = self.grid, self.workspace.sampling_backbone(cell.backbone)
+        part = {} if t0 == WHOLE_WAY else {"t_end" if direction is invert else "t_start": t0}
         outs, costs = [], []
         for start in range(0, len(x), grid.batch_size):
             sl = slice(start, start + grid.batch_size)
             with grid.precision.matmuls():
                 result = direction(backbone, solver, x[sl].to(device=grid.device, dtype=self.workspace.dtype),
                                    None if labels is None else labels[sl].to(grid.device), nfe=cell.nfe,
-                                   schedule=cell.schedule, guidance=guidance)
+                                   schedule=cell.schedule, guidance=guidance, **part)
             outs.append(result.noise if direction is invert else result.samples)
             costs.append((result.nfe, result.wall_time, result.counters))
         nfe, wall, counters = summed_costs(costs)
         return torch.cat(outs), {"nfe": nfe, "wall_time": wall, "counters": counters}
+
+    def exact_inversion(self, cell: Cell, labels: Optional[torch.Tensor], t0: float) -> torch.Tensor:
+        """The exact inversion of the cell's data to ``t0``: the workspace's cached one all the way, else the
+        reference solve read at every t0 < 1 of the grid (once per run)."""
+        workspace = self.workspace
+        if t0 == WHOLE_WAY:
+            return workspace.exact_inversion(cell.backbone, cell.seed, cell.guidance)
+        key = (cell.backbone.key, cell.seed, cell.guidance)
+        if key not in self._partial_references:
+            self._partial_references[key] = exact_partial_inversions(
+                workspace.backbone(cell.backbone), workspace.data(cell.backbone, cell.seed),
+                None if labels is None else labels.to(self.grid.device), cell.guidance,
+                [t for t in self.grid.study.times if t != WHOLE_WAY], self.grid.tolerance, self.grid.batch_size,
+                workspace.progress)
+        return self._partial_references[key][t0]
 
     def mean(self, name: str, values: torch.Tensor, cell: Cell, labels: Optional[torch.Tensor],
              worst: bool = True) -> dict[str, float]:
@@ -198,15 +255,15 @@ class InversionStudy(Sweep):
         return {**with_interval(name, mean, interval), **({f"{name}_max": values.max().item()} if worst else {})}
 
     # -- class edits ------------------------------------------------------------------
-    def edit(self, cell: Cell, solver: Any, x0: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor
-             ) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Invert under the source labels unguided (reusing the round trip's noise where the cell is
-        unguided too), regenerate under the target labels with the cell's guidance."""
+    def edit(self, cell: Cell, solver: Any, x0: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor,
+             t0: float = WHOLE_WAY) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Invert to ``t0`` under the source labels unguided (reusing the round trip's state where the cell is
+        unguided too), regenerate from ``t0`` under the target labels with the cell's guidance."""
         unguided = dataclasses.replace(cell.guidance, scale=NO_GUIDANCE_SCALE)
         if cell.guidance.scale != NO_GUIDANCE_SCALE:
-            noise, _ = self.run_batches(cell, solver, invert, x0, labels, unguided)
+            noise, _ = self.run_batches(cell, solver, invert, x0, labels, unguided, t0)
         targets = self.workspace.draws(cell.backbone, cell.seed).edit_labels()
-        return self.run_batches(cell, solver, sample, noise, targets, cell.guidance)
+        return self.run_batches(cell, solver, sample, noise, targets, cell.guidance, t0)
 
     def classifier(self, cell: Cell) -> torch.nn.Module:
         key = cell.backbone.key

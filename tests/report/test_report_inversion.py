@@ -1,4 +1,5 @@
-"""The report of an inversion grid: the error table and figure, and the edit table and image grids."""
+"""The report of an inversion grid: the error table and figure, the edit table and image grids, and, for a grid
+of several t0, the figure of what edits keep and change against t0."""
 import pytest
 
 from solverbench.engine import run_grid
@@ -42,3 +43,36 @@ def test_a_missing_edit_file_is_named_not_drawn(results, tmp_path):
             path.rename(path.with_suffix(".pt"))
     index = (tmp_path / "index.md").read_text()
     assert "No edit figure at NFE 5" in index and "No saved edits for euler, heun" in index
+
+
+@pytest.fixture(scope="module")
+def partial_results(tmp_path_factory):
+    """8 digits, Euler and Heun at NFE 5, edited from t0 = 0.3 and from t0 = 1."""
+    path = tmp_path_factory.mktemp("partial")
+    grid = parse_grid({"name": "inv-t0", "kind": "inversion", "backbones": ["digits"], "solvers": ["euler", "heun"],
+                       "nfe": [5], "num_samples": 8, "batch_size": 8, "save_samples": 4, "guidance": {"scale": 2.0},
+                       "inversion": {"edits": ["digits"], "t0": [0.3, 1.0]}, "reference": {"rtol": 1e-3, "atol": 1e-3}})
+    run_grid(grid, path, progress=False)
+    return path
+
+
+def test_a_grid_of_several_t0_draws_what_edits_keep_and_change_and_tabulates_each_t0(partial_results, tmp_path):
+    write_report(partial_results, tmp_path)
+    setting = tmp_path / "inv-t0"
+    assert (setting / "edit_tradeoff.png").stat().st_size > 1000
+    for tag in ("t0-0p3", "t0-1"):
+        for name in (f"inversion_{tag}.md", f"edits_{tag}.md", f"inversion_errors_{tag}.png", f"edits_{tag}_nfe5.png"):
+            assert (setting / name).stat().st_size > 500, name
+    assert "t0 = 0.3" in (setting / "edits_t0-0p3.md").read_text()
+    index = (tmp_path / "index.md").read_text()
+    assert "edit_tradeoff.png" in index and "What the edits keep and change against the time t0" in index
+
+
+def test_rows_that_record_no_t0_went_all_the_way():
+    import pandas as pd
+
+    from solverbench.report.inversion_section import with_t0
+
+    rows = with_t0(pd.DataFrame({"t0": [0.5, None], "x": [1, 2]}))
+    assert rows["t0"].tolist() == [0.5, 1.0]
+    assert with_t0(pd.DataFrame({"x": [1]}))["t0"].tolist() == [1.0]
