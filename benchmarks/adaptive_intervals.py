@@ -13,8 +13,8 @@ another seed) or toy2d (moons), so there it is BA with its SideNet off and UniPC
 - ``OUT/adaptive_intervals.md``: each schedule's error at each NFE (± half its 95% interval), the paired
   difference adaptive minus each fixed grid on the same samples (mean per-sample difference, its 95% paired
   bootstrap interval, ``better`` / ``worse`` where Holm's correction over the backbone's comparisons keeps it
-  at family level 5%, else ``tie``), and what each grid cost to make and to sample with (wall seconds, not
-  timed on an idle machine);
+  at family level 5%, else ``tie``), and what each grid cost to make and to sample with (wall seconds: time
+  it with the machine otherwise idle);
 - ``OUT/adaptive_intervals_profile.png``: per backbone at NFE 10, where the adaptive grid put its intervals
   (beside the uniform, GITS and LD3 grids), and each interval's estimated local error (the pilot's RMS of
   predictor minus corrector) beside its true local error (a tight reference step from the solver's own state,
@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,6 +282,11 @@ def profile_figure(results: Path, settings: list[Setting], tables: dict[str, pd.
     plt.close(fig)
 
 
+def machine() -> str:
+    return (f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} with "
+            f"{torch.get_num_threads()} thread(s), Python {platform.python_version()}")
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=256)
@@ -296,7 +303,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                          + (f" --backbones {' '.join(args.backbones)}" if args.backbones != list(SETTINGS) else "")
                          + "` (docs/solvers/adaptive.md says what it shows). Trajectory error: RMS distance of each "
                          f"sample to the dopri5 reference from the same noise, mean over {args.samples} samples ± "
-                         "half its 95% interval. Wall seconds were not timed on an idle machine.", ""]
+                         "half its 95% interval. Wall seconds: this run, on "
+                         f"{machine()}; they say something only where the machine was otherwise idle.", ""]
     verdicts = []
     for setting in chosen:
         grid = parse_grid(grid_for(setting, args.samples), Path(__file__).resolve())  # files named next to this one
@@ -308,7 +316,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         lines += ["Paired difference, adaptive minus the fixed grid, on the same samples (mean per-sample "
                   "difference [95% paired bootstrap interval], verdict under Holm's correction over this backbone's "
                   "comparisons; negative: adaptive is more accurate):", ""] + difference_table(frame)
-        lines += ["What each grid cost (wall seconds, not timed on an idle machine):", ""] + cost_table(table)
+        lines += ["What each grid cost (wall seconds):", ""] + cost_table(table)
         verdicts += [f"- **{setting.key}**"] + ["  " + v for v in verdict_lines(frame)]
     lines += ["## Verdict", ""] + verdicts + [""]
     args.out.mkdir(parents=True, exist_ok=True)
