@@ -33,6 +33,7 @@ guidance: {{scale: 2.0, interval: [0.0, 0.7]}}
 num_samples: 100
 batch_size: 16
 metrics: [trajectory_error, sliced_wasserstein]
+reference: {{rtol: 1.0e-6, atol: 1.0e-6}}
 save_samples: 100
 """
 
@@ -151,6 +152,7 @@ def test_a_sharded_run_resumes_where_it_stopped(tmp_path):
     assert done.stderr.count("8 cells in") == 1  # rank 0 alone reports
 
 
+@pytest.mark.slow  # about 4 s on 2 cores: run with -m slow
 def test_a_study_that_does_not_shard_is_refused_under_torchrun(tmp_path):
     grid = tmp_path / "lte.yaml"
     grid.write_text((ROOT / "configs" / "lte.yaml").read_text())
@@ -162,7 +164,8 @@ def test_a_study_that_does_not_shard_is_refused_under_torchrun(tmp_path):
 
 
 # both: two losses, the SideNet called through DDP in each; a guided bank: split over the ranks, two branches
-@pytest.mark.parametrize("questions", [["chains"], pytest.param(["both"], marks=pytest.mark.slow),
+@pytest.mark.parametrize("questions", [pytest.param(["chains"], marks=pytest.mark.slow),
+                                       pytest.param(["both"], marks=pytest.mark.slow),
                                        pytest.param(["solves", "--solve-bank", "64", "--solve-guidance", "2"],
                                                     marks=pytest.mark.slow)],
                          ids=["chains", "both", "guided-bank"])
@@ -222,7 +225,8 @@ def bad_launch(tmp_path: Path, case: str) -> tuple[str, str]:
     return str(grid), "while being imported: no rank 1 (on rank 1 of 2)"
 
 
-@pytest.mark.parametrize("case", [pytest.param("unknown key", marks=pytest.mark.slow), "another grid's folder",
+@pytest.mark.parametrize("case", [pytest.param("unknown key", marks=pytest.mark.slow),
+                                  pytest.param("another grid's folder", marks=pytest.mark.slow),
                                   "one rank fails to read the grid"])
 def test_a_bad_grid_under_torchrun_is_one_line_and_every_rank_exits_2(tmp_path, case):
     """torchrun itself ends with status 1 and its own failure report wherever a rank exits non-zero;

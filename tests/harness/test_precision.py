@@ -73,6 +73,7 @@ def test_a_bf16_grid_shares_the_float32_reference_and_has_its_own_cells(tmp_path
     pd.testing.assert_series_equal(rows["f32"]["nfe_measured"], rows["bf16"]["nfe_measured"])
 
 
+@pytest.mark.slow  # torch.compile on a CPU, about 3 s: run with -m slow
 def test_compiled_backbone_runs_and_matches_eager():
     backbone = resolve_backbone("toy2d", dataset="moons")
     noise = noise_for(0, range(64), backbone.sample_shape)

@@ -160,6 +160,7 @@ def test_an_exact_sidenet_leaves_no_endpoint_error(gmm, bank):
         assert check(loss.item())
 
 
+@pytest.mark.slow  # about 5 s on 2 cores: run with -m slow
 def test_endpoint_training_runs_and_learns_its_loss(gmm):
     config = SideNetConfig(iterations=100, lr=1e-2, questions="solves", solve_nfe_min=3, solve_nfe_max=5,
                            solve_loss="endpoints", questions_per_solve=4, **{**TINY, "batch_size": 64})

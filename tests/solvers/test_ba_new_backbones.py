@@ -129,6 +129,7 @@ def test_the_prompt_sidenet_serves_unseen_prompts_and_refuses_another_width(sd3,
     assert "\n" not in message and str(out) in message and "width 8" in message and "width 12" in message
 
 
+@pytest.mark.slow  # about 3 s on 2 cores: run with -m slow
 def test_a_unet_sidenet_trains_samples_and_reports_and_a_feature_sidenet_is_refused_there(ddpm, sd3, tmp_path,
                                                                                           capsys):
     out = tmp_path / "ddpm.pt"

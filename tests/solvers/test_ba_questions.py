@@ -131,6 +131,7 @@ def test_question_targets_are_the_exact_velocities_at_the_asked_times(gmm):
     assert loss.item() > 1e-3  # the velocity does change along the asked offsets
 
 
+@pytest.mark.slow  # about 5 s on 2 cores: run with -m slow
 def test_solve_question_training_runs_and_learns(gmm):
     config = SideNetConfig(iterations=100, lr=1e-2, questions="solves", solve_nfe_min=3, solve_nfe_max=5,
                            **{**TINY, "batch_size": 64})
