@@ -52,33 +52,33 @@ def _equal_size(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return x, y
 
 
-def _distance(px: np.ndarray, py: np.ndarray) -> float:
-    """SW2 from the sorted projections ``(projections, n)`` of the two sets (float64)."""
-    squared = np.subtract(px, py)
-    np.square(squared, out=squared)
+def _distance(px: np.ndarray, py: np.ndarray, scratch: Optional[np.ndarray] = None) -> float:
+    """SW2 from the sorted projections ``(projections, n)`` of the two sets (float64); ``scratch``: a spent
+    ``(n, projections)`` float64 array to compute in."""
+    from solverbench.bootstrap_kernels import squared_differences_transposed
+
     # the mean taken by torch over the (n, projections) layout: the same sum, in the same order, as
     # ``(px - py).pow(2).mean()`` on projections sorted along dim 0 by torch (which sorts strided columns slowly)
-    return torch.from_numpy(np.ascontiguousarray(squared.T)).mean().sqrt().item()
-
-
-def _projections(x: torch.Tensor, theta: torch.Tensor) -> np.ndarray:
-    """``x @ theta`` as ``(projections, n)``, each direction's projections in a contiguous row (float64)."""
-    return np.ascontiguousarray((x.cpu() @ theta).numpy().T)
+    return torch.from_numpy(squared_differences_transposed(px, py, scratch)).mean().sqrt().item()
 
 
 def _sorted_projections(x: torch.Tensor, theta: torch.Tensor) -> np.ndarray:
-    """The projections of ``x``, each row sorted (by numpy: several times torch's speed on a CPU)."""
-    rows = _projections(x, theta)
+    """The projections ``x @ theta``, each direction's sorted in a row ``(projections, n)`` (by numpy: several
+    times torch's speed on a CPU)."""
+    from solverbench.bootstrap_kernels import transposed
+
+    rows = transposed((x.cpu() @ theta).numpy())
     rows.sort(axis=1)
     return rows
 
 
-def _sorted_with_order(x: torch.Tensor, theta: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def _sorted_with_order(x: torch.Tensor, theta: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The sorted projections of ``x`` and, per row, the samples in that order (``sorted[d, k] = x_order[d, k] .
-    theta_d``)."""
-    from solverbench.bootstrap_kernels import sorted_rows_with_order
+    theta_d``); and the unsorted ``(n, projections)`` array they came from, spent (``_distance``'s scratch)."""
+    from solverbench.bootstrap_kernels import sorted_columns_with_order
 
-    return sorted_rows_with_order(_projections(x, theta))
+    projections = np.ascontiguousarray((x.cpu() @ theta).numpy())
+    return (*sorted_columns_with_order(projections), projections)
 
 
 def sliced_wasserstein_resampled(x: torch.Tensor, y: torch.Tensor, seed: int) -> Statistic:
@@ -86,7 +86,8 @@ def sliced_wasserstein_resampled(x: torch.Tensor, y: torch.Tensor, seed: int) ->
     ``n``), against ``y``: ``resampled_from_sorted`` of the two sets' sorted projections."""
     x, y = _equal_size(x, y)
     theta = _directions(x.shape[1], seed)
-    return resampled_from_sorted(*_sorted_with_order(x, theta), FixedSet.of(_sorted_projections(y, theta)))
+    sorted_x, order, _ = _sorted_with_order(x, theta)
+    return resampled_from_sorted(sorted_x, order, FixedSet.of(_sorted_projections(y, theta)))
 
 
 @dataclass(frozen=True)
@@ -122,18 +123,13 @@ def resampled_from_sorted(sorted_x: np.ndarray, order: np.ndarray, fixed: FixedS
     sets are centred on ``y``'s mean in each direction (a shift common to both leaves each W2 unchanged and
     keeps the three terms small).  Float64 throughout: it is the plain computation, sorting each draw's
     projections, to rounding (about 1e-12 relative)."""
-    from solverbench.bootstrap_kernels import sorted_cross_terms, weighted_sums
+    from solverbench.bootstrap_kernels import sorted_cross_terms, squared_norms, weighted_sums
 
     projections, n = sorted_x.shape
     if fixed.values.shape != sorted_x.shape:
         raise ValueError(f"sliced Wasserstein needs equal-size sets, got {sorted_x.shape} and {fixed.values.shape} "
                          "projections")
-    # each sample's squared centred projections summed over the directions, in sample order
-    squares = np.bincount(order.reshape(-1), weights=np.square(sorted_x - fixed.centre).reshape(-1), minlength=n)
-    steps = np.empty_like(sorted_x)  # centred value k less centred value k + 1 (the last less 0)
-    np.subtract(sorted_x[:, :-1], sorted_x[:, 1:], out=steps[:, :-1])
-    steps[:, -1] = sorted_x[:, -1] - fixed.centre[:, 0]
-    order = np.asarray(order, dtype=np.int32)
+    squares = squared_norms(sorted_x, fixed.centre, order)  # each sample's, summed over the directions
 
     def statistic(counts: np.ndarray) -> np.ndarray | float:
         counts = np.asarray(counts)
@@ -142,7 +138,8 @@ def resampled_from_sorted(sorted_x: np.ndarray, order: np.ndarray, fixed: FixedS
             raise ValueError(f"a bootstrap draw of {n} samples: {n} counts summing to {n}, got {counts.shape} "
                              f"summing to {rows.sum(axis=-1)}")
         rows = rows if rows.dtype in (np.uint8, np.int32, np.int64) else rows.astype(np.int64)
-        total = weighted_sums(rows, squares) - 2 * sorted_cross_terms(rows, order, steps, fixed.prefix) + fixed.squares
+        cross = sorted_cross_terms(rows, order, sorted_x, fixed.centre, fixed.prefix)
+        total = weighted_sums(rows, squares) - 2 * cross + fixed.squares
         values = np.sqrt(np.maximum(total, 0.0) / (projections * n))
         return float(values[0]) if counts.ndim == 1 else values
 
@@ -215,8 +212,8 @@ def sliced_wasserstein(ctx: MetricContext) -> dict[str, float]:
         theta = _directions(x.shape[1], ctx.seed)
         fixed = ctx.memoised(("sliced_wasserstein data projections", *key),
                              lambda: FixedSet.of(_sorted_projections(data, theta)))
-        sorted_x, order = _sorted_with_order(x, theta)
-        return _distance(sorted_x, fixed.values), resampled_from_sorted(sorted_x, order, fixed)
+        sorted_x, order, spent = _sorted_with_order(x, theta)
+        return _distance(sorted_x, fixed.values, spent), resampled_from_sorted(sorted_x, order, fixed)
 
     return _with_floor(ctx, "sliced_wasserstein", prepare)
 

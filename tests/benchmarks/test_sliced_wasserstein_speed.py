@@ -191,15 +191,45 @@ def test_the_metric_of_cells_sharing_a_run_is_the_plain_computation():
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 300, 5000])
-def test_the_radix_sort_of_rows_is_numpys_sort_and_an_order_that_gives_it(n):
-    from solverbench.bootstrap_kernels import sorted_rows_with_order
+def test_the_radix_sort_of_columns_is_numpys_sort_and_an_order_that_gives_it(n):
+    from solverbench.bootstrap_kernels import sorted_columns_with_order
 
     rng = np.random.default_rng(n)
     rows = np.stack([rng.normal(size=n) * 1e3, rng.normal(size=n) * 1e-9 - 1.0,  # mixed signs, tiny spreads
                      rng.integers(-3, 3, size=n).astype(np.float64),  # ties, zeros
                      np.full(n, 2.5),  # one value: every pass skipped
-                     np.concatenate([[np.inf, -np.inf], rng.normal(size=n)])[:n]])
-    values, order = sorted_rows_with_order(rows)
+                     np.concatenate([[np.inf, -np.inf], rng.normal(size=n)])[:n]]
+                    + [rng.normal(size=n) for _ in range(6)])  # 11 columns: a block of eight and a partial one
+    values, order = sorted_columns_with_order(np.ascontiguousarray(rows.T))
     assert order.dtype == np.int32 and np.array_equal(values, np.sort(rows, axis=1))
     assert np.array_equal(np.take_along_axis(rows, order.astype(np.int64), axis=1), values)
     assert all(sorted(row) == list(range(n)) for row in order.tolist())
+
+
+@pytest.mark.parametrize("n", [3, 1000, 8192 + 37])
+def test_packed_counts_give_the_draws_of_the_plain_pass_bit_for_bit(n):
+    """Counts below 256 go four draws to a word (and, past ``STAGED_ABOVE`` samples, gathered into sorted order
+    first): the same sums, in the same order, as the one-draw-at-a-time pass over wider counts."""
+    from solverbench.bootstrap_kernels import STAGED_ABOVE
+
+    assert (n > STAGED_ABOVE) == (n == 8192 + 37)
+    x, y = clouds("normal", n, 3, seed=n)
+    fast = sliced_wasserstein_resampled(x, y, 1)
+    rng = np.random.default_rng(n)
+    counts = np.stack([np.bincount(rng.integers(n, size=n), minlength=n) for _ in range(7)])  # a partial group
+    assert np.array_equal(fast(counts.astype(np.uint8)), fast(counts.astype(np.int64)))
+    assert np.array_equal(fast(counts[:1].astype(np.uint8)), fast(counts[:1].astype(np.int32)))
+
+
+def test_the_tiled_copies_are_numpys():
+    from solverbench.bootstrap_kernels import squared_differences_transposed, transposed
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(70, 45)), rng.normal(size=(70, 45))
+    assert np.array_equal(transposed(a), np.ascontiguousarray(a.T))
+    expected = np.ascontiguousarray(np.square(a - b).T)
+    assert np.array_equal(squared_differences_transposed(a, b), expected)
+    spent = np.empty((45, 70))
+    assert squared_differences_transposed(a, b, spent) is spent and np.array_equal(spent, expected)
+    with pytest.raises(ValueError, match=r"contiguous float64 \(45, 70\) array"):
+        squared_differences_transposed(a, b, np.empty((70, 45)))
