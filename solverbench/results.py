@@ -136,6 +136,9 @@ class ResultsTable:
         self.lock = Lease(self.directory / LOCK, self.stale_s)
         self._frame_read_from: Optional[FileIdentity] = None  # the file ``frame`` was read from (None: not read)
         self._done: tuple[Optional[FileIdentity], set[str]] = (None, set())  # done() of the file so identified
+        # the frame this object last wrote, and the file it wrote: the next write starts from it while that
+        # file is still the table (no other writer since), instead of reading it back
+        self._written: tuple[Optional[FileIdentity], Optional[pd.DataFrame]] = (None, None)
         self._tidied = False  # whether this object removed stale temporary files (once, under the lock)
         self.refresh()
 
@@ -168,7 +171,8 @@ class ResultsTable:
             return []
         self.directory.mkdir(parents=True, exist_ok=True)
         with self.locked():
-            frame = self.refresh()
+            written_to, written = self._written
+            frame = written if written_to is not None and identity_of(self.path) == written_to else self.refresh()
             good = set() if replace_ok else ok_cells(frame)
             held = [row for row in rows if row.get("status") != "ok" and row["cell_id"] in good]
             rows = [row for row in rows if not (row.get("status") != "ok" and row["cell_id"] in good)]
@@ -181,7 +185,8 @@ class ResultsTable:
             write_atomically(self.path, lambda tmp: self.frame.to_parquet(tmp, index=False))
             # ``frame`` was not read back (its dtypes may differ from a read's), but its cells are exact
             self._frame_read_from = None
-            self._done = identity_of(self.path), finished(self.frame)
+            self._written = identity_of(self.path), self.frame
+            self._done = self._written[0], finished(self.frame)
         return held
 
     @contextmanager

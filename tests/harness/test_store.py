@@ -35,6 +35,23 @@ def test_two_writers_of_one_table_lose_no_row(tmp_path):
     assert sorted(read_table(tmp_path / "g" / "results.parquet")["cell_id"]) == ["a", "b", "c"]
 
 
+def test_a_writer_reads_the_table_back_only_after_another_wrote(tmp_path, monkeypatch):
+    import solverbench.results as results
+
+    first, second = ResultsTable(tmp_path / "g"), ResultsTable(tmp_path / "g")
+    first.put(row("a"))
+    reads = []
+    read = results.read_table_identified
+    monkeypatch.setattr(results, "read_table_identified", lambda path: reads.append(path) or read(path))
+    for cell in "bc":  # after its own write, the next starts from the frame it wrote
+        first.put(row(cell))
+    assert reads == []
+    second.put(row("d"))
+    first.put(row("e"))
+    assert len(reads) == 2  # each of the two read the other's write
+    assert sorted(read_table(tmp_path / "g" / "results.parquet")["cell_id"]) == list("abcde")
+
+
 def write_grid(path: Path, grid: dict) -> Path:
     path.write_text(yaml.safe_dump(grid))
     return path
