@@ -268,15 +268,21 @@ def _count_draws(draws, counts):  # pragma: no cover - compiled
     for r in range(draws.shape[0]):
         row = counts[r]
         for j in draws[r]:
-            row[j] += 1
+            row[np.uint64(j)] += 1  # unsigned: no negative-index wrap-around
 
 
 @numba.njit(cache=True, nogil=True)
 def _count_draws_into(draws, columns, counts):  # pragma: no cover - compiled
+    """Each row's draws counted by position in the group first (a small array, in the first-level cache for a
+    class of a few thousand samples), then the counts written to the group's columns."""
+    local = np.empty(draws.shape[1], np.int32)
     for r in range(draws.shape[0]):
-        row = counts[r]
+        local[:] = 0
         for j in draws[r]:
-            row[columns[j]] += 1
+            local[np.uint64(j)] += 1
+        row = counts[r]
+        for i in range(len(columns)):
+            row[columns[i]] += local[i]
 
 
 @numba.njit(cache=True, nogil=True)
