@@ -43,9 +43,13 @@ def sorted_cross_terms(counts: np.ndarray, order: np.ndarray, values: np.ndarray
     counts = np.ascontiguousarray(counts)
     order = np.ascontiguousarray(order, dtype=np.int32)
     values = np.ascontiguousarray(values, dtype=np.float64)
-    centre = np.ascontiguousarray(centre, dtype=np.float64).reshape(len(values))
+    centre = np.ascontiguousarray(centre, dtype=np.float64).reshape(-1)
     prefix = np.ascontiguousarray(prefix, dtype=np.float64)
     draws, n = counts.shape
+    shapes = (values.shape, order.shape, prefix.shape)
+    if n == 0 or shapes != ((len(order), n), (len(order), n), (len(order), n + 1)) or centre.shape != (len(order),):
+        raise ValueError(f"sorted cross terms of {n} samples need (directions, {n}) values and order, (directions, "
+                         f"{n + 1}) prefix sums and a centre per direction, got {shapes} and {centre.shape}")
     if counts.dtype != np.uint8:
         out = np.zeros(draws, dtype=np.float64)
         _sorted_cross_terms(counts, order, values, centre, prefix, out)
@@ -275,7 +279,7 @@ def _count_draws(draws, counts):  # pragma: no cover - compiled
 def _count_draws_into(draws, columns, counts):  # pragma: no cover - compiled
     """Each row's draws counted by position in the group first (a small array, in the first-level cache for a
     class of a few thousand samples), then the counts written to the group's columns."""
-    local = np.empty(draws.shape[1], np.int32)
+    local = np.empty(len(columns), np.int32)
     for r in range(draws.shape[0]):
         local[:] = 0
         for j in draws[r]:

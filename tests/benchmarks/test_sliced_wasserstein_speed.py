@@ -233,3 +233,17 @@ def test_the_tiled_copies_are_numpys():
     assert squared_differences_transposed(a, b, spent) is spent and np.array_equal(spent, expected)
     with pytest.raises(ValueError, match=r"contiguous float64 \(45, 70\) array"):
         squared_differences_transposed(a, b, np.empty((70, 45)))
+
+
+def test_the_compiled_passes_refuse_what_would_read_outside_their_arrays():
+    from solverbench.bootstrap_kernels import count_draws, sorted_cross_terms
+
+    values, order = np.zeros((2, 0)), np.zeros((2, 0), dtype=np.int32)
+    with pytest.raises(ValueError, match="sorted cross terms of 0 samples"):
+        sorted_cross_terms(np.zeros((3, 0), dtype=np.uint8), order, values, np.zeros(2), np.zeros((2, 1)))
+    with pytest.raises(ValueError, match=r"\(directions, 5\) values and order"):
+        sorted_cross_terms(np.ones((3, 5), dtype=np.uint8), np.zeros((2, 4), dtype=np.int32), np.zeros((2, 5)),
+                           np.zeros(2), np.zeros((2, 6)))
+    counts = np.zeros((2, 9), dtype=np.int32)  # draws of 3 positions among a class of 4 columns
+    count_draws(np.array([[3, 3, 0], [1, 2, 3]]), np.array([2, 4, 6, 8]), counts)
+    assert counts.tolist() == [[0, 0, 1, 0, 0, 0, 0, 0, 2], [0, 0, 0, 0, 1, 0, 1, 0, 1]]
