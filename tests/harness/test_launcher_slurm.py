@@ -4,7 +4,6 @@ here: a killed worker is reported with its log, `--resubmit` finishes the grid, 
 process."""
 import shutil
 import sys
-import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -19,39 +18,8 @@ from solverbench.grid import parse_grid
 from solverbench.results_compare import compare_stores
 from solverbench.worker_job import WorkerJob
 
-# solvers that behave as euler and heun, bit for bit, and, as SOLVERBENCH_TEST_WORKERS says, kill their process at
-# its first solve: only the first process to get there ("kill-one:DIR"), or every process ("kill-all")
-PLUGIN = textwrap.dedent('''
-    import os, signal
-    from pathlib import Path
+from dying_solvers import write_plugin  # tests/harness/
 
-    from solverbench import register_solver
-    from solvers.euler import Euler
-    from solvers.heun import Heun
-
-    def at_first_solve():
-        how, _, where = os.environ.get("SOLVERBENCH_TEST_WORKERS", "").partition(":")
-        if how == "kill-all":
-            os.kill(os.getpid(), signal.SIGKILL)
-        elif how == "kill-one":
-            try:
-                os.close(os.open(Path(where) / "killed", os.O_CREAT | os.O_EXCL))
-            except FileExistsError:
-                return
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    @register_solver("launched-euler")
-    class LaunchedEuler(Euler):
-        def solve(self, field, x, plan):
-            at_first_solve()
-            return super().solve(field, x, plan)
-
-    @register_solver("launched-heun")
-    class LaunchedHeun(Heun):
-        def solve(self, field, x, plan):
-            at_first_solve()
-            return super().solve(field, x, plan)
-''')
 GRID = {"name": "split", "backbones": [{"name": "gmm", "params": {"preset": "gmm2d"}}],
         "solvers": ["launched-euler", "launched-heun"], "nfe": [2, 4], "num_samples": 32,
         "metrics": ["trajectory_error"], "save_samples": 0, "reference": {"rtol": 1e-6, "atol": 1e-6}}
@@ -59,10 +27,8 @@ GRID = {"name": "split", "backbones": [{"name": "gmm", "params": {"preset": "gmm
 
 @pytest.fixture(scope="module")
 def plugin(tmp_path_factory):
-    """The plugin file, one for the module: a second file registering the same names would clash."""
-    path = tmp_path_factory.mktemp("plugin") / "launched_plugin.py"
-    path.write_text(PLUGIN)
-    return path
+    """The plugin file of launched-euler and launched-heun, one for the module."""
+    return write_plugin(tmp_path_factory.mktemp("plugin"), "launched")
 
 
 @pytest.fixture

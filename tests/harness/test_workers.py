@@ -4,7 +4,6 @@ import argparse
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -14,61 +13,14 @@ import yaml
 from solverbench.cli import main
 from solverbench.results_compare import compare_stores
 
+from dying_solvers import write_plugin  # tests/harness/
+
 ROOT = Path(__file__).resolve().parents[2]
-
-# solvers that behave as euler and heun, bit for bit, and, as SOLVERBENCH_TEST_WORKERS says, hold their
-# process's first solve until two processes have reached theirs ("barrier:DIR"), or kill their process at
-# its first solve: only the first process to get there ("kill-one:DIR"), or every process ("kill-all")
-PLUGIN = textwrap.dedent('''
-    import os, signal, time
-    from pathlib import Path
-
-    from solverbench import register_solver
-    from solvers.euler import Euler
-    from solvers.heun import Heun
-
-    FIRST = []
-
-    def at_first_solve():
-        mode = os.environ.get("SOLVERBENCH_TEST_WORKERS", "")
-        if FIRST or not mode:
-            return
-        FIRST.append(True)
-        how, _, where = mode.partition(":")
-        if how == "barrier":
-            (Path(where) / str(os.getpid())).touch()
-            deadline = time.monotonic() + 60
-            while len(list(Path(where).iterdir())) < 2 and time.monotonic() < deadline:
-                time.sleep(0.05)
-        elif how == "kill-all":
-            os.kill(os.getpid(), signal.SIGKILL)
-        elif how == "kill-one":
-            try:
-                os.close(os.open(Path(where) / "killed", os.O_CREAT | os.O_EXCL))
-            except FileExistsError:
-                return
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    @register_solver("workers-euler")
-    class WorkersEuler(Euler):
-        def solve(self, field, x, plan):
-            at_first_solve()
-            return super().solve(field, x, plan)
-
-    @register_solver("workers-heun")
-    class WorkersHeun(Heun):
-        def solve(self, field, x, plan):
-            at_first_solve()
-            return super().solve(field, x, plan)
-''')
-
 
 @pytest.fixture(scope="module")
 def plugin(tmp_path_factory):
-    """The plugin file, one for the module: a second file registering the same names would clash."""
-    path = tmp_path_factory.mktemp("plugin") / "workers_plugin.py"
-    path.write_text(PLUGIN)
-    return path
+    """The plugin file of workers-euler and workers-heun, one for the module."""
+    return write_plugin(tmp_path_factory.mktemp("plugin"), "workers")
 
 
 @pytest.fixture
