@@ -29,7 +29,7 @@ import platform
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -138,40 +138,32 @@ def comparisons(results: Path, setting: Setting, table: pd.DataFrame) -> pd.Data
     return frame
 
 
-def error_table(table: pd.DataFrame) -> list[str]:
+def grid_by_nfe_tables(frame: pd.DataFrame, by: str, heading: str, first: str, grids: tuple[str, ...],
+                       cell: Callable[[pd.Series], str]) -> list[str]:
+    """Per solver (column ``by``), a markdown table of ``cell(row)`` with a line per grid and a column per NFE
+    ("–" where the grid has no row at that NFE); ``heading`` formats the solver's label above it."""
     lines = []
-    for label, rows in table.groupby("solver_label"):
-        lines += [f"**{label}**", "", "| schedule | " + " | ".join(f"NFE {n}" for n in NFE) + " |",
+    for label, rows in frame.groupby(by):
+        lines += [heading.format(label), "", f"| {first} | " + " | ".join(f"NFE {n}" for n in NFE) + " |",
                   "|---|" + "---|" * len(NFE)]
-        for grid in FIXED + ("adaptive",):
+        for grid in grids:
             cells = []
             for n in NFE:
                 row = rows[(rows["grid"] == grid) & (rows["nfe"] == n)]
-                cells.append("–" if row.empty else format_with_interval(
-                    row.iloc[0][METRIC], row.iloc[0][f"{METRIC}_ci_low"], row.iloc[0][f"{METRIC}_ci_high"]))
+                cells.append("–" if row.empty else cell(row.iloc[0]))
             lines.append(f"| {grid} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
+
+
+def error_table(table: pd.DataFrame) -> list[str]:
+    return grid_by_nfe_tables(table, "solver_label", "**{}**", "schedule", FIXED + ("adaptive",), lambda r: (
+        format_with_interval(r[METRIC], r[f"{METRIC}_ci_low"], r[f"{METRIC}_ci_high"])))
 
 
 def difference_table(frame: pd.DataFrame) -> list[str]:
-    lines = []
-    for label, rows in frame.groupby("solver"):
-        lines += [f"**{label}**: adaptive minus", "", "| grid | " + " | ".join(f"NFE {n}" for n in NFE) + " |",
-                  "|---|" + "---|" * len(NFE)]
-        for grid in FIXED:
-            cells = []
-            for n in NFE:
-                row = rows[(rows["grid"] == grid) & (rows["nfe"] == n)]
-                if row.empty:
-                    cells.append("–")
-                    continue
-                r = row.iloc[0]
-                interval = f"[{format_number(r['low'])}, {format_number(r['high'])}]"
-                cells.append(f"{format_number(r['difference'])} {interval} {r['verdict']}")
-            lines.append(f"| {grid} | " + " | ".join(cells) + " |")
-        lines.append("")
-    return lines
+    return grid_by_nfe_tables(frame, "solver", "**{}**: adaptive minus", "grid", FIXED, lambda r: (
+        f"{format_number(r['difference'])} [{format_number(r['low'])}, {format_number(r['high'])}] {r['verdict']}"))
 
 
 def cost_table(table: pd.DataFrame) -> list[str]:
