@@ -80,16 +80,47 @@ def test_rebuilt_from_its_spec():
 
 def test_image_attention_is_multi_head_softmax_attention_over_positions():
     """The attention block against the formula: per head, softmax(q k^T / sqrt(d)) v over the H x W positions."""
-    from solvers.ba.sidenet.conditioning import modulate
+    from solvers.ba.sidenet.conditioning import SharedRows, modulate
     from solvers.ba.sidenet.image import AttentionBlock
 
     torch.manual_seed(0)
     block = AttentionBlock(channels=8, cond_dim=6, heads=2)
     torch.nn.init.normal_(block.modulation.proj.weight, std=0.3)
-    u, c = torch.randn(3, 8, 4, 5), torch.randn(3, 6)
+    u, c = torch.randn(3, 8, 4, 5), SharedRows.each(torch.randn(3, 6))
     scale, shift = block.modulation(c)
     qkv = block.qkv(modulate(block.norm(u), scale, shift)).flatten(2)  # (b, 3 * 8, 20)
     q, k, v = (z.reshape(3, 2, 4, 20) for z in qkv.chunk(3, dim=1))  # (b, heads, d, positions)
     weights = torch.softmax(torch.einsum("bhdi,bhdj->bhij", q, k) / 2.0, dim=-1)  # sqrt(d) = 2
     mixed = torch.einsum("bhij,bhdj->bhdi", weights, v).reshape(3, 8, 4, 5)
     assert torch.allclose(block(u, c), u + block.proj(mixed), atol=1e-5)
+
+
+def test_distinct_numbers_each_combination_of_keys_from_its_first_sample():
+    from solvers.ba.sidenet.conditioning import distinct
+
+    t = torch.tensor([0.5, 0.5, 0.5, 0.5, 0.5, 0.5])
+    h = torch.tensor([0.1, 0.1, 0.2, 0.2, 0.1, 0.2])
+    y = torch.tensor([3, 1, 3, 3, 3, 1])
+    first, index = distinct([t, h, y])
+    combos = list(zip(h.tolist(), y.tolist()))
+    assert len(first) == len(set(combos)) == 4
+    assert [combos[first[j]] for j in index.tolist()] == combos  # each sample alike its combination's first
+    assert all(combos.index(combos[i]) == i for i in first.tolist())  # and that is its first sample
+
+
+@pytest.mark.parametrize("shape, output_head", [((6,), "gated"), ((6,), "poly"), ((2, 8, 8), "gated")])
+def test_conditioning_is_computed_once_per_distinct_t_h_y_and_each_sample_as_if_alone(shape, output_head):
+    """A step's batch shares one t, a few offsets h and a few labels: the conditioning MLPs see one row per
+    distinct (t, h, y), and every sample's output is the one it gets alone."""
+    arch = dict(ARCH, output_head=output_head, **({"poly_degree": 2} if output_head == "poly" else {}))
+    sidenet = perturbed(sidenet_for(Shaped(shape), arch)).eval()
+    seen = []
+    sidenet.conditioning.t_mlp.register_forward_hook(lambda module, args, out: seen.append(len(args[0])))
+    n = 12
+    x, v, y = torch.randn(n, *shape), torch.randn(n, *shape), torch.tensor([0, 1, 2, 3] * 3)
+    with torch.no_grad():
+        together = sidenet.velocities_at(x, v, 0.6, [0.1, 0.05], y)
+        assert seen == [4 if output_head == "poly" else 8]  # poly: the trunk does not see h
+        alone = [sidenet.velocities_at(x[i:i + 1], v[i:i + 1], 0.6, [0.1, 0.05], y[i:i + 1]) for i in range(n)]
+    for k in range(2):
+        torch.testing.assert_close(together[k], torch.cat([a[k] for a in alone]), rtol=1e-6, atol=1e-6)

@@ -5,10 +5,16 @@ extra row for the null label (classifier-free guidance), or, where the backbone 
 ``label_features`` (a prompt's pooled text embedding: solverbench/backbone.py), a learned linear
 map of the label's feature vector (``LabelFeatures``).  The sum modulates the feature maps of
 every block by a scale and a shift (``modulate``).
+
+A batch's conditioning vectors are few: a solver's step puts one ``t`` and one ``h`` (or a few
+offsets) on every sample, and the samples share a few labels.  ``Conditioning`` therefore computes
+each distinct ``(t, h, y)`` once (``SharedRows``), and so does every ``Modulation``; a sample's
+vector is the same as if it had been computed for it alone.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -64,6 +70,38 @@ class LabelFeatures(nn.Module):
         return self.proj(self.table[rows.to(self.table.device)].to(self.proj.weight.dtype))
 
 
+@dataclass(frozen=True)
+class SharedRows:
+    """A batch of vectors held as its distinct rows: sample ``i``'s vector is ``rows[index[i]]``."""
+
+    rows: torch.Tensor  # (U, dim), U the number of distinct vectors
+    index: torch.Tensor  # (B,), long
+
+    @staticmethod
+    def each(vectors: torch.Tensor) -> "SharedRows":
+        """Every row of ``vectors`` its own (nothing shared)."""
+        return SharedRows(vectors, torch.arange(len(vectors), device=vectors.device))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def expanded(self, per_row: torch.Tensor) -> torch.Tensor:
+        """``per_row`` (one row per distinct vector, computed from ``rows``) given to every sample: (B, ...)."""
+        return per_row.index_select(0, self.index)
+
+
+def distinct(keys: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first sample of each distinct combination of ``keys`` (tensors of shape (B,)), and each sample's
+    combination: ``(first, index)`` with sample ``i`` alike sample ``first[index[i]]``."""
+    combinations, index = torch.unique(keys[0].detach(), return_inverse=True)
+    for key in keys[1:]:  # the combinations so far and this key's values, numbered as the two digits of one integer
+        values, number = torch.unique(key.detach(), return_inverse=True)
+        combinations, index = torch.unique(index * len(values) + number, return_inverse=True)
+    positions = torch.arange(len(index), device=index.device)
+    first = torch.full((len(combinations),), len(index), dtype=torch.long, device=index.device)
+    return first.scatter_reduce_(0, index, positions, reduce="amin"), index
+
+
 class Conditioning(nn.Module):
     """``c = MLP_t(emb(t)) + MLP_h(emb(h)) + E[y]`` (no table for an unconditional backbone; no ``h``
     term with ``with_h=False``, the polynomial head's); with ``label_features`` F, ``E[y]`` is
@@ -81,7 +119,15 @@ class Conditioning(nn.Module):
         self.labels = nn.Embedding(num_classes + 1, dim) if with_table else None  # row num_classes: null
         self.features = LabelFeatures(label_features, dim) if label_features is not None else None
 
-    def forward(self, t: torch.Tensor, h: Optional[torch.Tensor], y: Optional[torch.Tensor]) -> torch.Tensor:
+    def forward(self, t: torch.Tensor, h: Optional[torch.Tensor], y: Optional[torch.Tensor]) -> SharedRows:
+        """``c`` of every sample, each distinct ``(t, h, y)`` computed once."""
+        keys = [t] + [key for key in (None if self.h_mlp is None else h, y) if key is not None]
+        first, index = distinct(keys)
+        pick = (lambda key: None if key is None else key.index_select(0, first))
+        return SharedRows(self.vectors(pick(t), pick(h), pick(y)), index)
+
+    def vectors(self, t: torch.Tensor, h: Optional[torch.Tensor], y: Optional[torch.Tensor]) -> torch.Tensor:
+        """``c``, (B, dim), row by row."""
         c = self.t_mlp(sinusoidal_embedding(t, self.embed_dim))
         if self.h_mlp is not None:
             c = c + self.h_mlp(sinusoidal_embedding(h, self.embed_dim))
@@ -103,7 +149,7 @@ def modulate(features: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -
 
 
 class Modulation(nn.Module):
-    """(B, dim) conditioning -> ``n`` pairs (scale, shift) of ``channels`` each; zero-initialised."""
+    """Conditioning (``SharedRows``) -> ``n`` pairs (scale, shift), each (B, channels); zero-initialised."""
 
     def __init__(self, cond_dim: int, channels: int, n: int = 1):
         super().__init__()
@@ -112,8 +158,8 @@ class Modulation(nn.Module):
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
-    def forward(self, c: torch.Tensor) -> list[torch.Tensor]:
-        return list(self.proj(nn.functional.silu(c)).chunk(2 * self.n, dim=1))
+    def forward(self, c: SharedRows) -> list[torch.Tensor]:
+        return list(c.expanded(self.proj(nn.functional.silu(c.rows))).chunk(2 * self.n, dim=1))
 
 
 class RMSNorm(nn.Module):
