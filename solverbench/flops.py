@@ -39,7 +39,6 @@ class CostCounter(TensorMemory):
         super().__init__()
         self.flops = self.backbone_flops = 0
         self._in_backbone = 0
-        self._formulas = flop_formulas()
 
     @contextmanager
     def backbone(self) -> Iterator[None]:
@@ -51,23 +50,39 @@ class CostCounter(TensorMemory):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func in _SHAPE_QUERIES:
+        plan, formula = _plan(func)
+        if plan is _LEAVE:
             return NotImplemented
-        if isinstance(func, torch._ops.HigherOrderOperator):
-            raise NotImplementedError(f"cannot count the FLOPs of {func} (a higher-order operator)")
-        if func not in self._formulas and func is not torch.ops.prim.device.default and _decomposes(func):
+        if plan is _DECOMPOSE:
             with self:  # an operator without a formula counts as the operators it decomposes into
                 out = func.decompose(*args, **kwargs)
                 if out is not NotImplemented:
                     return out
         out = super().__torch_dispatch__(func, types, args, kwargs)
-        formula = self._formulas.get(func._overloadpacket)
         if formula is not None:
             flops = formula(*args, **kwargs, out_val=out)
             self.flops += flops
             if self._in_backbone:
                 self.backbone_flops += flops
         return out
+
+
+_LEAVE, _DECOMPOSE, _RUN = "leave", "decompose", "run"
+
+
+@functools.cache
+def _plan(func: Any) -> tuple[str, Any]:
+    """What ``CostCounter`` does with an operator, decided once per operator: leave it to the default (a shape
+    query), run its decomposition (no FLOP formula, but a composite kernel), or run it; and its FLOP formula
+    (None: it counts no FLOPs)."""
+    if func in _SHAPE_QUERIES:
+        return _LEAVE, None
+    if isinstance(func, torch._ops.HigherOrderOperator):
+        raise NotImplementedError(f"cannot count the FLOPs of {func} (a higher-order operator)")
+    formulas = flop_formulas()
+    if func not in formulas and func is not torch.ops.prim.device.default and func._can_decompose():
+        return _DECOMPOSE, formulas.get(func._overloadpacket)
+    return _RUN, formulas.get(func._overloadpacket)
 
 
 class CountedBackbone:
@@ -115,13 +130,6 @@ def flop_formulas() -> dict:
     from torch.utils.flop_counter import flop_registry
 
     return flop_registry
-
-
-@functools.cache
-def _decomposes(func: Any) -> bool:
-    """Whether ``func.decompose`` can give anything but NotImplemented (it has a composite kernel): asked once
-    per operator, not at each call."""
-    return func._can_decompose()
 
 
 # what FlopCounterMode leaves to the default (shape queries of tensor subclasses)

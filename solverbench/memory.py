@@ -12,6 +12,7 @@ allocator's caching or rounding, and it works on a CPU, where torch keeps no suc
 """
 from __future__ import annotations
 
+import functools
 import os
 import weakref
 
@@ -37,10 +38,13 @@ class TensorMemory(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        returns = func._schema.returns
+        aliased = _aliased_returns(func)
+        if isinstance(out, torch.Tensor):  # most operators: one tensor
+            if not (aliased and aliased[0]):
+                self.track(out.untyped_storage())
+            return out
         for i, value in enumerate(tree_leaves(out)):
-            aliased = i < len(returns) and returns[i].alias_info is not None
-            if isinstance(value, torch.Tensor) and not aliased:
+            if isinstance(value, torch.Tensor) and not (i < len(aliased) and aliased[i]):
                 self.track(value.untyped_storage())
         return out
 
@@ -58,6 +62,12 @@ class TensorMemory(TorchDispatchMode):
         if self._storages.get(key) is ref:
             del self._storages[key]
         self.live -= size
+
+
+@functools.cache
+def _aliased_returns(func) -> tuple[bool, ...]:
+    """For each return of ``func``'s schema, whether it aliases an input (a view, an in-place result)."""
+    return tuple(ret.alias_info is not None for ret in func._schema.returns)
 
 
 def available_bytes(device: str | torch.device) -> int | None:
