@@ -25,8 +25,9 @@
 Reads are cached: a table object re-reads the file only where its identity (device, inode,
 size, modification and change times) differs from that of the file it last read or wrote;
 every writer replaces the file by a rename, so another run's write always changes it.
-``done()`` after this run's own write needs no read at all: a sweep of N cells reads the
-table about N times instead of 2N.
+Neither ``done()`` nor the next write reads the table after this object's own write, so a run
+writing alone reads it once; a write converts only its new rows (``with_rows``) and writes the
+table whole.
 
 The table is also a cache: rows of cells that the grid no longer has (its NFE list, sample
 count or a checkpoint file changed) stay, to be reused if the grid comes back to them.
@@ -35,14 +36,17 @@ those only, unless asked for every row.
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from solverbench.cache_entry import write_atomically
 from solverbench.leases import Holder, Lease, stale_seconds
@@ -84,27 +88,82 @@ def identity_of(path: Path) -> Optional[FileIdentity]:
 def read_table(path: Path) -> pd.DataFrame:
     """The parquet table at ``path`` (empty when there is none); a damaged one, or one that is not a
     results table, is one clear error."""
-    return read_table_identified(path)[0]
+    return read_stored(path).frame
 
 
-def read_table_identified(path: Path) -> tuple[pd.DataFrame, Optional[FileIdentity]]:
-    """``read_table(path)`` and the identity of the file read (None where there is none)."""
+class StoredTable:
+    """A results table as one read or write of its file left it: the file's identity (None: no file), its
+    parquet bytes, and, made from them when first asked, its arrow table and its pandas frame (the frame
+    is the one ``pd.read_parquet`` reads from the file)."""
+
+    def __init__(self, identity: Optional[FileIdentity], data: bytes, table: Optional[pa.Table] = None):
+        self.identity, self.data, self._table = identity, data, table
+
+    @functools.cached_property
+    def frame(self) -> pd.DataFrame:
+        return pd.read_parquet(io.BytesIO(self.data)) if self.data else pd.DataFrame()
+
+    @property
+    def table(self) -> Optional[pa.Table]:
+        if self._table is None and self.data:
+            self._table = pq.read_table(pa.BufferReader(self.data))
+        return self._table
+
+    def cells(self, where: Callable[[str], bool]) -> set[str]:
+        """The cells whose row's status passes ``where``."""
+        table = self.table
+        if table is None or "cell_id" not in table.column_names:
+            return set()
+        return {cell for cell, status in zip(table["cell_id"].to_pylist(), table["status"].to_pylist())
+                if where(status)}
+
+
+def read_stored(path: Path) -> StoredTable:
+    """The table at ``path`` as a ``StoredTable`` (no file: an empty one); a damaged one, or one that is not a
+    results table, is one clear error."""
     try:
         with open(path, "rb") as f:  # one open: a table renamed over this one meanwhile cannot mix into the read
             identity = file_identity(os.fstat(f.fileno()))
             data = f.read()
         if not data:
             raise ValueError("the file is empty (0 bytes)")
-        frame = pd.read_parquet(io.BytesIO(data))
+        stored = StoredTable(identity, data)
+        columns = stored.table.column_names
     except FileNotFoundError:
-        return pd.DataFrame(), None
+        return StoredTable(None, b"")
     except Exception as err:  # pyarrow raises several types for truncated or foreign files
         reason = " ".join(str(err).split())[:200]
         raise DamagedResultsError(
             f"results table {path} cannot be read ({type(err).__name__}: {reason}); move it aside "
             f"(mv {path} {path}.damaged) and run the grid again: its cells will rerun") from None
-    require_columns(frame, path, COLUMNS)
-    return frame, identity
+    require_columns(pd.DataFrame(columns=columns), path, COLUMNS)
+    return stored
+
+
+def with_rows(table: Optional[pa.Table], rows: list[dict[str, Any]]) -> pa.Table:
+    """``table`` with ``rows`` (of distinct cells) added at the end in place of its rows of the same cells.
+
+    Only the new rows are converted, column by column as pandas converts values (a float NaN is a missing
+    value, None a missing value of any type); a column takes the type that holds both its old and its new
+    values (an integer column that gains a float is float), and one that only one side has is empty on the
+    other.  The table keeps no pandas metadata: a read makes each column's dtype from its arrow type, as it
+    does for a frame written at once."""
+    names = list(dict.fromkeys(name for row in rows for name in row))
+    new = pa.table({name: pa.array([row.get(name) for row in rows], from_pandas=True) for name in names})
+    if table is not None and "cell_id" in table.column_names:
+        replaced = {row["cell_id"] for row in rows}
+        kept = [cell not in replaced for cell in table["cell_id"].to_pylist()]
+        if not all(kept):
+            table = table.filter(pa.array(kept))
+    if table is None or table.num_rows == 0:
+        return new.replace_schema_metadata(None)
+    return pa.concat_tables([table, new], promote_options="permissive").replace_schema_metadata(None)
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
 
 
 def require_columns(frame: pd.DataFrame, path: Path, columns: tuple[str, ...]) -> None:
@@ -134,27 +193,35 @@ class ResultsTable:
         self.path = self.directory / TABLE
         self.stale_s = stale_seconds()  # a bad SOLVERBENCH_CLAIM_STALE_S is one line here, before any work
         self.lock = Lease(self.directory / LOCK, self.stale_s)
-        self._frame_read_from: Optional[FileIdentity] = None  # the file ``frame`` was read from (None: not read)
+        # the table as this object last read or wrote it; read again whenever the file's identity differs
+        self._stored = StoredTable(None, b"")
+        self._read = False
         self._done: tuple[Optional[FileIdentity], set[str]] = (None, set())  # done() of the file so identified
-        # the frame this object last wrote, and the file it wrote: the next write starts from it while that
-        # file is still the table (no other writer since), instead of reading it back
-        self._written: tuple[Optional[FileIdentity], Optional[pd.DataFrame]] = (None, None)
         self._tidied = False  # whether this object removed stale temporary files (once, under the lock)
         self.refresh()
 
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The table as this object last read or wrote it."""
+        return self._stored.frame
+
+    def _current(self) -> StoredTable:
+        """The table as on disk now: what this object last read or wrote while the file is still that one,
+        else read again (another run may have added rows)."""
+        if not self._read or identity_of(self.path) != self._stored.identity:
+            self._stored, self._read = read_stored(self.path), True
+        return self._stored
+
     def refresh(self) -> pd.DataFrame:
-        """The table as on disk now (read again where the file changed since it was read: another run may
-        have added rows)."""
-        if self._frame_read_from is None or identity_of(self.path) != self._frame_read_from:
-            self.frame, self._frame_read_from = read_table_identified(self.path)
-        return self.frame
+        """The table as on disk now."""
+        return self._current().frame
 
     def done(self) -> set[str]:
         """Cells finished (ok, or failed with a recorded reason), as on disk now; cells that raised are retried."""
         identity, done = self._done
         if identity is None or identity_of(self.path) != identity:
-            frame = self.refresh()
-            identity, done = self._frame_read_from, finished(frame)
+            stored = self._current()
+            identity, done = stored.identity, stored.cells(lambda status: status != "error")
             self._done = identity, done
         return set(done)
 
@@ -171,22 +238,17 @@ class ResultsTable:
             return []
         self.directory.mkdir(parents=True, exist_ok=True)
         with self.locked():
-            written_to, written = self._written
-            frame = written if written_to is not None and identity_of(self.path) == written_to else self.refresh()
-            good = set() if replace_ok else ok_cells(frame)
+            stored = self._current()
+            good = set() if replace_ok else stored.cells(lambda status: status == "ok")
             held = [row for row in rows if row.get("status") != "ok" and row["cell_id"] in good]
             rows = [row for row in rows if not (row.get("status") != "ok" and row["cell_id"] in good)]
             if not rows:
                 return held
-            if "cell_id" in frame:
-                frame = frame[~frame["cell_id"].isin([row["cell_id"] for row in rows])]
-            new = pd.DataFrame(rows)
-            self.frame = new if frame.empty else pd.concat([frame, new], ignore_index=True)
-            write_atomically(self.path, lambda tmp: self.frame.to_parquet(tmp, index=False))
-            # ``frame`` was not read back (its dtypes may differ from a read's), but its cells are exact
-            self._frame_read_from = None
-            self._written = identity_of(self.path), self.frame
-            self._done = self._written[0], finished(self.frame)
+            table = with_rows(stored.table, rows)
+            data = parquet_bytes(table)
+            write_atomically(self.path, lambda tmp: tmp.write_bytes(data))
+            self._stored = StoredTable(identity_of(self.path), data, table)
+            self._done = self._stored.identity, self._stored.cells(lambda status: status != "error")
         return held
 
     @contextmanager
@@ -294,20 +356,6 @@ def first_unwritable(paths: Iterable[Path]) -> Optional[Path]:
         if not os.access(existing, os.W_OK | (os.X_OK if existing.is_dir() else 0)):
             return existing
     return None
-
-
-def ok_cells(frame: pd.DataFrame) -> set[str]:
-    """The cells of ``frame`` with an ``ok`` row."""
-    if "cell_id" not in frame:
-        return set()
-    return set(frame.loc[frame["status"] == "ok", "cell_id"])
-
-
-def finished(frame: pd.DataFrame) -> set[str]:
-    """The cells of ``frame`` finished: ok, or failed with a recorded reason (not those that raised)."""
-    if "cell_id" not in frame:
-        return set()
-    return set(frame.loc[frame["status"] != "error", "cell_id"])
 
 
 def current_rows(frame: pd.DataFrame, results_dir: str | Path) -> pd.DataFrame:

@@ -47,13 +47,13 @@ def row(cell_id, status="ok", value=1.0):
 def reads(monkeypatch):
     """Counts the store's reads of table files."""
     count = [0]
-    read = results.read_table_identified
+    read = results.read_stored
 
     def counted(path):
         count[0] += 1
         return read(path)
 
-    monkeypatch.setattr(results, "read_table_identified", counted)
+    monkeypatch.setattr(results, "read_stored", counted)
     return count
 
 

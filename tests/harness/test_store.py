@@ -41,15 +41,43 @@ def test_a_writer_reads_the_table_back_only_after_another_wrote(tmp_path, monkey
     first, second = ResultsTable(tmp_path / "g"), ResultsTable(tmp_path / "g")
     first.put(row("a"))
     reads = []
-    read = results.read_table_identified
-    monkeypatch.setattr(results, "read_table_identified", lambda path: reads.append(path) or read(path))
-    for cell in "bc":  # after its own write, the next starts from the frame it wrote
+    read = results.read_stored
+    monkeypatch.setattr(results, "read_stored", lambda path: reads.append(path) or read(path))
+    for cell in "bc":  # after its own write, the next starts from the table it wrote
         first.put(row(cell))
     assert reads == []
     second.put(row("d"))
     first.put(row("e"))
     assert len(reads) == 2  # each of the two read the other's write
     assert sorted(read_table(tmp_path / "g" / "results.parquet")["cell_id"]) == list("abcde")
+
+
+def test_rows_written_one_at_a_time_read_back_as_the_same_rows_written_at_once(tmp_path):
+    """A write converts only its new rows; the table reads back as a frame of all the rows written whole would:
+    the same columns in the same order, the same dtypes (an integer column that gains a float or a missing
+    value is float, a column missing from early rows is missing there), a replaced row at the end."""
+    import numpy as np
+
+    rows = [{"grid": "g", "cell_id": "a", "status": "ok", "nfe": 5, "value": 0.5, "label": "x", "flag": True,
+             "error": None},
+            {"grid": "g", "cell_id": "b", "status": "failed", "nfe": None, "value": float("nan"), "label": "y",
+             "flag": False, "error": "diverged"},
+            {"grid": "g", "cell_id": "c", "status": "ok", "nfe": 7, "value": np.float64(2.0), "label": None,
+             "flag": True, "error": None, "late": 3.5},
+            {"grid": "g", "cell_id": "d", "status": "ok", "nfe": np.int64(9), "value": 1, "label": "z",
+             "flag": False, "error": None, "late": None}]
+    table = ResultsTable(tmp_path / "g")
+    for one in rows:
+        table.put(one)
+    pd.DataFrame(rows).to_parquet(tmp_path / "whole.parquet", index=False)
+    expected = pd.read_parquet(tmp_path / "whole.parquet")
+    pd.testing.assert_frame_equal(read_table(tmp_path / "g" / "results.parquet"), expected)
+    pd.testing.assert_frame_equal(table.frame, expected)  # what the writer holds is what a read gives
+    assert table.done() == {"a", "b", "c", "d"}
+    table.put({**rows[1], "status": "ok", "nfe": 6, "value": 0.25, "error": None})  # b again, now at the end
+    read = read_table(tmp_path / "g" / "results.parquet")
+    assert list(read["cell_id"]) == list("acdb") and read["status"].eq("ok").all()
+    assert read["nfe"].tolist() == [5, 7, 9, 6] and read["value"].tolist() == [0.5, 2.0, 1.0, 0.25]
 
 
 def write_grid(path: Path, grid: dict) -> Path:
