@@ -3,11 +3,13 @@
     python benchmarks/sidenet_profile.py                                   # SiT-XL/2 latents, CUDA if available
     python benchmarks/sidenet_profile.py --width 32 128 --batch-size 64 --offsets 2
     python benchmarks/sidenet_profile.py --shape 1 8 8 --classes 10 --device cpu   # the digits SideNet's shape
+    python benchmarks/sidenet_profile.py --shape 64 --classes 10 --width 128 --batch-size 1024 --device cpu  # gmm64's
 
-Builds an image SideNet of the default architecture (or each ``--width``) for samples of
-``--shape`` (SiT-XL/2 at 256 px: latents 4 x 32 x 32, 1000 classes), and times
-``velocities_at`` for ``--batch-size`` samples at ``--offsets`` node offsets (a BA step asks
-for both CFG branches and two nodes at once: batch x 2 x 2 rows).  Prints the mean time of
+Builds a SideNet of the default architecture (or each ``--width``) for samples of ``--shape``
+(an image SideNet for ``C H W``, a vector one for ``D``; by default SiT-XL/2 at 256 px: latents
+4 x 32 x 32, 1000 classes), and times ``velocities_at`` for ``--batch-size`` samples at
+``--offsets`` node offsets (a BA step asks for both CFG branches and two nodes at once: batch x 2 x
+2 rows).  Prints the mean time of
 a call and the profiler's operators by their own device time (CPU time on a CPU).  The
 weights are random: time does not depend on them.
 """
@@ -39,7 +41,8 @@ def sidenet(shape: list[int], classes: int, width: int) -> torch.nn.Module:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", type=int, nargs=3, default=[4, 32, 32], help="C H W (default: SiT latents)")
+    parser.add_argument("--shape", type=int, nargs="+", default=[4, 32, 32],
+                        help="C H W, or D for vectors (default: SiT latents)")
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--width", type=int, nargs="+", default=[SideNetConfig.width])
     parser.add_argument("--batch-size", type=int, default=128, help="samples per call (with CFG: both branches)")
@@ -48,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=12, help="operators listed")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
+    if len(args.shape) not in (1, 3):
+        parser.error(f"--shape takes C H W (images) or D (vectors), not {len(args.shape)} numbers")
     device = torch.device(args.device)
     on_cuda = device.type == "cuda"
     g = torch.Generator().manual_seed(0)
