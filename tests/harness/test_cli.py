@@ -281,3 +281,22 @@ def test_a_bad_checkpoint_in_a_command_is_one_line(tmp_path, capsys):
     line = stderr_line(capsys)
     assert line == f"solverbench train-sidenet: error: checkpoint file {str(folder)!r} is a folder, not a file; " \
                    "give the checkpoint file inside it"
+
+
+def test_the_process_entry_point_freezes_what_the_command_made_and_exits_with_its_status(monkeypatch, capsys):
+    """``python -m solverbench`` ends by freezing the garbage collector's objects (so the interpreter's last
+    collections skip them) and then exits with the command's status; ``main`` itself, which programs and
+    these tests call, freezes nothing at its end."""
+    import gc
+    import runpy
+    import sys
+
+    import solverbench.cli as cli
+
+    events = []
+    monkeypatch.setattr(cli, "main", lambda: events.append("main") or 2)
+    monkeypatch.setattr(gc, "freeze", lambda: events.append("freeze"))
+    monkeypatch.setattr(sys, "argv", ["solverbench", "list"])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module("solverbench", run_name="__main__")
+    assert exit_.value.code == 2 and events == ["main", "freeze"]
