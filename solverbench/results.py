@@ -155,9 +155,10 @@ def with_rows(table: Optional[pa.Table], rows: list[dict[str, Any]]) -> pa.Table
         kept = [cell not in replaced for cell in table["cell_id"].to_pylist()]
         if not all(kept):
             table = table.filter(pa.array(kept))
-    if table is None or table.num_rows == 0:
-        return new.replace_schema_metadata(None)
-    return pa.concat_tables([table, new], promote_options="permissive").replace_schema_metadata(None)
+    if table is not None and table.num_rows:
+        # one chunk a column, not one a write: filtering and writing a table of many chunks costs per chunk
+        new = pa.concat_tables([table, new], promote_options="permissive").combine_chunks()
+    return new.replace_schema_metadata(None)
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
