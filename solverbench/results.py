@@ -109,13 +109,17 @@ class StoredTable:
             self._table = pq.read_table(pa.BufferReader(self.data))
         return self._table
 
-    def cells(self, where: Callable[[str], bool]) -> set[str]:
-        """The cells whose row's status passes ``where``."""
+    @functools.cached_property
+    def statuses(self) -> dict[str, str]:
+        """Each cell's status."""
         table = self.table
         if table is None or "cell_id" not in table.column_names:
-            return set()
-        return {cell for cell, status in zip(table["cell_id"].to_pylist(), table["status"].to_pylist())
-                if where(status)}
+            return {}
+        return dict(zip(table["cell_id"].to_pylist(), table["status"].to_pylist()))
+
+    def cells(self, where: Callable[[str], bool]) -> set[str]:
+        """The cells whose status passes ``where``."""
+        return {cell for cell, status in self.statuses.items() if where(status)}
 
 
 def read_stored(path: Path) -> StoredTable:
@@ -197,7 +201,6 @@ class ResultsTable:
         # the table as this object last read or wrote it; read again whenever the file's identity differs
         self._stored = StoredTable(None, b"")
         self._read = False
-        self._done: tuple[Optional[FileIdentity], set[str]] = (None, set())  # done() of the file so identified
         self._tidied = False  # whether this object removed stale temporary files (once, under the lock)
         self.refresh()
 
@@ -219,12 +222,7 @@ class ResultsTable:
 
     def done(self) -> set[str]:
         """Cells finished (ok, or failed with a recorded reason), as on disk now; cells that raised are retried."""
-        identity, done = self._done
-        if identity is None or identity_of(self.path) != identity:
-            stored = self._current()
-            identity, done = stored.identity, stored.cells(lambda status: status != "error")
-            self._done = identity, done
-        return set(done)
+        return self._current().cells(lambda status: status != "error")
 
     def put(self, row: dict[str, Any]) -> None:
         """Add a row, replacing an earlier row of the same cell, and persist."""
@@ -249,7 +247,6 @@ class ResultsTable:
             data = parquet_bytes(table)
             write_atomically(self.path, lambda tmp: tmp.write_bytes(data))
             self._stored = StoredTable(identity_of(self.path), data, table)
-            self._done = self._stored.identity, self._stored.cells(lambda status: status != "error")
         return held
 
     @contextmanager

@@ -82,9 +82,6 @@ class SharedRows:
         """Every row of ``vectors`` its own (nothing shared)."""
         return SharedRows(vectors, torch.arange(len(vectors), device=vectors.device))
 
-    def __len__(self) -> int:
-        return len(self.index)
-
     def expanded(self, per_row: torch.Tensor) -> torch.Tensor:
         """``per_row`` (one row per distinct vector, computed from ``rows``) given to every sample: (B, ...)."""
         return per_row.index_select(0, self.index)
@@ -123,7 +120,10 @@ class Conditioning(nn.Module):
         """``c`` of every sample, each distinct ``(t, h, y)`` computed once."""
         keys = [t] + [key for key in (None if self.h_mlp is None else h, y) if key is not None]
         first, index = distinct(keys)
-        pick = (lambda key: None if key is None else key.index_select(0, first))
+
+        def pick(key: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+            return None if key is None else key.index_select(0, first)
+
         return SharedRows(self.vectors(pick(t), pick(h), pick(y)), index)
 
     def vectors(self, t: torch.Tensor, h: Optional[torch.Tensor], y: Optional[torch.Tensor]) -> torch.Tensor:
